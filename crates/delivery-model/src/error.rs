@@ -1,0 +1,47 @@
+//! The error type of `delivery-model`.
+//!
+//! Library code returns [`Error`]; binaries wrap it in `anyhow` at their edges. Callers that must decide
+//! whether to retry ask the error ([`Error::is_retryable`], [`Error::is_nogroup`]) instead of reading its text.
+
+/// Everything that can go wrong in the Redis contract layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis answered with an error or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    /// A stored value or stream entry could not be decoded.
+    #[error("decode: {0}")]
+    Decode(String),
+    /// JSON (de)serialisation failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A Lua script returned something this crate does not understand (a bug or a contract mismatch).
+    #[error("unexpected script reply: {0}")]
+    Script(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A failure that may go away on its own (connection loss, timeout, Redis busy or loading).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Redis(e) => !matches!(
+                e.kind(),
+                fred::error::ErrorKind::InvalidArgument
+                    | fred::error::ErrorKind::InvalidCommand
+                    | fred::error::ErrorKind::Parse
+            ),
+            Error::Decode(_) | Error::Json(_) | Error::Script(_) => false,
+        }
+    }
+
+    /// Redis reported `NOGROUP`: the stream or its consumer group is gone (a Redis restart without persistence).
+    /// The caller recreates the group and carries on.
+    pub fn is_nogroup(&self) -> bool {
+        // Redis error replies carry their code as the first word of the message; this is the protocol's error
+        // code, not free text.
+        matches!(self, Error::Redis(e) if e.details().starts_with("NOGROUP"))
+    }
+}

@@ -1,0 +1,121 @@
+//! Identifier newtypes.
+//!
+//! Subscriptions and addons get random UUIDv4 ids (as TMI); deliveries get UUIDv7 ids, time-ordered, so that
+//! index order and id order agree. A delivery created by event fan-out gets a *deterministic* UUIDv7 derived
+//! from the stream entry and the subscription ([`DeliveryId::for_fanout`]): reprocessing an entry after a crash
+//! produces the same ids, so the create script sees the records already exist and creates nothing twice.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Hyphenated lowercase, the form TMI prints and the form every key uses.
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A webhook subscription (UUIDv4).
+    SubscriptionId
+);
+id_type!(
+    /// A delivery record (UUIDv7). Also the addon invocation id: TMI's design has no separate invocation.
+    DeliveryId
+);
+id_type!(
+    /// An addon (UUIDv4).
+    AddonId
+);
+
+impl SubscriptionId {
+    /// A fresh random id.
+    pub fn new_v4() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl AddonId {
+    /// A fresh random id.
+    pub fn new_v4() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl DeliveryId {
+    /// A fresh time-ordered id.
+    pub fn new_v7() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The id of the delivery that fan-out of stream entry `entry_id` creates for `subscription`.
+    ///
+    /// The timestamp part is the entry's millisecond time (so ids still sort by event time); the random part
+    /// is a SHA-256 of the entry id and the subscription id. Same inputs, same id.
+    pub fn for_fanout(entry_id: &str, subscription: SubscriptionId) -> Self {
+        let millis = entry_id
+            .split_once('-')
+            .map_or(entry_id, |(ms, _)| ms)
+            .parse::<u64>()
+            .unwrap_or(0);
+        let mut hasher = Sha256::new();
+        hasher.update(entry_id.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(subscription.0.as_bytes());
+        let digest = hasher.finalize();
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&digest[..10]);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_ids_are_deterministic_v7() {
+        let sub = SubscriptionId::new_v4();
+        let a = DeliveryId::for_fanout("1775044800123-0", sub);
+        let b = DeliveryId::for_fanout("1775044800123-0", sub);
+        let c = DeliveryId::for_fanout("1775044800123-1", sub);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.0.get_version_num(), 7);
+        let (secs, nanos) = a.0.get_timestamp().map(|t| t.to_unix()).unwrap_or_default();
+        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1_775_044_800_123);
+    }
+
+    #[test]
+    fn different_subscriptions_get_different_ids() {
+        let a = DeliveryId::for_fanout("1-0", SubscriptionId::new_v4());
+        let b = DeliveryId::for_fanout("1-0", SubscriptionId::new_v4());
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn display_is_lower_hyphenated() {
+        let id: SubscriptionId = "550E8400-E29B-41D4-A716-446655440000".parse().unwrap_or_else(|_| SubscriptionId::new_v4());
+        assert_eq!(id.to_string(), "550e8400-e29b-41d4-a716-446655440000");
+    }
+}

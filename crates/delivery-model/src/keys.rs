@@ -1,0 +1,187 @@
+//! Every Redis key, stream and consumer group Hookline uses. Nothing outside this module spells one.
+//!
+//! [`Keyspace`] takes a prefix at construction: empty by default, so that the keys TMI's tooling knows
+//! (`webhook:delivery:{id}`, `webhook:ratelimit:*`, …) keep their names, and a random one in tests that
+//! share a server. The input stream keeps its configured name (`tmi:events`): producers own it.
+//!
+//! `docs/architecture.md` has the same list as a table with each key's type, writer, readers and TTL; keep
+//! the two in step.
+
+use crate::delivery::DeliveryStatus;
+use crate::ids::{AddonId, DeliveryId, SubscriptionId};
+use crate::subscription::SubscriptionStatus;
+
+/// Consumer group of the event-consumer on the input stream (TMI's name).
+pub const EVENTS_GROUP: &str = "webhook-consumers";
+/// Consumer group of the delivery-worker on the queue stream.
+pub const QUEUE_GROUP: &str = "delivery-workers";
+/// Default name of the input stream.
+pub const DEFAULT_EVENTS_STREAM: &str = "tmi:events";
+
+/// Key builder bound to one prefix.
+#[derive(Clone, Debug)]
+pub struct Keyspace {
+    prefix: String,
+    events_stream: String,
+}
+
+impl Keyspace {
+    pub fn new(prefix: impl Into<String>, events_stream: impl Into<String>) -> Self {
+        Self { prefix: prefix.into(), events_stream: events_stream.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn k(&self, rest: impl std::fmt::Display) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    // ---- streams -----------------------------------------------------------------------------------------
+
+    /// STREAM: resource-change events from producers (and Hookline's `addon.invoked`). Group [`EVENTS_GROUP`].
+    pub fn events_stream(&self) -> &str {
+        &self.events_stream
+    }
+
+    /// STREAM: work for the delivery-worker ([`crate::queue::QueueMessage`]). Group [`QUEUE_GROUP`].
+    pub fn queue_stream(&self) -> String {
+        self.k("hookline:queue")
+    }
+
+    /// ZSET: queue messages due later (retries, challenge retries, circuit-open reschedules); score = due
+    /// time in Unix milliseconds.
+    pub fn scheduled(&self) -> String {
+        self.k("hookline:scheduled")
+    }
+
+    // ---- subscriptions -----------------------------------------------------------------------------------
+
+    /// HASH: one subscription.
+    pub fn subscription(&self, id: SubscriptionId) -> String {
+        self.k(format_args!("webhook:subscription:{id}"))
+    }
+
+    /// The prefix of [`subscription`](Self::subscription) keys (Lua scripts append the id).
+    pub fn subscription_prefix(&self) -> String {
+        self.k("webhook:subscription:")
+    }
+
+    /// ZSET: every subscription id; score = created_at in milliseconds.
+    pub fn subscriptions_all(&self) -> String {
+        self.k("webhook:subscriptions")
+    }
+
+    /// ZSET: subscriptions filtered to one threat model; score = created_at ms.
+    pub fn subscriptions_by_threat_model(&self, tm: &str) -> String {
+        format!("{}{tm}", self.subscriptions_by_threat_model_prefix())
+    }
+
+    pub fn subscriptions_by_threat_model_prefix(&self) -> String {
+        self.k("webhook:subscriptions:tm:")
+    }
+
+    /// SET: subscriptions of one owner (any status), for the per-owner quota.
+    pub fn subscriptions_by_owner(&self, owner: &str) -> String {
+        format!("{}{owner}", self.subscriptions_by_owner_prefix())
+    }
+
+    pub fn subscriptions_by_owner_prefix(&self) -> String {
+        self.k("webhook:subscriptions:owner:")
+    }
+
+    /// SET: subscriptions in one status (cleanup and lifecycle walk these, never the whole keyspace).
+    pub fn subscriptions_by_status(&self, status: SubscriptionStatus) -> String {
+        format!("{}{status}", self.subscriptions_by_status_prefix())
+    }
+
+    pub fn subscriptions_by_status_prefix(&self) -> String {
+        self.k("webhook:subscriptions:status:")
+    }
+
+    /// SET: **active** subscriptions listing `event_type` (`*` for the wildcard). Matching an event reads two
+    /// of these sets, never all subscriptions.
+    pub fn subscriptions_by_event(&self, event_type: &str) -> String {
+        format!("{}{event_type}", self.subscriptions_by_event_prefix())
+    }
+
+    pub fn subscriptions_by_event_prefix(&self) -> String {
+        self.k("webhook:subscriptions:event:")
+    }
+
+    // ---- deliveries --------------------------------------------------------------------------------------
+
+    /// HASH: one delivery record (TMI's key name). TTL 4 h while active, 7 days once terminal.
+    pub fn delivery(&self, id: DeliveryId) -> String {
+        format!("{}{id}", self.delivery_prefix())
+    }
+
+    pub fn delivery_prefix(&self) -> String {
+        self.k("webhook:delivery:")
+    }
+
+    /// ZSET: every delivery id; score = created_at ms. Members of expired records are pruned by cleanup.
+    pub fn deliveries_all(&self) -> String {
+        self.k("webhook:deliveries")
+    }
+
+    /// ZSET: deliveries of one subscription; score = created_at ms.
+    pub fn deliveries_by_subscription(&self, id: SubscriptionId) -> String {
+        format!("{}{id}", self.deliveries_by_subscription_prefix())
+    }
+
+    pub fn deliveries_by_subscription_prefix(&self) -> String {
+        self.k("webhook:deliveries:subscription:")
+    }
+
+    /// ZSET: deliveries in one status; score = created_at ms. Scripts move members on every status change.
+    pub fn deliveries_by_status(&self, status: DeliveryStatus) -> String {
+        format!("{}{status}", self.deliveries_by_status_prefix())
+    }
+
+    pub fn deliveries_by_status_prefix(&self) -> String {
+        self.k("webhook:deliveries:status:")
+    }
+
+    /// ZSET: deliveries of one event type; score = created_at ms.
+    pub fn deliveries_by_event(&self, event_type: &str) -> String {
+        format!("{}{event_type}", self.deliveries_by_event_prefix())
+    }
+
+    pub fn deliveries_by_event_prefix(&self) -> String {
+        self.k("webhook:deliveries:event:")
+    }
+
+    /// ZSET: deliveries of one addon; score = created_at ms.
+    pub fn deliveries_by_addon(&self, id: AddonId) -> String {
+        self.k(format_args!("webhook:deliveries:addon:{id}"))
+    }
+
+    /// ZSET: `in_progress` deliveries; score = last_activity_at in **microseconds**. Cleanup fails the stale ones.
+    pub fn deliveries_activity(&self) -> String {
+        self.k("webhook:deliveries:activity")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmi_compatible_names_without_prefix() {
+        let k = Keyspace::new("", DEFAULT_EVENTS_STREAM);
+        let id: DeliveryId = DeliveryId::new_v7();
+        assert_eq!(k.delivery(id), format!("webhook:delivery:{id}"));
+        assert_eq!(k.events_stream(), "tmi:events");
+        assert_eq!(k.subscriptions_by_event("*"), "webhook:subscriptions:event:*");
+    }
+
+    #[test]
+    fn prefix_applies_to_owned_keys_only() {
+        let k = Keyspace::new("t1:", "tmi:events");
+        assert_eq!(k.queue_stream(), "t1:hookline:queue");
+        assert_eq!(k.deliveries_by_status(DeliveryStatus::Pending), "t1:webhook:deliveries:status:pending");
+        assert_eq!(k.events_stream(), "tmi:events");
+    }
+}

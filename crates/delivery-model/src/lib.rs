@@ -1,0 +1,29 @@
+//! `delivery-model`: the one place that knows Hookline's domain and its Redis contract.
+//!
+//! Every Hookline service depends on this crate and on nothing else to talk to the others. The services share
+//! only Redis, so whatever two of them must agree on lives here:
+//!
+//! - [`ids`]: newtype ids (`SubscriptionId`, `DeliveryId`, `AddonId`) and the deterministic UUIDv7 that makes
+//!   event fan-out idempotent.
+//! - [`event`]: event type names, the stream entry TMI's producers append to `tmi:events`, and the unified
+//!   payload envelope every receiver gets.
+//! - [`subscription`], [`delivery`]: the stored records, their statuses and allowed transitions.
+//! - [`queue`]: the versioned message enum carried by the delivery queue stream.
+//! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
+//! - [`signing`]: HMAC-SHA256 signatures (`sha256=<hex>`) and their constant-time verification.
+//! - [`store`]: the single Redis access layer (typed methods over fred, multi-key changes as Lua scripts).
+//! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
+//! - [`error`]: this crate's error type.
+
+pub mod delivery;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod keys;
+pub mod queue;
+pub mod signing;
+pub mod store;
+pub mod subscription;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,69 @@
+-- Writes the outcome of one attempt, fenced by the attempt's lease token, and acknowledges its queue entry.
+-- A worker whose lease was taken over (it outlived the lease) writes nothing and acknowledges nothing: the
+-- newer attempt owns the record. A status changed meanwhile by a receiver callback (the early `completed`
+-- race) is kept: the attempt is counted, the status is not touched.
+-- KEYS[1] delivery hash, KEYS[2] subscription hash, KEYS[3] queue stream, KEYS[4] scheduled zset,
+-- KEYS[5] activity zset
+-- ARGV[1] token, ARGV[2] now (us), ARGV[3] outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed without an attempt),
+-- ARGV[4] queue group, ARGV[5] queue entry id, ARGV[6] active TTL (s), ARGV[7] terminal TTL (s),
+-- ARGV[8] last error, ARGV[9] next retry (us), ARGV[10] retry due (ms), ARGV[11] retry message,
+-- ARGV[12] status-zset prefix, ARGV[13] delivery id
+-- Returns 'fenced', 'superseded' or the outcome written.
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 'fenced' end
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+local function ack()
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('XDEL', KEYS[3], ARGV[5])
+end
+local now, outcome, id = ARGV[2], ARGV[3], ARGV[13]
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'pending' then
+  if outcome ~= 'reschedule' and outcome ~= 'abandoned' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+  ack()
+  return 'superseded'
+end
+local function move_to(new)
+  local score = math.floor(tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0') / 1000)
+  redis.call('ZREM', ARGV[12] .. 'pending', id)
+  redis.call('ZADD', ARGV[12] .. new, score, id)
+  redis.call('HSET', KEYS[1], 'status', new)
+end
+local function sub_success()
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HSET', KEYS[2], 'last_successful_use', now, 'publication_failures', '0')
+  end
+end
+redis.call('HSET', KEYS[1], 'last_activity_at', now)
+if outcome == 'delivered' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HSET', KEYS[1], 'delivered_at', now)
+  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  move_to('delivered')
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  sub_success()
+elseif outcome == 'in_progress' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  move_to('in_progress')
+  redis.call('ZADD', KEYS[5], now, id)
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  sub_success()
+elseif outcome == 'retry' or outcome == 'reschedule' then
+  if outcome == 'retry' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[8], 'next_retry_at', ARGV[9])
+  redis.call('ZADD', KEYS[4], ARGV[10], ARGV[11])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+elseif outcome == 'failed' or outcome == 'abandoned' then
+  if outcome == 'failed' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
+  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  move_to('failed')
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  if outcome == 'failed' and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HINCRBY', KEYS[2], 'publication_failures', 1)
+  end
+else
+  return redis.error_reply('unknown outcome ' .. outcome)
+end
+ack()
+return outcome

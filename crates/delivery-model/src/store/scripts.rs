@@ -1,0 +1,49 @@
+//! The Lua scripts behind every multi-key change, loaded by SHA and reloaded after a Redis restart.
+
+use std::sync::LazyLock;
+
+use fred::prelude::*;
+use fred::types::{FromValue, Value};
+
+use crate::error::Result;
+
+/// One script: its source and SHA-1.
+pub(crate) struct Script {
+    src: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(src: &'static str) -> Self {
+        Self { src, sha: fred::util::sha1_hash(src) }
+    }
+
+    /// `EVALSHA`, loading the script first when Redis does not know it (first use, or after a restart).
+    pub(crate) async fn run<R: FromValue>(&self, pool: &Pool, keys: Vec<String>, args: Vec<String>) -> Result<R> {
+        let client = pool.next();
+        let v: Value = match client.evalsha(self.sha.as_str(), keys.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let _: String = client.script_load(self.src).await?;
+                client.evalsha(self.sha.as_str(), keys, args).await?
+            }
+            r => r?,
+        };
+        Ok(v.convert()?)
+    }
+}
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!($file)));
+    };
+}
+
+script!(CREATE_SUBSCRIPTION, "lua/create_subscription.lua");
+script!(DELETE_SUBSCRIPTION, "lua/delete_subscription.lua");
+script!(SET_SUBSCRIPTION_STATUS, "lua/set_subscription_status.lua");
+script!(CHALLENGE_FAILED, "lua/challenge_failed.lua");
+script!(FANOUT, "lua/fanout.lua");
+script!(CREATE_DELIVERY, "lua/create_delivery.lua");
+script!(BEGIN_ATTEMPT, "lua/begin_attempt.lua");
+script!(FINISH_ATTEMPT, "lua/finish_attempt.lua");
+script!(PROMOTE_DUE, "lua/promote_due.lua");

@@ -1,0 +1,138 @@
+//! Blocking stream reads on a dedicated connection, and decoding of stream replies.
+
+use std::collections::HashMap;
+
+use fred::prelude::*;
+use fred::types::Value;
+
+use crate::error::Result;
+
+/// One stream entry: its id and field map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub id: String,
+    pub fields: HashMap<String, String>,
+}
+
+/// A dedicated connection for one read loop (see [`Store::reader`](super::Store::reader)).
+pub struct StreamReader {
+    client: Client,
+}
+
+impl StreamReader {
+    pub(crate) fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// `XREADGROUP GROUP group consumer COUNT count BLOCK block_ms STREAMS stream >`: new entries only.
+    ///
+    /// # Errors
+    /// Redis failure; [`Error::is_nogroup`](crate::Error::is_nogroup) when the group is gone.
+    pub async fn read_group(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: u64,
+        block_ms: u64,
+    ) -> Result<Vec<StreamEntry>> {
+        let v: Value = self
+            .client
+            .xreadgroup(group, consumer, Some(count), Some(block_ms), false, stream, ">")
+            .await?;
+        Ok(parse_xread(v))
+    }
+
+    /// `XAUTOCLAIM`: takes over up to `count` entries idle for at least `min_idle_ms` in other consumers'
+    /// pending lists (their consumer died or hung). Returns the claimed entries; entries whose data was
+    /// deleted meanwhile are dropped from the pending list by Redis and not returned.
+    ///
+    /// # Errors
+    /// Redis failure; [`Error::is_nogroup`](crate::Error::is_nogroup) when the group is gone.
+    pub async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: u64,
+    ) -> Result<Vec<StreamEntry>> {
+        let v: Value = self
+            .client
+            .xautoclaim(stream, group, consumer, min_idle_ms, "0-0", Some(count), false)
+            .await?;
+        let mut parts = v.into_array().into_iter();
+        let _next = parts.next();
+        Ok(parts.next().map(parse_entries).unwrap_or_default())
+    }
+
+    /// Closes the connection.
+    pub async fn quit(&self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+/// `[[stream, [[id, [f, v, …]], …]], …]` (or nil on timeout) → entries.
+fn parse_xread(v: Value) -> Vec<StreamEntry> {
+    let mut out = Vec::new();
+    match v {
+        Value::Array(streams) => {
+            for s in streams {
+                let mut parts = s.into_array().into_iter();
+                let _name = parts.next();
+                if let Some(entries) = parts.next() {
+                    out.extend(parse_entries(entries));
+                }
+            }
+        }
+        // RESP3 answers with a map keyed by stream name.
+        Value::Map(m) => {
+            for (_, entries) in m.inner() {
+                out.extend(parse_entries(entries));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// `[[id, [f, v, …]], …]` → entries. An entry whose fields are nil (deleted) is skipped.
+pub(crate) fn parse_entries(v: Value) -> Vec<StreamEntry> {
+    v.into_array()
+        .into_iter()
+        .filter_map(|e| {
+            let mut parts = e.into_array().into_iter();
+            let id = parts.next()?.as_string()?;
+            let kv = parts.next()?;
+            if kv.is_null() {
+                return None;
+            }
+            let flat = kv.into_array();
+            let mut fields = HashMap::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                if let (Some(k), Some(val)) = (k.as_string(), val.as_string()) {
+                    fields.insert(k, val);
+                }
+            }
+            Some(StreamEntry { id, fields })
+        })
+        .collect()
+}
+
+/// Names of the groups in an `XINFO GROUPS` reply.
+pub(crate) fn group_names(v: Value) -> Vec<String> {
+    v.into_array()
+        .into_iter()
+        .filter_map(|g| {
+            let flat = g.into_array();
+            let mut it = flat.into_iter();
+            while let (Some(k), Some(val)) = (it.next(), it.next()) {
+                if k.as_str().as_deref() == Some("name") {
+                    return val.as_string();
+                }
+            }
+            None
+        })
+        .collect()
+}

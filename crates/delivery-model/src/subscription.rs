@@ -1,0 +1,266 @@
+//! Webhook subscriptions as stored in Redis.
+//!
+//! A subscription is a hash at [`Keyspace::subscription`](crate::keys::Keyspace::subscription). Its statuses
+//! follow TMI: `pending_verification` → `active` (challenge answered) or `pending_delete` (challenges
+//! exhausted); `active` → `pending_delete` (idle or broken, decided by cleanup); `pending_delete` → deleted.
+//! Only `active` subscriptions are in the per-event-type match indexes, so matching never reads others.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ids::SubscriptionId;
+use crate::time::Micros;
+
+/// Lifecycle status of a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    PendingVerification,
+    Active,
+    PendingDelete,
+    /// Used only by TMI's operator-pinned sink when alerting is disabled; kept so imported rows decode.
+    Inactive,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 4] = [
+        SubscriptionStatus::PendingVerification,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::PendingDelete,
+        SubscriptionStatus::Inactive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::PendingVerification => "pending_verification",
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::PendingDelete => "pending_delete",
+            SubscriptionStatus::Inactive => "inactive",
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubscriptionStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::Decode(format!("unknown subscription status {s:?}")))
+    }
+}
+
+/// Hash field names of a stored subscription.
+pub mod field {
+    pub const ID: &str = "id";
+    pub const OWNER_ID: &str = "owner_id";
+    pub const THREAT_MODEL_ID: &str = "threat_model_id";
+    pub const NAME: &str = "name";
+    pub const URL: &str = "url";
+    pub const EVENTS: &str = "events";
+    pub const SECRET: &str = "secret";
+    pub const STATUS: &str = "status";
+    pub const CHALLENGE: &str = "challenge";
+    pub const CHALLENGES_SENT: &str = "challenges_sent";
+    pub const TIMEOUT_COUNT: &str = "timeout_count";
+    pub const CREATED_AT: &str = "created_at";
+    pub const MODIFIED_AT: &str = "modified_at";
+    pub const LAST_SUCCESSFUL_USE: &str = "last_successful_use";
+    pub const PUBLICATION_FAILURES: &str = "publication_failures";
+    pub const OPERATOR_PINNED: &str = "operator_pinned";
+}
+
+/// A stored webhook subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    /// The caller id of the admin who created it (TMI: internal user UUID).
+    pub owner_id: String,
+    /// Only events of this threat model match; `None` matches all.
+    pub threat_model_id: Option<String>,
+    pub name: String,
+    pub url: String,
+    /// Event types, possibly `*`.
+    pub events: Vec<String>,
+    /// HMAC key; `None` means deliveries are unsigned.
+    pub secret: Option<String>,
+    pub status: SubscriptionStatus,
+    /// The verification token, reused on every challenge attempt.
+    pub challenge: Option<String>,
+    pub challenges_sent: u32,
+    pub timeout_count: u32,
+    pub created_at: Micros,
+    pub modified_at: Micros,
+    pub last_successful_use: Option<Micros>,
+    /// Permanent delivery failures since the last success.
+    pub publication_failures: u32,
+    pub operator_pinned: bool,
+}
+
+fn get<'a>(h: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
+    h.get(k).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn req<'a>(h: &'a HashMap<String, String>, k: &str) -> Result<&'a str> {
+    get(h, k).ok_or_else(|| Error::Decode(format!("subscription field `{k}` missing")))
+}
+
+pub(crate) fn num<T: FromStr + Default>(h: &HashMap<String, String>, k: &str) -> Result<T> {
+    match get(h, k) {
+        None => Ok(T::default()),
+        Some(v) => v.parse().map_err(|_| Error::Decode(format!("field `{k}` is not a number: {v:?}"))),
+    }
+}
+
+pub(crate) fn opt_num<T: FromStr>(h: &HashMap<String, String>, k: &str) -> Result<Option<T>> {
+    match get(h, k) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Decode(format!("field `{k}` is not a number: {v:?}"))),
+    }
+}
+
+impl Subscription {
+    /// Decodes a stored hash (HGETALL). An empty map means the subscription does not exist: callers check that.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when a required field is missing or malformed.
+    pub fn from_hash(h: &HashMap<String, String>) -> Result<Self> {
+        let id = req(h, field::ID)?
+            .parse()
+            .map_err(|_| Error::Decode("subscription id is not a UUID".into()))?;
+        let events: Vec<String> = serde_json::from_str(req(h, field::EVENTS)?)?;
+        Ok(Self {
+            id,
+            owner_id: get(h, field::OWNER_ID).unwrap_or_default().to_owned(),
+            threat_model_id: get(h, field::THREAT_MODEL_ID).map(str::to_owned),
+            name: get(h, field::NAME).unwrap_or_default().to_owned(),
+            url: req(h, field::URL)?.to_owned(),
+            events,
+            secret: get(h, field::SECRET).map(str::to_owned),
+            status: req(h, field::STATUS)?.parse()?,
+            challenge: get(h, field::CHALLENGE).map(str::to_owned),
+            challenges_sent: num(h, field::CHALLENGES_SENT)?,
+            timeout_count: num(h, field::TIMEOUT_COUNT)?,
+            created_at: num(h, field::CREATED_AT)?,
+            modified_at: num(h, field::MODIFIED_AT)?,
+            last_successful_use: opt_num(h, field::LAST_SUCCESSFUL_USE)?,
+            publication_failures: num(h, field::PUBLICATION_FAILURES)?,
+            operator_pinned: get(h, field::OPERATOR_PINNED) == Some("1"),
+        })
+    }
+
+    /// The hash fields to store. Absent optional values are simply not written.
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            (field::ID, self.id.to_string()),
+            (field::OWNER_ID, self.owner_id.clone()),
+            (field::NAME, self.name.clone()),
+            (field::URL, self.url.clone()),
+            (field::EVENTS, serde_json::to_string(&self.events).unwrap_or_else(|_| "[]".into())),
+            (field::STATUS, self.status.as_str().to_owned()),
+            (field::CHALLENGES_SENT, self.challenges_sent.to_string()),
+            (field::TIMEOUT_COUNT, self.timeout_count.to_string()),
+            (field::CREATED_AT, self.created_at.to_string()),
+            (field::MODIFIED_AT, self.modified_at.to_string()),
+            (field::PUBLICATION_FAILURES, self.publication_failures.to_string()),
+            (field::OPERATOR_PINNED, if self.operator_pinned { "1" } else { "0" }.to_owned()),
+        ];
+        if let Some(t) = &self.threat_model_id {
+            v.push((field::THREAT_MODEL_ID, t.clone()));
+        }
+        if let Some(s) = &self.secret {
+            v.push((field::SECRET, s.clone()));
+        }
+        if let Some(c) = &self.challenge {
+            v.push((field::CHALLENGE, c.clone()));
+        }
+        if let Some(t) = self.last_successful_use {
+            v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
+        }
+        v
+    }
+
+    /// Whether an event of `event_type` for threat model `tm` (and resource owner `owner`) is for this
+    /// subscription. `require_owner` applies TMI's rule that only the owner's own resources match
+    /// (`system_audit.*` broadcasts are exempt).
+    pub fn matches(&self, event_type: &str, tm: Option<&str>, owner: Option<&str>, require_owner: bool) -> bool {
+        if self.status != SubscriptionStatus::Active {
+            return false;
+        }
+        if !self.events.iter().any(|e| e == event_type || e == crate::event::WILDCARD) {
+            return false;
+        }
+        if crate::event::is_broadcast(event_type) {
+            return true;
+        }
+        if let Some(want) = &self.threat_model_id
+            && tm != Some(want.as_str())
+        {
+            return false;
+        }
+        !require_owner || owner == Some(self.owner_id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Subscription {
+        Subscription {
+            id: SubscriptionId::new_v4(),
+            owner_id: "owner-1".into(),
+            threat_model_id: None,
+            name: "n".into(),
+            url: "https://example.com/hook".into(),
+            events: vec!["threat_model.created".into()],
+            secret: Some("0123456789abcdef".into()),
+            status: SubscriptionStatus::Active,
+            challenge: Some("c".into()),
+            challenges_sent: 1,
+            timeout_count: 0,
+            created_at: 10,
+            modified_at: 11,
+            last_successful_use: None,
+            publication_failures: 0,
+            operator_pinned: false,
+        }
+    }
+
+    #[test]
+    fn hash_round_trip() {
+        let s = sample();
+        let h: HashMap<String, String> = s.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(Subscription::from_hash(&h).ok(), Some(s));
+    }
+
+    #[test]
+    fn matching_rules() {
+        let mut s = sample();
+        assert!(s.matches("threat_model.created", None, None, false));
+        assert!(!s.matches("threat_model.updated", None, None, false));
+        s.threat_model_id = Some("tm1".into());
+        assert!(s.matches("threat_model.created", Some("tm1"), None, false));
+        assert!(!s.matches("threat_model.created", Some("tm2"), None, false));
+        assert!(!s.matches("threat_model.created", None, None, false));
+        assert!(!s.matches("threat_model.created", Some("tm1"), Some("someone"), true));
+        assert!(s.matches("threat_model.created", Some("tm1"), Some("owner-1"), true));
+        s.events = vec!["*".into()];
+        assert!(s.matches("system_audit.admin_write", None, None, true));
+        s.status = SubscriptionStatus::PendingVerification;
+        assert!(!s.matches("threat_model.created", Some("tm1"), Some("owner-1"), false));
+    }
+}
