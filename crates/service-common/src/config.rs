@@ -1,0 +1,356 @@
+//! Configuration: one loader, one typed [`Settings`] for every service.
+//!
+//! Layers, later wins: `config/default.toml` (embedded in every binary), the file named by `HOOKLINE_CONFIG`
+//! (optional), then environment variables `HOOKLINE__SECTION__KEY` (lists comma-separated). Unknown keys are
+//! rejected and every value is validated before anything connects, with an error that names the key.
+//!
+//! Every service reads the whole file and uses its sections; one struct means one place to document a knob
+//! and a typo is caught by every service.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The defaults shipped with the repository.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Environment variable naming an extra config file.
+pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "outbound.allowlist",
+    "subscriptions.deny_globs",
+    "subscriptions.deny_regexes",
+    "worker.retry_schedule_ms",
+];
+
+/// A configuration that cannot be used, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub delivery: DeliverySettings,
+    pub telemetry: TelemetrySettings,
+    pub ops: OpsSettings,
+    pub shutdown: ShutdownSettings,
+    pub api: ApiSettings,
+    pub auth: AuthSettings,
+    pub outbound: OutboundSettings,
+    pub subscriptions: SubscriptionSettings,
+    pub consumer: ConsumerSettings,
+    pub worker: WorkerSettings,
+}
+
+/// `[redis]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub key_prefix: String,
+    pub events_stream: String,
+    pub command_timeout_ms: u64,
+}
+
+/// `[delivery]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    pub active_ttl_secs: u64,
+    pub terminal_ttl_secs: u64,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[telemetry]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub otlp_endpoint: String,
+}
+
+/// `[ops]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    pub listen: SocketAddr,
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    pub grace_period_secs: u64,
+}
+
+impl ShutdownSettings {
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}
+
+/// `[api]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    pub base_url: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_algorithm: String,
+    pub jwt_secret: String,
+    pub jwt_public_key_pem: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub user_id_claim: String,
+    pub admin_claim: String,
+    pub admin_group: String,
+    pub events_scope: String,
+}
+
+/// `[outbound]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    pub allow_http_targets: bool,
+    pub allowlist: Vec<String>,
+    pub user_agent: String,
+    pub connect_timeout_ms: u64,
+    pub response_header_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_response_bytes: usize,
+    pub error_excerpt_bytes: usize,
+}
+
+impl OutboundSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// `[subscriptions]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    pub deny_globs: Vec<String>,
+    pub deny_regexes: Vec<String>,
+    pub max_challenges: u32,
+    pub challenge_retry_interval_ms: u64,
+}
+
+/// `[consumer]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    pub consumer_name: String,
+    pub group_start_id: String,
+    pub batch_size: u64,
+    pub block_ms: u64,
+    pub claim_idle_ms: u64,
+    pub require_owner_match: bool,
+}
+
+/// `[worker]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub consumer_name: String,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_host: usize,
+    pub batch_size: u64,
+    pub block_ms: u64,
+    pub scheduler_interval_ms: u64,
+    pub retry_schedule_ms: Vec<u64>,
+    pub max_attempts: u32,
+    pub lease_margin_ms: u64,
+}
+
+impl WorkerSettings {
+    /// How long an attempt's lease lasts: the whole request may take `request_timeout`, plus the margin.
+    pub fn lease(&self, outbound: &OutboundSettings) -> Duration {
+        outbound.request_timeout() + Duration::from_millis(self.lease_margin_ms)
+    }
+}
+
+/// The replica's stable consumer name: the configured one, else `$HOSTNAME` (the pod name in Kubernetes),
+/// else a fixed fallback.
+pub fn consumer_name(configured: &str, service: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    match std::env::var("HOSTNAME") {
+        Ok(h) if !h.is_empty() => h,
+        _ => format!("{service}-0"),
+    }
+}
+
+impl Settings {
+    /// Loads and validates the configuration from the embedded defaults, `HOOKLINE_CONFIG` and the process
+    /// environment.
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, an unknown key, or an invalid value.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// As [`load`](Self::load), with an explicit environment (tests).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_from(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let mut b = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        if let Some(path) = env.get(CONFIG_FILE_ENV).filter(|p| !p.is_empty()) {
+            b = b.add_source(config::File::with_name(path).required(true));
+        }
+        let mut environment = config::Environment::with_prefix("HOOKLINE")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(env.into_iter().filter(|(k, _)| k.starts_with("HOOKLINE__")).collect()));
+        for k in LIST_KEYS {
+            environment = environment.with_list_parse_key(k);
+        }
+        let settings: Settings = b.add_source(environment).build()?.try_deserialize()?;
+        settings.validated()
+    }
+
+    fn validated(mut self) -> Result<Self, ConfigError> {
+        // An empty environment list ("") arrives as [""]: treat it as empty.
+        for list in [
+            &mut self.outbound.allowlist,
+            &mut self.subscriptions.deny_globs,
+            &mut self.subscriptions.deny_regexes,
+        ] {
+            list.retain(|s| !s.trim().is_empty());
+        }
+        if self.redis.url.is_empty() {
+            return Err(invalid("redis.url", "must not be empty"));
+        }
+        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+            return Err(invalid("redis.url", "must start with redis:// or rediss://"));
+        }
+        if self.redis.pool_size == 0 || self.redis.pool_size > 64 {
+            return Err(invalid("redis.pool_size", "must be between 1 and 64"));
+        }
+        if self.redis.events_stream.is_empty() {
+            return Err(invalid("redis.events_stream", "must not be empty"));
+        }
+        if self.redis.command_timeout_ms == 0 {
+            return Err(invalid("redis.command_timeout_ms", "must be positive"));
+        }
+        if self.delivery.active_ttl_secs == 0 {
+            return Err(invalid("delivery.active_ttl_secs", "must be positive"));
+        }
+        if self.delivery.terminal_ttl_secs == 0 {
+            return Err(invalid("delivery.terminal_ttl_secs", "must be positive"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        match self.auth.jwt_algorithm.as_str() {
+            "HS256" if self.auth.jwt_secret.is_empty() => {
+                return Err(invalid("auth.jwt_secret", "required when auth.jwt_algorithm is HS256"));
+            }
+            "RS256" | "ES256" if self.auth.jwt_public_key_pem.is_empty() => {
+                return Err(invalid("auth.jwt_public_key_pem", "required when auth.jwt_algorithm is RS256 or ES256"));
+            }
+            "HS256" | "RS256" | "ES256" => {}
+            _ => return Err(invalid("auth.jwt_algorithm", "must be HS256, RS256 or ES256")),
+        }
+        if self.auth.user_id_claim.is_empty() {
+            return Err(invalid("auth.user_id_claim", "must not be empty"));
+        }
+        for entry in &self.outbound.allowlist {
+            if entry.contains('/') && entry.parse::<ipnet::IpNet>().is_err() {
+                return Err(invalid("outbound.allowlist", format!("{entry:?} is not a valid CIDR")));
+            }
+        }
+        if self.outbound.request_timeout_ms == 0 || self.outbound.response_header_timeout_ms == 0 {
+            return Err(invalid("outbound.request_timeout_ms", "timeouts must be positive"));
+        }
+        if self.outbound.connect_timeout_ms == 0 {
+            return Err(invalid("outbound.connect_timeout_ms", "must be positive"));
+        }
+        for re in &self.subscriptions.deny_regexes {
+            if let Err(e) = regex::Regex::new(re) {
+                return Err(invalid("subscriptions.deny_regexes", format!("{re:?}: {e}")));
+            }
+        }
+        if self.subscriptions.max_challenges == 0 {
+            return Err(invalid("subscriptions.max_challenges", "must be at least 1"));
+        }
+        if !matches!(self.consumer.group_start_id.as_str(), "0" | "$") {
+            return Err(invalid("consumer.group_start_id", "must be \"0\" or \"$\""));
+        }
+        if self.consumer.batch_size == 0 || self.consumer.batch_size > 10_000 {
+            return Err(invalid("consumer.batch_size", "must be between 1 and 10000"));
+        }
+        if self.worker.max_in_flight == 0 {
+            return Err(invalid("worker.max_in_flight", "must be at least 1"));
+        }
+        if self.worker.max_in_flight_per_host == 0 {
+            return Err(invalid("worker.max_in_flight_per_host", "must be at least 1"));
+        }
+        if self.worker.batch_size == 0 {
+            return Err(invalid("worker.batch_size", "must be at least 1"));
+        }
+        if self.worker.max_attempts == 0 {
+            return Err(invalid("worker.max_attempts", "must be at least 1"));
+        }
+        if self.worker.retry_schedule_ms.is_empty() {
+            return Err(invalid("worker.retry_schedule_ms", "must list at least one delay"));
+        }
+        if self.worker.scheduler_interval_ms == 0 {
+            return Err(invalid("worker.scheduler_interval_ms", "must be positive"));
+        }
+        if self.consumer.claim_idle_ms == 0 {
+            return Err(invalid("consumer.claim_idle_ms", "must be positive"));
+        }
+        Ok(self)
+    }
+
+    /// The store options these settings describe.
+    pub fn store_options(&self) -> delivery_model::store::StoreOptions {
+        delivery_model::store::StoreOptions {
+            url: self.redis.url.clone(),
+            pool_size: self.redis.pool_size,
+            key_prefix: self.redis.key_prefix.clone(),
+            events_stream: self.redis.events_stream.clone(),
+            active_ttl: Duration::from_secs(self.delivery.active_ttl_secs),
+            terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),
+            command_timeout: Duration::from_millis(self.redis.command_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The operations listener of the non-API services: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! - `/healthz` answers 200 while the process runs (liveness).
+//! - `/readyz` answers 200 only when the service's readiness check passes — Redis answers a PING and the
+//!   consumer group the service reads from exists — and 503 otherwise (readiness).
+//! - `/metrics` is the Prometheus text exposition of the service's registry.
+//!
+//! The api-gateway serves the same three paths on its API listener instead.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use delivery_model::store::Store;
+use futures::future::BoxFuture;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A readiness check: `Err(reason)` when not ready.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Readiness of a service that reads `stream` in consumer `group`: Redis answers and the group exists.
+pub fn group_ready(store: Store, stream: String, group: &'static str) -> ReadyCheck {
+    Arc::new(move || {
+        let store = store.clone();
+        let stream = stream.clone();
+        Box::pin(async move {
+            store.ping().await.map_err(|e| format!("redis: {e}"))?;
+            match store.group_exists(&stream, group).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("consumer group {group} on {stream} is missing")),
+                Err(e) => Err(format!("redis: {e}")),
+            }
+        })
+    })
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render_metrics(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Binds the ops listener and logs `listening` with its address (the e2e harness reads that line).
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn bind(addr: SocketAddr, service: &str) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, service, kind = "ops", "listening");
+    Ok(listener)
+}
+
+/// Serves the ops endpoints until `token` is cancelled.
+pub async fn serve(listener: TcpListener, registry: Registry, ready: ReadyCheck, token: CancellationToken) {
+    let registry = Arc::new(registry);
+    loop {
+        let accepted = tokio::select! {
+            () = token.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, _peer): (_, SocketAddr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "ops listener accept failed");
+                continue;
+            }
+        };
+        let registry = registry.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let registry = registry.clone();
+                let ready = ready.clone();
+                async move { Ok::<_, Infallible>(route(&req, &registry, &ready).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn route(req: &Request<Incoming>, registry: &Registry, ready: &ReadyCheck) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: String, ctype: &'static str| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+        r
+    };
+    if req.method() != hyper::Method::GET {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, String::new(), "text/plain");
+        r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET"));
+        return r;
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, r#"{"status":"ok"}"#.into(), "application/json"),
+        "/readyz" => match ready().await {
+            Ok(()) => text(StatusCode::OK, r#"{"status":"ready"}"#.into(), "application/json"),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "not_ready", "reason": reason}).to_string(),
+                "application/json",
+            ),
+        },
+        "/metrics" => text(StatusCode::OK, render_metrics(registry), "text/plain; version=0.0.4"),
+        _ => text(StatusCode::NOT_FOUND, String::new(), "text/plain"),
+    }
+}
