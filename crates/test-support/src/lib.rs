@@ -2,6 +2,16 @@
 //!
 //! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
+//! - [`auth`]: HS256 bearer tokens for administrators and ordinary users.
+//! - [`receiver`]: a fake webhook receiver (a real HTTP/1.1 server on loopback) that records requests and
+//!   answers challenges and deliveries as the test scripts it, changeable mid-test.
+//! - [`service`]: the real service binaries as child processes (cleared environment, port 0, JSON logs read
+//!   for the `listening` address), with SIGTERM, `kill -9` and restart; killed on drop.
+//! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
 
+pub mod auth;
+pub mod http;
+pub mod receiver;
 pub mod redis;
+pub mod service;
 pub mod wait;

@@ -32,15 +32,31 @@ impl RedisServer {
         #[expect(clippy::expect_used, reason = "test harness")]
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut s = Self { child: None, port, dir };
+        let mut s = Self {
+            child: None,
+            port,
+            dir,
+        };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        #[expect(clippy::expect_used, reason = "test harness: redis-server must be installed (make test installs it)")]
+        #[expect(
+            clippy::expect_used,
+            reason = "test harness: redis-server must be installed (make test installs it)"
+        )]
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
