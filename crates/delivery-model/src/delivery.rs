@@ -175,9 +175,13 @@ impl DeliveryRecord {
     /// [`Error::Decode`] when a required field is missing or malformed.
     pub fn from_hash(h: &HashMap<String, String>) -> Result<Self> {
         let s = |k: &str| h.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let req = |k: &'static str| s(k).ok_or_else(|| Error::Decode(format!("delivery field `{k}` missing")));
+        let req = |k: &'static str| {
+            s(k).ok_or_else(|| Error::Decode(format!("delivery field `{k}` missing")))
+        };
         let uuid = |k: &'static str| -> Result<uuid::Uuid> {
-            req(k)?.parse().map_err(|_| Error::Decode(format!("delivery field `{k}` is not a UUID")))
+            req(k)?
+                .parse()
+                .map_err(|_| Error::Decode(format!("delivery field `{k}` is not a UUID")))
         };
         let invoked_by = s(field::INVOKED_BY_UUID).map(|u| Invoker {
             uuid: u.to_owned(),
@@ -199,9 +203,9 @@ impl DeliveryRecord {
             delivered_at: opt_num(h, field::DELIVERED_AT)?,
             last_activity_at: num(h, field::LAST_ACTIVITY_AT)?,
             addon_id: match s(field::ADDON_ID) {
-                Some(a) => Some(AddonId(
-                    a.parse().map_err(|_| Error::Decode("delivery field `addon_id` is not a UUID".into()))?,
-                )),
+                Some(a) => Some(AddonId(a.parse().map_err(|_| {
+                    Error::Decode("delivery field `addon_id` is not a UUID".into())
+                })?)),
                 None => None,
             },
             invoked_by,
@@ -268,10 +272,18 @@ mod tests {
             1_000,
         );
         r.addon_id = Some(AddonId::new_v4());
-        r.invoked_by = Some(Invoker { uuid: "u".into(), email: "a@example.com".into(), name: "A".into() });
+        r.invoked_by = Some(Invoker {
+            uuid: "u".into(),
+            email: "a@example.com".into(),
+            name: "A".into(),
+        });
         r.last_error = Some("HTTP 500: boom".into());
         r.next_retry_at = Some(2_000);
-        let h: HashMap<String, String> = r.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let h: HashMap<String, String> = r
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(DeliveryRecord::from_hash(&h).ok(), Some(r));
     }
 

@@ -135,8 +135,10 @@ impl StreamEvent {
     /// [`MalformedEvent`] when `event_type` or `payload` is missing, the payload is not a JSON object, or
     /// `delivery_id` is not a UUID.
     pub fn decode(fields: &HashMap<String, String>) -> Result<Self, MalformedEvent> {
-        let event_type = non_empty(fields.get(field::EVENT_TYPE)).ok_or(MalformedEvent::Missing(field::EVENT_TYPE))?;
-        let payload = non_empty(fields.get(field::PAYLOAD)).ok_or(MalformedEvent::Missing(field::PAYLOAD))?;
+        let event_type = non_empty(fields.get(field::EVENT_TYPE))
+            .ok_or(MalformedEvent::Missing(field::EVENT_TYPE))?;
+        let payload =
+            non_empty(fields.get(field::PAYLOAD)).ok_or(MalformedEvent::Missing(field::PAYLOAD))?;
         // serde would also build the struct from a JSON array: insist on an object.
         if !payload.trim_start().starts_with('{') {
             return Err(MalformedEvent::Payload("expected a JSON object".into()));
@@ -153,11 +155,13 @@ impl StreamEvent {
         };
         Ok(Self {
             threat_model_id: payload_tm.or_else(|| non_empty(fields.get(field::THREAT_MODEL_ID))),
-            object_id: non_empty(parts.object_id.as_ref()).or_else(|| non_empty(fields.get(field::OBJECT_ID))),
+            object_id: non_empty(parts.object_id.as_ref())
+                .or_else(|| non_empty(fields.get(field::OBJECT_ID))),
             object_type: non_empty(parts.object_type.as_ref())
                 .or_else(|| non_empty(fields.get(field::OBJECT_TYPE))),
             owner_id: non_empty(fields.get(field::OWNER_ID)),
-            timestamp: non_empty(parts.timestamp.as_ref()).or_else(|| non_empty(fields.get(field::TIMESTAMP))),
+            timestamp: non_empty(parts.timestamp.as_ref())
+                .or_else(|| non_empty(fields.get(field::TIMESTAMP))),
             event_type,
             payload,
             delivery_id,
@@ -186,9 +190,15 @@ impl StreamEvent {
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![
             (field::EVENT_TYPE, self.event_type.clone()),
-            (field::THREAT_MODEL_ID, self.threat_model_id.clone().unwrap_or_default()),
+            (
+                field::THREAT_MODEL_ID,
+                self.threat_model_id.clone().unwrap_or_default(),
+            ),
             (field::OBJECT_ID, self.object_id.clone().unwrap_or_default()),
-            (field::OBJECT_TYPE, self.object_type.clone().unwrap_or_default()),
+            (
+                field::OBJECT_TYPE,
+                self.object_type.clone().unwrap_or_default(),
+            ),
             (field::OWNER_ID, self.owner_id.clone().unwrap_or_default()),
             (field::TIMESTAMP, self.timestamp.clone().unwrap_or_default()),
             (field::PAYLOAD, self.payload.clone()),
@@ -220,7 +230,10 @@ mod tests {
     use super::*;
 
     fn entry(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
@@ -261,15 +274,21 @@ mod tests {
             Err(MalformedEvent::Missing("payload"))
         );
         assert!(matches!(
-            StreamEvent::decode(&entry(&[("event_type", "team.created"), ("payload", "[1]")])),
+            StreamEvent::decode(&entry(&[
+                ("event_type", "team.created"),
+                ("payload", "[1]")
+            ])),
             Err(MalformedEvent::Payload(_))
         ));
     }
 
     #[test]
     fn envelope_without_data_has_empty_object() {
-        let e = StreamEvent::decode(&entry(&[("event_type", "team.created"), ("payload", r#"{"object_type":"team","object_id":"t1"}"#)]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let e = StreamEvent::decode(&entry(&[
+            ("event_type", "team.created"),
+            ("payload", r#"{"object_type":"team","object_id":"t1"}"#),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             e.envelope().unwrap_or_default(),
             r#"{"event_type":"team.created","object_type":"team","object_id":"t1","data":{}}"#

@@ -103,7 +103,10 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.0.get_version_num(), 7);
         let (secs, nanos) = a.0.get_timestamp().map(|t| t.to_unix()).unwrap_or_default();
-        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1_775_044_800_123);
+        assert_eq!(
+            secs * 1000 + u64::from(nanos) / 1_000_000,
+            1_775_044_800_123
+        );
     }
 
     #[test]
@@ -115,7 +118,9 @@ mod tests {
 
     #[test]
     fn display_is_lower_hyphenated() {
-        let id: SubscriptionId = "550E8400-E29B-41D4-A716-446655440000".parse().unwrap_or_else(|_| SubscriptionId::new_v4());
+        let id: SubscriptionId = "550E8400-E29B-41D4-A716-446655440000"
+            .parse()
+            .unwrap_or_else(|_| SubscriptionId::new_v4());
         assert_eq!(id.to_string(), "550e8400-e29b-41d4-a716-446655440000");
     }
 }

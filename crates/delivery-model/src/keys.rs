@@ -27,7 +27,10 @@ pub struct Keyspace {
 
 impl Keyspace {
     pub fn new(prefix: impl Into<String>, events_stream: impl Into<String>) -> Self {
-        Self { prefix: prefix.into(), events_stream: events_stream.into() }
+        Self {
+            prefix: prefix.into(),
+            events_stream: events_stream.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -174,14 +177,20 @@ mod tests {
         let id: DeliveryId = DeliveryId::new_v7();
         assert_eq!(k.delivery(id), format!("webhook:delivery:{id}"));
         assert_eq!(k.events_stream(), "tmi:events");
-        assert_eq!(k.subscriptions_by_event("*"), "webhook:subscriptions:event:*");
+        assert_eq!(
+            k.subscriptions_by_event("*"),
+            "webhook:subscriptions:event:*"
+        );
     }
 
     #[test]
     fn prefix_applies_to_owned_keys_only() {
         let k = Keyspace::new("t1:", "tmi:events");
         assert_eq!(k.queue_stream(), "t1:hookline:queue");
-        assert_eq!(k.deliveries_by_status(DeliveryStatus::Pending), "t1:webhook:deliveries:status:pending");
+        assert_eq!(
+            k.deliveries_by_status(DeliveryStatus::Pending),
+            "t1:webhook:deliveries:status:pending"
+        );
         assert_eq!(k.events_stream(), "tmi:events");
     }
 }

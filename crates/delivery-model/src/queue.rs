@@ -55,8 +55,12 @@ mod tests {
     #[test]
     fn encode_matches_serde_and_round_trips() {
         let msgs = [
-            QueueMessage::DeliveryV1 { delivery_id: DeliveryId::new_v7() },
-            QueueMessage::ChallengeV1 { subscription_id: SubscriptionId::new_v4() },
+            QueueMessage::DeliveryV1 {
+                delivery_id: DeliveryId::new_v7(),
+            },
+            QueueMessage::ChallengeV1 {
+                subscription_id: SubscriptionId::new_v4(),
+            },
         ];
         for m in msgs {
             let by_hand = m.encode();

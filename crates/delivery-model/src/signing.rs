@@ -23,7 +23,11 @@ pub fn verify(secret: &str, body: &[u8], header_value: &str) -> bool {
         return false;
     };
     // Lowercase hex only: decoding then re-encoding would accept uppercase, which TMI rejects.
-    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex_part.len() != 64
+        || !hex_part
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return false;
     }
     let Ok(tag) = hex::decode(hex_part) else {
@@ -52,8 +56,16 @@ mod tests {
         assert!(verify("s3cret-s3cret-s3cret", b"{\"a\":1}", &sig));
         assert!(!verify("wrong-secret-wrong", b"{\"a\":1}", &sig));
         assert!(!verify("s3cret-s3cret-s3cret", b"{\"a\":2}", &sig));
-        assert!(!verify("s3cret-s3cret-s3cret", b"{\"a\":1}", &sig.to_uppercase()));
-        assert!(!verify("s3cret-s3cret-s3cret", b"{\"a\":1}", sig.trim_start_matches("sha256=")));
+        assert!(!verify(
+            "s3cret-s3cret-s3cret",
+            b"{\"a\":1}",
+            &sig.to_uppercase()
+        ));
+        assert!(!verify(
+            "s3cret-s3cret-s3cret",
+            b"{\"a\":1}",
+            sig.trim_start_matches("sha256=")
+        ));
         assert!(!verify("s3cret-s3cret-s3cret", b"{\"a\":1}", "sha256=zz"));
     }
 }

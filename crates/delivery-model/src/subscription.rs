@@ -118,7 +118,9 @@ fn req<'a>(h: &'a HashMap<String, String>, k: &str) -> Result<&'a str> {
 pub(crate) fn num<T: FromStr + Default>(h: &HashMap<String, String>, k: &str) -> Result<T> {
     match get(h, k) {
         None => Ok(T::default()),
-        Some(v) => v.parse().map_err(|_| Error::Decode(format!("field `{k}` is not a number: {v:?}"))),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Error::Decode(format!("field `{k}` is not a number: {v:?}"))),
     }
 }
 
@@ -169,14 +171,23 @@ impl Subscription {
             (field::OWNER_ID, self.owner_id.clone()),
             (field::NAME, self.name.clone()),
             (field::URL, self.url.clone()),
-            (field::EVENTS, serde_json::to_string(&self.events).unwrap_or_else(|_| "[]".into())),
+            (
+                field::EVENTS,
+                serde_json::to_string(&self.events).unwrap_or_else(|_| "[]".into()),
+            ),
             (field::STATUS, self.status.as_str().to_owned()),
             (field::CHALLENGES_SENT, self.challenges_sent.to_string()),
             (field::TIMEOUT_COUNT, self.timeout_count.to_string()),
             (field::CREATED_AT, self.created_at.to_string()),
             (field::MODIFIED_AT, self.modified_at.to_string()),
-            (field::PUBLICATION_FAILURES, self.publication_failures.to_string()),
-            (field::OPERATOR_PINNED, if self.operator_pinned { "1" } else { "0" }.to_owned()),
+            (
+                field::PUBLICATION_FAILURES,
+                self.publication_failures.to_string(),
+            ),
+            (
+                field::OPERATOR_PINNED,
+                if self.operator_pinned { "1" } else { "0" }.to_owned(),
+            ),
         ];
         if let Some(t) = &self.threat_model_id {
             v.push((field::THREAT_MODEL_ID, t.clone()));
@@ -196,11 +207,21 @@ impl Subscription {
     /// Whether an event of `event_type` for threat model `tm` (and resource owner `owner`) is for this
     /// subscription. `require_owner` applies TMI's rule that only the owner's own resources match
     /// (`system_audit.*` broadcasts are exempt).
-    pub fn matches(&self, event_type: &str, tm: Option<&str>, owner: Option<&str>, require_owner: bool) -> bool {
+    pub fn matches(
+        &self,
+        event_type: &str,
+        tm: Option<&str>,
+        owner: Option<&str>,
+        require_owner: bool,
+    ) -> bool {
         if self.status != SubscriptionStatus::Active {
             return false;
         }
-        if !self.events.iter().any(|e| e == event_type || e == crate::event::WILDCARD) {
+        if !self
+            .events
+            .iter()
+            .any(|e| e == event_type || e == crate::event::WILDCARD)
+        {
             return false;
         }
         if crate::event::is_broadcast(event_type) {
@@ -243,7 +264,11 @@ mod tests {
     #[test]
     fn hash_round_trip() {
         let s = sample();
-        let h: HashMap<String, String> = s.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let h: HashMap<String, String> = s
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(Subscription::from_hash(&h).ok(), Some(s));
     }
 

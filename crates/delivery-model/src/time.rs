@@ -48,9 +48,15 @@ mod tests {
 
     #[test]
     fn trims_trailing_zeros_like_go() {
-        assert_eq!(format_micros(1_775_044_800_500_000), "2026-04-01T12:00:00.5Z");
+        assert_eq!(
+            format_micros(1_775_044_800_500_000),
+            "2026-04-01T12:00:00.5Z"
+        );
         assert_eq!(format_micros(1_775_044_800_000_000), "2026-04-01T12:00:00Z");
-        assert_eq!(format_micros(1_775_044_800_123_456), "2026-04-01T12:00:00.123456Z");
+        assert_eq!(
+            format_micros(1_775_044_800_123_456),
+            "2026-04-01T12:00:00.123456Z"
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, reason: reason.into() }
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -191,6 +194,9 @@ pub struct WorkerSettings {
     pub retry_schedule_ms: Vec<u64>,
     pub max_attempts: u32,
     pub lease_margin_ms: u64,
+    pub delegation_key: String,
+    pub delegation_issuer: String,
+    pub delegation_ttl_secs: u64,
 }
 
 impl WorkerSettings {
@@ -228,8 +234,10 @@ impl Settings {
     /// As [`load`](Self::load).
     pub fn load_from(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-        let mut b = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        let mut b = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
         if let Some(path) = env.get(CONFIG_FILE_ENV).filter(|p| !p.is_empty()) {
             b = b.add_source(config::File::with_name(path).required(true));
         }
@@ -238,7 +246,11 @@ impl Settings {
             .separator("__")
             .list_separator(",")
             .try_parsing(true)
-            .source(Some(env.into_iter().filter(|(k, _)| k.starts_with("HOOKLINE__")).collect()));
+            .source(Some(
+                env.into_iter()
+                    .filter(|(k, _)| k.starts_with("HOOKLINE__"))
+                    .collect(),
+            ));
         for k in LIST_KEYS {
             environment = environment.with_list_parse_key(k);
         }
@@ -259,7 +271,10 @@ impl Settings {
             return Err(invalid("redis.url", "must not be empty"));
         }
         if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
-            return Err(invalid("redis.url", "must start with redis:// or rediss://"));
+            return Err(invalid(
+                "redis.url",
+                "must start with redis:// or rediss://",
+            ));
         }
         if self.redis.pool_size == 0 || self.redis.pool_size > 64 {
             return Err(invalid("redis.pool_size", "must be between 1 and 64"));
@@ -281,47 +296,76 @@ impl Settings {
         }
         match self.auth.jwt_algorithm.as_str() {
             "HS256" if self.auth.jwt_secret.is_empty() => {
-                return Err(invalid("auth.jwt_secret", "required when auth.jwt_algorithm is HS256"));
+                return Err(invalid(
+                    "auth.jwt_secret",
+                    "required when auth.jwt_algorithm is HS256",
+                ));
             }
             "RS256" | "ES256" if self.auth.jwt_public_key_pem.is_empty() => {
-                return Err(invalid("auth.jwt_public_key_pem", "required when auth.jwt_algorithm is RS256 or ES256"));
+                return Err(invalid(
+                    "auth.jwt_public_key_pem",
+                    "required when auth.jwt_algorithm is RS256 or ES256",
+                ));
             }
             "HS256" | "RS256" | "ES256" => {}
-            _ => return Err(invalid("auth.jwt_algorithm", "must be HS256, RS256 or ES256")),
+            _ => {
+                return Err(invalid(
+                    "auth.jwt_algorithm",
+                    "must be HS256, RS256 or ES256",
+                ));
+            }
         }
         if self.auth.user_id_claim.is_empty() {
             return Err(invalid("auth.user_id_claim", "must not be empty"));
         }
         for entry in &self.outbound.allowlist {
             if entry.contains('/') && entry.parse::<ipnet::IpNet>().is_err() {
-                return Err(invalid("outbound.allowlist", format!("{entry:?} is not a valid CIDR")));
+                return Err(invalid(
+                    "outbound.allowlist",
+                    format!("{entry:?} is not a valid CIDR"),
+                ));
             }
         }
         if self.outbound.request_timeout_ms == 0 || self.outbound.response_header_timeout_ms == 0 {
-            return Err(invalid("outbound.request_timeout_ms", "timeouts must be positive"));
+            return Err(invalid(
+                "outbound.request_timeout_ms",
+                "timeouts must be positive",
+            ));
         }
         if self.outbound.connect_timeout_ms == 0 {
             return Err(invalid("outbound.connect_timeout_ms", "must be positive"));
         }
         for re in &self.subscriptions.deny_regexes {
             if let Err(e) = regex::Regex::new(re) {
-                return Err(invalid("subscriptions.deny_regexes", format!("{re:?}: {e}")));
+                return Err(invalid(
+                    "subscriptions.deny_regexes",
+                    format!("{re:?}: {e}"),
+                ));
             }
         }
         if self.subscriptions.max_challenges == 0 {
-            return Err(invalid("subscriptions.max_challenges", "must be at least 1"));
+            return Err(invalid(
+                "subscriptions.max_challenges",
+                "must be at least 1",
+            ));
         }
         if !matches!(self.consumer.group_start_id.as_str(), "0" | "$") {
             return Err(invalid("consumer.group_start_id", "must be \"0\" or \"$\""));
         }
         if self.consumer.batch_size == 0 || self.consumer.batch_size > 10_000 {
-            return Err(invalid("consumer.batch_size", "must be between 1 and 10000"));
+            return Err(invalid(
+                "consumer.batch_size",
+                "must be between 1 and 10000",
+            ));
         }
         if self.worker.max_in_flight == 0 {
             return Err(invalid("worker.max_in_flight", "must be at least 1"));
         }
         if self.worker.max_in_flight_per_host == 0 {
-            return Err(invalid("worker.max_in_flight_per_host", "must be at least 1"));
+            return Err(invalid(
+                "worker.max_in_flight_per_host",
+                "must be at least 1",
+            ));
         }
         if self.worker.batch_size == 0 {
             return Err(invalid("worker.batch_size", "must be at least 1"));
@@ -330,7 +374,10 @@ impl Settings {
             return Err(invalid("worker.max_attempts", "must be at least 1"));
         }
         if self.worker.retry_schedule_ms.is_empty() {
-            return Err(invalid("worker.retry_schedule_ms", "must list at least one delay"));
+            return Err(invalid(
+                "worker.retry_schedule_ms",
+                "must list at least one delay",
+            ));
         }
         if self.worker.scheduler_interval_ms == 0 {
             return Err(invalid("worker.scheduler_interval_ms", "must be positive"));

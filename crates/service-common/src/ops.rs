@@ -60,7 +60,12 @@ pub async fn bind(addr: SocketAddr, service: &str) -> std::io::Result<TcpListene
 }
 
 /// Serves the ops endpoints until `token` is cancelled.
-pub async fn serve(listener: TcpListener, registry: Registry, ready: ReadyCheck, token: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    ready: ReadyCheck,
+    token: CancellationToken,
+) {
     let registry = Arc::new(registry);
     loop {
         let accepted = tokio::select! {
@@ -89,29 +94,51 @@ pub async fn serve(listener: TcpListener, registry: Registry, ready: ReadyCheck,
     }
 }
 
-async fn route(req: &Request<Incoming>, registry: &Registry, ready: &ReadyCheck) -> Response<Full<Bytes>> {
+async fn route(
+    req: &Request<Incoming>,
+    registry: &Registry,
+    ready: &ReadyCheck,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String, ctype: &'static str| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(ctype),
+        );
         r
     };
     if req.method() != hyper::Method::GET {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, String::new(), "text/plain");
-        r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET"));
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET"),
+        );
         return r;
     }
     match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, r#"{"status":"ok"}"#.into(), "application/json"),
+        "/healthz" => text(
+            StatusCode::OK,
+            r#"{"status":"ok"}"#.into(),
+            "application/json",
+        ),
         "/readyz" => match ready().await {
-            Ok(()) => text(StatusCode::OK, r#"{"status":"ready"}"#.into(), "application/json"),
+            Ok(()) => text(
+                StatusCode::OK,
+                r#"{"status":"ready"}"#.into(),
+                "application/json",
+            ),
             Err(reason) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::json!({"status": "not_ready", "reason": reason}).to_string(),
                 "application/json",
             ),
         },
-        "/metrics" => text(StatusCode::OK, render_metrics(registry), "text/plain; version=0.0.4"),
+        "/metrics" => text(
+            StatusCode::OK,
+            render_metrics(registry),
+            "text/plain; version=0.0.4",
+        ),
         _ => text(StatusCode::NOT_FOUND, String::new(), "text/plain"),
     }
 }

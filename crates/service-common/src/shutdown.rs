@@ -20,7 +20,10 @@ pub fn token() -> CancellationToken {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -40,5 +43,8 @@ async fn wait_for_signal() {
 
 /// Sleeps for `d` unless `token` is cancelled first. Returns `false` when cancelled.
 pub async fn sleep(token: &CancellationToken, d: std::time::Duration) -> bool {
-    token.run_until_cancelled(tokio::time::sleep(d)).await.is_some()
+    token
+        .run_until_cancelled(tokio::time::sleep(d))
+        .await
+        .is_some()
 }

@@ -57,11 +57,19 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
             .build()?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
             .build();
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
         (Some(layer), Some(provider))
     };
-    tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()?;
     Ok(TelemetryGuard { provider })
 }

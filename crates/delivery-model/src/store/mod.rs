@@ -186,7 +186,10 @@ impl Store {
             Err(_) => {
                 return Err(Error::Redis(fred::error::Error::new(
                     fred::error::ErrorKind::Timeout,
-                    format!("could not connect to Redis within {:?}", opts.command_timeout),
+                    format!(
+                        "could not connect to Redis within {:?}",
+                        opts.command_timeout
+                    ),
                 )));
             }
         }
@@ -229,7 +232,10 @@ impl Store {
     /// # Errors
     /// Redis unreachable.
     pub async fn used_memory(&self) -> Result<u64> {
-        let info: String = self.pool().info(Some(fred::types::InfoKind::Memory)).await?;
+        let info: String = self
+            .pool()
+            .info(Some(fred::types::InfoKind::Memory))
+            .await?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
@@ -247,7 +253,10 @@ impl Store {
     pub async fn create_subscription(&self, sub: &Subscription) -> Result<bool> {
         let k = self.keys();
         let challenge = if sub.status == SubscriptionStatus::PendingVerification {
-            QueueMessage::ChallengeV1 { subscription_id: sub.id }.encode()
+            QueueMessage::ChallengeV1 {
+                subscription_id: sub.id,
+            }
+            .encode()
         } else {
             String::new()
         };
@@ -265,18 +274,31 @@ impl Store {
             sub.id.to_string(),
             created_score(sub.created_at),
             MESSAGE_FIELD.to_owned(),
-            if sub.threat_model_id.is_some() { "1" } else { "0" }.to_owned(),
+            if sub.threat_model_id.is_some() {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
             challenge,
         ];
         for (f, v) in sub.to_fields() {
             args.push(f.to_owned());
             args.push(v);
         }
-        let created: i64 = scripts::CREATE_SUBSCRIPTION.run(self.pool(), keys, args).await?;
+        let created: i64 = scripts::CREATE_SUBSCRIPTION
+            .run(self.pool(), keys, args)
+            .await?;
         if created == 1 && sub.status == SubscriptionStatus::Active {
             // Imported or pinned subscriptions start active: put them in the match indexes.
-            self.set_subscription_status(sub.id, SubscriptionStatus::Active, SubscriptionStatus::Active, sub.modified_at, false)
-                .await?;
+            self.set_subscription_status(
+                sub.id,
+                SubscriptionStatus::Active,
+                SubscriptionStatus::Active,
+                sub.modified_at,
+                false,
+            )
+            .await?;
         }
         Ok(created == 1)
     }
@@ -294,31 +316,57 @@ impl Store {
     }
 
     async fn get_subscriptions(&self, ids: &[String]) -> Result<Vec<Subscription>> {
-        let futs = ids.iter().filter_map(|id| id.parse::<SubscriptionId>().ok()).map(|id| self.get_subscription(id));
-        Ok(futures::future::try_join_all(futs).await?.into_iter().flatten().collect())
+        let futs = ids
+            .iter()
+            .filter_map(|id| id.parse::<SubscriptionId>().ok())
+            .map(|id| self.get_subscription(id));
+        Ok(futures::future::try_join_all(futs)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// Lists subscriptions newest first, optionally only those filtered to threat model `tm`.
     ///
     /// # Errors
     /// Redis failure.
-    pub async fn list_subscriptions(&self, tm: Option<&str>, offset: u64, limit: u64) -> Result<Page<Subscription>> {
+    pub async fn list_subscriptions(
+        &self,
+        tm: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Subscription>> {
         let key = match tm {
             Some(tm) => self.keys().subscriptions_by_threat_model(tm),
             None => self.keys().subscriptions_all(),
         };
         let (ids, total) = self.zpage(&key, offset, limit, true).await?;
-        Ok(Page { items: self.get_subscriptions(&ids).await?, total })
+        Ok(Page {
+            items: self.get_subscriptions(&ids).await?,
+            total,
+        })
     }
 
-    async fn zpage(&self, key: &str, offset: u64, limit: u64, newest_first: bool) -> Result<(Vec<String>, u64)> {
+    async fn zpage(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        newest_first: bool,
+    ) -> Result<(Vec<String>, u64)> {
         if limit == 0 {
             let total: u64 = self.pool().zcard(key).await?;
             return Ok((Vec::new(), total));
         }
         let start = i64::try_from(offset).unwrap_or(i64::MAX);
-        let stop = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)).saturating_sub(1);
-        let ids: Vec<String> = self.pool().zrange(key, start, stop, None, newest_first, None, false).await?;
+        let stop = start
+            .saturating_add(i64::try_from(limit).unwrap_or(i64::MAX))
+            .saturating_sub(1);
+        let ids: Vec<String> = self
+            .pool()
+            .zrange(key, start, stop, None, newest_first, None, false)
+            .await?;
         let total: u64 = self.pool().zcard(key).await?;
         Ok((ids, total))
     }
@@ -328,15 +376,24 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn count_subscriptions_by_owner(&self, owner: &str) -> Result<u64> {
-        Ok(self.pool().scard(self.keys().subscriptions_by_owner(owner)).await?)
+        Ok(self
+            .pool()
+            .scard(self.keys().subscriptions_by_owner(owner))
+            .await?)
     }
 
     /// Ids of the subscriptions in `status` (small sets walked by cleanup).
     ///
     /// # Errors
     /// Redis failure.
-    pub async fn subscription_ids_by_status(&self, status: SubscriptionStatus) -> Result<Vec<SubscriptionId>> {
-        let ids: Vec<String> = self.pool().smembers(self.keys().subscriptions_by_status(status)).await?;
+    pub async fn subscription_ids_by_status(
+        &self,
+        status: SubscriptionStatus,
+    ) -> Result<Vec<SubscriptionId>> {
+        let ids: Vec<String> = self
+            .pool()
+            .smembers(self.keys().subscriptions_by_status(status))
+            .await?;
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
@@ -413,7 +470,10 @@ impl Store {
                 vec![
                     max_challenges.to_string(),
                     retry_at_ms.to_string(),
-                    QueueMessage::ChallengeV1 { subscription_id: id }.encode(),
+                    QueueMessage::ChallengeV1 {
+                        subscription_id: id,
+                    }
+                    .encode(),
                     now.to_string(),
                     k.subscriptions_by_status_prefix(),
                     id.to_string(),
@@ -436,7 +496,10 @@ impl Store {
         let k = self.keys();
         let ids: Vec<String> = self
             .pool()
-            .sunion(vec![k.subscriptions_by_event(event_type), k.subscriptions_by_event(crate::event::WILDCARD)])
+            .sunion(vec![
+                k.subscriptions_by_event(event_type),
+                k.subscriptions_by_event(crate::event::WILDCARD),
+            ])
             .await?;
         self.get_subscriptions(&ids).await
     }
@@ -509,9 +572,16 @@ impl Store {
     /// Redis failure.
     pub async fn create_and_enqueue_delivery(&self, record: &DeliveryRecord) -> Result<bool> {
         let k = self.keys();
-        let msg = QueueMessage::DeliveryV1 { delivery_id: record.id }.encode();
-        self.create_delivery_then_append(record, k.queue_stream(), vec![(MESSAGE_FIELD.to_owned(), msg)])
-            .await
+        let msg = QueueMessage::DeliveryV1 {
+            delivery_id: record.id,
+        }
+        .encode();
+        self.create_delivery_then_append(
+            record,
+            k.queue_stream(),
+            vec![(MESSAGE_FIELD.to_owned(), msg)],
+        )
+        .await
     }
 
     /// Creates a `pending` record and emits `event` on the input stream in the same step (addon
@@ -519,9 +589,18 @@ impl Store {
     ///
     /// # Errors
     /// Redis failure.
-    pub async fn create_delivery_and_emit(&self, record: &DeliveryRecord, event: &StreamEvent) -> Result<bool> {
-        let fields = event.to_fields().into_iter().map(|(f, v)| (f.to_owned(), v)).collect();
-        self.create_delivery_then_append(record, self.keys().events_stream().to_owned(), fields).await
+    pub async fn create_delivery_and_emit(
+        &self,
+        record: &DeliveryRecord,
+        event: &StreamEvent,
+    ) -> Result<bool> {
+        let fields = event
+            .to_fields()
+            .into_iter()
+            .map(|(f, v)| (f.to_owned(), v))
+            .collect();
+        self.create_delivery_then_append(record, self.keys().events_stream().to_owned(), fields)
+            .await
     }
 
     async fn create_delivery_then_append(
@@ -533,7 +612,11 @@ impl Store {
         let fields = record.to_fields();
         let mut keys = vec![self.keys().delivery(record.id), stream];
         keys.extend(self.record_index_keys(record));
-        let ttl = if record.status.is_terminal() { self.inner.terminal_ttl_secs } else { self.inner.active_ttl_secs };
+        let ttl = if record.status.is_terminal() {
+            self.inner.terminal_ttl_secs
+        } else {
+            self.inner.active_ttl_secs
+        };
         let mut args = vec![
             ttl.to_string(),
             created_score(record.created_at),
@@ -548,20 +631,37 @@ impl Store {
             args.push(f);
             args.push(v);
         }
-        let created: i64 = scripts::CREATE_DELIVERY.run(self.pool(), keys, args).await?;
+        let created: i64 = scripts::CREATE_DELIVERY
+            .run(self.pool(), keys, args)
+            .await?;
         Ok(created == 1)
     }
 
-    /// Enqueues an existing delivery for an attempt now (the consumer routing `addon.invoked`).
+    /// Routes the pre-created delivery `id` named by input entry `entry_id` (an `addon.invoked` event) to the
+    /// worker and acknowledges the entry, in one step. Returns whether it was enqueued (false: the record is
+    /// gone or no longer pending).
     ///
     /// # Errors
-    /// Redis failure.
-    pub async fn enqueue(&self, msg: &QueueMessage) -> Result<()> {
-        let _: String = self
-            .pool()
-            .xadd(self.keys().queue_stream(), false, None, "*", vec![(MESSAGE_FIELD, msg.encode())])
+    /// Redis failure (nothing was written).
+    pub async fn route_existing(&self, entry_id: &str, id: DeliveryId) -> Result<bool> {
+        let k = self.keys();
+        let routed: i64 = scripts::ROUTE_EXISTING
+            .run(
+                self.pool(),
+                vec![
+                    k.delivery(id),
+                    k.queue_stream(),
+                    k.events_stream().to_owned(),
+                ],
+                vec![
+                    EVENTS_GROUP.to_owned(),
+                    entry_id.to_owned(),
+                    MESSAGE_FIELD.to_owned(),
+                    QueueMessage::DeliveryV1 { delivery_id: id }.encode(),
+                ],
+            )
             .await?;
-        Ok(())
+        Ok(routed == 1)
     }
 
     /// Reads one delivery record.
@@ -591,8 +691,15 @@ impl Store {
             None => self.keys().deliveries_all(),
         };
         let (ids, total) = self.zpage(&key, offset, limit, false).await?;
-        let futs = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok()).map(|id| self.get_delivery(id));
-        let items = futures::future::try_join_all(futs).await?.into_iter().flatten().collect();
+        let futs = ids
+            .iter()
+            .filter_map(|id| id.parse::<DeliveryId>().ok())
+            .map(|id| self.get_delivery(id));
+        let items = futures::future::try_join_all(futs)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(Page { items, total })
     }
 
@@ -613,7 +720,12 @@ impl Store {
             .run(
                 self.pool(),
                 vec![self.keys().delivery(id)],
-                vec![now.to_string(), token.to_owned(), lease_until.to_string(), tolerance.to_string()],
+                vec![
+                    now.to_string(),
+                    token.to_owned(),
+                    lease_until.to_string(),
+                    tolerance.to_string(),
+                ],
             )
             .await?;
         let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
@@ -621,7 +733,9 @@ impl Store {
             Some("missing") => Ok(BeginAttempt::Missing),
             Some("busy") => Ok(BeginAttempt::Busy),
             Some("done") => Ok(BeginAttempt::Done(it.next().unwrap_or_default().parse()?)),
-            Some("not_due") => Ok(BeginAttempt::NotDue(it.next().and_then(|v| v.parse().ok()).unwrap_or(0))),
+            Some("not_due") => Ok(BeginAttempt::NotDue(
+                it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            )),
             Some("go") => {
                 let mut h = HashMap::new();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -654,7 +768,9 @@ impl Store {
             AttemptOutcome::Failed { error } | AttemptOutcome::Abandoned { error } => {
                 (error.as_str(), String::new(), String::new())
             }
-            AttemptOutcome::Delivered | AttemptOutcome::InProgress => ("", String::new(), String::new()),
+            AttemptOutcome::Delivered | AttemptOutcome::InProgress => {
+                ("", String::new(), String::new())
+            }
         };
         let r: String = scripts::FINISH_ATTEMPT
             .run(
@@ -677,7 +793,10 @@ impl Store {
                     error.to_owned(),
                     next_retry,
                     due_ms,
-                    QueueMessage::DeliveryV1 { delivery_id: record.id }.encode(),
+                    QueueMessage::DeliveryV1 {
+                        delivery_id: record.id,
+                    }
+                    .encode(),
                     k.deliveries_by_status_prefix(),
                     record.id.to_string(),
                 ],
@@ -703,7 +822,11 @@ impl Store {
             .run(
                 self.pool(),
                 vec![k.scheduled(), k.queue_stream()],
-                vec![now_ms.to_string(), limit.to_string(), MESSAGE_FIELD.to_owned()],
+                vec![
+                    now_ms.to_string(),
+                    limit.to_string(),
+                    MESSAGE_FIELD.to_owned(),
+                ],
             )
             .await
     }
@@ -715,7 +838,14 @@ impl Store {
     pub async fn schedule(&self, msg: &QueueMessage, due_ms: i64) -> Result<()> {
         let _: i64 = self
             .pool()
-            .zadd(self.keys().scheduled(), None, None, false, false, (due_ms as f64, msg.encode()))
+            .zadd(
+                self.keys().scheduled(),
+                None,
+                None,
+                false,
+                false,
+                (due_ms as f64, msg.encode()),
+            )
             .await?;
         Ok(())
     }
@@ -729,7 +859,10 @@ impl Store {
             return Ok(());
         }
         let q = self.keys().queue_stream();
-        let _: i64 = self.pool().xack(&q, QUEUE_GROUP, entry_ids.to_vec()).await?;
+        let _: i64 = self
+            .pool()
+            .xack(&q, QUEUE_GROUP, entry_ids.to_vec())
+            .await?;
         let _: i64 = self.pool().xdel(&q, entry_ids.to_vec()).await?;
         Ok(())
     }
@@ -742,7 +875,14 @@ impl Store {
         if entry_ids.is_empty() {
             return Ok(());
         }
-        let _: i64 = self.pool().xack(self.keys().events_stream(), EVENTS_GROUP, entry_ids.to_vec()).await?;
+        let _: i64 = self
+            .pool()
+            .xack(
+                self.keys().events_stream(),
+                EVENTS_GROUP,
+                entry_ids.to_vec(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -751,7 +891,16 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn publish_event(&self, event: &StreamEvent) -> Result<String> {
-        Ok(self.pool().xadd(self.keys().events_stream(), false, None, "*", event.to_fields()).await?)
+        Ok(self
+            .pool()
+            .xadd(
+                self.keys().events_stream(),
+                false,
+                None,
+                "*",
+                event.to_fields(),
+            )
+            .await?)
     }
 
     /// Creates the input stream's consumer group if missing (`start_id` for a new group: `0` replays what
@@ -760,7 +909,8 @@ impl Store {
     /// # Errors
     /// Redis failure other than `BUSYGROUP`.
     pub async fn ensure_events_group(&self, start_id: &str) -> Result<()> {
-        self.ensure_group(self.keys().events_stream(), EVENTS_GROUP, start_id).await
+        self.ensure_group(self.keys().events_stream(), EVENTS_GROUP, start_id)
+            .await
     }
 
     /// Creates the queue's consumer group if missing. The queue only ever holds live work, so a new group
@@ -769,11 +919,16 @@ impl Store {
     /// # Errors
     /// Redis failure other than `BUSYGROUP`.
     pub async fn ensure_queue_group(&self) -> Result<()> {
-        self.ensure_group(&self.keys().queue_stream(), QUEUE_GROUP, "0").await
+        self.ensure_group(&self.keys().queue_stream(), QUEUE_GROUP, "0")
+            .await
     }
 
     async fn ensure_group(&self, stream: &str, group: &str, start_id: &str) -> Result<()> {
-        match self.pool().xgroup_create::<Value, _, _, _>(stream, group, start_id, true).await {
+        match self
+            .pool()
+            .xgroup_create::<Value, _, _, _>(stream, group, start_id, true)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.details().starts_with("BUSYGROUP") => Ok(()),
             Err(e) => Err(e.into()),
@@ -817,7 +972,11 @@ impl Store {
             Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
             Err(e) => return Err(e.into()),
         };
-        let pending = pending.into_array().first().and_then(Value::as_u64).unwrap_or(0);
+        let pending = pending
+            .into_array()
+            .first()
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         Ok((len, pending))
     }
 

@@ -15,13 +15,24 @@ pub(crate) struct Script {
 
 impl Script {
     fn new(src: &'static str) -> Self {
-        Self { src, sha: fred::util::sha1_hash(src) }
+        Self {
+            src,
+            sha: fred::util::sha1_hash(src),
+        }
     }
 
     /// `EVALSHA`, loading the script first when Redis does not know it (first use, or after a restart).
-    pub(crate) async fn run<R: FromValue>(&self, pool: &Pool, keys: Vec<String>, args: Vec<String>) -> Result<R> {
+    pub(crate) async fn run<R: FromValue>(
+        &self,
+        pool: &Pool,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<R> {
         let client = pool.next();
-        let v: Value = match client.evalsha(self.sha.as_str(), keys.clone(), args.clone()).await {
+        let v: Value = match client
+            .evalsha(self.sha.as_str(), keys.clone(), args.clone())
+            .await
+        {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
                 let _: String = client.script_load(self.src).await?;
                 client.evalsha(self.sha.as_str(), keys, args).await?
@@ -34,7 +45,8 @@ impl Script {
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!($file)));
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!($file)));
     };
 }
 
@@ -47,3 +59,4 @@ script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 script!(BEGIN_ATTEMPT, "lua/begin_attempt.lua");
 script!(FINISH_ATTEMPT, "lua/finish_attempt.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
+script!(ROUTE_EXISTING, "lua/route_existing.lua");

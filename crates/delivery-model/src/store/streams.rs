@@ -38,7 +38,35 @@ impl StreamReader {
     ) -> Result<Vec<StreamEntry>> {
         let v: Value = self
             .client
-            .xreadgroup(group, consumer, Some(count), Some(block_ms), false, stream, ">")
+            .xreadgroup(
+                group,
+                consumer,
+                Some(count),
+                Some(block_ms),
+                false,
+                stream,
+                ">",
+            )
+            .await?;
+        Ok(parse_xread(v))
+    }
+
+    /// `XREADGROUP … STREAMS stream 0`: this consumer's own pending entries (delivered to it before a crash
+    /// or restart and never acknowledged). Consumer names are stable per replica, so a restarted replica
+    /// resumes its own work at once instead of waiting for another to reclaim it.
+    ///
+    /// # Errors
+    /// Redis failure; [`Error::is_nogroup`](crate::Error::is_nogroup) when the group is gone.
+    pub async fn read_own_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: u64,
+    ) -> Result<Vec<StreamEntry>> {
+        let v: Value = self
+            .client
+            .xreadgroup(group, consumer, Some(count), None, false, stream, "0")
             .await?;
         Ok(parse_xread(v))
     }
@@ -59,7 +87,15 @@ impl StreamReader {
     ) -> Result<Vec<StreamEntry>> {
         let v: Value = self
             .client
-            .xautoclaim(stream, group, consumer, min_idle_ms, "0-0", Some(count), false)
+            .xautoclaim(
+                stream,
+                group,
+                consumer,
+                min_idle_ms,
+                "0-0",
+                Some(count),
+                false,
+            )
             .await?;
         let mut parts = v.into_array().into_iter();
         let _next = parts.next();

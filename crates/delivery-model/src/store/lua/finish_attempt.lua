@@ -50,7 +50,9 @@ elseif outcome == 'in_progress' then
   sub_success()
 elseif outcome == 'retry' or outcome == 'reschedule' then
   if outcome == 'retry' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-  redis.call('HSET', KEYS[1], 'last_error', ARGV[8], 'next_retry_at', ARGV[9])
+  -- An empty error (a deferral for fairness) keeps the previous attempt's error.
+  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[8]) end
+  redis.call('HSET', KEYS[1], 'next_retry_at', ARGV[9])
   redis.call('ZADD', KEYS[4], ARGV[10], ARGV[11])
   redis.call('EXPIRE', KEYS[1], ARGV[6])
 elseif outcome == 'failed' or outcome == 'abandoned' then

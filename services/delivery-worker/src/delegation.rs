@@ -1,0 +1,82 @@
+//! TMI's `X-TMI-Delegation-Token`: a short-lived JWT minted per attempt of an addon delivery, so the addon
+//! can act back on TMI on the invoker's behalf. Omitted when no delegation key is configured.
+
+use delivery_model::delivery::DeliveryRecord;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+
+/// The configured signer.
+pub struct Delegation {
+    key: EncodingKey,
+    issuer: String,
+    ttl_secs: i64,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    email: &'a str,
+    name: String,
+    tmi_is_administrator: bool,
+    auth_time: i64,
+    delegation: DelegationClaim<'a>,
+    iss: &'a str,
+    aud: [&'a str; 1],
+    exp: i64,
+    iat: i64,
+    nbf: i64,
+    jti: String,
+}
+
+#[derive(Serialize)]
+struct DelegationClaim<'a> {
+    addon_id: String,
+    delivery_id: String,
+    threat_model_id: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvelopeTm {
+    threat_model_id: Option<String>,
+}
+
+impl Delegation {
+    /// `None` when no key is configured (the header is then omitted, as TMI does on any error).
+    pub fn new(key: &str, issuer: &str, ttl_secs: u64) -> Option<Self> {
+        // from_secret rejects only an empty key, which means "not configured" here.
+        let key = EncodingKey::from_secret(key.as_bytes()).ok()?;
+        Some(Self {
+            key,
+            issuer: issuer.to_owned(),
+            ttl_secs: i64::try_from(ttl_secs).unwrap_or(60),
+        })
+    }
+
+    /// A token for one attempt of `record`; `None` for non-addon deliveries or if signing fails.
+    pub fn mint(&self, record: &DeliveryRecord, now_secs: i64) -> Option<String> {
+        let addon = record.addon_id?;
+        let invoker = record.invoked_by.as_ref()?;
+        let tm = serde_json::from_str::<EnvelopeTm>(&record.payload)
+            .ok()
+            .and_then(|e| e.threat_model_id);
+        let claims = Claims {
+            sub: &invoker.uuid,
+            email: &invoker.email,
+            name: format!("[Addon Delegation: {addon}] {}", invoker.name),
+            tmi_is_administrator: false,
+            auth_time: 0,
+            delegation: DelegationClaim {
+                addon_id: addon.to_string(),
+                delivery_id: record.id.to_string(),
+                threat_model_id: tm.as_deref(),
+            },
+            iss: &self.issuer,
+            aud: [&self.issuer],
+            exp: now_secs + self.ttl_secs,
+            iat: now_secs,
+            nbf: now_secs,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).ok()
+    }
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics of the delivery-worker. Each doc comment is the metric's HELP text. Labels stay
+//! bounded: outcomes and status classes, never URLs or hosts.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// All metrics of this service.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Attempts finished, by outcome (delivered, in_progress, retry, failed, abandoned, refused, deferred,
+    /// superseded, fenced).
+    pub deliveries: IntCounterVec,
+    /// Duration of delivery attempts, by result class (2xx, 3xx, 4xx, 5xx, error), in seconds.
+    pub attempt_duration: HistogramVec,
+    /// Time from a delivery's creation to its first attempt's answer, in seconds.
+    pub first_attempt_lag: Histogram,
+    /// Requests in flight in this process.
+    pub in_flight: IntGauge,
+    /// Entries in the queue stream (live work: due now or in flight).
+    pub queue_length: IntGauge,
+    /// Queue entries read by some worker and not yet acknowledged.
+    pub queue_pending: IntGauge,
+    /// Messages waiting on the schedule (retries, reschedules, challenge retries).
+    pub scheduled: IntGauge,
+    /// Queue entries taken over from a stalled or dead worker.
+    pub reclaimed: IntCounter,
+    /// Messages moved from the schedule to the queue.
+    pub promoted: IntCounter,
+    /// Targets refused by the outbound address policy (SSRF guard).
+    pub ssrf_refusals: IntCounter,
+    /// Verification challenges sent, by result (verified, failed, exhausted).
+    pub challenges: IntCounterVec,
+    /// Times the queue's consumer group was missing and recreated.
+    pub group_recreated: IntCounter,
+    /// Failed Redis operations (the work stays pending and is retried).
+    pub redis_errors: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Errors
+    /// A metric registered twice.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            deliveries: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_deliveries_total",
+                    "Attempts finished, by outcome.",
+                ),
+                &["outcome"],
+            )?,
+            attempt_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "hookline_worker_attempt_duration_seconds",
+                    "Duration of delivery attempts.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ]),
+                &["class"],
+            )?,
+            first_attempt_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hookline_worker_first_attempt_lag_seconds",
+                    "Time from a delivery's creation to its first attempt's answer.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+                ]),
+            )?,
+            in_flight: IntGauge::new(
+                "hookline_worker_in_flight",
+                "Requests in flight in this process.",
+            )?,
+            queue_length: IntGauge::new(
+                "hookline_worker_queue_length",
+                "Entries in the queue stream.",
+            )?,
+            queue_pending: IntGauge::new(
+                "hookline_worker_queue_pending",
+                "Queue entries read by a worker and not yet acknowledged.",
+            )?,
+            scheduled: IntGauge::new(
+                "hookline_worker_scheduled",
+                "Messages waiting on the schedule.",
+            )?,
+            reclaimed: IntCounter::new(
+                "hookline_worker_reclaimed_total",
+                "Queue entries taken over from a stalled or dead worker.",
+            )?,
+            promoted: IntCounter::new(
+                "hookline_worker_promoted_total",
+                "Messages moved from the schedule to the queue.",
+            )?,
+            ssrf_refusals: IntCounter::new(
+                "hookline_worker_ssrf_refusals_total",
+                "Targets refused by the outbound address policy.",
+            )?,
+            challenges: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_challenges_total",
+                    "Verification challenges sent, by result.",
+                ),
+                &["result"],
+            )?,
+            group_recreated: IntCounter::new(
+                "hookline_worker_group_recreated_total",
+                "Times the queue's consumer group was missing and recreated.",
+            )?,
+            redis_errors: IntCounter::new(
+                "hookline_worker_redis_errors_total",
+                "Failed Redis operations.",
+            )?,
+        };
+        registry.register(Box::new(m.deliveries.clone()))?;
+        registry.register(Box::new(m.attempt_duration.clone()))?;
+        registry.register(Box::new(m.first_attempt_lag.clone()))?;
+        registry.register(Box::new(m.in_flight.clone()))?;
+        registry.register(Box::new(m.queue_length.clone()))?;
+        registry.register(Box::new(m.queue_pending.clone()))?;
+        registry.register(Box::new(m.scheduled.clone()))?;
+        registry.register(Box::new(m.reclaimed.clone()))?;
+        registry.register(Box::new(m.promoted.clone()))?;
+        registry.register(Box::new(m.ssrf_refusals.clone()))?;
+        registry.register(Box::new(m.challenges.clone()))?;
+        registry.register(Box::new(m.group_recreated.clone()))?;
+        registry.register(Box::new(m.redis_errors.clone()))?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,70 @@
+//! Prometheus metrics of the event-consumer. Each doc comment is the metric's HELP text.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+/// All metrics of this service.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Input entries processed, by outcome (fanned_out, no_match, routed, route_skipped, malformed).
+    pub events: IntCounterVec,
+    /// Delivery records created by fan-out.
+    pub deliveries_created: IntCounter,
+    /// Input entries taken over from other consumers' pending lists (a replica died).
+    pub reclaimed: IntCounter,
+    /// Times the consumer group was found missing and recreated (Redis lost its data).
+    pub group_recreated: IntCounter,
+    /// Failed reads or writes against Redis, retried.
+    pub redis_errors: IntCounter,
+    /// Time to process one batch, in seconds.
+    pub batch_duration: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Errors
+    /// A metric registered twice.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            events: IntCounterVec::new(
+                Opts::new(
+                    "hookline_consumer_events_total",
+                    "Input entries processed, by outcome.",
+                ),
+                &["outcome"],
+            )?,
+            deliveries_created: IntCounter::new(
+                "hookline_consumer_deliveries_created_total",
+                "Delivery records created by fan-out.",
+            )?,
+            reclaimed: IntCounter::new(
+                "hookline_consumer_reclaimed_total",
+                "Input entries taken over from other consumers' pending lists.",
+            )?,
+            group_recreated: IntCounter::new(
+                "hookline_consumer_group_recreated_total",
+                "Times the consumer group was missing and recreated.",
+            )?,
+            redis_errors: IntCounter::new(
+                "hookline_consumer_redis_errors_total",
+                "Failed Redis operations, retried.",
+            )?,
+            batch_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hookline_consumer_batch_duration_seconds",
+                    "Time to process one batch.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )?,
+        };
+        registry.register(Box::new(m.events.clone()))?;
+        registry.register(Box::new(m.deliveries_created.clone()))?;
+        registry.register(Box::new(m.reclaimed.clone()))?;
+        registry.register(Box::new(m.group_recreated.clone()))?;
+        registry.register(Box::new(m.redis_errors.clone()))?;
+        registry.register(Box::new(m.batch_duration.clone()))?;
+        Ok(m)
+    }
+}
