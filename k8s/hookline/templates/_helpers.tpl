@@ -1,0 +1,376 @@
+{{/*
+Names, labels and the shared pod template of the Hookline chart.
+*/}}
+
+{{- define "hookline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hookline.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hookline.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The services: binary name -> values key and listener. "api" services serve /healthz, /readyz and /metrics on
+the API port (named http); "ops" services on the ops port (named ops).
+*/}}
+{{- define "hookline.components" -}}
+api-gateway:
+  key: apiGateway
+  listener: api
+event-consumer:
+  key: eventConsumer
+  listener: ops
+delivery-worker:
+  key: deliveryWorker
+  listener: ops
+cleanup:
+  key: cleanup
+  listener: ops
+{{- end -}}
+
+{{/* Name of one service's objects: <fullname>-<service>, at most 63 characters. */}}
+{{- define "hookline.componentName" -}}
+{{- $full := include "hookline.fullname" .root -}}
+{{- printf "%s-%s" ($full | trunc (int (sub 62 (len .name)))) .name | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "hookline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hookline.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+{{- end -}}
+
+{{- define "hookline.labels" -}}
+helm.sh/chart: {{ include "hookline.chart" .root }}
+{{ include "hookline.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: hookline
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "hookline.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "hookline.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the JWT key, the delegation key and the Redis password. */}}
+{{- define "hookline.secretName" -}}
+{{- default (include "hookline.fullname" .) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "hookline.image" -}}
+{{- $img := .root.Values.image -}}
+{{- $repo := printf "%s/%s" (trimSuffix "/" $img.repository) .name -}}
+{{- if $img.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $repo }}{{ end -}}
+{{- $digest := get ($img.digests | default dict) .name -}}
+{{- if $digest -}}
+{{- printf "%s@%s" $repo $digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the rendered config file is mounted; HOOKLINE_CONFIG names it. */}}
+{{- define "hookline.configDir" -}}/etc/hookline/config.d{{- end -}}
+{{- define "hookline.configFile" -}}hookline.toml{{- end -}}
+
+{{/* One TOML value. Helm reads every number in values as a float: integral ones are written as integers. */}}
+{{- define "hookline.tomlValue" -}}
+{{- $v := . -}}
+{{- $k := kindOf $v -}}
+{{- if eq $k "bool" -}}{{ $v }}
+{{- else if has $k (list "int" "int8" "int16" "int32" "int64" "uint" "uint8" "uint16" "uint32" "uint64") -}}{{ $v }}
+{{- else if eq $k "float64" -}}
+{{- if eq (float64 (int64 $v)) $v -}}{{ int64 $v }}{{- else -}}{{ $v }}{{- end -}}
+{{- else if eq $k "string" -}}{{ toJson $v }}
+{{- else if eq $k "slice" -}}[{{ range $i, $e := $v }}{{ if $i }}, {{ end }}{{ include "hookline.tomlValue" $e }}{{ end }}]
+{{- else -}}{{ fail (printf "config: unsupported value %v (%s); use strings, numbers, booleans or lists" $v $k) }}
+{{- end -}}
+{{- end -}}
+
+{{/* The config file: values.config plus the listen addresses, as TOML. */}}
+{{- define "hookline.configToml" -}}
+{{- $cfg := deepCopy (.Values.config | default dict) -}}
+{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
+{{- range $section, $keys := $chartOwned -}}
+{{- $s := get $cfg $section | default dict -}}
+{{- range $keys -}}
+{{- if hasKey $s . -}}
+{{- fail (printf "config.%s.%s is set by the chart (see the comments in values.yaml)" $section .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $bind := .Values.ports.bindAddress | default "0.0.0.0" -}}
+{{- $_ := set $cfg "api" (merge (get $cfg "api" | default dict) (dict "listen" (printf "%s:%d" $bind (int .Values.ports.api)))) -}}
+{{- $_ := set $cfg "ops" (merge (get $cfg "ops" | default dict) (dict "listen" (printf "%s:%d" $bind (int .Values.ports.ops)))) -}}
+# Rendered by the Hookline chart from .Values.config; layered over the defaults embedded in every binary
+# (config/default.toml). Secrets and per-pod values come from environment variables.
+{{- range $section, $kv := $cfg }}
+{{- if not (kindIs "map" $kv) }}
+{{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) }}
+{{- end }}
+
+[{{ $section }}]
+{{- range $k, $v := $kv }}
+{{ $k }} = {{ include "hookline.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{ end -}}
+
+{{/* Drain grace period plus the extra margin. */}}
+{{- define "hookline.terminationGracePeriodSeconds" -}}
+{{- $shutdown := get (.Values.config | default dict) "shutdown" | default dict -}}
+{{- $grace := get $shutdown "grace_period_secs" | default 20 -}}
+{{- add (int $grace) (int .Values.terminationGraceExtraSeconds) -}}
+{{- end -}}
+
+{{/* Redis URL as the pods see it; $(REDIS_PASSWORD) is expanded by the kubelet from the env var before it. */}}
+{{- define "hookline.redisUrl" -}}
+{{- $r := .Values.redis -}}
+{{- $u := urlParse $r.url -}}
+{{- if hasPrefix "redis-cluster" $u.scheme -}}
+{{- fail "redis.url: Redis Cluster is not supported yet; use a standalone or primary/replica Redis" -}}
+{{- end -}}
+{{- if not (has $u.scheme (list "redis" "rediss")) -}}
+{{- fail (printf "redis.url must start with redis:// or rediss:// (got %q)" $r.url) -}}
+{{- end -}}
+{{- if $u.userinfo -}}
+{{- fail "redis.url must not hold credentials: use redis.username and redis.password" -}}
+{{- end -}}
+{{- if not $u.host -}}
+{{- fail (printf "redis.url has no host (got %q)" $r.url) -}}
+{{- end -}}
+{{- $scheme := ternary "rediss" $u.scheme (eq (toString $r.tls) "true") -}}
+{{- $auth := "" -}}
+{{- if $r.password.enabled -}}
+{{- $auth = printf "%s:$(REDIS_PASSWORD)@" ($r.username | urlquery) -}}
+{{- else if $r.username -}}
+{{- $auth = printf "%s@" ($r.username | urlquery) -}}
+{{- end -}}
+{{- printf "%s://%s%s%s" $scheme $auth $u.host $u.path -}}
+{{- if $u.query }}?{{ $u.query }}{{ end -}}
+{{- end -}}
+
+{{/* TCP port of the Redis server, for the NetworkPolicy. */}}
+{{- define "hookline.redisPort" -}}
+{{- $u := urlParse .Values.redis.url -}}
+{{- $p := regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
+{{- default "6379" $p -}}
+{{- end -}}
+
+{{- define "hookline.redisPasswordSecret" -}}
+{{- $p := .Values.redis.password -}}
+{{- if $p.secretName -}}
+name: {{ $p.secretName }}
+key: {{ $p.secretKey | default "redis-password" }}
+{{- else -}}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.redisPassword) -}}
+{{- fail "redis.password.enabled needs secrets.redisPassword, secrets.existingSecret or redis.password.secretName" -}}
+{{- end -}}
+name: {{ include "hookline.secretName" . }}
+key: {{ .Values.secrets.keys.redisPassword }}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment of one service's container. */}}
+{{- define "hookline.env" -}}
+{{- $root := .root -}}
+{{- $secret := include "hookline.secretName" $root -}}
+- name: HOOKLINE_CONFIG
+  value: {{ printf "%s/%s" (include "hookline.configDir" $root) (include "hookline.configFile" $root) | quote }}
+{{- if $root.Values.redis.password.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- include "hookline.redisPasswordSecret" $root | nindent 6 }}
+{{- end }}
+- name: HOOKLINE__REDIS__URL
+  value: {{ include "hookline.redisUrl" $root | quote }}
+- name: HOOKLINE__AUTH__JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.jwtSecret }}
+      optional: true
+- name: HOOKLINE__AUTH__JWT_PUBLIC_KEY_PEM
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.jwtPublicKeyPem }}
+      optional: true
+{{- if eq .name "event-consumer" }}
+# Stable consumer name = pod name, so a restarted replica resumes its own pending entries.
+- name: HOOKLINE__CONSUMER__CONSUMER_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+{{- if eq .name "delivery-worker" }}
+- name: HOOKLINE__WORKER__CONSUMER_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: HOOKLINE__WORKER__DELEGATION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.delegationKey }}
+      optional: true
+{{- end }}
+{{- with $root.Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- with .comp.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: config/secret checksums (roll pods on change) and Prometheus scrape hints. */}}
+{{- define "hookline.podAnnotations" -}}
+{{- $root := .root -}}
+checksum/config: {{ include "hookline.configToml" $root | sha256sum }}
+{{- if not $root.Values.secrets.existingSecret }}
+checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
+{{- end }}
+{{- if $root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ ternary $root.Values.ports.api $root.Values.ports.ops (eq .listener "api") | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with $root.Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- with .comp.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The pod template shared by the Deployments and the cleanup CronJob.
+Params: root, name (service), comp (its values), listener (api|ops), job (bool: run once, no probes).
+*/}}
+{{- define "hookline.podTemplate" -}}
+{{- $root := .root -}}
+{{- $portName := ternary "http" "ops" (eq .listener "api") -}}
+{{- $port := ternary $root.Values.ports.api $root.Values.ports.ops (eq .listener "api") -}}
+metadata:
+  labels:
+    {{- include "hookline.labels" . | nindent 4 }}
+    {{- with $root.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with .comp.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    {{- include "hookline.podAnnotations" . | nindent 4 }}
+spec:
+  serviceAccountName: {{ include "hookline.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- if .job }}
+  restartPolicy: Never
+  {{- end }}
+  terminationGracePeriodSeconds: {{ include "hookline.terminationGracePeriodSeconds" $root }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ .name }}
+      image: {{ include "hookline.image" . | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      {{- if .job }}
+      args: ["--once"]
+      {{- end }}
+      ports:
+        - name: {{ $portName }}
+          containerPort: {{ $port }}
+          protocol: TCP
+      env:
+        {{- include "hookline.env" . | nindent 8 }}
+      {{- if not .job }}
+      startupProbe:
+        httpGet:
+          path: /healthz
+          port: {{ $portName }}
+        {{- toYaml $root.Values.probes.startup | nindent 8 }}
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: {{ $portName }}
+        {{- toYaml $root.Values.probes.liveness | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: {{ $portName }}
+        {{- toYaml $root.Values.probes.readiness | nindent 8 }}
+      {{- end }}
+      {{- with .comp.lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      resources:
+        {{- toYaml .comp.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: {{ include "hookline.configDir" $root }}
+          readOnly: true
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "hookline.fullname" $root }}-config
+  {{- with (.comp.nodeSelector | default $root.Values.nodeSelector) }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with (.comp.affinity | default $root.Values.affinity) }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- $tolerations := concat ($root.Values.tolerations | default list) (.comp.tolerations | default list) }}
+  {{- with $tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .comp.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The services this release runs as Deployments, in a fixed order. */}}
+{{- define "hookline.deploymentServices" -}}
+{{- $out := list "api-gateway" "event-consumer" "delivery-worker" -}}
+{{- if eq .Values.cleanup.mode "deployment" }}{{ $out = append $out "cleanup" }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
