@@ -1,1 +1,7 @@
+//! End-to-end tests: the four real binaries, separate processes sharing only a private redis-server, and
+//! real receivers on loopback. Build the binaries first (`make test` does): `cargo build --workspace --bins`.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod harness;
+mod pipeline;
+mod resilience;

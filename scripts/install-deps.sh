@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages Hookline's local stack and tests need, only when missing.
+# Debian/Ubuntu: apt-get (as root, or through sudo when available).
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+if [ "${HOOKLINE_BENCH:-}" = 1 ]; then
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "installing: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 && SUDO=sudo || { echo "please install: ${need[*]}" >&2; exit 1; }
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

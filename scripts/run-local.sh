@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make run`: a working local stack in the foreground. Ctrl-C stops everything.
+#   - Redis: HOOKLINE__REDIS__URL if set, else a private redis-server (AOF on) in .run/redis on port 6390.
+#   - api-gateway on :8080, event-consumer / delivery-worker / cleanup ops listeners on :9091-9093.
+#   - Settings: config/default.toml, then config/dev.toml (HOOKLINE_CONFIG), then HOOKLINE__* variables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=.run
+mkdir -p "$RUN/redis"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping…"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+if [ -z "${HOOKLINE__REDIS__URL:-}" ]; then
+  port=${HOOKLINE_DEV_REDIS_PORT:-6390}
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" --appendonly yes \
+    --maxmemory-policy noeviction --save '' >"$RUN/redis.log" 2>&1 &
+  pids+=($!)
+  export HOOKLINE__REDIS__URL="redis://127.0.0.1:$port"
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "redis-server started on $HOOKLINE__REDIS__URL (data in $RUN/redis)"
+fi
+
+cargo build -q --workspace --bins
+export HOOKLINE_CONFIG="${HOOKLINE_CONFIG:-config/dev.toml}"
+bin=target/debug
+HOOKLINE__API__LISTEN=127.0.0.1:8080 "$bin/api-gateway" &
+pids+=($!)
+HOSTNAME=local-consumer HOOKLINE__OPS__LISTEN=127.0.0.1:9091 "$bin/event-consumer" &
+pids+=($!)
+HOSTNAME=local-worker HOOKLINE__OPS__LISTEN=127.0.0.1:9092 "$bin/delivery-worker" &
+pids+=($!)
+if [ -x "$bin/cleanup" ]; then
+  HOSTNAME=local-cleanup HOOKLINE__OPS__LISTEN=127.0.0.1:9093 "$bin/cleanup" &
+  pids+=($!)
+fi
+
+sleep 1
+cat <<MSG
+
+Hookline is running.
+  API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz, metrics: /metrics)
+  event-consumer http://127.0.0.1:9091/metrics
+  delivery-worker http://127.0.0.1:9092/metrics
+  Redis          $HOOKLINE__REDIS__URL
+  Admin token    make token      (or: target/debug/api-gateway dev-token --admin)
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}" || true

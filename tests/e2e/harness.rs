@@ -1,0 +1,183 @@
+//! One harness for every scenario: a private Redis, the services, a client for the API and the store.
+
+use std::time::Duration;
+
+use delivery_model::delivery::DeliveryRecord;
+use delivery_model::event::StreamEvent;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::store::{Store, StoreOptions};
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use serde_json::{Value, json};
+use test_support::receiver::Receiver;
+use test_support::redis::RedisServer;
+use test_support::service::{Service, ServiceBin};
+use test_support::{auth, http, wait};
+
+pub const SECRET: &str = "e2e-jwt-secret";
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Settings every e2e run uses: loopback receivers reachable only through the allowlist, short schedules.
+fn base_env(redis_url: &str) -> Vec<(String, String)> {
+    [
+        ("HOOKLINE__REDIS__URL", redis_url),
+        ("HOOKLINE__AUTH__JWT_SECRET", SECRET),
+        ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true"),
+        ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1"),
+        // The create-time deny list refuses 127.*; receivers here are on loopback.
+        ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", ""),
+        ("HOOKLINE__SUBSCRIPTIONS__CHALLENGE_RETRY_INTERVAL_MS", "200"),
+        ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "200,300,400,500"),
+        ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50"),
+        ("HOOKLINE__WORKER__BLOCK_MS", "200"),
+        ("HOOKLINE__CONSUMER__BLOCK_MS", "200"),
+        ("HOOKLINE__CONSUMER__CLAIM_IDLE_MS", "2000"),
+        ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "5"),
+        ("HOOKLINE__OUTBOUND__REQUEST_TIMEOUT_MS", "3000"),
+        ("HOOKLINE__WORKER__LEASE_MARGIN_MS", "1000"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+fn merge(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    env
+}
+
+/// A running stack.
+pub struct Stack {
+    pub api: Service,
+    pub consumer: Service,
+    pub worker: Service,
+    pub store: Store,
+    pub env: Vec<(String, String)>,
+    admin: String,
+    // Last: dropped after the services so they never see Redis vanish.
+    pub redis: RedisServer,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts Redis and the three pipeline services with `extra` settings on top of the e2e defaults.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start();
+        let env = merge(base_env(&redis.url()), extra);
+        let api = Service::start(ServiceBin::ApiGateway, &env).await;
+        let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
+        let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
+        let store = Store::connect(&StoreOptions {
+            url: redis.url(),
+            pool_size: 2,
+            key_prefix: String::new(),
+            events_stream: "tmi:events".into(),
+            active_ttl: Duration::from_secs(4 * 3600),
+            terminal_ttl: Duration::from_secs(7 * 24 * 3600),
+            command_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("connect store");
+        let admin = auth::admin_token(SECRET, "admin-1");
+        Self { api, consumer, worker, store, env, admin, redis }
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin
+    }
+
+    /// An API call as the admin; returns (status, JSON body or Null).
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_as(&self.admin, method, path, body).await
+    }
+
+    pub async fn api_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![("authorization", bearer.as_str())];
+        let payload = match &body {
+            Some(b) => {
+                headers.push(("content-type", "application/json"));
+                b.to_string()
+            }
+            None => String::new(),
+        };
+        let (status, _, bytes) = http::request(method, &self.api.api_url(path), &headers, payload).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Creates a subscription for `events` at `url`; returns the 201 body.
+    pub async fn create_subscription(&self, url: &str, events: &[&str], tm: Option<&str>) -> Value {
+        let mut body = json!({"name": "e2e", "url": url, "events": events});
+        if let Some(tm) = tm {
+            body["threat_model_id"] = json!(tm);
+        }
+        let (status, created) = self.api("POST", "/admin/webhooks/subscriptions", Some(body)).await;
+        assert_eq!(status, 201, "create subscription: {created}");
+        created
+    }
+
+    pub async fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {
+        self.store.get_subscription(id).await.expect("read subscription")
+    }
+
+    pub async fn wait_status(&self, id: SubscriptionId, status: SubscriptionStatus) {
+        wait::until(&format!("subscription {id} becomes {status}"), WAIT, || async {
+            (self.subscription(id).await.map(|s| s.status) == Some(status)).then_some(())
+        })
+        .await;
+    }
+
+    /// Creates a subscription and waits until the receiver has verified it. Returns (id, secret).
+    pub async fn verified_subscription(&self, rx: &Receiver, events: &[&str], tm: Option<&str>) -> (SubscriptionId, String) {
+        let created = self.create_subscription(&rx.url(), events, tm).await;
+        let id: SubscriptionId = created["id"].as_str().unwrap().parse().unwrap();
+        self.wait_status(id, SubscriptionStatus::Active).await;
+        (id, created["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Appends a TMI-shaped event to `tmi:events`, as TMI's emitter does.
+    pub async fn publish(&self, event_type: &str, tm: Option<&str>, data: Value) -> String {
+        let object_id = tm.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let mut payload = json!({
+            "event_type": event_type,
+            "object_id": object_id,
+            "object_type": event_type.split('.').next().unwrap_or("thing"),
+            "owner_id": "owner-1",
+            "timestamp": "2026-04-01T12:00:00.123456789Z",
+            "data": data,
+        });
+        if let Some(tm) = tm {
+            payload["threat_model_id"] = json!(tm);
+        }
+        let event = StreamEvent {
+            event_type: event_type.to_owned(),
+            threat_model_id: tm.map(str::to_owned),
+            object_id: Some(object_id),
+            object_type: payload["object_type"].as_str().map(str::to_owned),
+            owner_id: Some("owner-1".into()),
+            timestamp: Some("2026-04-01T12:00:00Z".into()),
+            payload: payload.to_string(),
+            delivery_id: None,
+        };
+        self.store.publish_event(&event).await.expect("publish")
+    }
+
+    pub async fn delivery(&self, id: &str) -> DeliveryRecord {
+        let id: DeliveryId = id.parse().expect("delivery id");
+        self.store.get_delivery(id).await.expect("read delivery").expect("delivery exists")
+    }
+
+    /// Waits until delivery `id` satisfies `pred`; returns it.
+    pub async fn wait_delivery(&self, id: &str, what: &str, pred: impl Fn(&DeliveryRecord) -> bool) -> DeliveryRecord {
+        wait::until(what, WAIT, || async {
+            let d = self.delivery(id).await;
+            pred(&d).then_some(d)
+        })
+        .await
+    }
+}
