@@ -1,0 +1,611 @@
+//! Attempts: the lease taken by `begin_attempt`, the outcomes written by `finish_attempt`, and the races the
+//! lease and the status check settle (a worker that outlived its lease, a callback that came first).
+
+use std::time::Duration;
+
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
+use delivery_model::ids::DeliveryId;
+use delivery_model::keys::QUEUE_GROUP;
+use delivery_model::queue::QueueMessage;
+use delivery_model::store::{AttemptOutcome, BeginAttempt, FinishResult};
+use delivery_model::subscription::field as sub_field;
+use delivery_model::time::{Micros, now_micros};
+
+use crate::harness::{ACTIVE_TTL, Ctx, TERMINAL_TTL, ms};
+
+const SEC: Micros = 1_000_000;
+const LEASE: Micros = 30 * SEC;
+
+/// Takes the lease with `token` at `now`, expecting `Go`, and returns the record the script handed out.
+async fn go(ctx: &Ctx, id: DeliveryId, token: &str, now: Micros) -> DeliveryRecord {
+    match ctx
+        .store
+        .begin_attempt(id, token, now, now + LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+    {
+        BeginAttempt::Go(r) => *r,
+        other => panic!("expected Go, got {other:?}"),
+    }
+}
+
+/// Whether the queue entry is acknowledged and deleted.
+async fn entry_gone(ctx: &Ctx, entry: &str) -> bool {
+    let q = ctx.k().queue_stream();
+    ctx.pending(&q, QUEUE_GROUP).await == 0
+        && ctx.entries(&q).await.iter().all(|(id, _)| id != entry)
+}
+
+async fn ttl_secs(ctx: &Ctx, id: DeliveryId) -> i64 {
+    ctx.ttl(&ctx.k().delivery(id)).await
+}
+
+fn assert_about(ttl: i64, want: Duration) {
+    let want = want.as_secs() as i64;
+    assert!(
+        ttl <= want && ttl > want - 60,
+        "ttl {ttl}, want about {want}"
+    );
+}
+
+#[tokio::test]
+async fn begin_takes_the_lease_and_another_token_is_busy_while_it_lives() {
+    let ctx = Ctx::start().await;
+    let (rec, _sub, entry) = ctx.delivery_in_flight().await;
+    let key = ctx.k().delivery(rec.id);
+    let now = now_micros();
+
+    assert_eq!(
+        go(&ctx, rec.id, "A", now).await,
+        rec,
+        "Go hands out the stored record"
+    );
+    assert_eq!(ctx.hget(&key, field::LEASE).await.as_deref(), Some("A"));
+    assert_eq!(
+        ctx.hget(&key, field::LEASE_UNTIL).await,
+        Some((now + LEASE).to_string())
+    );
+
+    let busy = ctx
+        .store
+        .begin_attempt(rec.id, "B", now + SEC, now + SEC + LEASE, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(matches!(busy, BeginAttempt::Busy), "{busy:?}");
+    assert_eq!(
+        ctx.hget(&key, field::LEASE).await.as_deref(),
+        Some("A"),
+        "a busy answer writes nothing"
+    );
+
+    // The holder may take it again; once it has expired, anyone may.
+    go(&ctx, rec.id, "A", now + 2 * SEC).await;
+    go(&ctx, rec.id, "B", now + 3 * SEC + LEASE).await;
+    assert_eq!(ctx.hget(&key, field::LEASE).await.as_deref(), Some("B"));
+
+    let written = ctx.store.finish_attempt(
+        &rec,
+        "B",
+        &entry,
+        &AttemptOutcome::Delivered,
+        now + 4 * SEC + LEASE,
+    );
+    assert_eq!(written.await.unwrap(), FinishResult::Written);
+    ctx.assert_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn begin_reports_missing_done_and_not_due() {
+    let ctx = Ctx::start().await;
+    let now = now_micros();
+    let missing = ctx
+        .store
+        .begin_attempt(DeliveryId::new_v7(), "A", now, now + LEASE, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(matches!(missing, BeginAttempt::Missing), "{missing:?}");
+
+    let (rec, _sub, entry) = ctx.delivery_in_flight().await;
+    let key = ctx.k().delivery(rec.id);
+    let later = now + 60 * SEC;
+    ctx.hset(&key, field::NEXT_RETRY_AT, &later.to_string())
+        .await;
+    let not_due = ctx
+        .store
+        .begin_attempt(rec.id, "A", now, now + LEASE, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(not_due, BeginAttempt::NotDue(at) if at == later),
+        "{not_due:?}"
+    );
+    assert_eq!(
+        ctx.hget(&key, field::LEASE).await,
+        None,
+        "not due: no lease taken"
+    );
+    // Within the tolerance it counts as due.
+    let soon = later - SEC / 2;
+    let due = ctx
+        .store
+        .begin_attempt(rec.id, "A", soon, soon + LEASE, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(matches!(due, BeginAttempt::Go(_)), "{due:?}");
+
+    for (status, want) in [
+        ("delivered", DeliveryStatus::Delivered),
+        ("in_progress", DeliveryStatus::InProgress),
+    ] {
+        ctx.hset(&key, field::STATUS, status).await;
+        let done = ctx
+            .store
+            .begin_attempt(
+                rec.id,
+                "C",
+                later + LEASE,
+                later + 2 * LEASE,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(done, BeginAttempt::Done(s) if s == want),
+            "{done:?}"
+        );
+    }
+    ctx.store.ack_queue(&[entry]).await.unwrap();
+    ctx.assert_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn delivered_is_terminal_counts_the_attempt_and_acks_the_entry() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    ctx.hset(
+        &k.subscription(sub.id),
+        sub_field::PUBLICATION_FAILURES,
+        "2",
+    )
+    .await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::Delivered, now + SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts), (DeliveryStatus::Delivered, 1));
+    assert_eq!(
+        (got.delivered_at, got.last_activity_at, got.next_retry_at),
+        (Some(now + SEC), now + SEC, None)
+    );
+    assert_about(ttl_secs(&ctx, rec.id).await, TERMINAL_TTL);
+    let member = rec.id.to_string();
+    assert_eq!(
+        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &member)
+            .await,
+        None
+    );
+    assert_eq!(
+        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Delivered), &member)
+            .await,
+        Some(ms(rec.created_at))
+    );
+    let s = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(
+        (s.last_successful_use, s.publication_failures),
+        (Some(now + SEC), 0)
+    );
+    let h = ctx.hgetall(&k.delivery(rec.id)).await;
+    assert!(
+        !h.contains_key(field::LEASE) && !h.contains_key(field::LEASE_UNTIL),
+        "lease released: {h:?}"
+    );
+    assert!(entry_gone(&ctx, &entry).await);
+    assert!(ctx.zall(&k.scheduled()).await.is_empty());
+}
+
+#[tokio::test]
+async fn retry_counts_the_attempt_and_schedules_the_next() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+    let at = now + 60 * SEC;
+
+    let outcome = AttemptOutcome::Retry {
+        error: "HTTP 500: boom".into(),
+        at,
+    };
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempts, got.next_retry_at),
+        (DeliveryStatus::Pending, 1, Some(at))
+    );
+    assert_eq!(
+        (got.last_error.as_deref(), got.last_activity_at),
+        (Some("HTTP 500: boom"), now + SEC)
+    );
+    assert_eq!(
+        ctx.zall(&k.scheduled()).await,
+        vec![(
+            QueueMessage::DeliveryV1 {
+                delivery_id: rec.id
+            }
+            .encode(),
+            ms(at)
+        )]
+    );
+    assert!(
+        ctx.zscore(
+            &k.deliveries_by_status(DeliveryStatus::Pending),
+            &rec.id.to_string()
+        )
+        .await
+        .is_some()
+    );
+    assert_about(ttl_secs(&ctx, rec.id).await, ACTIVE_TTL);
+    assert!(entry_gone(&ctx, &entry).await);
+    assert_eq!(
+        ctx.store
+            .get_subscription(sub.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .publication_failures,
+        0
+    );
+
+    // Until it is due, a stale queue message for it is not attempted.
+    let early = ctx
+        .store
+        .begin_attempt(
+            rec.id,
+            "B",
+            now + 2 * SEC,
+            now + 2 * SEC + LEASE,
+            Duration::ZERO,
+        )
+        .await;
+    assert!(matches!(early.unwrap(), BeginAttempt::NotDue(t) if t == at));
+    let again = go(&ctx, rec.id, "B", at).await;
+    assert_eq!(again.attempts, 1);
+}
+
+#[tokio::test]
+async fn reschedule_consumes_no_attempt() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, _sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+    let at = now + 10 * SEC;
+
+    let outcome = AttemptOutcome::Reschedule {
+        error: "circuit open".into(),
+        at,
+    };
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &outcome, now)
+        .await
+        .unwrap();
+
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempts, got.next_retry_at),
+        (DeliveryStatus::Pending, 0, Some(at))
+    );
+    assert_eq!(
+        ctx.zall(&k.scheduled()).await,
+        vec![(
+            QueueMessage::DeliveryV1 {
+                delivery_id: rec.id
+            }
+            .encode(),
+            ms(at)
+        )]
+    );
+    assert!(entry_gone(&ctx, &entry).await);
+}
+
+#[tokio::test]
+async fn failed_is_terminal_and_counts_a_publication_failure() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+
+    let outcome = AttemptOutcome::Failed {
+        error: "HTTP 400".into(),
+    };
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempts, got.last_error.as_deref()),
+        (DeliveryStatus::Failed, 1, Some("HTTP 400"))
+    );
+    assert_eq!((got.next_retry_at, got.delivered_at), (None, None));
+    assert_about(ttl_secs(&ctx, rec.id).await, TERMINAL_TTL);
+    assert_eq!(
+        ctx.zscore(
+            &k.deliveries_by_status(DeliveryStatus::Failed),
+            &rec.id.to_string()
+        )
+        .await,
+        Some(ms(rec.created_at))
+    );
+    assert_eq!(
+        ctx.zscore(
+            &k.deliveries_by_status(DeliveryStatus::Pending),
+            &rec.id.to_string()
+        )
+        .await,
+        None
+    );
+    let s = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!((s.publication_failures, s.last_successful_use), (1, None));
+    assert!(entry_gone(&ctx, &entry).await);
+    let done = ctx
+        .store
+        .begin_attempt(rec.id, "B", now + 2 * SEC, now + LEASE, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        matches!(done, BeginAttempt::Done(DeliveryStatus::Failed)),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn abandoned_fails_without_an_attempt_or_a_publication_failure() {
+    let ctx = Ctx::start().await;
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+
+    let outcome = AttemptOutcome::Abandoned {
+        error: "subscription not active".into(),
+    };
+    assert_eq!(
+        ctx.store
+            .finish_attempt(&rec, "A", &entry, &outcome, now)
+            .await
+            .unwrap(),
+        FinishResult::Written
+    );
+
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts), (DeliveryStatus::Failed, 0));
+    assert_eq!(
+        ctx.store
+            .get_subscription(sub.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .publication_failures,
+        0
+    );
+    assert!(entry_gone(&ctx, &entry).await);
+}
+
+#[tokio::test]
+async fn in_progress_awaits_callbacks_and_is_tracked_for_staleness() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    go(&ctx, rec.id, "A", now).await;
+
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::InProgress, now + SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempts, got.delivered_at),
+        (DeliveryStatus::InProgress, 1, None)
+    );
+    // The activity index is scored in microseconds.
+    assert_eq!(
+        ctx.zscore(&k.deliveries_activity(), &rec.id.to_string())
+            .await,
+        Some((now + SEC) as f64)
+    );
+    assert!(
+        ctx.zscore(
+            &k.deliveries_by_status(DeliveryStatus::InProgress),
+            &rec.id.to_string()
+        )
+        .await
+        .is_some()
+    );
+    assert_about(ttl_secs(&ctx, rec.id).await, ACTIVE_TTL);
+    assert_eq!(
+        ctx.store
+            .get_subscription(sub.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_successful_use,
+        Some(now + SEC)
+    );
+    assert!(entry_gone(&ctx, &entry).await);
+}
+
+#[tokio::test]
+async fn a_stale_token_is_fenced_and_writes_nothing() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    // A took a short lease and hung; B took over once it expired.
+    assert!(matches!(
+        ctx.store
+            .begin_attempt(rec.id, "A", now, now + SEC, Duration::ZERO)
+            .await
+            .unwrap(),
+        BeginAttempt::Go(_)
+    ));
+    go(&ctx, rec.id, "B", now + 2 * SEC).await;
+    let before = ctx.hgetall(&k.delivery(rec.id)).await;
+
+    let late = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::Delivered, now + 3 * SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(late, FinishResult::Fenced);
+    assert_eq!(
+        ctx.hgetall(&k.delivery(rec.id)).await,
+        before,
+        "nothing written"
+    );
+    assert_eq!(
+        ctx.pending(&k.queue_stream(), QUEUE_GROUP).await,
+        1,
+        "the entry stays for B"
+    );
+    assert_eq!(
+        ctx.store
+            .get_subscription(sub.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_successful_use,
+        None
+    );
+    // A fenced retry schedules nothing either.
+    let retry = AttemptOutcome::Retry {
+        error: "late".into(),
+        at: now,
+    };
+    assert_eq!(
+        ctx.store
+            .finish_attempt(&rec, "A", &entry, &retry, now + 3 * SEC)
+            .await
+            .unwrap(),
+        FinishResult::Fenced
+    );
+    assert!(ctx.zall(&k.scheduled()).await.is_empty());
+
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "B", &entry, &AttemptOutcome::Delivered, now + 4 * SEC)
+        .await
+        .unwrap();
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts), (DeliveryStatus::Delivered, 1));
+    assert!(entry_gone(&ctx, &entry).await);
+}
+
+#[tokio::test]
+async fn a_callback_that_came_first_supersedes_the_outcome_but_the_attempt_counts() {
+    let outcomes = [
+        (AttemptOutcome::Delivered, 1),
+        (
+            AttemptOutcome::Retry {
+                error: "HTTP 502".into(),
+                at: now_micros() + 60 * SEC,
+            },
+            1,
+        ),
+        (
+            AttemptOutcome::Reschedule {
+                error: "circuit open".into(),
+                at: now_micros() + 60 * SEC,
+            },
+            0,
+        ),
+    ];
+    for (outcome, attempts) in outcomes {
+        let ctx = Ctx::start().await;
+        let k = ctx.k();
+        let (rec, _sub, entry) = ctx.delivery_in_flight().await;
+        let now = now_micros();
+        go(&ctx, rec.id, "A", now).await;
+        // The receiver's `completed` callback lands while the worker is still reading the response.
+        ctx.hset(&k.delivery(rec.id), field::STATUS, "delivered")
+            .await;
+
+        let r = ctx
+            .store
+            .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+            .await
+            .unwrap();
+
+        assert_eq!(r, FinishResult::Superseded, "{outcome:?}");
+        let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.attempts),
+            (DeliveryStatus::Delivered, attempts),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            (got.next_retry_at, got.last_error),
+            (None, None),
+            "{outcome:?}"
+        );
+        assert!(
+            ctx.zall(&k.scheduled()).await.is_empty(),
+            "{outcome:?}: no retry scheduled"
+        );
+        assert!(entry_gone(&ctx, &entry).await, "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn outcomes_for_a_deleted_subscription_do_not_resurrect_it() {
+    for outcome in [
+        AttemptOutcome::Delivered,
+        AttemptOutcome::Failed {
+            error: "HTTP 500".into(),
+        },
+    ] {
+        let ctx = Ctx::start().await;
+        let (rec, sub, entry) = ctx.delivery_in_flight().await;
+        let now = now_micros();
+        go(&ctx, rec.id, "A", now).await;
+        assert!(ctx.store.delete_subscription(sub.id).await.unwrap());
+
+        let r = ctx
+            .store
+            .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+            .await
+            .unwrap();
+
+        assert_eq!(r, FinishResult::Written, "{outcome:?}");
+        assert!(
+            !ctx.exists(&ctx.k().subscription(sub.id)).await,
+            "{outcome:?}: no partial subscription hash"
+        );
+        assert!(entry_gone(&ctx, &entry).await);
+    }
+}

@@ -1,0 +1,26 @@
+//! Integration tests of the Redis store ([`delivery_model::store::Store`]) against a real `redis-server`.
+//!
+//! The Lua scripts and the store's methods are the contract every service relies on, so each test drives a
+//! method and then reads Redis itself (a raw client: `XRANGE`, `XPENDING`, `TTL`, `ZSCORE`, …) to check what
+//! was really written, not only what the method answered.
+//!
+//! Each test gets its own redis-server (see [`harness::Ctx`]): the input stream name is fixed and some tests
+//! `FLUSHALL`, so sharing one server would couple tests.
+//!
+//! - [`harness`]: the per-test server, store and raw client, builders and raw reads.
+//! - [`subscriptions`]: create, status compare-and-set, match indexes, challenge failures, delete.
+//! - [`fanout`]: one input entry to deliveries, idempotent and acknowledged in the same step.
+//! - [`attempts`]: leases, outcomes, fencing and callback races.
+//! - [`deliveries`]: test deliveries and listing.
+//! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
+//! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
+
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod attempts;
+mod connection;
+mod deliveries;
+mod fanout;
+mod harness;
+mod queue;
+mod subscriptions;
