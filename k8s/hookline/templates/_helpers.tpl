@@ -114,6 +114,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- define "hookline.configToml" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
 {{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
+{{- range $section, $kv := $cfg -}}
+{{- if not (kindIs "map" $kv) -}}
+{{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) -}}
+{{- end -}}
+{{- end -}}
 {{- range $section, $keys := $chartOwned -}}
 {{- $s := get $cfg $section | default dict -}}
 {{- range $keys -}}
@@ -128,9 +133,6 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 # Rendered by the Hookline chart from .Values.config; layered over the defaults embedded in every binary
 # (config/default.toml). Secrets and per-pod values come from environment variables.
 {{- range $section, $kv := $cfg }}
-{{- if not (kindIs "map" $kv) }}
-{{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) }}
-{{- end }}
 
 [{{ $section }}]
 {{- range $k, $v := $kv }}

