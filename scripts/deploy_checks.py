@@ -295,7 +295,8 @@ def cmd_names() -> int:
                         f"{rel}: names config key [{section}] {key}, which config/default.toml does not have",
                     )
         for m in METRIC_RE.finditer(text):
-            if m.group(0) not in metrics:
+            base = re.sub(r"_(bucket|sum|count)$", "", m.group(0))
+            if m.group(0) not in metrics and base not in metrics:
                 p.add(f"{rel}: metric {m.group(0)} is not defined in services/ or crates/")
 
     # 2. Config trees in chart values (the rendered ConfigMaps are checked again by `manifests`).
