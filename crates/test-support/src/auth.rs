@@ -32,7 +32,11 @@ pub fn token(secret: &str, claims: Value) -> String {
     }
 }
 
-/// A token for administrator `sub` (`tmi_is_administrator: true`), valid for one hour.
+/// A token for administrator `sub` (`tmi_is_administrator: true`, email `<sub>@example.com`), valid for one
+/// hour.
+///
+/// # Panics
+/// When `secret` is empty.
 pub fn admin_token(secret: &str, sub: &str) -> String {
     let now = now_secs();
     token(
@@ -49,6 +53,9 @@ pub fn admin_token(secret: &str, sub: &str) -> String {
 }
 
 /// A token for ordinary user `sub` with `email` (`tmi_is_administrator: false`), valid for one hour.
+///
+/// # Panics
+/// When `secret` is empty.
 pub fn user_token(secret: &str, sub: &str, email: &str) -> String {
     let now = now_secs();
     token(
