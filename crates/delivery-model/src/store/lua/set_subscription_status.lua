@@ -10,7 +10,8 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'modified_at', ARGV[3])
 if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'challenges_sent', 1) end
 redis.call('SREM', ARGV[4] .. cur, id)
 redis.call('SADD', ARGV[4] .. ARGV[2], id)
-if cur ~= ARGV[2] and (cur == 'active' or ARGV[2] == 'active') then
+-- Entering (or re-asserting) active adds the id to its event sets; leaving active removes it.
+if ARGV[2] == 'active' or cur == 'active' then
   local ok, events = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'events') or '[]')
   if ok and type(events) == 'table' then
     for _, e in ipairs(events) do
