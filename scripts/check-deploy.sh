@@ -208,12 +208,14 @@ chart_refuses_bad_values() {
   helm_refuses "a secret in config" "config.auth.jwt_secret is set by the chart" --set config.auth.jwt_secret=s || bad=1
   helm_refuses "a consumer name in config" "config.worker.consumer_name is set by the chart" \
     --set config.worker.consumer_name=w || bad=1
-  helm_refuses "a config section that is not a map" "must be a map of keys" --set config.worker=x || bad=1
+  helm_refuses "a config section that is not a map" "at '/config/worker'" --set config.worker=x || bad=1
+  helm_refuses "a misspelt chart value (values.schema.json)" "'autoscalling' not allowed" \
+    --set deliveryWorker.autoscalling.enabled=false || bad=1
   helm_refuses "Redis Cluster" "Redis Cluster is not supported" --set redis.url=redis-cluster://r:6379 || bad=1
   helm_refuses "credentials in redis.url" "must not hold credentials" --set redis.url=redis://u:p@r:6379 || bad=1
   helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
   helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
-  helm_refuses "an unknown cleanup mode" "cleanup.mode must be" --set cleanup.mode=daemon || bad=1
+  helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
   # Older than Chart.yaml's kubeVersion.
   if out=$("$HELM" template hl "$CHART" --kube-version 1.20.0 2>&1); then
     echo "accepted Kubernetes 1.20.0 (kubeVersion)"; bad=1
