@@ -1,0 +1,332 @@
+//! Errors of the api-gateway.
+//!
+//! - [`ApiError`] is what handlers and extractors return. Its one [`ResponseError`] impl turns it into TMI's
+//!   error body `{"error": …, "error_description": …}` (the description is always present) with the right
+//!   status and headers. Client errors carry readable messages; store failures are logged once, with their
+//!   details, and the client gets a generic 500 (or a 503 with `Retry-After` when Redis is unreachable).
+//! - [`RunError`] is what [`run`](crate::run) returns when the server cannot start.
+//!
+//! Two families of client errors exist because TMI has both: the request pipeline answers with a code in
+//! `error` and a sentence in `error_description` (`invalid_input`, `unauthorized`, …), while TMI's admin
+//! webhook handlers put the sentence in `error` itself and leave the description empty
+//! (`{"error":"subscription not found","error_description":""}`). [`ApiError::Handler`] is the second kind.
+
+use std::fmt::Write as _;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// `Retry-After` of a 503 caused by Redis being unreachable, seconds.
+pub const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+/// Longest error description sent, in characters (TMI truncates at 1000).
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// TMI's realm in `WWW-Authenticate`.
+const REALM: &str = "tmi";
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 from request validation; `code` is TMI's (`invalid_input`, `invalid_id`, `invalid_request`).
+    #[error("{code}: {description}")]
+    BadRequest {
+        code: &'static str,
+        description: String,
+    },
+    /// A TMI handler error: the sentence goes in `error`, `error_description` is empty.
+    #[error("{status}: {error}")]
+    Handler { status: StatusCode, error: String },
+    /// 401. `reason` goes to `WWW-Authenticate`; the body always says "Authentication required".
+    #[error("unauthorized: {reason}")]
+    Unauthorized { reason: String },
+    /// 403 with TMI's `forbidden` code.
+    #[error("forbidden: {description}")]
+    Forbidden { description: String },
+    /// 404 for a path no route matches.
+    #[error("no route for this path")]
+    RouteNotFound,
+    /// 405 for a known path and a method it does not serve; `allow` lists the ones it does.
+    #[error("method not allowed (allow: {allow})")]
+    MethodNotAllowed { allow: &'static str },
+    /// 415: a body that is not `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 413: a body over `api.max_body_bytes`.
+    #[error("payload over {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 503 with `Retry-After` (a dependency is down; the request may succeed later).
+    #[error("service unavailable: {description}")]
+    Unavailable {
+        description: String,
+        retry_after_secs: u64,
+    },
+    /// The store failed: logged once, answered 503 when retryable and 500 otherwise.
+    #[error("store: {0}")]
+    Store(#[from] delivery_model::Error),
+    /// Anything else that should not happen: logged once, answered 500.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// `Result` with [`ApiError`].
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The `[auth]` key material is unusable.
+    #[error("auth configuration: {0}")]
+    Auth(#[from] crate::auth::AuthConfigError),
+    /// The metrics registry refused a metric (a duplicate name: a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The listener could not be served.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// TMI's error body.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+/// Replaces control characters by spaces and truncates, as TMI's `HandleRequestError` does, so that no
+/// user-supplied text can break the JSON reader's lines or grow a response without bound.
+pub fn sanitize_description(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DESCRIPTION_CHARS)
+        .collect()
+}
+
+impl ApiError {
+    /// 400 `invalid_input` (schema and value errors).
+    pub fn invalid_input(description: impl AsRef<str>) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_input",
+            description: sanitize_description(description.as_ref()),
+        }
+    }
+
+    /// 400 `invalid_id`: TMI's code for values that fail a format or pattern (UUIDs, control characters).
+    pub fn invalid_format(description: impl AsRef<str>) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_id",
+            description: sanitize_description(description.as_ref()),
+        }
+    }
+
+    /// 400 `invalid_id` for a parameter that is not a UUID, with TMI's exact sentence.
+    pub fn invalid_uuid(param: &str) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_id",
+            description: format!("Invalid UUID format for parameter: {param}"),
+        }
+    }
+
+    /// 400 `invalid_request` (the request as a whole is unusable).
+    pub fn invalid_request(description: impl AsRef<str>) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_request",
+            description: sanitize_description(description.as_ref()),
+        }
+    }
+
+    /// A TMI handler error.
+    pub fn handler(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError::Handler {
+            status,
+            error: error.into(),
+        }
+    }
+
+    /// 404 `{"error":"subscription not found","error_description":""}`.
+    pub fn subscription_not_found() -> Self {
+        Self::handler(StatusCode::NOT_FOUND, "subscription not found")
+    }
+
+    /// 404 `{"error":"delivery not found","error_description":""}`.
+    pub fn delivery_not_found() -> Self {
+        Self::handler(StatusCode::NOT_FOUND, "delivery not found")
+    }
+
+    /// 403 for operator-pinned subscriptions, which only the server configuration may change.
+    pub fn subscription_pinned() -> Self {
+        Self::handler(
+            StatusCode::FORBIDDEN,
+            "operator-pinned subscription is managed by server configuration and cannot be modified through the API",
+        )
+    }
+
+    /// 400 `{"error":"invalid webhook URL: <reason>","error_description":""}`.
+    pub fn invalid_webhook_url(reason: impl std::fmt::Display) -> Self {
+        Self::handler(
+            StatusCode::BAD_REQUEST,
+            format!("invalid webhook URL: {reason}"),
+        )
+    }
+
+    /// 403 `Administrator access required`.
+    pub fn admin_required() -> Self {
+        ApiError::Forbidden {
+            description: "Administrator access required".into(),
+        }
+    }
+
+    fn store_unavailable(&self) -> bool {
+        matches!(self, ApiError::Store(e) if matches!(e, delivery_model::Error::Redis(_)) && e.is_retryable())
+    }
+}
+
+/// Escapes a value for a quoted-string parameter of `WWW-Authenticate`.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() || !c.is_ascii() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `Bearer realm="tmi", error="invalid_token", error_description="…"` (TMI's `wwwauth` header).
+pub fn www_authenticate(reason: &str) -> String {
+    let mut v = String::new();
+    let _ = write!(
+        v,
+        r#"Bearer realm="{REALM}", error="invalid_token", error_description="{}""#,
+        quoted(reason)
+    );
+    v
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Handler { status, .. } => *status,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) if self.store_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut res = HttpResponse::build(status);
+        let (error, description): (&str, String) = match self {
+            ApiError::BadRequest { code, description } => (code, description.clone()),
+            ApiError::Handler { error, .. } => (error.as_str(), String::new()),
+            ApiError::Unauthorized { reason } => {
+                res.insert_header((header::WWW_AUTHENTICATE, www_authenticate(reason)));
+                ("unauthorized", "Authentication required".into())
+            }
+            ApiError::Forbidden { description } => ("forbidden", description.clone()),
+            ApiError::RouteNotFound => ("not_found", "The requested resource was not found".into()),
+            ApiError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+                (
+                    "method_not_allowed",
+                    format!("Method not allowed; allowed methods: {allow}"),
+                )
+            }
+            ApiError::UnsupportedMediaType => (
+                "unsupported_media_type",
+                "Content-Type must be application/json".into(),
+            ),
+            ApiError::PayloadTooLarge { limit } => (
+                "payload_too_large",
+                format!("Request body exceeds the maximum of {limit} bytes"),
+            ),
+            ApiError::Unavailable {
+                description,
+                retry_after_secs,
+            } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                ("service_unavailable", description.clone())
+            }
+            ApiError::Store(e) if self.store_unavailable() => {
+                // Logged here, once: the handler only propagated it.
+                tracing::error!(error = %e, "store unavailable while serving a request");
+                res.insert_header((header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string()));
+                (
+                    "service_unavailable",
+                    "Storage temporarily unavailable - please retry".into(),
+                )
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store failure while serving a request");
+                ("server_error", "An unexpected error occurred".into())
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "unexpected failure while serving a request");
+                ("server_error", "An unexpected error occurred".into())
+            }
+        };
+        res.json(ErrorBody {
+            error,
+            error_description: &description,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_lose_control_chars_and_are_bounded() {
+        let long = "x".repeat(2000);
+        assert_eq!(sanitize_description("a\nb\tc"), "a b c");
+        assert_eq!(
+            sanitize_description(&long).chars().count(),
+            MAX_DESCRIPTION_CHARS
+        );
+    }
+
+    #[test]
+    fn www_authenticate_quotes_safely() {
+        assert_eq!(
+            www_authenticate(r#"bad "token""#),
+            r#"Bearer realm="tmi", error="invalid_token", error_description="bad \"token\"""#
+        );
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            ApiError::subscription_not_found().status_code(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::invalid_uuid("webhook_id").status_code(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::PayloadTooLarge { limit: 1 }.status_code(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::Internal("x".into()).status_code(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let decode = ApiError::Store(delivery_model::Error::Decode("bad".into()));
+        assert_eq!(decode.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

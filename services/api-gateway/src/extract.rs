@@ -1,0 +1,247 @@
+//! Request extractors that fail with [`ApiError`], never with actix's own plain-text errors, so that bad
+//! input always gets TMI's JSON error body and a 4xx.
+//!
+//! - [`JsonBody`] / [`OptionalJsonBody`]: a JSON body, read up to `api.max_body_bytes` (413 beyond),
+//!   `Content-Type: application/json` required when a body is present (415 otherwise; 400 when missing),
+//!   decoded strictly (unknown fields, wrong types and trailing bytes are 400 `invalid_input`).
+//! - [`WebhookIdPath`] / [`DeliveryIdPath`]: path ids, 400 `invalid_id` with TMI's sentence when not UUIDs.
+//! - [`parse_uuid`]: the same rule for query parameters and body fields.
+
+use std::future::{Ready, ready};
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use futures::StreamExt as _;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Path parameter of the subscription routes.
+pub const WEBHOOK_ID_PARAM: &str = "webhook_id";
+/// Path parameter of the delivery routes.
+pub const DELIVERY_ID_PARAM: &str = "delivery_id";
+
+/// Parses a hyphenated UUID (the only form TMI's schema pattern accepts), case-insensitively.
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    // 36 characters rules out the simple, braced and URN forms `Uuid::try_parse` also accepts.
+    if s.len() == 36 {
+        Uuid::try_parse(s).ok()
+    } else {
+        None
+    }
+}
+
+fn path_uuid(req: &HttpRequest, name: &str) -> Result<Uuid, ApiError> {
+    req.match_info()
+        .get(name)
+        .and_then(parse_uuid)
+        .ok_or_else(|| ApiError::invalid_uuid(name))
+}
+
+/// The `{webhook_id}` of the path.
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookIdPath(pub SubscriptionId);
+
+impl FromRequest for WebhookIdPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(path_uuid(req, WEBHOOK_ID_PARAM).map(|u| WebhookIdPath(SubscriptionId(u))))
+    }
+}
+
+/// The `{delivery_id}` of the path.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryIdPath(pub DeliveryId);
+
+impl FromRequest for DeliveryIdPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(path_uuid(req, DELIVERY_ID_PARAM).map(|u| DeliveryIdPath(DeliveryId(u))))
+    }
+}
+
+/// What the `Content-Type` header says about a body.
+enum MediaType {
+    Missing,
+    Json,
+    Other,
+}
+
+fn media_type(req: &HttpRequest) -> Result<MediaType, ApiError> {
+    let mut values = req.headers().get_all(header::CONTENT_TYPE);
+    let Some(value) = values.next() else {
+        return Ok(MediaType::Missing);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest {
+            code: "duplicate_header",
+            description: "Duplicate Content-Type header".into(),
+        });
+    }
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    Ok(if essence.eq_ignore_ascii_case("application/json") {
+        MediaType::Json
+    } else {
+        MediaType::Other
+    })
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
+            e => ApiError::invalid_request(format!("Failed to read request body: {e}")),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid_input(format!("Request body does not match the schema: {e}"))
+        } else {
+            ApiError::invalid_input(format!("Invalid JSON: {e}"))
+        }
+    })
+}
+
+type BodyFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Reads the body; `None` when it is empty. Checks the media type first when it is declared, so a wrong
+/// type is refused before its bytes are read.
+fn read_body(req: &HttpRequest, payload: &mut Payload) -> BodyFuture<Option<web::BytesMut>> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(0, |s| s.max_body_bytes);
+    let media = media_type(req);
+    let declared = declared_length(req);
+    let payload = payload.take();
+    Box::pin(async move {
+        let media = media?;
+        if matches!(media, MediaType::Other) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let body = read_limited(payload, limit).await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        if matches!(media, MediaType::Missing) {
+            return Err(ApiError::invalid_request(
+                "Content-Type header is required for requests with a body",
+            ));
+        }
+        Ok(Some(body))
+    })
+}
+
+/// A required JSON body decoded into `T`.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            match body.await? {
+                Some(bytes) => decode(&bytes).map(JsonBody),
+                None => Err(ApiError::invalid_input("Request body is required")),
+            }
+        })
+    }
+}
+
+/// An optional JSON body: `None` when the request has none.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            match body.await? {
+                Some(bytes) => decode(&bytes).map(|v| OptionalJsonBody(Some(v))),
+                None => Ok(OptionalJsonBody(None)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hyphenated_uuids() {
+        assert!(parse_uuid("550e8400-e29b-41d4-a716-446655440000").is_some());
+        assert!(parse_uuid("550E8400-E29B-41D4-A716-446655440000").is_some());
+        assert!(parse_uuid("550e8400e29b41d4a716446655440000").is_none());
+        assert!(parse_uuid("{550e8400-e29b-41d4-a716-446655440000}").is_none());
+        assert!(parse_uuid("not-a-uuid").is_none());
+        assert!(parse_uuid("").is_none());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "decoded only to check errors")]
+    struct Sample {
+        name: String,
+    }
+
+    #[test]
+    fn decode_errors_are_invalid_input() {
+        for bad in [
+            &b"{"[..],
+            b"{\"name\":1}",
+            b"{\"name\":\"a\",\"x\":1}",
+            b"{\"name\":\"a\"} trailing",
+            b"[]",
+        ] {
+            match decode::<Sample>(bad) {
+                Err(ApiError::BadRequest { code, .. }) => assert_eq!(code, "invalid_input"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(decode::<Sample>(b"{\"name\":\"a\"}").is_ok());
+    }
+}

@@ -1,0 +1,120 @@
+//! `api-gateway`: Hookline's REST API, wire-compatible with TMI's webhook endpoints.
+//!
+//! It serves TMI's admin subscription and delivery endpoints, Hookline's `POST /events` for producers that
+//! cannot reach Redis, and health and metrics. It owns no background work: it writes subscriptions,
+//! delivery records, queue entries and events through the shared [`Store`] and the other services take
+//! them from there.
+//!
+//! - [`routes`]: every route, registered by [`routes::configure`]; one file per resource.
+//! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) extractors.
+//! - [`extract`]: body and path extractors that always fail with TMI's JSON errors.
+//! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
+//! - [`middleware`]: request ids, per-request span, access log and request metrics.
+//! - [`metrics`]: the service's Prometheus metrics.
+//! - [`error`]: [`ApiError`](error::ApiError), the one error type answered to clients.
+//!
+//! [`run`] serves until its token is cancelled, then stops accepting and lets in-flight requests finish
+//! within `shutdown.grace_period_secs`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod routes;
+pub mod url_policy;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use delivery_model::store::Store;
+use service_common::config::Settings;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::error::RunError;
+use crate::metrics::ApiMetrics;
+use crate::url_policy::UrlPolicy;
+
+/// What every handler shares. Built once; handlers get it as `web::Data<AppState>`.
+pub struct AppState {
+    pub store: Store,
+    pub auth: Authenticator,
+    pub url_policy: UrlPolicy,
+    pub metrics: Arc<ApiMetrics>,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// The scope that lets a non-admin caller use `POST /events`.
+    pub events_scope: String,
+}
+
+impl AppState {
+    /// Prepares the state from the settings.
+    ///
+    /// # Errors
+    /// Unusable `[auth]` key material, or a metrics registration failure.
+    pub fn new(settings: &Settings, store: Store) -> Result<Self, RunError> {
+        Ok(Self {
+            store,
+            auth: Authenticator::from_settings(&settings.auth)?,
+            url_policy: UrlPolicy::new(
+                settings.outbound.allow_http_targets,
+                &settings.subscriptions.deny_globs,
+                &settings.subscriptions.deny_regexes,
+            ),
+            metrics: Arc::new(ApiMetrics::new()?),
+            max_body_bytes: settings.api.max_body_bytes,
+            events_scope: settings.auth.events_scope.clone(),
+        })
+    }
+}
+
+/// Builds the server. A plain function so that the (`!Send`) builder never lives in [`run`]'s future, which
+/// a caller may spawn on any thread.
+fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap_fn(middleware::observe)
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown.grace_period_secs);
+    if settings.api.workers > 0 {
+        server = server.workers(settings.api.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// Serves the API on `listener` until `token` is cancelled, then drains: no new connections are accepted
+/// and in-flight requests get up to `shutdown.grace_period_secs` to finish.
+///
+/// actix's own signal handling is switched off: the process's one shutdown token (fired by SIGTERM/SIGINT
+/// in `main`, or by a test) is the only way to stop.
+///
+/// # Errors
+/// Unusable `[auth]` settings, or the listener cannot be served.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    listener: TcpListener,
+    token: CancellationToken,
+) -> Result<(), RunError> {
+    let server = serve(&settings, AppState::new(&settings, store)?, listener)?;
+    let handle = server.handle();
+    let stopper = tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!("api-gateway stopping: draining in-flight requests");
+        handle.stop(true).await;
+    });
+    let result = server.await;
+    // The server may end on its own (an I/O error): the stopper must not outlive it.
+    stopper.abort();
+    result?;
+    tracing::info!("api-gateway stopped");
+    Ok(())
+}

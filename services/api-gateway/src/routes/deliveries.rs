@@ -1,0 +1,282 @@
+//! `/admin/webhooks/deliveries[/{delivery_id}]`: TMI's admin view of delivery records.
+//!
+//! Records are shown as TMI's `WebhookDelivery`: the stored payload parsed back into an object,
+//! `status_percent` omitted when 0, empty optional fields omitted, `invoked_by` as a principal when the
+//! record comes from an addon invocation. The internal lease fields are never shown. For operator-pinned
+//! subscriptions, URLs inside `last_error` are redacted as TMI does.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
+use delivery_model::time::format_micros;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::DeliveryIdPath;
+use crate::routes::ListQuery;
+use crate::routes::subscriptions::PINNED_URL;
+
+/// `User` principal of `invoked_by` (keys in Go's order). Hookline knows only what the token said.
+#[derive(Debug, Serialize)]
+struct InvokedBy<'a> {
+    display_name: &'a str,
+    email: &'a str,
+    principal_type: &'static str,
+    provider: &'static str,
+    provider_id: &'static str,
+}
+
+/// `WebhookDelivery` (keys in Go's order).
+#[derive(Debug, Serialize)]
+pub struct DeliveryView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addon_id: Option<AddonId>,
+    attempts: u32,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<String>,
+    event_type: &'a str,
+    id: DeliveryId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invoked_by: Option<InvokedBy<'a>>,
+    last_activity_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_retry_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Map<String, Value>>,
+    status: DeliveryStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_percent: Option<u8>,
+    subscription_id: SubscriptionId,
+}
+
+/// Replaces every `http://…`/`https://…` run (up to whitespace) with the pinned placeholder, so a pinned
+/// sink's address never leaks through an error message.
+fn redact_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let next = ["https://", "http://"]
+            .iter()
+            .filter_map(|p| rest.find(p))
+            .min();
+        let Some(start) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        out.push_str(PINNED_URL);
+        rest = &tail[end..];
+    }
+}
+
+impl<'a> DeliveryView<'a> {
+    /// The API form of `r`; `pinned` when its subscription is operator-pinned.
+    pub fn new(r: &'a DeliveryRecord, pinned: bool) -> Self {
+        let payload = serde_json::from_str::<Value>(&r.payload)
+            .ok()
+            .and_then(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            });
+        let invoked_by = r
+            .invoked_by
+            .as_ref()
+            .filter(|i| !i.email.is_empty())
+            .map(|i| InvokedBy {
+                display_name: &i.name,
+                email: &i.email,
+                principal_type: "user",
+                provider: "unknown",
+                provider_id: "",
+            });
+        Self {
+            addon_id: r.addon_id,
+            attempts: r.attempts,
+            created_at: format_micros(r.created_at),
+            delivered_at: r.delivered_at.map(format_micros),
+            event_type: &r.event_type,
+            id: r.id,
+            invoked_by,
+            last_activity_at: format_micros(r.last_activity_at),
+            last_error: r
+                .last_error
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .map(|e| if pinned { redact_urls(e) } else { e.to_owned() }),
+            next_retry_at: r.next_retry_at.map(format_micros),
+            payload,
+            status: r.status,
+            status_message: Some(r.status_message.as_str()).filter(|m| !m.is_empty()),
+            status_percent: Some(r.status_percent).filter(|p| *p != 0),
+            subscription_id: r.subscription_id,
+        }
+    }
+}
+
+/// `ListWebhookDeliveriesResponse`.
+#[derive(Serialize)]
+struct DeliveryList<'a> {
+    deliveries: Vec<DeliveryView<'a>>,
+    limit: u64,
+    offset: u64,
+    total: u64,
+}
+
+/// Whether each subscription of `records` is operator-pinned (a deleted one counts as not pinned).
+async fn pinned_subscriptions(
+    state: &AppState,
+    records: &[DeliveryRecord],
+) -> ApiResult<HashMap<SubscriptionId, bool>> {
+    let mut pinned = HashMap::new();
+    for r in records {
+        if let Entry::Vacant(slot) = pinned.entry(r.subscription_id) {
+            slot.insert(
+                state
+                    .store
+                    .get_subscription(r.subscription_id)
+                    .await?
+                    .is_some_and(|s| s.operator_pinned),
+            );
+        }
+    }
+    Ok(pinned)
+}
+
+/// `GET /admin/webhooks/deliveries`
+pub async fn list_deliveries(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(&req)?;
+    let page = query.pagination()?;
+    let subscription = match query.subscription_id()? {
+        Some(id) => {
+            let id: SubscriptionId = id
+                .parse()
+                .map_err(|_| ApiError::invalid_uuid("subscription_id"))?;
+            // TMI answers 404 for a filter naming a subscription that does not exist.
+            if state.store.get_subscription(id).await?.is_none() {
+                return Err(ApiError::subscription_not_found());
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let result = state
+        .store
+        .list_deliveries(subscription, page.offset, page.limit)
+        .await?;
+    let pinned = pinned_subscriptions(&state, &result.items).await?;
+    let deliveries = result
+        .items
+        .iter()
+        .map(|r| DeliveryView::new(r, pinned.get(&r.subscription_id).copied().unwrap_or(false)))
+        .collect();
+    Ok(HttpResponse::Ok().json(DeliveryList {
+        deliveries,
+        limit: page.limit,
+        offset: page.offset,
+        total: result.total,
+    }))
+}
+
+/// `GET /admin/webhooks/deliveries/{delivery_id}`
+pub async fn get_delivery(
+    DeliveryIdPath(id): DeliveryIdPath,
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let record = state
+        .store
+        .get_delivery(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)?;
+    let pinned = pinned_subscriptions(&state, std::slice::from_ref(&record)).await?;
+    let view = DeliveryView::new(
+        &record,
+        pinned
+            .get(&record.subscription_id)
+            .copied()
+            .unwrap_or(false),
+    );
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use delivery_model::delivery::Invoker;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_every_url() {
+        assert_eq!(
+            redact_urls(
+                "request failed: Post \"https://alerts.internal/x?y\": dial tcp; see http://a.b"
+            ),
+            "request failed: Post \"(operator-pinned) dial tcp; see (operator-pinned)"
+        );
+        assert_eq!(redact_urls("HTTP 500: boom"), "HTTP 500: boom");
+    }
+
+    #[test]
+    fn view_shape() {
+        let mut r = DeliveryRecord::new_pending(
+            DeliveryId::new_v7(),
+            SubscriptionId::new_v4(),
+            "addon.invoked",
+            r#"{"event_type":"addon.invoked","data":{"b":1,"a":2}}"#,
+            1_775_044_800_000_000,
+        );
+        let v = serde_json::to_value(DeliveryView::new(&r, false)).unwrap_or_default();
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["attempts"], 0);
+        assert_eq!(v["created_at"], "2026-04-01T12:00:00Z");
+        assert_eq!(v["last_activity_at"], "2026-04-01T12:00:00Z");
+        assert_eq!(v["payload"]["data"], json!({"a": 2, "b": 1}));
+        for absent in [
+            "status_percent",
+            "status_message",
+            "last_error",
+            "next_retry_at",
+            "delivered_at",
+            "invoked_by",
+            "addon_id",
+            "lease",
+            "lease_until",
+        ] {
+            assert!(v.get(absent).is_none(), "{absent} in {v}");
+        }
+        r.status_percent = 40;
+        r.status_message = "Working".into();
+        r.addon_id = Some(AddonId::new_v4());
+        r.invoked_by = Some(Invoker {
+            uuid: "u".into(),
+            email: "a@example.com".into(),
+            name: "Alice".into(),
+        });
+        r.payload = "[1]".into();
+        let v = serde_json::to_value(DeliveryView::new(&r, false)).unwrap_or_default();
+        assert_eq!(v["status_percent"], 40);
+        assert_eq!(v["status_message"], "Working");
+        assert!(v.get("payload").is_none());
+        assert_eq!(
+            v["invoked_by"],
+            json!({"display_name": "Alice", "email": "a@example.com", "principal_type": "user", "provider": "unknown", "provider_id": ""})
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Every route of the gateway, registered in one place by [`configure`].
+//!
+//! Each path is one actix resource whose default service answers 405 with an `Allow` header listing the
+//! methods registered for it (actix's own 405 has no JSON body). Paths no resource matches get the app's
+//! default service, a JSON 404 ([`not_found`]).
+//!
+//! One file per resource: [`subscriptions`], [`deliveries`], [`events`], [`health`].
+
+pub mod deliveries;
+pub mod events;
+pub mod health;
+pub mod subscriptions;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::parse_uuid;
+
+/// `limit` when the query has none (TMI's default).
+pub const DEFAULT_LIMIT: u64 = 20;
+/// Largest `limit` accepted (TMI's schema maximum).
+pub const MAX_LIMIT: u64 = 100;
+/// Largest `offset` accepted (TMI's schema maximum).
+pub const MAX_OFFSET: u64 = 1_000_000_000;
+
+/// A resource that answers 405 (with `Allow: allow`) to the methods it has no route for.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+    }))
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/admin/webhooks/subscriptions", "GET, POST")
+            .route(web::get().to(subscriptions::list_subscriptions))
+            .route(web::post().to(subscriptions::create_subscription)),
+    )
+    .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}", "GET, DELETE")
+            .route(web::get().to(subscriptions::get_subscription))
+            .route(web::delete().to(subscriptions::delete_subscription)),
+    )
+    .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}/test", "POST")
+            .route(web::post().to(subscriptions::test_subscription)),
+    )
+    .service(
+        resource("/admin/webhooks/deliveries", "GET")
+            .route(web::get().to(deliveries::list_deliveries)),
+    )
+    .service(
+        resource("/admin/webhooks/deliveries/{delivery_id}", "GET")
+            .route(web::get().to(deliveries::get_delivery)),
+    )
+    .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
+    .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(health::metrics)));
+}
+
+/// The app's default service: no route matches the path.
+pub async fn not_found() -> ApiResult<HttpResponse> {
+    Err(ApiError::RouteNotFound)
+}
+
+/// Query parameters, kept as text so that each gets its own readable error.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+    threat_model_id: Option<String>,
+    subscription_id: Option<String>,
+}
+
+/// Validated pagination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pagination {
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl ListQuery {
+    /// Parses the query string. Unknown parameters are ignored, as TMI's validator does.
+    pub(crate) fn parse(req: &HttpRequest) -> ApiResult<Self> {
+        web::Query::<ListQuery>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .map_err(|e| ApiError::invalid_input(format!("Invalid query string: {e}")))
+    }
+
+    pub(crate) fn pagination(&self) -> ApiResult<Pagination> {
+        Ok(Pagination {
+            limit: int_param("limit", self.limit.as_deref(), DEFAULT_LIMIT, 1, MAX_LIMIT)?,
+            offset: int_param("offset", self.offset.as_deref(), 0, 0, MAX_OFFSET)?,
+        })
+    }
+
+    pub(crate) fn threat_model_id(&self) -> ApiResult<Option<String>> {
+        uuid_param("threat_model_id", self.threat_model_id.as_deref())
+    }
+
+    pub(crate) fn subscription_id(&self) -> ApiResult<Option<String>> {
+        uuid_param("subscription_id", self.subscription_id.as_deref())
+    }
+}
+
+fn int_param(name: &str, raw: Option<&str>, default: u64, min: u64, max: u64) -> ApiResult<u64> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ApiError::invalid_input(format!(
+            "Invalid value for query parameter {name}: must be an integer between {min} and {max}"
+        ))),
+    }
+}
+
+/// A UUID query parameter, in lower-case hyphenated form (the form ids are stored in).
+fn uuid_param(name: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => parse_uuid(raw)
+            .map(|u| Some(u.to_string()))
+            .ok_or_else(|| ApiError::invalid_uuid(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(limit: Option<&str>, offset: Option<&str>) -> ListQuery {
+        ListQuery {
+            limit: limit.map(Into::into),
+            offset: offset.map(Into::into),
+            ..ListQuery::default()
+        }
+    }
+
+    #[test]
+    fn pagination_defaults_and_bounds() {
+        assert_eq!(
+            q(None, None).pagination().ok(),
+            Some(Pagination {
+                limit: 20,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            q(Some("100"), Some("5")).pagination().ok(),
+            Some(Pagination {
+                limit: 100,
+                offset: 5
+            })
+        );
+        for (l, o) in [
+            (Some("0"), None),
+            (Some("101"), None),
+            (Some("x"), None),
+            (None, Some("-1")),
+            (Some("1.5"), None),
+        ] {
+            assert!(q(l, o).pagination().is_err(), "{l:?} {o:?}");
+        }
+    }
+
+    #[test]
+    fn uuid_params_are_normalised() {
+        assert_eq!(
+            uuid_param("x", Some("550E8400-E29B-41D4-A716-446655440000"))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("550e8400-e29b-41d4-a716-446655440000")
+        );
+        assert!(uuid_param("x", Some("nope")).is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! `/admin/webhooks/subscriptions[/{webhook_id}[/test]]`: TMI's subscription endpoints (admin only).
+//!
+//! A create runs TMI's three layers in order: the input schema ([`SubscriptionInput::validate`]), then the
+//! handler checks and the URL policy ([`crate::url_policy`]). The new subscription awaits verification;
+//! the store enqueues its first challenge in the same step, so the delivery-worker sends it at once.
+//! The secret is shown only in the 201 answer of the create.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use delivery_model::delivery::DeliveryRecord;
+use delivery_model::event::{Envelope, KNOWN_EVENT_TYPES, TEST, WILDCARD};
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::time::{Micros, format_micros, now_micros};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, OptionalJsonBody, WebhookIdPath, parse_uuid};
+use crate::routes::ListQuery;
+
+/// Shown instead of the URL of operator-pinned subscriptions.
+pub const PINNED_URL: &str = "(operator-pinned)";
+/// Random bytes in a generated secret or challenge (hex-encoded: 64 characters).
+const TOKEN_BYTES: usize = 32;
+/// `object_type` of test delivery envelopes.
+const TEST_OBJECT_TYPE: &str = "webhook_test";
+/// `data.message` of test delivery envelopes (TMI's text).
+const TEST_MESSAGE: &str = "This is a test webhook delivery";
+/// `message` of the test endpoint's answer (TMI's text).
+const TEST_QUEUED_MESSAGE: &str = "Test delivery created and queued for sending";
+
+/// `WebhookSubscriptionInput`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionInput {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub threat_model_id: Option<String>,
+}
+
+fn has_control_chars(s: &str) -> bool {
+    s.chars().any(|c| u32::from(c) < 0x20)
+}
+
+/// Checks a string against TMI's length bounds (in characters) and "no control characters" pattern.
+fn check_text(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
+    let n = v.chars().count();
+    if n < min {
+        return Err(ApiError::invalid_input(format!(
+            "Error at \"/{field}\": minimum string length is {min}"
+        )));
+    }
+    if n > max {
+        return Err(ApiError::invalid_input(format!(
+            "Error at \"/{field}\": maximum string length is {max}"
+        )));
+    }
+    if has_control_chars(v) {
+        // TMI answers `invalid_id` for any pattern or format failure.
+        return Err(ApiError::invalid_format(format!(
+            "Error at \"/{field}\": string doesn't match the regular expression pattern (no control characters)"
+        )));
+    }
+    Ok(())
+}
+
+impl SubscriptionInput {
+    /// The `WebhookSubscriptionInput` schema rules; returns the normalised threat model id (`None` for
+    /// absent or empty: all threat models).
+    ///
+    /// # Errors
+    /// 400 `invalid_input` (bounds) or `invalid_id` (patterns and formats), naming the field.
+    pub fn validate(&self) -> ApiResult<Option<String>> {
+        check_text("name", &self.name, 1, 255)?;
+        check_text("url", &self.url, 8, 1024)?;
+        if self.events.is_empty() {
+            return Err(ApiError::invalid_input(
+                "Error at \"/events\": minimum number of items is 1",
+            ));
+        }
+        if self.events.len() > 50 {
+            return Err(ApiError::invalid_input(
+                "Error at \"/events\": maximum number of items is 50",
+            ));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            check_text(&format!("events/{i}"), e, 0, 1000)?;
+        }
+        if let Some(secret) = &self.secret {
+            check_text("secret", secret, 16, 128)?;
+        }
+        match self.threat_model_id.as_deref() {
+            None | Some("") => Ok(None),
+            Some(tm) => parse_uuid(tm).map(|u| Some(u.to_string())).ok_or_else(|| {
+                ApiError::invalid_format(
+                    "Error at \"/threat_model_id\": string doesn't match the format \"uuid\"",
+                )
+            }),
+        }
+    }
+}
+
+/// `WebhookSubscription` as TMI serialises it (keys in Go's order).
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView<'a> {
+    challenges_sent: u32,
+    created_at: String,
+    events: &'a [String],
+    id: SubscriptionId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_successful_use: Option<String>,
+    modified_at: String,
+    name: &'a str,
+    owner_id: &'a str,
+    publication_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    status: SubscriptionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threat_model_id: Option<&'a str>,
+    url: &'a str,
+}
+
+impl<'a> SubscriptionView<'a> {
+    /// The API form; `with_secret` only for the create answer. Pinned rows never show their URL or secret.
+    pub fn new(s: &'a Subscription, with_secret: bool) -> Self {
+        Self {
+            challenges_sent: s.challenges_sent,
+            created_at: format_micros(s.created_at),
+            events: &s.events,
+            id: s.id,
+            last_successful_use: s.last_successful_use.map(format_micros),
+            modified_at: format_micros(s.modified_at),
+            name: &s.name,
+            owner_id: &s.owner_id,
+            publication_failures: s.publication_failures,
+            secret: if with_secret && !s.operator_pinned {
+                s.secret.as_deref()
+            } else {
+                None
+            },
+            status: s.status,
+            threat_model_id: s.threat_model_id.as_deref(),
+            url: if s.operator_pinned {
+                PINNED_URL
+            } else {
+                &s.url
+            },
+        }
+    }
+}
+
+/// `ListWebhookSubscriptionsResponse`.
+#[derive(Serialize)]
+struct SubscriptionList<'a> {
+    limit: u64,
+    offset: u64,
+    subscriptions: Vec<SubscriptionView<'a>>,
+    total: u64,
+}
+
+/// 64 lowercase hex characters from the thread-local CSPRNG.
+fn random_hex() -> String {
+    let bytes: [u8; TOKEN_BYTES] = rand::random();
+    hex::encode(bytes)
+}
+
+/// `POST /admin/webhooks/subscriptions`
+pub async fn create_subscription(
+    Admin(caller): Admin,
+    state: web::Data<AppState>,
+    JsonBody(input): JsonBody<SubscriptionInput>,
+) -> ApiResult<HttpResponse> {
+    let threat_model_id = input.validate()?;
+    state
+        .url_policy
+        .validate(&input.url)
+        .map_err(ApiError::invalid_webhook_url)?;
+    let now = now_micros();
+    let sub = Subscription {
+        id: SubscriptionId::new_v4(),
+        owner_id: caller.id,
+        threat_model_id,
+        name: input.name,
+        url: input.url,
+        events: input.events,
+        secret: Some(input.secret.unwrap_or_else(random_hex)),
+        status: SubscriptionStatus::PendingVerification,
+        challenge: Some(random_hex()),
+        challenges_sent: 0,
+        timeout_count: 0,
+        created_at: now,
+        modified_at: now,
+        last_successful_use: None,
+        publication_failures: 0,
+        operator_pinned: false,
+    };
+    if !state.store.create_subscription(&sub).await? {
+        // A fresh v4 id cannot exist already unless the random source is broken.
+        return Err(ApiError::Internal(format!(
+            "subscription id {} already exists",
+            sub.id
+        )));
+    }
+    state.metrics.subscriptions_created.inc();
+    tracing::info!(subscription.id = %sub.id, owner.id = %sub.owner_id, "subscription created");
+    Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true)))
+}
+
+/// `GET /admin/webhooks/subscriptions`
+pub async fn list_subscriptions(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(&req)?;
+    let page = query.pagination()?;
+    let tm = query.threat_model_id()?;
+    let result = state
+        .store
+        .list_subscriptions(tm.as_deref(), page.offset, page.limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(SubscriptionList {
+        limit: page.limit,
+        offset: page.offset,
+        subscriptions: result
+            .items
+            .iter()
+            .map(|s| SubscriptionView::new(s, false))
+            .collect(),
+        total: result.total,
+    }))
+}
+
+async fn load(state: &AppState, id: SubscriptionId) -> ApiResult<Subscription> {
+    state
+        .store
+        .get_subscription(id)
+        .await?
+        .ok_or_else(ApiError::subscription_not_found)
+}
+
+/// `GET /admin/webhooks/subscriptions/{webhook_id}`
+pub async fn get_subscription(
+    WebhookIdPath(id): WebhookIdPath,
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let sub = load(&state, id).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionView::new(&sub, false)))
+}
+
+/// `DELETE /admin/webhooks/subscriptions/{webhook_id}`
+pub async fn delete_subscription(
+    WebhookIdPath(id): WebhookIdPath,
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let sub = load(&state, id).await?;
+    if sub.operator_pinned {
+        return Err(ApiError::subscription_pinned());
+    }
+    // Deleted meanwhile by someone else: the caller's view is the same as if we had found nothing.
+    if !state.store.delete_subscription(id).await? {
+        return Err(ApiError::subscription_not_found());
+    }
+    tracing::info!(subscription.id = %id, "subscription deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `WebhookTestRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    #[serde(default)]
+    pub event_type: Option<String>,
+}
+
+/// The event types `WebhookTestRequest` accepts: the known ones except `addon.invoked` (only the invoke
+/// endpoint may produce it) and the survey events, which TMI's enum leaves out.
+fn testable(event_type: &str) -> bool {
+    event_type != delivery_model::event::ADDON_INVOKED
+        && !event_type.starts_with("survey")
+        && KNOWN_EVENT_TYPES.contains(&event_type)
+}
+
+/// The test event type: the request's, else the subscription's first (the wildcard meaning none), else
+/// `webhook.test`.
+fn test_event_type(requested: Option<String>, sub: &Subscription) -> String {
+    requested
+        .or_else(|| {
+            sub.events
+                .first()
+                .filter(|e| e.as_str() != WILDCARD)
+                .cloned()
+        })
+        .unwrap_or_else(|| TEST.to_owned())
+}
+
+/// The unified envelope of a test delivery (TMI sends a shape of its own here; Hookline sends every
+/// receiver the same envelope).
+fn test_payload(event_type: &str, sub: SubscriptionId, now: Micros) -> ApiResult<String> {
+    let id = sub.to_string();
+    let data =
+        serde_json::value::to_raw_value(&json!({"message": TEST_MESSAGE, "subscription_id": id}))
+            .map_err(|e| ApiError::Internal(format!("encoding test payload: {e}")))?;
+    let timestamp = format_micros(now);
+    let envelope = Envelope {
+        event_type,
+        threat_model_id: None,
+        timestamp: Some(&timestamp),
+        object_type: Some(TEST_OBJECT_TYPE),
+        object_id: Some(&id),
+        data: &data,
+    };
+    serde_json::to_string(&envelope)
+        .map_err(|e| ApiError::Internal(format!("encoding test payload: {e}")))
+}
+
+/// `WebhookTestResponse` (keys in Go's order).
+#[derive(Serialize)]
+struct TestResponse<'a> {
+    delivery_id: DeliveryId,
+    message: &'a str,
+    status: &'a str,
+}
+
+/// `POST /admin/webhooks/subscriptions/{webhook_id}/test`
+pub async fn test_subscription(
+    WebhookIdPath(id): WebhookIdPath,
+    _admin: Admin,
+    state: web::Data<AppState>,
+    OptionalJsonBody(body): OptionalJsonBody<TestRequest>,
+) -> ApiResult<HttpResponse> {
+    let requested = body.and_then(|b| b.event_type);
+    if let Some(e) = &requested
+        && !testable(e)
+    {
+        return Err(ApiError::invalid_input(format!(
+            "Error at \"/event_type\": value {:?} is not one of the allowed values",
+            crate::error::sanitize_description(e)
+        )));
+    }
+    let sub = load(&state, id).await?;
+    if sub.operator_pinned {
+        return Err(ApiError::subscription_pinned());
+    }
+    let event_type = test_event_type(requested, &sub);
+    let now = now_micros();
+    let record = DeliveryRecord::new_pending(
+        DeliveryId::new_v7(),
+        sub.id,
+        event_type.as_str(),
+        test_payload(&event_type, sub.id, now)?,
+        now,
+    );
+    if !state.store.create_and_enqueue_delivery(&record).await? {
+        return Err(ApiError::Internal(format!(
+            "delivery id {} already exists",
+            record.id
+        )));
+    }
+    state.metrics.test_deliveries.inc();
+    tracing::info!(subscription.id = %sub.id, delivery.id = %record.id, event.r#type = %event_type, "test delivery queued");
+    Ok(
+        HttpResponse::build(StatusCode::ACCEPTED).json(TestResponse {
+            delivery_id: record.id,
+            message: TEST_QUEUED_MESSAGE,
+            status: record.status.as_str(),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(v: serde_json::Value) -> SubscriptionInput {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn code(r: ApiResult<Option<String>>) -> &'static str {
+        match r {
+            Err(ApiError::BadRequest { code, .. }) => code,
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schema_rules() {
+        let ok = json!({"name": "n", "url": "https://example.com/hook", "events": ["*"]});
+        assert_eq!(input(ok.clone()).validate().ok(), Some(None));
+        let with = |k: &str, v: serde_json::Value| {
+            let mut o = ok.clone();
+            o[k] = v;
+            input(o).validate()
+        };
+        assert_eq!(code(with("name", json!(""))), "invalid_input");
+        assert_eq!(code(with("name", json!("a\u{1}b"))), "invalid_id");
+        assert_eq!(code(with("name", json!("x".repeat(256)))), "invalid_input");
+        assert_eq!(code(with("url", json!("https:/"))), "invalid_input");
+        assert_eq!(code(with("events", json!([]))), "invalid_input");
+        assert_eq!(code(with("events", json!(vec!["a"; 51]))), "invalid_input");
+        assert_eq!(
+            code(with("events", json!(["x".repeat(1001)]))),
+            "invalid_input"
+        );
+        assert_eq!(code(with("secret", json!("short"))), "invalid_input");
+        assert_eq!(code(with("threat_model_id", json!("nope"))), "invalid_id");
+        assert_eq!(with("threat_model_id", json!("")).ok(), Some(None));
+        assert_eq!(
+            with(
+                "threat_model_id",
+                json!("660E8400-E29B-41D4-A716-446655440001")
+            )
+            .ok(),
+            Some(Some("660e8400-e29b-41d4-a716-446655440001".to_owned()))
+        );
+        assert_eq!(with("secret", json!("0123456789abcdef")).ok(), Some(None));
+    }
+
+    #[test]
+    fn test_event_type_rules() {
+        let mut sub = delivery_model_sample();
+        assert_eq!(
+            test_event_type(Some("diagram.updated".into()), &sub),
+            "diagram.updated"
+        );
+        assert_eq!(test_event_type(None, &sub), "threat_model.created");
+        sub.events = vec!["*".into(), "x".into()];
+        assert_eq!(test_event_type(None, &sub), TEST);
+        sub.events.clear();
+        assert_eq!(test_event_type(None, &sub), TEST);
+        assert!(testable("system_audit.admin_write"));
+        assert!(!testable("addon.invoked"));
+        assert!(!testable("survey.created"));
+        assert!(!testable("team.created"));
+    }
+
+    #[test]
+    fn test_payload_is_the_unified_envelope() {
+        let id: SubscriptionId = "550e8400-e29b-41d4-a716-446655440000"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = test_payload("webhook.test", id, 1_775_044_800_500_000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p,
+            r#"{"event_type":"webhook.test","timestamp":"2026-04-01T12:00:00.5Z","object_type":"webhook_test","object_id":"550e8400-e29b-41d4-a716-446655440000","data":{"message":"This is a test webhook delivery","subscription_id":"550e8400-e29b-41d4-a716-446655440000"}}"#
+        );
+    }
+
+    #[test]
+    fn view_hides_secret_and_pinned_url() {
+        let mut s = delivery_model_sample();
+        let v = serde_json::to_value(SubscriptionView::new(&s, false)).unwrap_or_default();
+        assert!(v.get("secret").is_none());
+        assert!(v.get("last_successful_use").is_none());
+        assert_eq!(v["challenges_sent"], 0);
+        let v = serde_json::to_value(SubscriptionView::new(&s, true)).unwrap_or_default();
+        assert_eq!(v["secret"], "0123456789abcdef");
+        s.operator_pinned = true;
+        let v = serde_json::to_value(SubscriptionView::new(&s, true)).unwrap_or_default();
+        assert!(v.get("secret").is_none());
+        assert_eq!(v["url"], PINNED_URL);
+    }
+
+    fn delivery_model_sample() -> Subscription {
+        Subscription {
+            id: SubscriptionId::new_v4(),
+            owner_id: "owner".into(),
+            threat_model_id: None,
+            name: "n".into(),
+            url: "https://example.com/hook".into(),
+            events: vec!["threat_model.created".into()],
+            secret: Some("0123456789abcdef".into()),
+            status: SubscriptionStatus::PendingVerification,
+            challenge: Some("c".into()),
+            challenges_sent: 0,
+            timeout_count: 0,
+            created_at: 1,
+            modified_at: 1,
+            last_successful_use: None,
+            publication_failures: 0,
+            operator_pinned: false,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! `/admin/webhooks/deliveries[/{delivery_id}]`
+
+use delivery_model::delivery::{DeliveryRecord, Invoker};
+use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
+use delivery_model::time::now_micros;
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, subscription_body};
+
+async fn test_delivery(app: &TestApp, sub: &str) -> String {
+    let res = app
+        .post(&format!("/admin/webhooks/subscriptions/{sub}/test"))
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED);
+    res.json()["delivery_id"].as_str().expect("id").to_owned()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["deliveries"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_is_oldest_first_and_filtered_by_subscription() {
+    let app = TestApp::start().await;
+    let a = app.create_subscription(subscription_body()).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let b = app.create_subscription(subscription_body()).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut of_a = Vec::new();
+    for _ in 0..3 {
+        of_a.push(test_delivery(&app, &a).await);
+        let before = now_micros();
+        test_support::wait::until("clock moved", std::time::Duration::from_secs(1), || async {
+            (now_micros() > before + 2_000).then_some(())
+        })
+        .await;
+    }
+    let of_b = test_delivery(&app, &b).await;
+
+    let list = app
+        .get(&format!("/admin/webhooks/deliveries?subscription_id={a}"))
+        .admin()
+        .send()
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let list = list.json();
+    assert_eq!(list["total"], 3);
+    assert_eq!(list["limit"], 20);
+    assert_eq!(list["offset"], 0);
+    assert_eq!(ids(&list), of_a, "oldest first");
+
+    let page = app
+        .get(&format!(
+            "/admin/webhooks/deliveries?subscription_id={a}&limit=2&offset=2"
+        ))
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(page["total"], 3);
+    assert_eq!(ids(&page), vec![of_a[2].clone()]);
+
+    let all = app
+        .get("/admin/webhooks/deliveries")
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(all["total"], 4);
+    assert_eq!(ids(&all).last(), Some(&of_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_refuses_unknown_or_malformed_subscription() {
+    let app = TestApp::start().await;
+    let res = app
+        .get(&format!(
+            "/admin/webhooks/deliveries?subscription_id={}",
+            SubscriptionId::new_v4()
+        ))
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        res.error(),
+        ("subscription not found".to_owned(), String::new())
+    );
+    let res = app
+        .get("/admin/webhooks/deliveries?subscription_id=xyz")
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.error(),
+        (
+            "invalid_id".to_owned(),
+            "Invalid UUID format for parameter: subscription_id".to_owned()
+        )
+    );
+    let empty = app
+        .get("/admin/webhooks/deliveries")
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        empty,
+        json!({"deliveries": [], "limit": 20, "offset": 0, "total": 0})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_tmi_shape() {
+    let app = TestApp::start().await;
+    let sub = app.create_subscription(subscription_body()).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let id = test_delivery(&app, &sub).await;
+
+    let res = app
+        .get(&format!("/admin/webhooks/deliveries/{id}"))
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let d = res.json();
+    let mut keys: Vec<&str> = d
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        vec![
+            "attempts",
+            "created_at",
+            "event_type",
+            "id",
+            "last_activity_at",
+            "payload",
+            "status",
+            "subscription_id"
+        ],
+        "empty optional fields omitted, no internal fields: {d}"
+    );
+    assert_eq!(d["id"], id);
+    assert_eq!(d["subscription_id"], sub);
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"], 0);
+    assert_eq!(d["event_type"], "threat_model.created");
+    assert_eq!(
+        d["payload"]["object_type"], "webhook_test",
+        "payload parsed back into an object"
+    );
+
+    let res = app
+        .get("/admin/webhooks/deliveries/00000000-0000-0000-0000-000000000000")
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        res.error(),
+        ("delivery not found".to_owned(), String::new())
+    );
+    let res = app
+        .get("/admin/webhooks/deliveries/1234")
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.error(),
+        (
+            "invalid_id".to_owned(),
+            "Invalid UUID format for parameter: delivery_id".to_owned()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addon_fields_progress_and_errors_are_shown() {
+    let app = TestApp::start().await;
+    let sub = app.create_subscription(subscription_body()).await["id"]
+        .as_str()
+        .expect("id")
+        .parse::<SubscriptionId>()
+        .expect("uuid");
+    let now = now_micros();
+    let mut record =
+        DeliveryRecord::new_pending(DeliveryId::new_v7(), sub, "addon.invoked", "not json", now);
+    let addon = AddonId::new_v4();
+    record.addon_id = Some(addon);
+    record.invoked_by = Some(Invoker {
+        uuid: "u-1".into(),
+        email: "alice@example.com".into(),
+        name: "Alice".into(),
+    });
+    record.status_percent = 50;
+    record.status_message = "Processing...".into();
+    record.attempts = 2;
+    record.last_error = Some("HTTP 500: boom".into());
+    record.next_retry_at = Some(now + 60_000_000);
+    assert!(
+        app.store
+            .create_and_enqueue_delivery(&record)
+            .await
+            .expect("create")
+    );
+
+    let d = app
+        .get(&format!("/admin/webhooks/deliveries/{}", record.id))
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(d["addon_id"], addon.to_string());
+    assert_eq!(
+        d["invoked_by"],
+        json!({"display_name": "Alice", "email": "alice@example.com", "principal_type": "user", "provider": "unknown", "provider_id": ""})
+    );
+    assert_eq!(d["status_percent"], 50);
+    assert_eq!(d["status_message"], "Processing...");
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(d["last_error"], "HTTP 500: boom");
+    assert!(
+        d["next_retry_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(
+        d.get("payload").is_none(),
+        "a payload that is not a JSON object is omitted: {d}"
+    );
+}

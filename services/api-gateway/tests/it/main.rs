@@ -1,0 +1,14 @@
+//! Integration tests of the api-gateway: the real server on a loopback port, a private redis-server per
+//! test, a plain HTTP client. Modules mirror the URL tree.
+
+#![expect(clippy::expect_used, reason = "tests")]
+
+mod harness;
+
+mod auth;
+mod deliveries;
+mod events;
+mod health;
+mod routing;
+mod subscriptions;
+mod validation;
