@@ -137,12 +137,8 @@ def service_binaries() -> set[str]:
 
 
 def expected_services() -> set[str]:
-    """Deployed services: the service binaries, plus pending ones whose directory exists."""
-    out = service_binaries()
-    for key in PENDING:
-        if key.startswith("binary:") and (ROOT / "services" / key.split(":", 1)[1]).is_dir():
-            out.add(key.split(":", 1)[1])
-    return out
+    """Deployed services: the service binaries, plus the pending ones (planned, not built yet)."""
+    return service_binaries() | {k.split(":", 1)[1] for k in PENDING if k.startswith("binary:")}
 
 
 def scanned_files() -> Iterable[Path]:
