@@ -133,9 +133,6 @@ async fn create_without_threat_model_writes_no_threat_model_index() {
 }
 
 #[tokio::test]
-#[ignore = "bug: create_subscription of an already-active subscription leaves it out of the per-event match \
-            indexes (set_subscription_status.lua only updates event sets when the status changes, and the \
-            store calls it with active -> active)"]
 async fn create_active_subscription_is_matchable_without_a_challenge() {
     let ctx = Ctx::start().await;
     let sub = subscription(Active, &["threat_model.created"]);
