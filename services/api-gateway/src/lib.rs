@@ -11,12 +11,14 @@
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
 //! - [`metrics`]: the service's Prometheus metrics.
+//! - [`dev_token`]: the `dev-token` command, minting bearer tokens for a development stack.
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type answered to clients.
 //!
 //! [`run`] serves until its token is cancelled, then stops accepting and lets in-flight requests finish
 //! within `shutdown.grace_period_secs`.
 
 pub mod auth;
+pub mod dev_token;
 pub mod error;
 pub mod extract;
 pub mod metrics;

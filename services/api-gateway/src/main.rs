@@ -1,10 +1,94 @@
-//! The `api-gateway` binary: configuration, telemetry, Redis, listener, then [`api_gateway::run`] until
-//! SIGTERM/SIGINT.
+//! The `api-gateway` binary.
+//!
+//! - `api-gateway` (no command): configuration, telemetry, Redis, listener, then [`api_gateway::run`] until
+//!   SIGTERM/SIGINT.
+//! - `api-gateway dev-token [--admin] …`: prints a bearer token for a development stack (`make token`).
 
 use anyhow::Context as _;
+use api_gateway::dev_token::{self, DevClaims};
+use clap::{Parser, Subcommand};
+use service_common::config::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "api-gateway",
+    version,
+    about = "Hookline's REST API (TMI-compatible webhook endpoints)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print an HS256 bearer token for a development stack and exit.
+    DevToken {
+        /// Make the caller an administrator (`tmi_is_administrator: true`).
+        #[arg(long)]
+        admin: bool,
+        /// The caller id (`sub`).
+        #[arg(long, default_value = "dev-admin")]
+        sub: String,
+        /// Scopes to grant (repeatable), e.g. `hookline:events:write`.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Lifetime, seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+        /// Sign with this secret instead of the development one.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        None => serve(),
+        Some(Command::DevToken {
+            admin,
+            sub,
+            scope,
+            ttl_secs,
+            secret,
+        }) => {
+            // Configuration that loads with HS256 supplies the secret, issuer and audience the gateway checks.
+            let configured = Settings::load()
+                .ok()
+                .map(|s| s.auth)
+                .filter(|a| a.jwt_algorithm == "HS256");
+            let secret = secret
+                .or_else(|| {
+                    std::env::var(dev_token::SECRET_ENV)
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
+                .or_else(|| {
+                    configured
+                        .as_ref()
+                        .map(|a| a.jwt_secret.clone())
+                        .filter(|s| !s.is_empty())
+                })
+                .or_else(dev_token::dev_secret)
+                .context("no secret: pass --secret or set HOOKLINE_DEV_JWT_SECRET")?;
+            let non_empty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+            let claims = DevClaims {
+                sub,
+                admin,
+                scopes: scope,
+                ttl_secs,
+                issuer: configured.as_ref().and_then(|a| non_empty(&a.jwt_issuer)),
+                audience: configured.as_ref().and_then(|a| non_empty(&a.jwt_audience)),
+            };
+            let token = dev_token::mint(&secret, &claims, chrono::Utc::now().timestamp())?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     let (settings, _telemetry) = service_common::startup::init("api-gateway")?;
     let token = service_common::shutdown::token();
     let store = service_common::redis::connect(&settings)
