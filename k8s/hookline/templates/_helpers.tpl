@@ -291,6 +291,7 @@ metadata:
 spec:
   serviceAccountName: {{ include "hookline.serviceAccountName" $root }}
   automountServiceAccountToken: false
+  # Service links would add <SERVICE>_PORT… variables (HOOKLINE_… for a release named hookline).
   enableServiceLinks: false
   {{- with $root.Values.imagePullSecrets }}
   imagePullSecrets:
