@@ -25,7 +25,10 @@ fn base_env(redis_url: &str) -> Vec<(String, String)> {
         ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1"),
         // The create-time deny list refuses 127.*; receivers here are on loopback.
         ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", ""),
-        ("HOOKLINE__SUBSCRIPTIONS__CHALLENGE_RETRY_INTERVAL_MS", "200"),
+        (
+            "HOOKLINE__SUBSCRIPTIONS__CHALLENGE_RETRY_INTERVAL_MS",
+            "200",
+        ),
         ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "200,300,400,500"),
         ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50"),
         ("HOOKLINE__WORKER__BLOCK_MS", "200"),
@@ -54,6 +57,7 @@ pub struct Stack {
     pub consumer: Service,
     pub worker: Service,
     pub store: Store,
+    /// The settings every service of this stack got (for replicas and restarts).
     pub env: Vec<(String, String)>,
     admin: String,
     // Last: dropped after the services so they never see Redis vanish.
@@ -84,11 +88,15 @@ impl Stack {
         .await
         .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
-        Self { api, consumer, worker, store, env, admin, redis }
-    }
-
-    pub fn admin_token(&self) -> &str {
-        &self.admin
+        Self {
+            api,
+            consumer,
+            worker,
+            store,
+            env,
+            admin,
+            redis,
+        }
     }
 
     /// An API call as the admin; returns (status, JSON body or Null).
@@ -96,7 +104,13 @@ impl Stack {
         self.api_as(&self.admin, method, path, body).await
     }
 
-    pub async fn api_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let bearer = format!("Bearer {token}");
         let mut headers = vec![("authorization", bearer.as_str())];
         let payload = match &body {
@@ -106,8 +120,12 @@ impl Stack {
             }
             None => String::new(),
         };
-        let (status, _, bytes) = http::request(method, &self.api.api_url(path), &headers, payload).await;
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let (status, _, bytes) =
+            http::request(method, &self.api.api_url(path), &headers, payload).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Creates a subscription for `events` at `url`; returns the 201 body.
@@ -116,28 +134,87 @@ impl Stack {
         if let Some(tm) = tm {
             body["threat_model_id"] = json!(tm);
         }
-        let (status, created) = self.api("POST", "/admin/webhooks/subscriptions", Some(body)).await;
+        let (status, created) = self
+            .api("POST", "/admin/webhooks/subscriptions", Some(body))
+            .await;
         assert_eq!(status, 201, "create subscription: {created}");
         created
     }
 
     pub async fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {
-        self.store.get_subscription(id).await.expect("read subscription")
+        self.store
+            .get_subscription(id)
+            .await
+            .expect("read subscription")
     }
 
     pub async fn wait_status(&self, id: SubscriptionId, status: SubscriptionStatus) {
-        wait::until(&format!("subscription {id} becomes {status}"), WAIT, || async {
-            (self.subscription(id).await.map(|s| s.status) == Some(status)).then_some(())
-        })
+        wait::until(
+            &format!("subscription {id} becomes {status}"),
+            WAIT,
+            || async {
+                (self.subscription(id).await.map(|s| s.status) == Some(status)).then_some(())
+            },
+        )
         .await;
     }
 
     /// Creates a subscription and waits until the receiver has verified it. Returns (id, secret).
-    pub async fn verified_subscription(&self, rx: &Receiver, events: &[&str], tm: Option<&str>) -> (SubscriptionId, String) {
+    pub async fn verified_subscription(
+        &self,
+        rx: &Receiver,
+        events: &[&str],
+        tm: Option<&str>,
+    ) -> (SubscriptionId, String) {
         let created = self.create_subscription(&rx.url(), events, tm).await;
         let id: SubscriptionId = created["id"].as_str().unwrap().parse().unwrap();
         self.wait_status(id, SubscriptionStatus::Active).await;
         (id, created["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Starts one more replica of `bin` with this stack's settings plus `extra`.
+    pub async fn replica(&self, bin: ServiceBin, extra: &[(&str, &str)]) -> Service {
+        Service::start(bin, &merge(self.env.clone(), extra)).await
+    }
+
+    /// Stores an already-active subscription directly (no challenge): for targets a challenge could never
+    /// reach, such as those the SSRF guard refuses.
+    pub async fn active_subscription(&self, url: &str, events: &[&str]) -> SubscriptionId {
+        let now = delivery_model::time::now_micros();
+        let sub = Subscription {
+            id: SubscriptionId::new_v4(),
+            owner_id: "admin-1".into(),
+            threat_model_id: None,
+            name: "direct".into(),
+            url: url.to_owned(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            secret: Some("direct-secret-0123456789".into()),
+            status: SubscriptionStatus::Active,
+            challenge: None,
+            challenges_sent: 0,
+            timeout_count: 0,
+            created_at: now,
+            modified_at: now,
+            last_successful_use: None,
+            publication_failures: 0,
+            operator_pinned: false,
+        };
+        assert!(
+            self.store
+                .create_subscription(&sub)
+                .await
+                .expect("store subscription")
+        );
+        sub.id
+    }
+
+    /// Ids of every delivery of `subscription`, oldest first.
+    pub async fn deliveries_of(&self, subscription: SubscriptionId) -> Vec<DeliveryRecord> {
+        self.store
+            .list_deliveries(Some(subscription), 0, 10_000)
+            .await
+            .expect("list deliveries")
+            .items
     }
 
     /// Appends a TMI-shaped event to `tmi:events`, as TMI's emitter does.
@@ -169,11 +246,20 @@ impl Stack {
 
     pub async fn delivery(&self, id: &str) -> DeliveryRecord {
         let id: DeliveryId = id.parse().expect("delivery id");
-        self.store.get_delivery(id).await.expect("read delivery").expect("delivery exists")
+        self.store
+            .get_delivery(id)
+            .await
+            .expect("read delivery")
+            .expect("delivery exists")
     }
 
     /// Waits until delivery `id` satisfies `pred`; returns it.
-    pub async fn wait_delivery(&self, id: &str, what: &str, pred: impl Fn(&DeliveryRecord) -> bool) -> DeliveryRecord {
+    pub async fn wait_delivery(
+        &self,
+        id: &str,
+        what: &str,
+        pred: impl Fn(&DeliveryRecord) -> bool,
+    ) -> DeliveryRecord {
         wait::until(what, WAIT, || async {
             let d = self.delivery(id).await;
             pred(&d).then_some(d)

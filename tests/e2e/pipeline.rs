@@ -18,7 +18,9 @@ const OTHER_TM: &str = "0f6c0000-0000-4000-8000-000000000002";
 async fn challenge_success_activates_the_subscription() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let created = stack.create_subscription(&rx.url(), &["threat_model.created"], None).await;
+    let created = stack
+        .create_subscription(&rx.url(), &["threat_model.created"], None)
+        .await;
     assert_eq!(created["status"], "pending_verification");
     let id: SubscriptionId = created["id"].as_str().unwrap().parse().unwrap();
     stack.wait_status(id, SubscriptionStatus::Active).await;
@@ -30,13 +32,21 @@ async fn challenge_success_activates_the_subscription() {
     assert_eq!(c.header("content-type"), Some("application/json"));
     assert_eq!(c.header("user-agent"), Some("TMI-Webhook/1.0"));
     assert_eq!(c.subscription_id(), Some(id.to_string().as_str()));
-    assert_eq!(c.header("x-webhook-signature"), None, "challenges are not signed");
+    assert_eq!(
+        c.header("x-webhook-signature"),
+        None,
+        "challenges are not signed"
+    );
     assert_eq!(c.header("x-webhook-delivery-id"), None);
     let body = c.json().unwrap();
     assert_eq!(body["type"], "webhook.challenge");
     assert_eq!(body["challenge"].as_str().map(str::len), Some(64));
     // Keys in TMI's order, exact bytes.
-    assert!(c.body_str().starts_with(r#"{"challenge":""#), "{}", c.body_str());
+    assert!(
+        c.body_str().starts_with(r#"{"challenge":""#),
+        "{}",
+        c.body_str()
+    );
 }
 
 #[tokio::test]
@@ -44,17 +54,29 @@ async fn challenge_failure_leads_to_pending_delete_after_three_attempts() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     rx.set_challenge_mode(ChallengeMode::Wrong);
-    let created = stack.create_subscription(&rx.url(), &["threat_model.created"], None).await;
+    let created = stack
+        .create_subscription(&rx.url(), &["threat_model.created"], None)
+        .await;
     let id: SubscriptionId = created["id"].as_str().unwrap().parse().unwrap();
-    stack.wait_status(id, SubscriptionStatus::PendingDelete).await;
-    assert_eq!(rx.challenges().len(), 3, "exactly three challenges, then give up");
+    stack
+        .wait_status(id, SubscriptionStatus::PendingDelete)
+        .await;
+    assert_eq!(
+        rx.challenges().len(),
+        3,
+        "exactly three challenges, then give up"
+    );
     let sub = stack.subscription(id).await.unwrap();
     assert_eq!(sub.challenges_sent, 3);
     // An unverified subscription receives no deliveries.
-    stack.publish("threat_model.created", Some(TM), json!({"name": "x"})).await;
-    wait::never("a delivery to an unverified subscription", Duration::from_secs(1), || async {
-        !rx.deliveries().is_empty()
-    })
+    stack
+        .publish("threat_model.created", Some(TM), json!({"name": "x"}))
+        .await;
+    wait::never(
+        "a delivery to an unverified subscription",
+        Duration::from_secs(1),
+        || async { !rx.deliveries().is_empty() },
+    )
     .await;
 }
 
@@ -62,8 +84,16 @@ async fn challenge_failure_leads_to_pending_delete_after_three_attempts() {
 async fn event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (id, secret) = stack.verified_subscription(&rx, &["threat_model.created"], None).await;
-    stack.publish("threat_model.created", Some(TM), json!({"name": "Payments TM", "description": null})).await;
+    let (id, secret) = stack
+        .verified_subscription(&rx, &["threat_model.created"], None)
+        .await;
+    stack
+        .publish(
+            "threat_model.created",
+            Some(TM),
+            json!({"name": "Payments TM", "description": null}),
+        )
+        .await;
 
     let got = rx.wait_for_deliveries(1, WAIT).await;
     let d = &got[0];
@@ -84,18 +114,29 @@ async fn event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope() {
     let parsed: uuid::Uuid = delivery_id.parse().unwrap();
     assert_eq!(parsed.get_version_num(), 7, "delivery ids are UUIDv7");
     let rec = stack
-        .wait_delivery(&delivery_id, "delivered", |r| r.status == DeliveryStatus::Delivered)
+        .wait_delivery(&delivery_id, "delivered", |r| {
+            r.status == DeliveryStatus::Delivered
+        })
         .await;
     assert_eq!(rec.attempts, 1, "a first-try success counts one attempt");
     assert!(rec.delivered_at.is_some());
     assert_eq!(rec.subscription_id, id);
     // Admins read it back through the API.
-    let (status, body) = stack.api("GET", &format!("/admin/webhooks/deliveries/{delivery_id}"), None).await;
+    let (status, body) = stack
+        .api(
+            "GET",
+            &format!("/admin/webhooks/deliveries/{delivery_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "delivered");
     assert_eq!(body["payload"]["data"]["name"], "Payments TM");
     // Exactly one POST.
-    wait::never("a second POST", Duration::from_millis(500), || async { rx.deliveries().len() > 1 }).await;
+    wait::never("a second POST", Duration::from_millis(500), || async {
+        rx.deliveries().len() > 1
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -105,22 +146,41 @@ async fn wildcard_threat_model_filter_and_non_matching_subscriptions() {
     let filtered = Receiver::start().await;
     let other_event = Receiver::start().await;
     stack.verified_subscription(&wildcard, &["*"], None).await;
-    stack.verified_subscription(&filtered, &["threat_model.updated"], Some(TM)).await;
-    stack.verified_subscription(&other_event, &["diagram.created"], None).await;
+    stack
+        .verified_subscription(&filtered, &["threat_model.updated"], Some(TM))
+        .await;
+    stack
+        .verified_subscription(&other_event, &["diagram.created"], None)
+        .await;
 
-    stack.publish("threat_model.created", Some(TM), json!({"name": "a"})).await;
-    stack.publish("threat_model.updated", Some(TM), json!({"name": "b"})).await;
-    stack.publish("threat_model.updated", Some(OTHER_TM), json!({"name": "c"})).await;
+    stack
+        .publish("threat_model.created", Some(TM), json!({"name": "a"}))
+        .await;
+    stack
+        .publish("threat_model.updated", Some(TM), json!({"name": "b"}))
+        .await;
+    stack
+        .publish("threat_model.updated", Some(OTHER_TM), json!({"name": "c"}))
+        .await;
 
     let all = wildcard.wait_for_deliveries(3, WAIT).await;
     let mut events: Vec<_> = all.iter().map(|r| r.event().unwrap().to_owned()).collect();
     events.sort();
-    assert_eq!(events, ["threat_model.created", "threat_model.updated", "threat_model.updated"]);
+    assert_eq!(
+        events,
+        [
+            "threat_model.created",
+            "threat_model.updated",
+            "threat_model.updated"
+        ]
+    );
     let only = filtered.wait_for_deliveries(1, WAIT).await;
     assert_eq!(only[0].json().unwrap()["threat_model_id"], TM);
-    wait::never("more deliveries than matched", Duration::from_secs(1), || async {
-        filtered.deliveries().len() > 1 || !other_event.deliveries().is_empty()
-    })
+    wait::never(
+        "more deliveries than matched",
+        Duration::from_secs(1),
+        || async { filtered.deliveries().len() > 1 || !other_event.deliveries().is_empty() },
+    )
     .await;
 }
 
@@ -129,16 +189,31 @@ async fn server_error_then_success_is_retried_once() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     rx.push_response(Response::status(500).body("boom"));
-    stack.verified_subscription(&rx, &["threat_model.created"], None).await;
-    stack.publish("threat_model.created", Some(TM), json!({"name": "x"})).await;
+    stack
+        .verified_subscription(&rx, &["threat_model.created"], None)
+        .await;
+    stack
+        .publish("threat_model.created", Some(TM), json!({"name": "x"}))
+        .await;
     let got = rx.wait_for_deliveries(2, WAIT).await;
-    assert_eq!(got[0].delivery_id(), got[1].delivery_id(), "the retry is the same delivery");
+    assert_eq!(
+        got[0].delivery_id(),
+        got[1].delivery_id(),
+        "the retry is the same delivery"
+    );
     assert_eq!(got[0].body, got[1].body, "same bytes on every attempt");
     let id = got[0].delivery_id().unwrap().to_owned();
-    let rec = stack.wait_delivery(&id, "delivered after a retry", |r| r.status == DeliveryStatus::Delivered).await;
+    let rec = stack
+        .wait_delivery(&id, "delivered after a retry", |r| {
+            r.status == DeliveryStatus::Delivered
+        })
+        .await;
     assert_eq!(rec.attempts, 2);
     assert_eq!(rec.last_error.as_deref(), Some("HTTP 500: boom"));
-    wait::never("a third POST", Duration::from_millis(700), || async { rx.deliveries().len() > 2 }).await;
+    wait::never("a third POST", Duration::from_millis(700), || async {
+        rx.deliveries().len() > 2
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -146,15 +221,31 @@ async fn failed_after_the_last_attempt() {
     let stack = Stack::start_with(&[("HOOKLINE__WORKER__MAX_ATTEMPTS", "3")]).await;
     let rx = Receiver::start().await;
     rx.set_default_status(503);
-    let (sub_id, _) = stack.verified_subscription(&rx, &["threat_model.created"], None).await;
-    stack.publish("threat_model.created", Some(TM), json!({"name": "x"})).await;
+    let (sub_id, _) = stack
+        .verified_subscription(&rx, &["threat_model.created"], None)
+        .await;
+    stack
+        .publish("threat_model.created", Some(TM), json!({"name": "x"}))
+        .await;
     let got = rx.wait_for_deliveries(3, WAIT).await;
     let id = got[0].delivery_id().unwrap().to_owned();
-    let rec = stack.wait_delivery(&id, "failed", |r| r.status == DeliveryStatus::Failed).await;
+    let rec = stack
+        .wait_delivery(&id, "failed", |r| r.status == DeliveryStatus::Failed)
+        .await;
     assert_eq!(rec.attempts, 3);
-    assert!(rec.last_error.as_deref().unwrap_or_default().starts_with("HTTP 503"), "{:?}", rec.last_error);
+    assert!(
+        rec.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("HTTP 503"),
+        "{:?}",
+        rec.last_error
+    );
     assert_eq!(rec.next_retry_at, None);
-    wait::never("a fourth POST", Duration::from_secs(1), || async { rx.deliveries().len() > 3 }).await;
+    wait::never("a fourth POST", Duration::from_secs(1), || async {
+        rx.deliveries().len() > 3
+    })
+    .await;
     let sub = stack.subscription(sub_id).await.unwrap();
     assert_eq!(sub.publication_failures, 1);
 }
@@ -164,11 +255,19 @@ async fn async_receiver_leaves_the_delivery_in_progress() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
     rx.set_async(true);
-    stack.verified_subscription(&rx, &["threat_model.created"], None).await;
-    stack.publish("threat_model.created", Some(TM), json!({"name": "x"})).await;
+    stack
+        .verified_subscription(&rx, &["threat_model.created"], None)
+        .await;
+    stack
+        .publish("threat_model.created", Some(TM), json!({"name": "x"}))
+        .await;
     let got = rx.wait_for_deliveries(1, WAIT).await;
     let id = got[0].delivery_id().unwrap().to_owned();
-    let rec = stack.wait_delivery(&id, "in_progress", |r| r.status == DeliveryStatus::InProgress).await;
+    let rec = stack
+        .wait_delivery(&id, "in_progress", |r| {
+            r.status == DeliveryStatus::InProgress
+        })
+        .await;
     assert_eq!(rec.attempts, 1);
     assert_eq!(rec.delivered_at, None);
 }
@@ -177,9 +276,17 @@ async fn async_receiver_leaves_the_delivery_in_progress() {
 async fn test_endpoint_and_post_events_go_through_the_same_worker() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (id, secret) = stack.verified_subscription(&rx, &["diagram.updated"], None).await;
+    let (id, secret) = stack
+        .verified_subscription(&rx, &["diagram.updated"], None)
+        .await;
 
-    let (status, body) = stack.api("POST", &format!("/admin/webhooks/subscriptions/{id}/test"), None).await;
+    let (status, body) = stack
+        .api(
+            "POST",
+            &format!("/admin/webhooks/subscriptions/{id}/test"),
+            None,
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     let test_id = body["delivery_id"].as_str().unwrap().to_owned();
     let got = rx.wait_for_deliveries(1, WAIT).await;

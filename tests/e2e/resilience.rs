@@ -13,7 +13,9 @@ use crate::harness::Stack;
 async fn consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     let mut stack = Stack::start().await;
     let rx = Receiver::start().await;
-    stack.verified_subscription(&rx, &["threat_model.updated"], None).await;
+    stack
+        .verified_subscription(&rx, &["threat_model.updated"], None)
+        .await;
 
     const N: usize = 300;
     let publisher = {
@@ -39,17 +41,27 @@ async fn consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         })
     };
     // Kill the consumer once part of the stream has been processed, then bring it back (same name).
-    wait::until("some deliveries before the kill", Duration::from_secs(15), || async {
-        (rx.deliveries().len() >= 20).then_some(())
-    })
+    wait::until(
+        "some deliveries before the kill",
+        Duration::from_secs(15),
+        || async { (rx.deliveries().len() >= 20).then_some(()) },
+    )
     .await;
     stack.consumer.kill9();
     publisher.await.unwrap();
     stack.consumer.restart().await;
 
     let got = rx.wait_for_deliveries(N, Duration::from_secs(30)).await;
-    wait::never("more deliveries than events", Duration::from_secs(1), || async { rx.deliveries().len() > N }).await;
-    let objects: HashSet<i64> = got.iter().map(|r| r.json().unwrap()["data"]["i"].as_i64().unwrap()).collect();
+    wait::never(
+        "more deliveries than events",
+        Duration::from_secs(1),
+        || async { rx.deliveries().len() > N },
+    )
+    .await;
+    let objects: HashSet<i64> = got
+        .iter()
+        .map(|r| r.json().unwrap()["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(objects.len(), N, "every event delivered exactly once");
     let ids = rx.count_by_delivery_id();
     assert!(ids.values().all(|&c| c == 1), "no delivery sent twice");

@@ -64,7 +64,10 @@ struct Args {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 /// A lean receiver: counts requests and records event→arrival latency from the `t` in the body's data.
@@ -97,12 +100,19 @@ impl Sink {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                         let (c, l) = (c.clone(), l.clone());
                         async move {
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let arrived = now_us();
-                            if let Some(t) = serde_json::from_slice::<Body>(&body).ok().and_then(|b| b.data?.t) {
-                                if let Ok(mut v) = l.lock() {
-                                    v.push(arrived - t);
-                                }
+                            if let Some(t) = serde_json::from_slice::<Body>(&body)
+                                .ok()
+                                .and_then(|b| b.data?.t)
+                                && let Ok(mut v) = l.lock()
+                            {
+                                v.push(arrived - t);
                             }
                             c.fetch_add(1, Ordering::Relaxed);
                             if !delay.is_zero() {
@@ -111,11 +121,17 @@ impl Sink {
                             Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
-        Ok(Self { addr, count, latencies })
+        Ok(Self {
+            addr,
+            count,
+            latencies,
+        })
     }
 
     fn url(&self) -> String {
@@ -161,7 +177,10 @@ fn env(redis: &RedisServer, extra: &[(&str, String)]) -> Vec<(String, String)> {
         ("HOOKLINE__AUTH__JWT_SECRET", "bench".into()),
         ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".into()),
         ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".into()),
-        ("HOOKLINE__TELEMETRY__LOG_LEVEL", "warn,service_common=info".into()),
+        (
+            "HOOKLINE__TELEMETRY__LOG_LEVEL",
+            "warn,service_common=info".into(),
+        ),
         ("HOOKLINE__REDIS__POOL_SIZE", "4".into()),
     ]
     .into_iter()
@@ -291,7 +310,9 @@ fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
     let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
     std::fs::write(
         &script,
-        format!("wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
     )?;
     let out = std::process::Command::new("wrk")
         .args(["-t2", "-c64", "-d5s", "-s"])
@@ -311,7 +332,10 @@ fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let k = args.subscriptions.max(1);
-    println!("# Hookline benchmark ({} matching subscription(s) per event)", k);
+    println!(
+        "# Hookline benchmark ({} matching subscription(s) per event)",
+        k
+    );
 
     // ---- fast receiver: rates, flood, ceiling ----------------------------------------------------------
     let redis = RedisServer::start();
@@ -325,19 +349,29 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: connections, script cache.
     flood(&st, 200).await?;
-    sink.wait_for(200 * k as u64, Duration::from_secs(60)).await?;
+    sink.wait_for(200 * k as u64, Duration::from_secs(60))
+        .await?;
 
     println!("\n## Fixed rates (fast receiver)\n");
     println!("| events/s | deliveries/s | p50 ms | p95 ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|");
-    for rate in args.rates.split(',').filter_map(|r| r.trim().parse::<u64>().ok()) {
+    for rate in args
+        .rates
+        .split(',')
+        .filter_map(|r| r.trim().parse::<u64>().ok())
+    {
         sink.reset();
         let t0 = Instant::now();
         let n = at_rate(&st, rate, args.rate_secs).await?;
-        let done = sink.wait_for((n * k) as u64, Duration::from_secs(120)).await?;
+        let done = sink
+            .wait_for((n * k) as u64, Duration::from_secs(120))
+            .await?;
         let secs = done.duration_since(t0).as_secs_f64();
         let (p50, p95, p99) = sink.percentiles();
-        println!("| {rate} | {:.0} | {p50:.2} | {p95:.2} | {p99:.2} |", (n * k) as f64 / secs);
+        println!(
+            "| {rate} | {:.0} | {p50:.2} | {p95:.2} | {p99:.2} |",
+            (n * k) as f64 / secs
+        );
     }
 
     sink.reset();
@@ -345,7 +379,9 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     flood(&st, args.events).await?;
     let published = t0.elapsed().as_secs_f64();
-    let done = sink.wait_for((args.events * k) as u64, Duration::from_secs(600)).await?;
+    let done = sink
+        .wait_for((args.events * k) as u64, Duration::from_secs(600))
+        .await?;
     let secs = done.duration_since(t0).as_secs_f64();
     let (p50, p95, p99) = sink.percentiles();
     let pipeline = (args.events * k) as f64 / secs;
@@ -354,17 +390,34 @@ async fn main() -> anyhow::Result<()> {
     let records = (args.events + 200) * k;
     let per_record = (mem_after.saturating_sub(mem_before)) as f64 / (args.events * k) as f64;
     println!("\n## Flood ({} events as fast as possible)\n", args.events);
-    println!("- published in {published:.2} s ({:.0} events/s)", args.events as f64 / published);
-    println!("- deliveries/s: **{pipeline:.0}** (all {} delivered in {secs:.2} s)", args.events * k);
-    println!("- event→receiver latency under flood: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms");
-    println!("- Redis memory per delivery record (record + indexes, {records} records held): **{per_record:.0} bytes**");
+    println!(
+        "- published in {published:.2} s ({:.0} events/s)",
+        args.events as f64 / published
+    );
+    println!(
+        "- deliveries/s: **{pipeline:.0}** (all {} delivered in {secs:.2} s)",
+        args.events * k
+    );
+    println!(
+        "- event→receiver latency under flood: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms"
+    );
+    println!(
+        "- Redis memory per delivery record (record + indexes, {records} records held): **{per_record:.0} bytes**"
+    );
 
-    let body = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&event(0).payload)?)?;
+    let body = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(
+        &event(0).payload,
+    )?)?;
     match wrk(&sink.url(), &body) {
         Ok(ceiling) => {
             println!("\n## Ceiling\n");
-            println!("- raw POST ceiling (wrk -t2 -c64, same receiver, same body): {ceiling:.0} requests/s");
-            println!("- pipeline / ceiling: **{:.0} %**", 100.0 * pipeline / ceiling);
+            println!(
+                "- raw POST ceiling (wrk -t2 -c64, same receiver, same body): {ceiling:.0} requests/s"
+            );
+            println!(
+                "- pipeline / ceiling: **{:.0} %**",
+                100.0 * pipeline / ceiling
+            );
         }
         Err(e) => println!("\n## Ceiling\n\n- not measured: {e:#}"),
     }
@@ -381,7 +434,11 @@ async fn main() -> anyhow::Result<()> {
         println!("| workers | deliveries/s | × one worker |");
         println!("|---:|---:|---:|");
         let mut base = 0.0;
-        for w in args.workers.split(',').filter_map(|w| w.trim().parse::<usize>().ok()) {
+        for w in args
+            .workers
+            .split(',')
+            .filter_map(|w| w.trim().parse::<usize>().ok())
+        {
             let redis = RedisServer::start();
             let sink = Sink::start(Duration::from_millis(args.slow_ms)).await?;
             let st = store(&redis).await?;
@@ -389,7 +446,10 @@ async fn main() -> anyhow::Result<()> {
             let slots = args.slots.to_string();
             let e = env(
                 &redis,
-                &[("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.clone()), ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", slots)],
+                &[
+                    ("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.clone()),
+                    ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", slots),
+                ],
             );
             let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
             let mut workers = Vec::new();
@@ -401,7 +461,9 @@ async fn main() -> anyhow::Result<()> {
             sink.reset();
             let t0 = Instant::now();
             flood(&st, args.slow_events).await?;
-            let done = sink.wait_for(args.slow_events as u64, Duration::from_secs(600)).await?;
+            let done = sink
+                .wait_for(args.slow_events as u64, Duration::from_secs(600))
+                .await?;
             let rate = args.slow_events as f64 / done.duration_since(t0).as_secs_f64();
             if base == 0.0 {
                 base = rate;

@@ -161,6 +161,15 @@ impl Keyspace {
         self.k(format_args!("webhook:deliveries:addon:{id}"))
     }
 
+    /// HASH: circuit breaker of one destination host (lower-cased), shared by every worker replica: consecutive
+    /// `failures`, `opens` (windows used so far), `open_until` and `probe_until` (ms). Expires when idle.
+    pub fn circuit(&self, host: &str) -> String {
+        self.k(format_args!(
+            "hookline:circuit:{}",
+            host.to_ascii_lowercase()
+        ))
+    }
+
     /// ZSET: `in_progress` deliveries; score = last_activity_at in **microseconds**. Cleanup fails the stale ones.
     pub fn deliveries_activity(&self) -> String {
         self.k("webhook:deliveries:activity")

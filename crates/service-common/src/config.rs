@@ -24,6 +24,7 @@ const LIST_KEYS: &[&str] = &[
     "subscriptions.deny_globs",
     "subscriptions.deny_regexes",
     "worker.retry_schedule_ms",
+    "worker.circuit_open_ms",
 ];
 
 /// A configuration that cannot be used, naming the key at fault.
@@ -197,6 +198,8 @@ pub struct WorkerSettings {
     pub delegation_key: String,
     pub delegation_issuer: String,
     pub delegation_ttl_secs: u64,
+    pub circuit_failure_threshold: u32,
+    pub circuit_open_ms: Vec<u64>,
 }
 
 impl WorkerSettings {
@@ -241,19 +244,30 @@ impl Settings {
         if let Some(path) = env.get(CONFIG_FILE_ENV).filter(|p| !p.is_empty()) {
             b = b.add_source(config::File::with_name(path).required(true));
         }
-        let mut environment = config::Environment::with_prefix("HOOKLINE")
+        // List keys are split here rather than by the `config` crate, whose parser turns a one-element
+        // numeric list ("50") into a number.
+        let mut env = env;
+        for key in LIST_KEYS {
+            let var = format!("HOOKLINE__{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Some(v) = env.remove(&var) {
+                let items: Vec<String> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                b = b.set_override(*key, items)?;
+            }
+        }
+        let environment = config::Environment::with_prefix("HOOKLINE")
             .prefix_separator("__")
             .separator("__")
-            .list_separator(",")
             .try_parsing(true)
             .source(Some(
                 env.into_iter()
                     .filter(|(k, _)| k.starts_with("HOOKLINE__"))
                     .collect(),
             ));
-        for k in LIST_KEYS {
-            environment = environment.with_list_parse_key(k);
-        }
         let settings: Settings = b.add_source(environment).build()?.try_deserialize()?;
         settings.validated()
     }
@@ -377,6 +391,18 @@ impl Settings {
             return Err(invalid(
                 "worker.retry_schedule_ms",
                 "must list at least one delay",
+            ));
+        }
+        if self.worker.circuit_failure_threshold == 0 {
+            return Err(invalid(
+                "worker.circuit_failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.worker.circuit_open_ms.is_empty() || self.worker.circuit_open_ms.contains(&0) {
+            return Err(invalid(
+                "worker.circuit_open_ms",
+                "must list at least one positive window",
             ));
         }
         if self.worker.scheduler_interval_ms == 0 {

@@ -16,7 +16,10 @@ use delivery_model::event::CHALLENGE;
 use delivery_model::ids::SubscriptionId;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::signing;
-use delivery_model::store::{AttemptOutcome, BeginAttempt, FinishResult, Store, StreamEntry};
+use delivery_model::store::{
+    AttemptOutcome, BeginAttempt, CircuitPolicy, CircuitSignal, CircuitState, CircuitUpdate,
+    FinishResult, Store, StreamEntry,
+};
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::{Micros, now_micros};
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -59,6 +62,7 @@ pub struct DispatchConfig {
     pub max_challenges: u32,
     pub challenge_interval: Duration,
     pub per_host: usize,
+    pub circuit: CircuitPolicy,
 }
 
 impl DispatchConfig {
@@ -79,6 +83,16 @@ impl DispatchConfig {
             max_challenges: s.subscriptions.max_challenges,
             challenge_interval: Duration::from_millis(s.subscriptions.challenge_retry_interval_ms),
             per_host: s.worker.max_in_flight_per_host,
+            circuit: CircuitPolicy {
+                failure_threshold: s.worker.circuit_failure_threshold,
+                open_windows: s
+                    .worker
+                    .circuit_open_ms
+                    .iter()
+                    .map(|ms| Duration::from_millis(*ms))
+                    .collect(),
+                probe_lease: s.worker.lease(&s.outbound),
+            },
         })
     }
 
@@ -247,25 +261,37 @@ impl Dispatcher {
     ) -> delivery_model::Result<Handled> {
         let token = uuid::Uuid::new_v4().to_string();
         let now = now_micros();
-        let record = match self
+        let leased = match self
             .store
             .begin_attempt(id, &token, now, now + micros(self.cfg.lease), DUE_TOLERANCE)
             .await?
         {
-            BeginAttempt::Go(r) => r,
+            BeginAttempt::Go(l) => *l,
             BeginAttempt::Busy => return Ok(Handled::LeftPending),
             BeginAttempt::Missing | BeginAttempt::Done(_) | BeginAttempt::NotDue(_) => {
                 self.store.ack_queue(&[entry_id.to_owned()]).await?;
                 return Ok(Handled::Acked);
             }
         };
-        let finish = |outcome: AttemptOutcome, label: &'static str| {
+        let record = leased.record;
+        // `circuit`: the destination host and what this attempt tells its breaker (None: nothing).
+        let finish = |outcome: AttemptOutcome,
+                      label: &'static str,
+                      circuit: Option<(String, CircuitSignal)>| {
             let record = &record;
             let token = &token;
             async move {
+                let update = match &circuit {
+                    Some((host, signal)) => CircuitUpdate {
+                        host,
+                        signal: *signal,
+                        policy: &self.cfg.circuit,
+                    },
+                    None => CircuitUpdate::none(),
+                };
                 let r = self
                     .store
-                    .finish_attempt(record, token, entry_id, &outcome, now_micros())
+                    .finish_attempt(record, token, entry_id, &outcome, &update, now_micros())
                     .await?;
                 let label = match r {
                     FinishResult::Written => label,
@@ -281,38 +307,48 @@ impl Dispatcher {
             }
         };
 
-        let sub = match self.store.get_subscription(record.subscription_id).await? {
+        let sub = match leased.subscription {
             None => {
-                return finish(
-                    AttemptOutcome::Abandoned {
-                        error: "subscription not found".into(),
-                    },
-                    "abandoned",
-                )
-                .await;
+                let outcome = AttemptOutcome::Abandoned {
+                    error: "subscription not found".into(),
+                };
+                return finish(outcome, "abandoned", None).await;
             }
             Some(s) if s.status != SubscriptionStatus::Active => {
                 let error = format!("subscription is not active (status {})", s.status);
-                return finish(AttemptOutcome::Abandoned { error }, "abandoned").await;
+                return finish(AttemptOutcome::Abandoned { error }, "abandoned", None).await;
             }
             Some(s) => s,
         };
         let uri = match self.client.vet(&sub.url) {
             Ok(u) => u,
-            Err(e) => return self.refused(e, finish).await,
+            Err(e) => return self.refused(e, |o, l| finish(o, l, None)).await,
         };
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let circuit = |signal| Some((host.clone(), signal));
         let Some(_slot) = self.hosts.try_acquire(&host, self.cfg.per_host) else {
             let at = now_micros() + micros(DEFER) + i64::from(rand::random::<u16>() % 250) * 1000;
-            return finish(
-                AttemptOutcome::Reschedule {
-                    error: String::new(),
-                    at,
-                },
-                "deferred",
-            )
-            .await;
+            let outcome = AttemptOutcome::Reschedule {
+                error: String::new(),
+                at,
+            };
+            return finish(outcome, "deferred", circuit(CircuitSignal::None)).await;
         };
+        match self
+            .store
+            .circuit_check(&host, &self.cfg.circuit, now_micros() / 1000)
+            .await?
+        {
+            CircuitState::Closed | CircuitState::Probe => {}
+            CircuitState::Open { until_ms } => {
+                self.metrics.circuit_open(&host, true);
+                let outcome = AttemptOutcome::Reschedule {
+                    error: "circuit open".into(),
+                    at: until_ms * 1000,
+                };
+                return finish(outcome, "circuit_open", circuit(CircuitSignal::None)).await;
+            }
+        }
 
         let mut headers = vec![
             (
@@ -364,6 +400,15 @@ impl Dispatcher {
             let lag = (now_micros() - record.created_at).max(0);
             self.metrics.first_attempt_lag.observe(lag as f64 / 1e6);
         }
+        let signal = match &result {
+            Ok(a) if a.status.is_success() => CircuitSignal::Success,
+            Err(SendError::Refused(_)) => CircuitSignal::None,
+            _ => CircuitSignal::Failure,
+        };
+        if signal == CircuitSignal::Success {
+            self.metrics.circuit_open(&host, false);
+        }
+        let finish = |o, l| finish(o, l, circuit(signal));
         match result {
             Err(e @ SendError::Refused(_)) => self.refused(e, finish).await,
             Ok(a) if a.status.is_success() => {
@@ -556,6 +601,7 @@ mod tests {
             max_challenges: 3,
             challenge_interval: Duration::from_secs(30),
             per_host: 4,
+            circuit: CircuitPolicy::default(),
         }
     }
 

@@ -1,8 +1,12 @@
 //! Prometheus metrics of the delivery-worker. Each doc comment is the metric's HELP text. Labels stay
 //! bounded: outcomes and status classes, never URLs or hosts.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// All metrics of this service.
@@ -35,7 +39,14 @@ pub struct Metrics {
     pub group_recreated: IntCounter,
     /// Failed Redis operations (the work stays pending and is retried).
     pub redis_errors: IntCounter,
+    /// Whether this worker last saw a host's circuit open (1) or closed (0). At most
+    /// [`MAX_CIRCUIT_HOSTS`] hosts get their own label; the rest share `host="other"`.
+    pub circuit_state: IntGaugeVec,
+    circuit_hosts: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Bound on the `host` label of `hookline_worker_circuit_open`.
+pub const MAX_CIRCUIT_HOSTS: usize = 50;
 
 impl Metrics {
     /// Creates and registers the metrics.
@@ -114,7 +125,16 @@ impl Metrics {
                 "hookline_worker_redis_errors_total",
                 "Failed Redis operations.",
             )?,
+            circuit_state: IntGaugeVec::new(
+                Opts::new(
+                    "hookline_worker_circuit_open",
+                    "Whether this worker last saw the host's circuit open (1) or closed (0).",
+                ),
+                &["host"],
+            )?,
+            circuit_hosts: Arc::new(Mutex::new(HashSet::new())),
         };
+        registry.register(Box::new(m.circuit_state.clone()))?;
         registry.register(Box::new(m.deliveries.clone()))?;
         registry.register(Box::new(m.attempt_duration.clone()))?;
         registry.register(Box::new(m.first_attempt_lag.clone()))?;
@@ -129,5 +149,31 @@ impl Metrics {
         registry.register(Box::new(m.group_recreated.clone()))?;
         registry.register(Box::new(m.redis_errors.clone()))?;
         Ok(m)
+    }
+}
+
+impl Metrics {
+    /// Records what this worker last saw of `host`'s circuit, with bounded label cardinality.
+    pub fn circuit_open(&self, host: &str, open: bool) {
+        let label = {
+            let mut hosts = self
+                .circuit_hosts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if hosts.contains(host) {
+                host.to_owned()
+            } else if !open {
+                // A closed circuit on a host never seen open needs no series.
+                return;
+            } else if hosts.len() < MAX_CIRCUIT_HOSTS {
+                hosts.insert(host.to_owned());
+                host.to_owned()
+            } else {
+                "other".to_owned()
+            }
+        };
+        self.circuit_state
+            .with_label_values(&[label.as_str()])
+            .set(i64::from(open));
     }
 }

@@ -74,11 +74,19 @@ struct Inner {
     terminal_ttl_secs: i64,
 }
 
+/// A delivery whose lease this attempt holds, with its subscription as read in the same step.
+#[derive(Debug)]
+pub struct Leased {
+    pub record: DeliveryRecord,
+    /// `None` when the subscription was deleted.
+    pub subscription: Option<Subscription>,
+}
+
 /// Result of [`Store::begin_attempt`].
 #[derive(Debug)]
 pub enum BeginAttempt {
     /// The lease is ours: send it.
-    Go(Box<DeliveryRecord>),
+    Go(Box<Leased>),
     /// The record expired or never existed.
     Missing,
     /// Already out of `pending` (delivered, failed, or in progress by callback).
@@ -117,6 +125,71 @@ impl AttemptOutcome {
             AttemptOutcome::Abandoned { .. } => "abandoned",
         }
     }
+}
+
+/// What an attempt tells its destination's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitSignal {
+    /// The host answered 2xx: close the circuit.
+    Success,
+    /// Transport error or non-2xx: count a failure.
+    Failure,
+    /// Nothing was learned about the host (not attempted, refused by policy).
+    None,
+}
+
+/// The breaker's rules (TMI: 5 consecutive failures open it for 1, 5, 15, then 30 minutes).
+#[derive(Debug, Clone)]
+pub struct CircuitPolicy {
+    pub failure_threshold: u32,
+    /// How long the circuit stays open on its 1st, 2nd, … opening; the last repeats.
+    pub open_windows: Vec<Duration>,
+    /// How long a half-open probe holds the circuit before another attempt may probe.
+    pub probe_lease: Duration,
+}
+
+impl Default for CircuitPolicy {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_windows: [60, 300, 900, 1800].map(Duration::from_secs).to_vec(),
+            probe_lease: Duration::from_secs(40),
+        }
+    }
+}
+
+static NO_POLICY: std::sync::LazyLock<CircuitPolicy> =
+    std::sync::LazyLock::new(CircuitPolicy::default);
+
+/// The circuit-breaker part of an attempt's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitUpdate<'a> {
+    /// Destination host, lower-cased.
+    pub host: &'a str,
+    pub signal: CircuitSignal,
+    pub policy: &'a CircuitPolicy,
+}
+
+impl CircuitUpdate<'static> {
+    /// An outcome that tells the breaker nothing.
+    pub fn none() -> Self {
+        Self {
+            host: "",
+            signal: CircuitSignal::None,
+            policy: &NO_POLICY,
+        }
+    }
+}
+
+/// What a host's circuit breaker says before an attempt ([`Store::circuit_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Send.
+    Closed,
+    /// The open window has passed: this attempt is the single half-open probe.
+    Probe,
+    /// Do not send before `until` (Unix ms); reschedule without consuming an attempt.
+    Open { until_ms: i64 },
 }
 
 /// What [`Store::finish_attempt`] did.
@@ -703,7 +776,7 @@ impl Store {
         Ok(Page { items, total })
     }
 
-    /// Takes the lease of a pending delivery for one attempt.
+    /// Takes the lease of a pending delivery for one attempt and reads its subscription in the same step.
     ///
     /// # Errors
     /// Redis failure or a corrupt record.
@@ -725,24 +798,43 @@ impl Store {
                     token.to_owned(),
                     lease_until.to_string(),
                     tolerance.to_string(),
+                    self.keys().subscription_prefix(),
                 ],
             )
             .await?;
-        let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
-        match it.next().as_deref() {
+        let flat = |v: Value| {
+            let mut h = HashMap::new();
+            let mut it = v.into_array().into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let (Some(k), Some(v)) = (k.as_string(), v.as_string()) {
+                    h.insert(k, v);
+                }
+            }
+            h
+        };
+        let mut reply = reply.into_iter();
+        let kind = reply.next().and_then(|v| v.as_string());
+        if kind.as_deref() == Some("go") {
+            let record = DeliveryRecord::from_hash(&flat(reply.next().unwrap_or(Value::Null)))?;
+            let sub = flat(reply.next().unwrap_or(Value::Null));
+            let subscription = if sub.is_empty() {
+                None
+            } else {
+                Some(Subscription::from_hash(&sub)?)
+            };
+            return Ok(BeginAttempt::Go(Box::new(Leased {
+                record,
+                subscription,
+            })));
+        }
+        let mut it = reply.map(|v| v.as_string().unwrap_or_default());
+        match kind.as_deref() {
             Some("missing") => Ok(BeginAttempt::Missing),
             Some("busy") => Ok(BeginAttempt::Busy),
             Some("done") => Ok(BeginAttempt::Done(it.next().unwrap_or_default().parse()?)),
             Some("not_due") => Ok(BeginAttempt::NotDue(
                 it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             )),
-            Some("go") => {
-                let mut h = HashMap::new();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    h.insert(k, v);
-                }
-                Ok(BeginAttempt::Go(Box::new(DeliveryRecord::from_hash(&h)?)))
-            }
             other => Err(Error::Script(format!("begin_attempt: {other:?}"))),
         }
     }
@@ -758,6 +850,7 @@ impl Store {
         token: &str,
         entry_id: &str,
         outcome: &AttemptOutcome,
+        circuit: &CircuitUpdate<'_>,
         now: Micros,
     ) -> Result<FinishResult> {
         let k = self.keys();
@@ -781,6 +874,7 @@ impl Store {
                     k.queue_stream(),
                     k.scheduled(),
                     k.deliveries_activity(),
+                    k.circuit(circuit.host),
                 ],
                 vec![
                     token.to_owned(),
@@ -799,6 +893,30 @@ impl Store {
                     .encode(),
                     k.deliveries_by_status_prefix(),
                     record.id.to_string(),
+                    match circuit.signal {
+                        CircuitSignal::Success => "success",
+                        CircuitSignal::Failure => "failure",
+                        CircuitSignal::None => "none",
+                    }
+                    .to_owned(),
+                    circuit.policy.failure_threshold.to_string(),
+                    (now / 1000).to_string(),
+                    circuit
+                        .policy
+                        .open_windows
+                        .iter()
+                        .map(|w| w.as_millis().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    // Idle circuits disappear: a host quiet for longer than the widest window starts fresh.
+                    (circuit
+                        .policy
+                        .open_windows
+                        .iter()
+                        .max()
+                        .map_or(3600, Duration::as_secs)
+                        + 3600)
+                        .to_string(),
                 ],
             )
             .await?;
@@ -807,6 +925,34 @@ impl Store {
             "superseded" => Ok(FinishResult::Superseded),
             s if s == outcome.name() => Ok(FinishResult::Written),
             other => Err(Error::Script(format!("finish_attempt: {other}"))),
+        }
+    }
+
+    /// Asks `host`'s circuit breaker whether an attempt may go now (see [`CircuitState`]).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn circuit_check(
+        &self,
+        host: &str,
+        policy: &CircuitPolicy,
+        now_ms: i64,
+    ) -> Result<CircuitState> {
+        let probe = u64::try_from(policy.probe_lease.as_millis()).unwrap_or(u64::MAX);
+        let reply: Vec<String> = scripts::CIRCUIT_CHECK
+            .run(
+                self.pool(),
+                vec![self.keys().circuit(host)],
+                vec![now_ms.to_string(), probe.to_string()],
+            )
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("closed") => Ok(CircuitState::Closed),
+            Some("probe") => Ok(CircuitState::Probe),
+            Some("open") => Ok(CircuitState::Open {
+                until_ms: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(now_ms),
+            }),
+            other => Err(Error::Script(format!("circuit_check: {other:?}"))),
         }
     }
 

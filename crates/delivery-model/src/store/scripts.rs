@@ -60,3 +60,4 @@ script!(BEGIN_ATTEMPT, "lua/begin_attempt.lua");
 script!(FINISH_ATTEMPT, "lua/finish_attempt.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
+script!(CIRCUIT_CHECK, "lua/circuit_check.lua");

@@ -7,7 +7,7 @@ use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::QueueMessage;
-use delivery_model::store::{AttemptOutcome, BeginAttempt, FinishResult};
+use delivery_model::store::{AttemptOutcome, BeginAttempt, CircuitUpdate, FinishResult};
 use delivery_model::subscription::field as sub_field;
 use delivery_model::time::{Micros, now_micros};
 
@@ -24,7 +24,7 @@ async fn go(ctx: &Ctx, id: DeliveryId, token: &str, now: Micros) -> DeliveryReco
         .await
         .unwrap()
     {
-        BeginAttempt::Go(r) => *r,
+        BeginAttempt::Go(l) => l.record,
         other => panic!("expected Go, got {other:?}"),
     }
 }
@@ -83,11 +83,13 @@ async fn begin_takes_the_lease_and_another_token_is_busy_while_it_lives() {
     go(&ctx, rec.id, "B", now + 3 * SEC + LEASE).await;
     assert_eq!(ctx.hget(&key, field::LEASE).await.as_deref(), Some("B"));
 
+    let no_circuit = CircuitUpdate::none();
     let written = ctx.store.finish_attempt(
         &rec,
         "B",
         &entry,
         &AttemptOutcome::Delivered,
+        &no_circuit,
         now + 4 * SEC + LEASE,
     );
     assert_eq!(written.await.unwrap(), FinishResult::Written);
@@ -174,7 +176,14 @@ async fn delivered_is_terminal_counts_the_attempt_and_acks_the_entry() {
 
     let r = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::Delivered, now + SEC)
+        .finish_attempt(
+            &rec,
+            "A",
+            &entry,
+            &AttemptOutcome::Delivered,
+            &CircuitUpdate::none(),
+            now + SEC,
+        )
         .await
         .unwrap();
 
@@ -226,7 +235,14 @@ async fn retry_counts_the_attempt_and_schedules_the_next() {
     };
     let r = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+        .finish_attempt(
+            &rec,
+            "A",
+            &entry,
+            &outcome,
+            &CircuitUpdate::none(),
+            now + SEC,
+        )
         .await
         .unwrap();
 
@@ -301,7 +317,7 @@ async fn reschedule_consumes_no_attempt() {
     };
     let r = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &outcome, now)
+        .finish_attempt(&rec, "A", &entry, &outcome, &CircuitUpdate::none(), now)
         .await
         .unwrap();
 
@@ -337,7 +353,14 @@ async fn failed_is_terminal_and_counts_a_publication_failure() {
     };
     let r = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+        .finish_attempt(
+            &rec,
+            "A",
+            &entry,
+            &outcome,
+            &CircuitUpdate::none(),
+            now + SEC,
+        )
         .await
         .unwrap();
 
@@ -391,7 +414,7 @@ async fn abandoned_fails_without_an_attempt_or_a_publication_failure() {
     };
     assert_eq!(
         ctx.store
-            .finish_attempt(&rec, "A", &entry, &outcome, now)
+            .finish_attempt(&rec, "A", &entry, &outcome, &CircuitUpdate::none(), now)
             .await
             .unwrap(),
         FinishResult::Written
@@ -421,7 +444,14 @@ async fn in_progress_awaits_callbacks_and_is_tracked_for_staleness() {
 
     let r = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::InProgress, now + SEC)
+        .finish_attempt(
+            &rec,
+            "A",
+            &entry,
+            &AttemptOutcome::InProgress,
+            &CircuitUpdate::none(),
+            now + SEC,
+        )
         .await
         .unwrap();
 
@@ -477,7 +507,14 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
 
     let late = ctx
         .store
-        .finish_attempt(&rec, "A", &entry, &AttemptOutcome::Delivered, now + 3 * SEC)
+        .finish_attempt(
+            &rec,
+            "A",
+            &entry,
+            &AttemptOutcome::Delivered,
+            &CircuitUpdate::none(),
+            now + 3 * SEC,
+        )
         .await
         .unwrap();
 
@@ -508,7 +545,14 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
     };
     assert_eq!(
         ctx.store
-            .finish_attempt(&rec, "A", &entry, &retry, now + 3 * SEC)
+            .finish_attempt(
+                &rec,
+                "A",
+                &entry,
+                &retry,
+                &CircuitUpdate::none(),
+                now + 3 * SEC
+            )
             .await
             .unwrap(),
         FinishResult::Fenced
@@ -517,7 +561,14 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
 
     let r = ctx
         .store
-        .finish_attempt(&rec, "B", &entry, &AttemptOutcome::Delivered, now + 4 * SEC)
+        .finish_attempt(
+            &rec,
+            "B",
+            &entry,
+            &AttemptOutcome::Delivered,
+            &CircuitUpdate::none(),
+            now + 4 * SEC,
+        )
         .await
         .unwrap();
     assert_eq!(r, FinishResult::Written);
@@ -557,7 +608,14 @@ async fn a_callback_that_came_first_supersedes_the_outcome_but_the_attempt_count
 
         let r = ctx
             .store
-            .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+            .finish_attempt(
+                &rec,
+                "A",
+                &entry,
+                &outcome,
+                &CircuitUpdate::none(),
+                now + SEC,
+            )
             .await
             .unwrap();
 
@@ -597,7 +655,14 @@ async fn outcomes_for_a_deleted_subscription_do_not_resurrect_it() {
 
         let r = ctx
             .store
-            .finish_attempt(&rec, "A", &entry, &outcome, now + SEC)
+            .finish_attempt(
+                &rec,
+                "A",
+                &entry,
+                &outcome,
+                &CircuitUpdate::none(),
+                now + SEC,
+            )
             .await
             .unwrap();
 

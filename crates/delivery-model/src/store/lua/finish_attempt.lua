@@ -3,14 +3,37 @@
 -- newer attempt owns the record. A status changed meanwhile by a receiver callback (the early `completed`
 -- race) is kept: the attempt is counted, the status is not touched.
 -- KEYS[1] delivery hash, KEYS[2] subscription hash, KEYS[3] queue stream, KEYS[4] scheduled zset,
--- KEYS[5] activity zset
+-- KEYS[5] activity zset, KEYS[6] the destination host's circuit hash
 -- ARGV[1] token, ARGV[2] now (us), ARGV[3] outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed without an attempt),
 -- ARGV[4] queue group, ARGV[5] queue entry id, ARGV[6] active TTL (s), ARGV[7] terminal TTL (s),
 -- ARGV[8] last error, ARGV[9] next retry (us), ARGV[10] retry due (ms), ARGV[11] retry message,
--- ARGV[12] status-zset prefix, ARGV[13] delivery id
+-- ARGV[12] status-zset prefix, ARGV[13] delivery id, ARGV[14] what the attempt tells the circuit breaker
+-- (success|failure|none), ARGV[15] failures that open the circuit, ARGV[16] now (ms),
+-- ARGV[17] comma-separated open windows (ms), ARGV[18] circuit hash TTL (s)
 -- Returns 'fenced', 'superseded' or the outcome written.
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 'fenced' end
 redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+-- Circuit breaker: a success closes it; failures count up and open it for the next window; a failed
+-- half-open probe (the window has passed) reopens it at once.
+local function circuit(result)
+  if result == 'success' then redis.call('DEL', KEYS[6]) return end
+  if result ~= 'failure' then return end
+  local now = tonumber(ARGV[16])
+  local c = redis.call('HMGET', KEYS[6], 'failures', 'opens', 'open_until')
+  local failures = tonumber(c[1] or '0') + 1
+  local opens = tonumber(c[2] or '0')
+  local open_until = tonumber(c[3] or '0')
+  if (open_until > 0 and open_until <= now) or failures >= tonumber(ARGV[15]) then
+    local windows = {}
+    for w in string.gmatch(ARGV[17], '[^,]+') do windows[#windows + 1] = tonumber(w) end
+    local window = windows[math.min(opens + 1, #windows)] or 60000
+    redis.call('HSET', KEYS[6], 'failures', 0, 'opens', opens + 1, 'open_until', now + window, 'probe_until', 0)
+  else
+    redis.call('HSET', KEYS[6], 'failures', failures)
+  end
+  redis.call('EXPIRE', KEYS[6], ARGV[18])
+end
+circuit(ARGV[14])
 local function ack()
   redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
   redis.call('XDEL', KEYS[3], ARGV[5])
