@@ -227,7 +227,7 @@ async fn three_workers_two_consumers_and_a_worker_killed_mid_run() {
     const SLOTS: usize = 8;
     let slots = SLOTS.to_string();
     let limits = [("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.as_str())];
-    let mut stack = Stack::start_with(&limits).await;
+    let stack = Stack::start_with(&limits).await;
     let _consumer2 = stack.replica(ServiceBin::EventConsumer, &[]).await;
     let mut victim = stack.replica(ServiceBin::DeliveryWorker, &limits).await;
     let _worker3 = stack.replica(ServiceBin::DeliveryWorker, &limits).await;
