@@ -7,6 +7,7 @@
 //!   event fan-out idempotent.
 //! - [`event`]: event type names, the stream entry TMI's producers append to `tmi:events`, and the unified
 //!   payload envelope every receiver gets.
+//! - [`addon`]: add-ons (TMI's invocable extensions) and their typed parameter declarations.
 //! - [`subscription`], [`delivery`]: the stored records, their statuses and allowed transitions.
 //! - [`queue`]: the versioned message enum carried by the delivery queue stream.
 //! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
@@ -15,6 +16,7 @@
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
+pub mod addon;
 pub mod delivery;
 pub mod error;
 pub mod event;

@@ -57,6 +57,7 @@ pub struct Settings {
     pub subscriptions: SubscriptionSettings,
     pub consumer: ConsumerSettings,
     pub worker: WorkerSettings,
+    pub addons: AddonSettings,
 }
 
 /// `[redis]`
@@ -207,6 +208,19 @@ impl WorkerSettings {
     pub fn lease(&self, outbound: &OutboundSettings) -> Duration {
         outbound.request_timeout() + Duration::from_millis(self.lease_margin_ms)
     }
+}
+
+/// `[addons]`: per-invoker limits of `POST /addons/{id}/invoke` (TMI's quota defaults).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddonSettings {
+    /// Invocations per user whose delivery is still `pending` or `in_progress` (TMI: 3).
+    pub max_active_invocations: u32,
+    /// Invocations per user in any sliding hour (TMI: 10).
+    pub max_invocations_per_hour: u32,
+    /// A repeat of the same add-on by the same user within this window is refused as a duplicate (TMI: 5),
+    /// seconds.
+    pub dedup_window_secs: u64,
 }
 
 /// The replica's stable consumer name: the configured one, else `$HOSTNAME` (the pod name in Kubernetes),
@@ -410,6 +424,22 @@ impl Settings {
         }
         if self.consumer.claim_idle_ms == 0 {
             return Err(invalid("consumer.claim_idle_ms", "must be positive"));
+        }
+        // TMI's admin bounds for the per-user quotas: 1–10 active, 1–1000 per hour.
+        if !(1..=10).contains(&self.addons.max_active_invocations) {
+            return Err(invalid(
+                "addons.max_active_invocations",
+                "must be between 1 and 10",
+            ));
+        }
+        if !(1..=1000).contains(&self.addons.max_invocations_per_hour) {
+            return Err(invalid(
+                "addons.max_invocations_per_hour",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.addons.dedup_window_secs == 0 {
+            return Err(invalid("addons.dedup_window_secs", "must be positive"));
         }
         Ok(self)
     }

@@ -20,6 +20,9 @@
 //!
 //! Setup is idempotent: consumer groups are created with `MKSTREAM`, and `BUSYGROUP` is ignored.
 
+pub mod addons;
+pub mod callbacks;
+pub mod delivery_queries;
 mod scripts;
 mod streams;
 
@@ -470,7 +473,8 @@ impl Store {
         Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
-    /// Deletes a subscription and its index entries. Its deliveries expire by TTL.
+    /// Deletes a subscription and its index entries, and its add-ons with theirs (TMI's cascade), in one step.
+    /// Its deliveries expire by TTL.
     ///
     /// # Errors
     /// Redis failure.
@@ -479,13 +483,21 @@ impl Store {
         let deleted: i64 = scripts::DELETE_SUBSCRIPTION
             .run(
                 self.pool(),
-                vec![k.subscription(id), k.subscriptions_all()],
+                vec![
+                    k.subscription(id),
+                    k.subscriptions_all(),
+                    k.addons_by_subscription(id),
+                    k.addons_all(),
+                    k.addons_unscoped(),
+                ],
                 vec![
                     id.to_string(),
                     k.subscriptions_by_owner_prefix(),
                     k.subscriptions_by_status_prefix(),
                     k.subscriptions_by_threat_model_prefix(),
                     k.subscriptions_by_event_prefix(),
+                    k.addon_prefix(),
+                    k.addons_by_threat_model_prefix(),
                 ],
             )
             .await?;
