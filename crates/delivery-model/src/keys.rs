@@ -174,6 +174,34 @@ impl Keyspace {
     pub fn deliveries_activity(&self) -> String {
         self.k("webhook:deliveries:activity")
     }
+
+    /// The prefix of [`deliveries_by_addon`](Self::deliveries_by_addon) keys (cleanup recognises them by it).
+    pub fn deliveries_by_addon_prefix(&self) -> String {
+        self.k("webhook:deliveries:addon:")
+    }
+
+    // ---- cleanup -----------------------------------------------------------------------------------------
+
+    /// STRING: the cleanup lease. Holds the random token of the replica running a cycle, set with `NX PX`
+    /// (`[cleanup] lease_ttl_ms`), renewed after every chunk and deleted by its holder (compare-and-delete) when
+    /// the cycle ends; a crashed holder's lease simply expires.
+    pub fn cleanup_lease(&self) -> String {
+        self.k("hookline:cleanup:lease")
+    }
+
+    /// HASH: where cleanup's walks stand between cycles (set-scan cursors, the index being pruned and the
+    /// position in it, when the next index pass may start). Written only by the lease holder; a few fields,
+    /// no TTL. Losing it only restarts the walks.
+    pub fn cleanup_state(&self) -> String {
+        self.k("hookline:cleanup:state")
+    }
+
+    /// SET: full key names of the per-subscription, per-event-type and per-addon delivery indexes that cleanup
+    /// prunes. Cleanup adds keys found by its bounded `SCAN` and removes a key once Redis has deleted it (an
+    /// emptied ZSET).
+    pub fn delivery_index_registry(&self) -> String {
+        self.k("hookline:cleanup:delivery_indexes")
+    }
 }
 
 // ---- add-ons (issue #3) ---------------------------------------------------------------------------------

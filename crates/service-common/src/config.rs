@@ -58,6 +58,7 @@ pub struct Settings {
     pub consumer: ConsumerSettings,
     pub worker: WorkerSettings,
     pub addons: AddonSettings,
+    pub cleanup: CleanupSettings,
 }
 
 /// `[redis]`
@@ -208,6 +209,34 @@ impl WorkerSettings {
     pub fn lease(&self, outbound: &OutboundSettings) -> Duration {
         outbound.request_timeout() + Duration::from_millis(self.lease_margin_ms)
     }
+}
+
+/// `[cleanup]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupSettings {
+    /// Pause between cycles once caught up, milliseconds.
+    pub interval_ms: u64,
+    /// Pause after a failed cycle, milliseconds.
+    pub error_pause_ms: u64,
+    /// Lifetime of the cycle lease (renewed after every chunk), milliseconds.
+    pub lease_ttl_ms: u64,
+    /// Items handled by one script call.
+    pub chunk_size: u32,
+    /// Chunks per step per cycle (looping mode).
+    pub max_chunks_per_step: u32,
+    /// `in_progress` without a callback this long becomes `failed`, seconds.
+    pub stale_after_secs: u64,
+    /// Active subscriptions idle this long become `pending_delete`, seconds.
+    pub idle_after_secs: u64,
+    /// Publication failures that, with no success for `broken_after_secs`, make a subscription broken.
+    pub broken_min_failures: u32,
+    /// See `broken_min_failures`, seconds.
+    pub broken_after_secs: u64,
+    /// Time a subscription stays `pending_delete` before it is deleted, seconds.
+    pub delete_grace_secs: u64,
+    /// How often a delivery-index pass starts, seconds.
+    pub index_pass_interval_secs: u64,
 }
 
 /// `[addons]`: per-invoker limits of `POST /addons/{id}/invoke` (TMI's quota defaults).
@@ -424,6 +453,30 @@ impl Settings {
         }
         if self.consumer.claim_idle_ms == 0 {
             return Err(invalid("consumer.claim_idle_ms", "must be positive"));
+        }
+        let c = &self.cleanup;
+        for (key, value) in [
+            ("cleanup.interval_ms", c.interval_ms),
+            ("cleanup.error_pause_ms", c.error_pause_ms),
+            ("cleanup.stale_after_secs", c.stale_after_secs),
+            ("cleanup.idle_after_secs", c.idle_after_secs),
+            ("cleanup.broken_after_secs", c.broken_after_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if c.lease_ttl_ms < 1000 {
+            return Err(invalid("cleanup.lease_ttl_ms", "must be at least 1000"));
+        }
+        if c.chunk_size == 0 || c.chunk_size > 10_000 {
+            return Err(invalid("cleanup.chunk_size", "must be between 1 and 10000"));
+        }
+        if c.max_chunks_per_step == 0 {
+            return Err(invalid("cleanup.max_chunks_per_step", "must be at least 1"));
+        }
+        if c.broken_min_failures == 0 {
+            return Err(invalid("cleanup.broken_min_failures", "must be at least 1"));
         }
         // TMI's admin bounds for the per-user quotas: 1–10 active, 1–1000 per hour.
         if !(1..=10).contains(&self.addons.max_active_invocations) {

@@ -22,6 +22,7 @@
 
 pub mod addons;
 pub mod callbacks;
+pub mod cleanup;
 pub mod delivery_queries;
 mod scripts;
 mod streams;

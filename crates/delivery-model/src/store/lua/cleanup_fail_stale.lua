@@ -1,0 +1,39 @@
+-- Fails `in_progress` deliveries whose last activity is at or before the cutoff: the oldest of the activity
+-- index, up to a limit. Each record is checked here, inside the script, so a status callback that lands
+-- before it wins (its fresh last_activity_at keeps the record alive) and one that lands after finds a
+-- terminal record.
+-- KEYS[1] activity zset (score = last_activity_at, us)
+-- ARGV[1] cutoff (us), ARGV[2] limit, ARGV[3] now (us), ARGV[4] terminal TTL (s), ARGV[5] delivery-key prefix,
+-- ARGV[6] status-zset prefix, ARGV[7] subscription-key prefix, ARGV[8] last_error to write
+-- Returns {examined, refreshed, dropped, failed id, ...}: refreshed = still in progress with newer activity
+-- than the index knew (re-scored), dropped = no longer in progress or expired (left the index).
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local cutoff = tonumber(ARGV[1])
+local refreshed, dropped, failed = 0, 0, {}
+for _, id in ipairs(ids) do
+  local key = ARGV[5] .. id
+  local h = redis.call('HMGET', key, 'status', 'last_activity_at', 'subscription_id', 'created_at')
+  if h[1] ~= 'in_progress' then
+    redis.call('ZREM', KEYS[1], id)
+    dropped = dropped + 1
+  elseif tonumber(h[2] or '0') > cutoff then
+    redis.call('ZADD', KEYS[1], h[2], id)
+    refreshed = refreshed + 1
+  else
+    redis.call('HSET', key, 'status', 'failed', 'last_error', ARGV[8], 'last_activity_at', ARGV[3])
+    redis.call('HDEL', key, 'next_retry_at')
+    local score = math.floor(tonumber(h[4] or '0') / 1000)
+    redis.call('ZREM', ARGV[6] .. 'in_progress', id)
+    redis.call('ZADD', ARGV[6] .. 'failed', score, id)
+    redis.call('EXPIRE', key, ARGV[4])
+    redis.call('ZREM', KEYS[1], id)
+    -- TMI counts stale addon deliveries against the subscription; Hookline counts every stale delivery.
+    if h[3] and redis.call('EXISTS', ARGV[7] .. h[3]) == 1 then
+      redis.call('HINCRBY', ARGV[7] .. h[3], 'publication_failures', 1)
+    end
+    failed[#failed + 1] = id
+  end
+end
+local out = {#ids, refreshed, dropped}
+for _, id in ipairs(failed) do out[#out + 1] = id end
+return out

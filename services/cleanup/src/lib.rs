@@ -1,0 +1,160 @@
+//! The cleanup service: keeps delivery state honest and Redis bounded.
+//!
+//! - [`cycle`]: one cycle — stale `in_progress` deliveries fail, idle and broken subscriptions go to
+//!   `pending_delete` and then away, expired deliveries leave the indexes, acknowledged stream entries are
+//!   trimmed — each step in bounded chunks, under the lease.
+//! - [`lease`]: the Redis lease that lets one replica at a time run a cycle.
+//! - [`lifecycle`]: TMI's idle/broken/deletion rules as pure decisions.
+//! - [`state`]: where the walks stand between cycles (kept in Redis, so any replica resumes them).
+//! - [`config`]: the `[cleanup]` settings, typed.
+//! - [`metrics`]: this service's Prometheus metrics.
+//! - [`error`]: why a cycle failed.
+//!
+//! [`run`] loops until shutdown, pacing itself like svix's `expired_message_cleaner`: when a cycle stopped
+//! with work left it starts the next at once, when it caught up it idles for `[cleanup] interval_ms`, after
+//! an error it naps for `[cleanup] error_pause_ms`. [`run_once`] runs a single cycle to completion for
+//! `cleanup --once` (a Kubernetes CronJob).
+
+pub mod config;
+pub mod cycle;
+pub mod error;
+pub mod lease;
+pub mod lifecycle;
+pub mod metrics;
+pub mod state;
+
+use std::time::{Duration, Instant};
+
+use delivery_model::store::Store;
+use service_common::shutdown;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CleanupConfig;
+use crate::cycle::{Budget, Cleaner, CycleOutcome, CycleReport};
+use crate::metrics::Metrics;
+
+/// How often `--once` retries a lease held by another replica, until one lease TTL has passed.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// When the loop runs its next cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// Work is left: at once.
+    Now,
+    /// Caught up, or another replica is working: after `interval`.
+    Idle,
+    /// The cycle failed: after `error_pause`.
+    Nap,
+}
+
+/// The svix `expired_message_cleaner` rule, for one cycle's result.
+pub fn pace(result: &error::Result<CycleOutcome>) -> Pace {
+    match result {
+        Ok(CycleOutcome::Completed(report)) if !report.caught_up => Pace::Now,
+        Ok(CycleOutcome::Completed(_) | CycleOutcome::Interrupted(_) | CycleOutcome::LeaseBusy) => {
+            Pace::Idle
+        }
+        Err(_) => Pace::Nap,
+    }
+}
+
+/// Runs cycles until `token` is cancelled. A cycle in progress stops after the chunk in hand, saves where it
+/// stands and releases the lease.
+pub async fn run(cfg: CleanupConfig, store: Store, metrics: Metrics, token: CancellationToken) {
+    tracing::info!(
+        replica = %cfg.replica,
+        interval_ms = u64::try_from(cfg.interval.as_millis()).unwrap_or(u64::MAX),
+        stale_after_secs = cfg.stale_after.as_secs(),
+        "cleanup running"
+    );
+    let budget = Budget::PerStep(cfg.max_chunks_per_step);
+    let (interval, error_pause) = (cfg.interval, cfg.error_pause);
+    let cleaner = Cleaner::new(store, cfg, metrics);
+    while !token.is_cancelled() {
+        let result = cleaner.cycle(&token, budget).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "cleanup cycle failed; trying again after a pause");
+        }
+        let pause = match pace(&result) {
+            Pace::Now => continue,
+            Pace::Idle => interval,
+            Pace::Nap => error_pause,
+        };
+        if !shutdown::sleep(&token, pause).await {
+            break;
+        }
+    }
+}
+
+/// How `cleanup --once` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnceOutcome {
+    /// The cycle ran every step until it caught up.
+    Completed(CycleReport),
+    /// Another replica kept the lease for a whole lease TTL: it is doing the work.
+    LeaseHeldElsewhere,
+    /// Shutdown was requested before the cycle finished (its state is saved; the next run resumes).
+    Interrupted,
+}
+
+/// Runs one cycle with no chunk budget. If another replica holds the lease, waits up to one lease TTL for it
+/// (a crashed holder's lease expires within that time).
+///
+/// # Errors
+/// The cycle failed (Redis failure, lost lease).
+pub async fn run_once(
+    cfg: CleanupConfig,
+    store: Store,
+    metrics: Metrics,
+    token: CancellationToken,
+) -> error::Result<OnceOutcome> {
+    let deadline = Instant::now() + cfg.lease_ttl;
+    let cleaner = Cleaner::new(store, cfg, metrics);
+    loop {
+        match cleaner.cycle(&token, Budget::Unlimited).await? {
+            CycleOutcome::Completed(report) => return Ok(OnceOutcome::Completed(report)),
+            CycleOutcome::Interrupted(_) => return Ok(OnceOutcome::Interrupted),
+            CycleOutcome::LeaseBusy if Instant::now() >= deadline => {
+                return Ok(OnceOutcome::LeaseHeldElsewhere);
+            }
+            CycleOutcome::LeaseBusy => {
+                tracing::info!("another replica holds the cleanup lease; waiting for it");
+                if !shutdown::sleep(&token, LEASE_POLL).await {
+                    return Ok(OnceOutcome::Interrupted);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(caught_up: bool) -> error::Result<CycleOutcome> {
+        Ok(CycleOutcome::Completed(CycleReport {
+            caught_up,
+            ..CycleReport::default()
+        }))
+    }
+
+    #[test]
+    fn paces_like_svix_expired_message_cleaner() {
+        assert_eq!(
+            pace(&completed(false)),
+            Pace::Now,
+            "work left: go again at once"
+        );
+        assert_eq!(pace(&completed(true)), Pace::Idle, "caught up: idle");
+        assert_eq!(
+            pace(&Ok(CycleOutcome::LeaseBusy)),
+            Pace::Idle,
+            "another replica works"
+        );
+        assert_eq!(
+            pace(&Err(error::Error::LeaseLost)),
+            Pace::Nap,
+            "error: a short nap"
+        );
+    }
+}

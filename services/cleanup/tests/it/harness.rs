@@ -1,0 +1,208 @@
+//! One test's world: a private redis-server, a store on it, a raw client for checking state, and cleaners
+//! with fast settings.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cleanup::config::CleanupConfig;
+use cleanup::cycle::{Budget, Cleaner, CycleOutcome, CycleReport};
+use cleanup::lifecycle::LifecycleRules;
+use cleanup::metrics::Metrics;
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
+use delivery_model::store::{Store, StoreOptions};
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::time::{Micros, now_micros};
+use fred::prelude::*;
+use test_support::redis::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+pub const PREFIX: &str = "t:";
+pub const LONG_TTL: Duration = Duration::from_secs(4 * 3600);
+pub const SECOND: Micros = 1_000_000;
+pub const DAY: Micros = 86_400 * SECOND;
+
+pub fn options(url: String, ttl: Duration) -> StoreOptions {
+    StoreOptions {
+        url,
+        pool_size: 2,
+        key_prefix: PREFIX.into(),
+        events_stream: "tmi:events".into(),
+        active_ttl: ttl,
+        terminal_ttl: ttl,
+        command_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Settings for tests: TMI's lifecycle thresholds, small chunks so that chunking is exercised, an index
+/// pass whenever asked.
+pub fn config() -> CleanupConfig {
+    CleanupConfig {
+        replica: "it".into(),
+        interval: Duration::from_millis(50),
+        error_pause: Duration::from_millis(50),
+        lease_ttl: Duration::from_secs(10),
+        chunk_size: 3,
+        max_chunks_per_step: 1000,
+        stale_after: Duration::from_secs(900),
+        lifecycle: LifecycleRules {
+            idle_after: Duration::from_secs(90 * 86_400),
+            broken_min_failures: 10,
+            broken_after: Duration::from_secs(7 * 86_400),
+            delete_grace: Duration::ZERO,
+        },
+        index_pass_interval: Duration::ZERO,
+    }
+}
+
+pub struct Ctx {
+    pub store: Store,
+    pub raw: Client,
+    pub redis: RedisServer,
+}
+
+impl Ctx {
+    pub async fn start() -> Self {
+        let redis = RedisServer::start();
+        let store = Store::connect(&options(redis.url(), LONG_TTL))
+            .await
+            .unwrap();
+        let raw = Builder::from_config(Config::from_url(&redis.url()).unwrap())
+            .build()
+            .unwrap();
+        raw.init().await.unwrap();
+        Self { store, raw, redis }
+    }
+
+    /// Another store on the same server whose records live `ttl`.
+    pub async fn store_with_ttl(&self, ttl: Duration) -> Store {
+        Store::connect(&options(self.redis.url(), ttl))
+            .await
+            .unwrap()
+    }
+
+    pub fn cleaner(&self, cfg: CleanupConfig) -> (Cleaner, Metrics) {
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        (
+            Cleaner::new(self.store.clone(), cfg, metrics.clone()),
+            metrics,
+        )
+    }
+
+    /// One cycle run to completion; panics unless it completed.
+    pub async fn cycle(&self, cleaner: &Cleaner) -> CycleReport {
+        match cleaner
+            .cycle(&CancellationToken::new(), Budget::Unlimited)
+            .await
+            .unwrap()
+        {
+            CycleOutcome::Completed(r) => r,
+            other => panic!("cycle did not complete: {other:?}"),
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> bool {
+        self.raw.exists::<i64, _>(key).await.unwrap() == 1
+    }
+
+    pub async fn zmembers(&self, key: &str) -> BTreeSet<String> {
+        let v: Vec<String> = self
+            .raw
+            .zrange(key, 0, -1, None, false, None, false)
+            .await
+            .unwrap();
+        v.into_iter().collect()
+    }
+
+    pub async fn zscore(&self, key: &str, member: &str) -> Option<f64> {
+        self.raw.zscore(key, member).await.unwrap()
+    }
+
+    pub async fn ttl(&self, key: &str) -> i64 {
+        self.raw.ttl(key).await.unwrap()
+    }
+
+    pub async fn hset(&self, key: &str, field: &str, value: &str) {
+        let _: i64 = self.raw.hset(key, (field, value)).await.unwrap();
+    }
+
+    /// Stores `sub` (active ones enter the match indexes the way imports do).
+    pub async fn create(&self, sub: &Subscription) {
+        assert!(self.store.create_subscription(sub).await.unwrap());
+    }
+
+    pub async fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {
+        self.store.get_subscription(id).await.unwrap()
+    }
+
+    /// An `in_progress` delivery of `sub` whose last activity was at `last_activity`: created `pending`, then
+    /// moved by a receiver's progress callback at that time (which indexes it by activity).
+    pub async fn in_progress(
+        &self,
+        store: &Store,
+        sub: SubscriptionId,
+        last_activity: Micros,
+    ) -> DeliveryRecord {
+        let mut r = record(sub, "threat_model.updated");
+        r.created_at = last_activity;
+        r.last_activity_at = last_activity;
+        assert!(store.create_and_enqueue_delivery(&r).await.unwrap());
+        assert_eq!(
+            progress(store, &r, last_activity).await,
+            CallbackResult::Updated {
+                status: DeliveryStatus::InProgress,
+                percent: 10
+            }
+        );
+        r.status = DeliveryStatus::InProgress;
+        r
+    }
+}
+
+/// A receiver's progress callback on `r` at `at` (the store's side of `POST /webhook-deliveries/{id}/status`).
+pub async fn progress(store: &Store, r: &DeliveryRecord, at: Micros) -> CallbackResult {
+    let update = CallbackUpdate {
+        status: DeliveryStatus::InProgress,
+        percent: Some(10),
+        message: Some("working".into()),
+    };
+    store
+        .apply_callback(r.id, r.subscription_id, &update, at)
+        .await
+        .unwrap()
+}
+
+/// A `pending` delivery record of `sub` created now (not stored).
+pub fn record(sub: SubscriptionId, event_type: &str) -> DeliveryRecord {
+    DeliveryRecord::new_pending(
+        DeliveryId::new_v7(),
+        sub,
+        event_type,
+        r#"{"event_type":"x","data":{}}"#,
+        now_micros(),
+    )
+}
+
+/// A subscription in `status`, created `age` ago (not stored).
+pub fn subscription(status: SubscriptionStatus, age: Micros) -> Subscription {
+    let created = now_micros() - age;
+    Subscription {
+        id: SubscriptionId::new_v4(),
+        owner_id: "owner-1".into(),
+        threat_model_id: None,
+        name: "it".into(),
+        url: "https://receiver.example.com/hook".into(),
+        events: vec!["threat_model.updated".into()],
+        secret: Some("0123456789abcdef0123456789abcdef".into()),
+        status,
+        challenge: Some("c".repeat(64)),
+        challenges_sent: 1,
+        timeout_count: 0,
+        created_at: created,
+        modified_at: created,
+        last_successful_use: None,
+        publication_failures: 0,
+        operator_pinned: false,
+    }
+}
