@@ -45,6 +45,26 @@ pub enum ApiError {
     /// 403 with TMI's `forbidden` code.
     #[error("forbidden: {description}")]
     Forbidden { description: String },
+    /// A client error with TMI's code in `error` and a sentence in `error_description` (`not_found` "Add-on
+    /// not found", `conflict` …).
+    #[error("{status}: {code}: {description}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        description: String,
+    },
+    /// 401 from a webhook signature check: unlike a bearer-token failure, the body says what is wrong
+    /// ("Invalid webhook signature"), as TMI does; `WWW-Authenticate` carries the same sentence.
+    #[error("unauthorized: {description}")]
+    SignatureRejected { description: String },
+    /// 429 with TMI's `details` (`context`, `suggestion`) and, when known, `Retry-After` in seconds.
+    #[error("too many requests: {code}: {description}")]
+    TooManyRequests {
+        code: &'static str,
+        description: String,
+        details: Option<serde_json::Value>,
+        retry_after_secs: Option<u64>,
+    },
     /// 404 for a path no route matches.
     #[error("no route for this path")]
     RouteNotFound,
@@ -93,6 +113,8 @@ pub enum RunError {
 struct ErrorBody<'a> {
     error: &'a str,
     error_description: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 /// Replaces control characters by spaces and truncates, as TMI's `HandleRequestError` does, so that no
@@ -171,6 +193,36 @@ impl ApiError {
         )
     }
 
+    /// 404 `{"error":"not_found","error_description":<description>}`.
+    pub fn not_found(description: impl Into<String>) -> Self {
+        ApiError::Coded {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            description: description.into(),
+        }
+    }
+
+    /// 409 `{"error":"conflict","error_description":<description>}`.
+    pub fn conflict(description: impl Into<String>) -> Self {
+        ApiError::Coded {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            description: description.into(),
+        }
+    }
+
+    /// 404 `not_found` "Add-on not found" (TMI's sentence).
+    pub fn addon_not_found() -> Self {
+        Self::not_found("Add-on not found")
+    }
+
+    /// 401 from a webhook signature check, saying why.
+    pub fn signature_rejected(description: impl Into<String>) -> Self {
+        ApiError::SignatureRejected {
+            description: description.into(),
+        }
+    }
+
     /// 403 `Administrator access required`.
     pub fn admin_required() -> Self {
         ApiError::Forbidden {
@@ -217,6 +269,9 @@ impl ResponseError for ApiError {
             ApiError::Handler { status, .. } => *status,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Coded { status, .. } => *status,
+            ApiError::SignatureRejected { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -230,6 +285,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let mut res = HttpResponse::build(status);
+        let mut details = None;
         let (error, description): (&str, String) = match self {
             ApiError::BadRequest { code, description } => (code, description.clone()),
             ApiError::Handler { error, .. } => (error.as_str(), String::new()),
@@ -238,6 +294,25 @@ impl ResponseError for ApiError {
                 ("unauthorized", "Authentication required".into())
             }
             ApiError::Forbidden { description } => ("forbidden", description.clone()),
+            ApiError::Coded {
+                code, description, ..
+            } => (code, description.clone()),
+            ApiError::SignatureRejected { description } => {
+                res.insert_header((header::WWW_AUTHENTICATE, www_authenticate(description)));
+                ("unauthorized", description.clone())
+            }
+            ApiError::TooManyRequests {
+                code,
+                description,
+                details: d,
+                retry_after_secs,
+            } => {
+                if let Some(secs) = retry_after_secs {
+                    res.insert_header((header::RETRY_AFTER, secs.to_string()));
+                }
+                details = d.as_ref();
+                (code, description.clone())
+            }
             ApiError::RouteNotFound => ("not_found", "The requested resource was not found".into()),
             ApiError::MethodNotAllowed { allow } => {
                 res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
@@ -282,6 +357,7 @@ impl ResponseError for ApiError {
         res.json(ErrorBody {
             error,
             error_description: &description,
+            details,
         })
     }
 }
@@ -306,6 +382,66 @@ mod tests {
             www_authenticate(r#"bad "token""#),
             r#"Bearer realm="tmi", error="invalid_token", error_description="bad \"token\"""#
         );
+    }
+
+    async fn body(
+        e: ApiError,
+    ) -> (
+        StatusCode,
+        actix_web::http::header::HeaderMap,
+        serde_json::Value,
+    ) {
+        let res = e.error_response();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = actix_web::body::to_bytes(res.into_body())
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
+    }
+
+    #[actix_web::test]
+    async fn coded_signature_and_rate_limit_bodies() {
+        let (status, _, b) = body(ApiError::addon_not_found()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            b,
+            serde_json::json!({"error": "not_found", "error_description": "Add-on not found"})
+        );
+        let (status, h, b) = body(ApiError::signature_rejected("Invalid webhook signature")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(b["error_description"], "Invalid webhook signature");
+        assert!(
+            h.get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("Invalid webhook signature"))
+        );
+        let (status, h, b) = body(ApiError::TooManyRequests {
+            code: "rate_limit_exceeded",
+            description: "x".into(),
+            details: Some(serde_json::json!({"context": {"retry_after": 7}})),
+            retry_after_secs: Some(7),
+        })
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(b["details"]["context"]["retry_after"], 7);
+        assert_eq!(
+            h.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("7")
+        );
+        let (_, h, b) = body(ApiError::TooManyRequests {
+            code: "duplicate_invocation",
+            description: "d".into(),
+            details: None,
+            retry_after_secs: None,
+        })
+        .await;
+        assert!(b.get("details").is_none());
+        assert!(h.get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

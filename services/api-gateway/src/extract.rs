@@ -4,7 +4,9 @@
 //! - [`JsonBody`] / [`OptionalJsonBody`]: a JSON body, read up to `api.max_body_bytes` (413 beyond),
 //!   `Content-Type: application/json` required when a body is present (415 otherwise; 400 when missing),
 //!   decoded strictly (unknown fields, wrong types and trailing bytes are 400 `invalid_input`).
-//! - [`WebhookIdPath`] / [`DeliveryIdPath`]: path ids, 400 `invalid_id` with TMI's sentence when not UUIDs.
+//! - [`JsonBytes`]: the same rules, the body kept as its exact bytes (signed callbacks).
+//! - [`WebhookIdPath`] / [`DeliveryIdPath`] / [`AddonIdPath`]: path ids, 400 `invalid_id` with TMI's sentence
+//!   when not UUIDs.
 //! - [`parse_uuid`]: the same rule for query parameters and body fields.
 
 use std::future::{Ready, ready};
@@ -13,7 +15,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -25,6 +27,8 @@ use crate::error::ApiError;
 pub const WEBHOOK_ID_PARAM: &str = "webhook_id";
 /// Path parameter of the delivery routes.
 pub const DELIVERY_ID_PARAM: &str = "delivery_id";
+/// Path parameter of the add-on routes (TMI's OpenAPI calls it `id`).
+pub const ADDON_ID_PARAM: &str = "id";
 
 /// Parses a hyphenated UUID (the only form TMI's schema pattern accepts), case-insensitively.
 pub fn parse_uuid(s: &str) -> Option<Uuid> {
@@ -66,6 +70,19 @@ impl FromRequest for DeliveryIdPath {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(path_uuid(req, DELIVERY_ID_PARAM).map(|u| DeliveryIdPath(DeliveryId(u))))
+    }
+}
+
+/// The `{id}` of the add-on paths.
+#[derive(Clone, Copy, Debug)]
+pub struct AddonIdPath(pub AddonId);
+
+impl FromRequest for AddonIdPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(path_uuid(req, ADDON_ID_PARAM).map(|u| AddonIdPath(AddonId(u))))
     }
 }
 
@@ -127,7 +144,8 @@ async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::BytesMu
     Ok(body)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Decodes a JSON body strictly: a schema mismatch or bad JSON is 400 `invalid_input`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
             ApiError::invalid_input(format!("Request body does not match the schema: {e}"))
@@ -182,6 +200,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         Box::pin(async move {
             match body.await? {
                 Some(bytes) => decode(&bytes).map(JsonBody),
+                None => Err(ApiError::invalid_input("Request body is required")),
+            }
+        })
+    }
+}
+
+/// A required JSON body kept as its exact bytes (what a webhook signature covers), with the same media-type
+/// and size rules as [`JsonBody`]; decode it with [`decode`].
+#[derive(Debug)]
+pub struct JsonBytes(pub web::Bytes);
+
+impl FromRequest for JsonBytes {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            match body.await? {
+                Some(bytes) => Ok(JsonBytes(bytes.freeze())),
                 None => Err(ApiError::invalid_input("Request body is required")),
             }
         })

@@ -1,7 +1,8 @@
 //! `api-gateway`: Hookline's REST API, wire-compatible with TMI's webhook endpoints.
 //!
-//! It serves TMI's admin subscription and delivery endpoints, Hookline's `POST /events` for producers that
-//! cannot reach Redis, and health and metrics. It owns no background work: it writes subscriptions,
+//! It serves TMI's admin subscription and delivery endpoints, TMI's add-on endpoints (CRUD and invoke), the
+//! receivers' delivery status endpoints (`/webhook-deliveries/{id}[/status]`, HMAC or JWT), Hookline's
+//! `POST /events` for producers that cannot reach Redis, and health and metrics. It owns no background work: it writes subscriptions,
 //! delivery records, queue entries and events through the shared [`Store`] and the other services take
 //! them from there.
 //!
@@ -9,6 +10,7 @@
 //! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) extractors.
 //! - [`extract`]: body and path extractors that always fail with TMI's JSON errors.
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
+//! - [`addon_rules`]: TMI's add-on rules: create-time fields and parameter declarations, invocation data.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`dev_token`]: the `dev-token` command, minting bearer tokens for a development stack.
@@ -17,6 +19,7 @@
 //! [`run`] serves until its token is cancelled, then stops accepting and lets in-flight requests finish
 //! within `shutdown.grace_period_secs`.
 
+pub mod addon_rules;
 pub mod auth;
 pub mod dev_token;
 pub mod error;
@@ -28,10 +31,12 @@ pub mod url_policy;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use delivery_model::store::Store;
+use delivery_model::store::addons::InvocationLimits;
 use service_common::config::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +55,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The scope that lets a non-admin caller use `POST /events`.
     pub events_scope: String,
+    /// Per-invoker limits of `POST /addons/{id}/invoke` (`[addons]`).
+    pub addon_limits: InvocationLimits,
 }
 
 impl AppState {
@@ -69,6 +76,11 @@ impl AppState {
             metrics: Arc::new(ApiMetrics::new()?),
             max_body_bytes: settings.api.max_body_bytes,
             events_scope: settings.auth.events_scope.clone(),
+            addon_limits: InvocationLimits {
+                max_active: settings.addons.max_active_invocations,
+                max_per_hour: settings.addons.max_invocations_per_hour,
+                dedup_window: Duration::from_secs(settings.addons.dedup_window_secs),
+            },
         })
     }
 }

@@ -23,6 +23,11 @@ pub struct ApiMetrics {
     pub test_deliveries: IntCounter,
     /// Events appended to the input stream through `POST /events`.
     pub events_published: IntCounter,
+    /// Add-on invocations, by outcome (`accepted`, `active_limit`, `hourly_limit`, `duplicate`).
+    pub addon_invocations: IntCounterVec,
+    /// Receiver status callbacks, by outcome (`in_progress`, `delivered`, `failed`, `conflict`,
+    /// `unauthorized`, `not_found`).
+    pub delivery_callbacks: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -61,7 +66,23 @@ impl ApiMetrics {
             "hookline_api_events_published_total",
             "Events appended to the input stream through POST /events.",
         )?;
+        let addon_invocations = IntCounterVec::new(
+            Opts::new(
+                "hookline_api_addon_invocations_total",
+                "Add-on invocations, by outcome (accepted, active_limit, hourly_limit, duplicate).",
+            ),
+            &["outcome"],
+        )?;
+        let delivery_callbacks = IntCounterVec::new(
+            Opts::new(
+                "hookline_api_delivery_callbacks_total",
+                "Receiver status callbacks, by outcome (in_progress, delivered, failed, conflict, unauthorized, not_found).",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(addon_invocations.clone()))?;
+        registry.register(Box::new(delivery_callbacks.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(subscriptions_created.clone()))?;
         registry.register(Box::new(test_deliveries.clone()))?;
@@ -73,6 +94,8 @@ impl ApiMetrics {
             subscriptions_created,
             test_deliveries,
             events_published,
+            addon_invocations,
+            delivery_callbacks,
         })
     }
 

@@ -1,5 +1,10 @@
 //! `/admin/webhooks/deliveries[/{delivery_id}]`: TMI's admin view of delivery records.
 //!
+//! The list takes TMI's `subscription_id`, `limit` and `offset`, and Hookline's filters `status`,
+//! `event_type`, `addon_id`, `created_after` and `created_before` (RFC 3339, inclusive, millisecond
+//! precision). It is served from the delivery indexes (see `delivery_model::store::delivery_queries`), oldest
+//! first, never by scanning the keyspace as TMI does.
+//!
 //! Records are shown as TMI's `WebhookDelivery`: the stored payload parsed back into an object,
 //! `status_percent` omitted when 0, empty optional fields omitted, `invoked_by` as a principal when the
 //! record comes from an addon invocation. The internal lease fields are never shown. For operator-pinned
@@ -11,6 +16,7 @@ use std::collections::hash_map::Entry;
 use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
+use delivery_model::store::delivery_queries::DeliveryFilter;
 use delivery_model::time::format_micros;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -136,7 +142,7 @@ struct DeliveryList<'a> {
 }
 
 /// Whether each subscription of `records` is operator-pinned (a deleted one counts as not pinned).
-async fn pinned_subscriptions(
+pub(crate) async fn pinned_subscriptions(
     state: &AppState,
     records: &[DeliveryRecord],
 ) -> ApiResult<HashMap<SubscriptionId, bool>> {
@@ -163,7 +169,21 @@ pub async fn list_deliveries(
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::parse(&req)?;
     let page = query.pagination()?;
-    let subscription = match query.subscription_id()? {
+    let (created_after, created_before) = query.created_range()?;
+    let mut filter = DeliveryFilter {
+        status: query.status()?,
+        event_type: query.event_type()?,
+        addon: query
+            .addon_id()?
+            .map(|a| a.parse::<AddonId>())
+            .transpose()
+            .map_err(|_| ApiError::invalid_uuid("addon_id"))?,
+        // The indexes are scored in milliseconds: the range is applied at that precision, bounds included.
+        created_from_ms: created_after.map(|us| us.div_euclid(1000)),
+        created_to_ms: created_before.map(|us| us.div_euclid(1000)),
+        ..DeliveryFilter::default()
+    };
+    filter.subscription = match query.subscription_id()? {
         Some(id) => {
             let id: SubscriptionId = id
                 .parse()
@@ -178,7 +198,7 @@ pub async fn list_deliveries(
     };
     let result = state
         .store
-        .list_deliveries(subscription, page.offset, page.limit)
+        .query_deliveries(&filter, page.offset, page.limit)
         .await?;
     let pinned = pinned_subscriptions(&state, &result.items).await?;
     let deliveries = result

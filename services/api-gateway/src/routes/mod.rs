@@ -4,25 +4,35 @@
 //! methods registered for it (actix's own 405 has no JSON body). Paths no resource matches get the app's
 //! default service, a JSON 404 ([`not_found`]).
 //!
-//! One file per resource: [`subscriptions`], [`deliveries`], [`events`], [`health`].
+//! One file per resource: [`subscriptions`], [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
+//! [`webhook_deliveries`] (receivers' status reads and callbacks), [`events`], [`health`].
 
+pub mod addons;
 pub mod deliveries;
 pub mod events;
 pub mod health;
 pub mod subscriptions;
+pub mod webhook_deliveries;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+
+use delivery_model::delivery::DeliveryStatus;
+use delivery_model::time::{Micros, parse_rfc3339};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::parse_uuid;
 
 /// `limit` when the query has none (TMI's default).
 pub const DEFAULT_LIMIT: u64 = 20;
+/// `limit` of `GET /addons` when the query has none (TMI's add-on handler default).
+pub const DEFAULT_ADDON_LIMIT: u64 = 50;
 /// Largest `limit` accepted (TMI's schema maximum).
 pub const MAX_LIMIT: u64 = 100;
 /// Largest `offset` accepted (TMI's schema maximum).
 pub const MAX_OFFSET: u64 = 1_000_000_000;
+/// Longest `event_type` filter (TMI's bound on event type strings).
+const MAX_EVENT_TYPE_CHARS: usize = 1000;
 
 /// A resource that answers 405 (with `Allow: allow`) to the methods it has no route for.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
@@ -55,6 +65,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/admin/webhooks/deliveries/{delivery_id}", "GET")
             .route(web::get().to(deliveries::get_delivery)),
     )
+    .service(
+        resource("/addons", "GET, POST")
+            .route(web::get().to(addons::list_addons))
+            .route(web::post().to(addons::create_addon)),
+    )
+    .service(
+        resource("/addons/{id}", "GET, DELETE")
+            .route(web::get().to(addons::get_addon))
+            .route(web::delete().to(addons::delete_addon)),
+    )
+    .service(resource("/addons/{id}/invoke", "POST").route(web::post().to(addons::invoke_addon)))
+    .service(
+        resource("/webhook-deliveries/{delivery_id}", "GET")
+            .route(web::get().to(webhook_deliveries::get_delivery_status)),
+    )
+    .service(
+        resource("/webhook-deliveries/{delivery_id}/status", "POST")
+            .route(web::post().to(webhook_deliveries::update_delivery_status)),
+    )
     .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
@@ -73,6 +102,11 @@ pub(crate) struct ListQuery {
     offset: Option<String>,
     threat_model_id: Option<String>,
     subscription_id: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    addon_id: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
 }
 
 /// Validated pagination.
@@ -91,10 +125,68 @@ impl ListQuery {
     }
 
     pub(crate) fn pagination(&self) -> ApiResult<Pagination> {
+        self.pagination_with(DEFAULT_LIMIT)
+    }
+
+    /// Pagination with another default `limit` (same bounds).
+    pub(crate) fn pagination_with(&self, default_limit: u64) -> ApiResult<Pagination> {
         Ok(Pagination {
-            limit: int_param("limit", self.limit.as_deref(), DEFAULT_LIMIT, 1, MAX_LIMIT)?,
+            limit: int_param("limit", self.limit.as_deref(), default_limit, 1, MAX_LIMIT)?,
             offset: int_param("offset", self.offset.as_deref(), 0, 0, MAX_OFFSET)?,
         })
+    }
+
+    pub(crate) fn addon_id(&self) -> ApiResult<Option<String>> {
+        uuid_param("addon_id", self.addon_id.as_deref())
+    }
+
+    /// `status`: one of the four delivery statuses.
+    pub(crate) fn status(&self) -> ApiResult<Option<DeliveryStatus>> {
+        self.status
+            .as_deref()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ApiError::invalid_input(
+                        "Invalid value for query parameter status: must be one of pending, in_progress, delivered, failed",
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// `event_type`: any event type name (unknown ones simply match nothing).
+    pub(crate) fn event_type(&self) -> ApiResult<Option<String>> {
+        match self.event_type.as_deref() {
+            None => Ok(None),
+            Some(e)
+                if e.is_empty()
+                    || e.chars().count() > MAX_EVENT_TYPE_CHARS
+                    || e.chars().any(char::is_control) =>
+            {
+                Err(ApiError::invalid_input(format!(
+                    "Invalid value for query parameter event_type: must be 1 to {MAX_EVENT_TYPE_CHARS} characters without control characters"
+                )))
+            }
+            Some(e) => Ok(Some(e.to_owned())),
+        }
+    }
+
+    /// `created_after` / `created_before` (RFC 3339) as Unix microseconds.
+    pub(crate) fn created_range(&self) -> ApiResult<(Option<Micros>, Option<Micros>)> {
+        let instant = |name: &str, raw: Option<&str>| -> ApiResult<Option<Micros>> {
+            raw.map(|r| {
+                parse_rfc3339(r).ok_or_else(|| {
+                    ApiError::invalid_input(format!(
+                        "Invalid value for query parameter {name}: must be an RFC 3339 date-time"
+                    ))
+                })
+            })
+            .transpose()
+        };
+        Ok((
+            instant("created_after", self.created_after.as_deref())?,
+            instant("created_before", self.created_before.as_deref())?,
+        ))
     }
 
     pub(crate) fn threat_model_id(&self) -> ApiResult<Option<String>> {

@@ -1,0 +1,317 @@
+//! `/webhook-deliveries/{delivery_id}[/status]`: what receivers (and invokers) call about one delivery.
+//!
+//! - `POST …/status`: a receiver that answered `X-TMI-Callback: async` reports progress and the outcome.
+//!   No bearer token: the body must carry `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact
+//!   body bytes under the subscription's secret, checked in constant time. `completed` becomes `delivered`
+//!   (100 %), `failed` `failed`, `in_progress` stays in progress with the reported percent and message. The
+//!   update is a compare-and-set in the store: terminal deliveries answer 409, and a `completed` that
+//!   overtakes the worker's own write of the 2xx answer stays `delivered`.
+//! - `GET`: dual authentication. With `X-Webhook-Signature` the signature is over the delivery id exactly as
+//!   written in the path (the receiver's own read); otherwise a bearer token of an administrator, the
+//!   subscription's owner or the add-on's invoker (TMI intends this, but its server never parses the token
+//!   on this public path and always answers 401).
+//!
+//! Compared with TMI: a missing signature is 401 (TMI's schema layer answers 400 first); a subscription
+//! without a secret refuses callbacks with 401 "Webhook secret not configured" (TMI then skips the check, so
+//! anyone could forge an outcome); a delivery whose subscription is gone answers 401 "Failed to verify
+//! delivery" (TMI: 500); a bearer-token read authenticates before looking the delivery up, so an unknown id
+//! answers 401, not 404, without credentials.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpRequest, HttpResponse, web};
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::ids::DeliveryId;
+use delivery_model::signing;
+use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
+use delivery_model::subscription::Subscription;
+use delivery_model::time::{format_micros, now_micros};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{DELIVERY_ID_PARAM, DeliveryIdPath, JsonBytes, decode};
+use crate::routes::deliveries::DeliveryView;
+
+/// The signature header (TMI's name).
+pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
+/// Longest `status_message`, bytes (TMI measures bytes).
+const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// `UpdateWebhookDeliveryStatusRequest`. Kept loosely typed so each rule answers with TMI's own sentence.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdateRequest {
+    pub status: String,
+    #[serde(default)]
+    pub status_percent: Option<i64>,
+    #[serde(default)]
+    pub status_message: Option<String>,
+}
+
+impl StatusUpdateRequest {
+    /// TMI's rules; `completed` is the internal `delivered`.
+    fn validate(self) -> ApiResult<CallbackUpdate> {
+        let status = match self.status.as_str() {
+            "in_progress" => DeliveryStatus::InProgress,
+            "completed" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            _ => {
+                return Err(ApiError::invalid_input(
+                    "Invalid status. Must be: in_progress, completed, or failed",
+                ));
+            }
+        };
+        let percent = match self.status_percent {
+            None => None,
+            Some(p) => Some(u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
+                ApiError::invalid_input("Status percent must be between 0 and 100")
+            })?),
+        };
+        if self
+            .status_message
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_STATUS_MESSAGE_BYTES)
+        {
+            return Err(ApiError::invalid_input(
+                "Status message exceeds maximum length of 1024 characters",
+            ));
+        }
+        Ok(CallbackUpdate {
+            status,
+            percent,
+            message: self.status_message,
+        })
+    }
+}
+
+/// `UpdateWebhookDeliveryStatusResponse` (keys in Go's order).
+#[derive(Serialize)]
+struct StatusUpdateResponse {
+    id: DeliveryId,
+    status: DeliveryStatus,
+    status_percent: u8,
+    status_updated_at: String,
+}
+
+fn record_not_found() -> ApiError {
+    ApiError::not_found("Delivery record not found or expired")
+}
+
+/// The first `X-Webhook-Signature` value, when present and readable.
+fn signature(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The subscription whose secret signs this delivery's callbacks, and the secret itself.
+async fn signing_secret(
+    state: &AppState,
+    record: &DeliveryRecord,
+) -> ApiResult<(Subscription, String)> {
+    let sub = state
+        .store
+        .get_subscription(record.subscription_id)
+        .await?
+        .ok_or_else(|| ApiError::signature_rejected("Failed to verify delivery"))?;
+    // Unsigned callbacks could be forged by anyone who learns a delivery id: refuse rather than skip.
+    let secret = sub
+        .secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::signature_rejected("Webhook secret not configured"))?;
+    Ok((sub, secret))
+}
+
+/// `POST /webhook-deliveries/{delivery_id}/status`
+pub async fn update_delivery_status(
+    DeliveryIdPath(id): DeliveryIdPath,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonBytes(body): JsonBytes,
+) -> ApiResult<HttpResponse> {
+    let update = decode::<StatusUpdateRequest>(&body)?.validate()?;
+    let count = |outcome: &str| {
+        state
+            .metrics
+            .delivery_callbacks
+            .with_label_values(&[outcome])
+            .inc();
+    };
+    let Some(record) = state.store.get_delivery(id).await? else {
+        count("not_found");
+        return Err(record_not_found());
+    };
+    let verified = match signing_secret(&state, &record).await {
+        Ok((_, secret)) => match signature(req.headers()) {
+            None => Err(ApiError::signature_rejected("Missing webhook signature")),
+            Some(sig) if signing::verify(&secret, &body, sig) => Ok(()),
+            Some(_) => Err(ApiError::signature_rejected("Invalid webhook signature")),
+        },
+        Err(e) => Err(e),
+    };
+    if let Err(e) = verified {
+        count("unauthorized");
+        tracing::warn!(delivery.id = %id, reason = %e, "delivery status callback refused");
+        return Err(e);
+    }
+    let now = now_micros();
+    match state
+        .store
+        .apply_callback(id, record.subscription_id, &update, now)
+        .await?
+    {
+        CallbackResult::Updated { status, percent } => {
+            count(status.as_str());
+            tracing::info!(delivery.id = %id, delivery.status = %status, status_percent = percent, "delivery status updated by callback");
+            Ok(HttpResponse::Ok().json(StatusUpdateResponse {
+                id,
+                status,
+                status_percent: percent,
+                status_updated_at: format_micros(now),
+            }))
+        }
+        CallbackResult::Terminal(status) => {
+            count("conflict");
+            tracing::info!(delivery.id = %id, delivery.status = %status, "callback on a terminal delivery refused");
+            Err(ApiError::conflict(
+                "Cannot update delivery that is already delivered or failed",
+            ))
+        }
+        CallbackResult::Missing => {
+            count("not_found");
+            Err(record_not_found())
+        }
+    }
+}
+
+/// `GET /webhook-deliveries/{delivery_id}`
+pub async fn get_delivery_status(
+    DeliveryIdPath(id): DeliveryIdPath,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let (record, sub) = match signature(req.headers()) {
+        // HMAC mode whenever the header is present, even next to a bearer token (TMI's rule).
+        Some(sig) => {
+            let record = state
+                .store
+                .get_delivery(id)
+                .await?
+                .ok_or_else(record_not_found)?;
+            let (sub, secret) = signing_secret(&state, &record).await?;
+            // The message is the id exactly as the caller wrote it in the path.
+            let path_id = req.match_info().get(DELIVERY_ID_PARAM).unwrap_or_default();
+            if !signing::verify(&secret, path_id.as_bytes(), sig) {
+                return Err(ApiError::signature_rejected("Invalid webhook signature"));
+            }
+            (record, Some(sub))
+        }
+        None => {
+            let caller = state.auth.authenticate(req.headers())?;
+            let record = state
+                .store
+                .get_delivery(id)
+                .await?
+                .ok_or_else(record_not_found)?;
+            let sub = state.store.get_subscription(record.subscription_id).await?;
+            let invoker = record
+                .invoked_by
+                .as_ref()
+                .is_some_and(|i| i.uuid == caller.id);
+            let owner = sub.as_ref().is_some_and(|s| s.owner_id == caller.id);
+            if !(caller.admin || invoker || owner) {
+                return Err(ApiError::Forbidden {
+                    description: "Access denied".into(),
+                });
+            }
+            (record, sub)
+        }
+    };
+    let pinned = sub.is_some_and(|s| s.operator_pinned);
+    Ok(HttpResponse::Ok().json(DeliveryView::new(&record, pinned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(status: &str, percent: Option<i64>, message: Option<String>) -> StatusUpdateRequest {
+        StatusUpdateRequest {
+            status: status.into(),
+            status_percent: percent,
+            status_message: message,
+        }
+    }
+
+    fn description(r: ApiResult<CallbackUpdate>) -> String {
+        match r {
+            Err(ApiError::BadRequest { description, .. }) => description,
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn callback_statuses_map_to_internal_ones() {
+        let u = req("completed", Some(40), None)
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            u,
+            CallbackUpdate {
+                status: DeliveryStatus::Delivered,
+                percent: Some(40),
+                message: None
+            }
+        );
+        let u = req("in_progress", None, Some(String::new()))
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(u.status, DeliveryStatus::InProgress);
+        assert_eq!(u.message.as_deref(), Some(""));
+        assert_eq!(
+            req("failed", Some(0), None)
+                .validate()
+                .ok()
+                .map(|u| u.status),
+            Some(DeliveryStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn callback_rules_use_tmi_sentences() {
+        for s in ["delivered", "pending", "Completed", ""] {
+            assert_eq!(
+                description(req(s, None, None).validate()),
+                "Invalid status. Must be: in_progress, completed, or failed"
+            );
+        }
+        for p in [-1, 101, 1000] {
+            assert_eq!(
+                description(req("in_progress", Some(p), None).validate()),
+                "Status percent must be between 0 and 100"
+            );
+        }
+        // Bytes, not characters: 512 two-byte characters fit, 513 do not.
+        assert!(
+            req("in_progress", None, Some("é".repeat(512)))
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            description(req("in_progress", None, Some("é".repeat(513))).validate()),
+            "Status message exceeds maximum length of 1024 characters"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(decode::<StatusUpdateRequest>(br#"{"status":"completed","extra":1}"#).is_err());
+        assert!(decode::<StatusUpdateRequest>(br#"{"status_percent":5}"#).is_err());
+        assert!(
+            decode::<StatusUpdateRequest>(br#"{"status":"completed","status_percent":5.5}"#)
+                .is_err()
+        );
+    }
+}
