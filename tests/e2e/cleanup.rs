@@ -12,14 +12,13 @@ use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::store::addons::CreateAddon;
-use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::now_micros;
 use fred::prelude::*;
 use fred::types::Value;
 use serde_json::json;
-use test_support::receiver::Receiver;
+use test_support::receiver::{self, Receiver};
 use test_support::service::{Service, ServiceBin};
 use test_support::{http, wait};
 
@@ -67,14 +66,15 @@ fn items(action: &str) -> String {
 }
 
 /// Publishes `n` events to an async receiver's subscription and waits until all `n` deliveries are
-/// `in_progress` (the worker got a 2xx with `X-TMI-Callback: async`). Returns the subscription and records.
+/// `in_progress` (the worker got a 2xx with `X-TMI-Callback: async`). Returns the subscription, its secret
+/// and the records.
 async fn in_progress_deliveries(
     stack: &Stack,
     rx: &Receiver,
     n: usize,
-) -> (SubscriptionId, Vec<DeliveryRecord>) {
+) -> (SubscriptionId, String, Vec<DeliveryRecord>) {
     rx.set_async(true);
-    let (sub, _) = stack
+    let (sub, secret) = stack
         .verified_subscription(rx, &["threat_model.updated"], None)
         .await;
     for i in 0..n {
@@ -88,27 +88,31 @@ async fn in_progress_deliveries(
             .then_some(all)
     })
     .await;
-    (sub, records)
+    (sub, secret, records)
 }
 
-/// A receiver's progress callback, through the store's compare-and-set (what the callback endpoint runs).
-async fn progress(store: &Store, d: &DeliveryRecord, percent: u8) -> CallbackResult {
-    let update = CallbackUpdate {
-        status: DeliveryStatus::InProgress,
-        percent: Some(percent),
-        message: Some("working".into()),
-    };
-    store
-        .apply_callback(d.id, d.subscription_id, &update, now_micros())
-        .await
-        .unwrap()
+/// A receiver's signed progress callback, `POST /webhook-deliveries/{id}/status`; returns the HTTP status.
+async fn progress(stack: &Stack, secret: &str, id: DeliveryId, percent: u8) -> u16 {
+    let body =
+        json!({"status": "in_progress", "status_percent": percent, "status_message": "working"})
+            .to_string();
+    let signature = receiver::signature(secret, body.as_bytes());
+    let url = stack
+        .api
+        .api_url(&format!("/webhook-deliveries/{id}/status"));
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-webhook-signature", signature.as_str()),
+    ];
+    let (status, _, _) = http::request("POST", &url, &headers, body).await;
+    status
 }
 
 #[tokio::test]
 async fn a_silent_async_delivery_fails_soon_after_the_stale_limit() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (sub, records) = in_progress_deliveries(&stack, &rx, 1).await;
+    let (sub, _, records) = in_progress_deliveries(&stack, &rx, 1).await;
     let d = &records[0];
     assert_eq!(
         stack.subscription(sub).await.unwrap().publication_failures,
@@ -164,36 +168,32 @@ async fn a_silent_async_delivery_fails_soon_after_the_stale_limit() {
 async fn progress_callbacks_keep_an_async_delivery_alive() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (_, records) = in_progress_deliveries(&stack, &rx, 1).await;
+    let (_, secret, records) = in_progress_deliveries(&stack, &rx, 1).await;
     let d = records[0].clone();
     let _cleanup = start_cleanup(&stack, &[]).await;
 
-    // The receiver reports progress every 250 ms (a quarter of the stale limit) for three seconds.
-    // TODO(#3): send these through POST /webhook-deliveries/{id}/status once the endpoint is in the binary.
-    let reporter = {
-        let store = stack.store.clone();
-        let d = d.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(250));
-            for percent in 1..=100u8 {
-                every.tick().await;
-                if !matches!(
-                    progress(&store, &d, percent).await,
-                    CallbackResult::Updated { .. }
-                ) {
-                    return;
-                }
-            }
-        })
+    // The receiver reports progress every 250 ms (a quarter of the stale limit) for three seconds, while the
+    // delivery is watched.
+    let reporting = async {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        let mut answers = Vec::new();
+        for percent in 1..=12u8 {
+            every.tick().await;
+            answers.push(progress(&stack, &secret, d.id, percent).await);
+        }
+        answers
     };
-    wait::never(
+    let watching = wait::never(
         "a delivery with fresh progress is failed",
         Duration::from_secs(3),
         || async { stack.delivery(&d.id.to_string()).await.status == DeliveryStatus::Failed },
-    )
-    .await;
-    // Silence: now it goes.
-    reporter.abort();
+    );
+    let (answers, ()) = tokio::join!(reporting, watching);
+    assert!(
+        answers.iter().all(|s| *s == 200),
+        "every callback accepted: {answers:?}"
+    );
+    // Silence: now it goes, and a late callback finds it terminal.
     let failed = stack
         .wait_delivery(
             &d.id.to_string(),
@@ -201,7 +201,12 @@ async fn progress_callbacks_keep_an_async_delivery_alive() {
             |r| r.status == DeliveryStatus::Failed,
         )
         .await;
-    assert!(failed.status_percent > 0, "it had reported progress");
+    assert_eq!(failed.status_percent, 12, "it had reported progress");
+    assert_eq!(
+        progress(&stack, &secret, d.id, 50).await,
+        409,
+        "terminal now"
+    );
 }
 
 /// A store whose records live one second, to create records of every kind that expire soon.
@@ -470,7 +475,7 @@ async fn two_cleanup_processes_fail_each_stale_delivery_exactly_once() {
     const N: usize = 8;
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (sub, records) = in_progress_deliveries(&stack, &rx, N).await;
+    let (sub, _, records) = in_progress_deliveries(&stack, &rx, N).await;
     assert_eq!(
         stack.subscription(sub).await.unwrap().publication_failures,
         0
@@ -550,7 +555,7 @@ async fn run_once(stack: &Stack, extra: &[(&str, &str)]) -> (Option<i32>, String
 async fn once_runs_one_cycle_and_exits_zero() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;
-    let (sub, records) = in_progress_deliveries(&stack, &rx, 1).await;
+    let (sub, _, records) = in_progress_deliveries(&stack, &rx, 1).await;
     let d = &records[0];
     wait::until(
         "the delivery has been silent past the limit",
