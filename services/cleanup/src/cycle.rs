@@ -5,7 +5,9 @@
 //! 1. **Stale** — `in_progress` deliveries without activity for `stale_after` become `failed`
 //!    ([`Store::fail_stale_deliveries`]), oldest first from the activity index.
 //! 2. **Lifecycle** — active subscriptions that are idle or broken become `pending_delete`
-//!    ([`crate::lifecycle::verdict`], applied by compare-and-set).
+//!    ([`crate::lifecycle::verdict`], applied by compare-and-set). Steps 2 and 3 start a walk over their
+//!    status set at most once per `interval`, so catch-up cycles run back to back do not re-read every
+//!    subscription each time.
 //! 3. **Deletion** — `pending_delete` subscriptions past the grace period are deleted with their add-ons
 //!    ([`Store::delete_subscription`]; their deliveries expire by TTL).
 //! 4. **Indexes** — at most every `index_pass_interval`, a pass registers index keys (bounded `SCAN`) and then
@@ -366,11 +368,26 @@ impl Cleaner {
         Ok(subs)
     }
 
+    /// Whether a subscription walk standing at `cursor` may take a chunk now: one under way always may; a new
+    /// one only once `next_walk_ms` has come.
+    fn walk_due(cursor: &str, next_walk_ms: i64) -> bool {
+        cursor != START || now_micros() / 1000 >= next_walk_ms
+    }
+
+    /// The start time of the walk after one that has just ended.
+    fn next_walk_ms(&self) -> i64 {
+        let interval = i64::try_from(self.cfg.interval.as_millis()).unwrap_or(i64::MAX);
+        (now_micros() / 1000).saturating_add(interval)
+    }
+
     async fn lifecycle_chunk(
         &self,
         state: &mut WalkState,
         report: &mut CycleReport,
     ) -> Result<bool> {
+        if !Self::walk_due(&state.active_cursor, state.active_next_walk_ms) {
+            return Ok(false);
+        }
         let (next, ids) = self
             .store
             .scan_subscription_ids(
@@ -407,7 +424,11 @@ impl Cleaner {
             }
         }
         state.active_cursor = next;
-        Ok(state.active_cursor != START)
+        if state.active_cursor == START {
+            state.active_next_walk_ms = self.next_walk_ms();
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     // ---- 3. deletion -------------------------------------------------------------------------------------
@@ -417,6 +438,12 @@ impl Cleaner {
         state: &mut WalkState,
         report: &mut CycleReport,
     ) -> Result<bool> {
+        if !Self::walk_due(
+            &state.pending_delete_cursor,
+            state.pending_delete_next_walk_ms,
+        ) {
+            return Ok(false);
+        }
         let (next, ids) = self
             .store
             .scan_subscription_ids(
@@ -443,7 +470,11 @@ impl Cleaner {
             }
         }
         state.pending_delete_cursor = next;
-        Ok(state.pending_delete_cursor != START)
+        if state.pending_delete_cursor == START {
+            state.pending_delete_next_walk_ms = self.next_walk_ms();
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     // ---- 4. index hygiene --------------------------------------------------------------------------------

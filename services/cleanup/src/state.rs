@@ -10,6 +10,8 @@ use delivery_model::store::cleanup::IndexPosition;
 
 const ACTIVE_CURSOR: &str = "lifecycle.active_cursor";
 const PENDING_DELETE_CURSOR: &str = "lifecycle.pending_delete_cursor";
+const ACTIVE_NEXT_MS: &str = "lifecycle.active_next_walk_ms";
+const PENDING_DELETE_NEXT_MS: &str = "lifecycle.pending_delete_next_walk_ms";
 const INDEX_PHASE: &str = "index.phase";
 const INDEX_NEXT_PASS_MS: &str = "index.next_pass_ms";
 const INDEX_SCAN_CURSOR: &str = "index.scan_cursor";
@@ -39,6 +41,11 @@ pub struct WalkState {
     pub active_cursor: String,
     /// `SSCAN` cursor over the `pending_delete` subscriptions (deletion).
     pub pending_delete_cursor: String,
+    /// When the next walk over the active subscriptions may start (Unix ms): at most one per
+    /// `[cleanup] interval_ms`, even while catch-up cycles run back to back.
+    pub active_next_walk_ms: i64,
+    /// The same for the `pending_delete` subscriptions.
+    pub pending_delete_next_walk_ms: i64,
     pub index: IndexPass,
     /// When the next index pass may start (Unix ms); set when a pass starts.
     pub next_index_pass_ms: i64,
@@ -49,6 +56,8 @@ impl Default for WalkState {
         Self {
             active_cursor: START.to_owned(),
             pending_delete_cursor: START.to_owned(),
+            active_next_walk_ms: 0,
+            pending_delete_next_walk_ms: 0,
             index: IndexPass::Idle,
             next_index_pass_ms: 0,
         }
@@ -75,13 +84,14 @@ impl WalkState {
             },
             _ => IndexPass::Idle,
         };
+        let ms = |k: &str| get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
         Self {
             active_cursor: get(ACTIVE_CURSOR).unwrap_or_else(|| START.to_owned()),
             pending_delete_cursor: get(PENDING_DELETE_CURSOR).unwrap_or_else(|| START.to_owned()),
+            active_next_walk_ms: ms(ACTIVE_NEXT_MS),
+            pending_delete_next_walk_ms: ms(PENDING_DELETE_NEXT_MS),
             index,
-            next_index_pass_ms: get(INDEX_NEXT_PASS_MS)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            next_index_pass_ms: ms(INDEX_NEXT_PASS_MS),
         }
     }
 
@@ -103,6 +113,11 @@ impl WalkState {
         [
             (ACTIVE_CURSOR, self.active_cursor.clone()),
             (PENDING_DELETE_CURSOR, self.pending_delete_cursor.clone()),
+            (ACTIVE_NEXT_MS, self.active_next_walk_ms.to_string()),
+            (
+                PENDING_DELETE_NEXT_MS,
+                self.pending_delete_next_walk_ms.to_string(),
+            ),
             (INDEX_PHASE, phase.to_owned()),
             (INDEX_NEXT_PASS_MS, self.next_index_pass_ms.to_string()),
             (INDEX_SCAN_CURSOR, cursor.to_owned()),
@@ -129,6 +144,8 @@ mod tests {
         let mut s = WalkState {
             active_cursor: "17".into(),
             pending_delete_cursor: "3".into(),
+            active_next_walk_ms: 1_700_000_000_500,
+            pending_delete_next_walk_ms: 1_700_000_000_600,
             index: IndexPass::Scanning {
                 cursor: "4096".into(),
             },

@@ -139,3 +139,27 @@ async fn a_grace_period_keeps_pending_delete_visible_first_and_spares_pinned_one
         "pinned subscriptions are never deleted"
     );
 }
+
+#[tokio::test]
+async fn subscription_walks_start_at_most_once_per_interval() {
+    let ctx = Ctx::start().await;
+    let mut cfg = config();
+    cfg.interval = Duration::from_secs(3600);
+    let (cleaner, _) = ctx.cleaner(cfg);
+    ctx.cycle(&cleaner).await;
+
+    // Catch-up cycles right after a walk leave the subscriptions alone …
+    let idle = subscription(SubscriptionStatus::Active, 91 * DAY);
+    ctx.create(&idle).await;
+    let report = ctx.cycle(&cleaner).await;
+    assert_eq!(report.changed(Action::IdlePendingDelete), 0);
+    assert_eq!(
+        ctx.subscription(idle.id).await.unwrap().status,
+        SubscriptionStatus::Active
+    );
+    // … until the next walk is due.
+    let state = ctx.store.keys().cleanup_state();
+    ctx.hset(&state, "lifecycle.active_next_walk_ms", "0").await;
+    let report = ctx.cycle(&cleaner).await;
+    assert_eq!(report.changed(Action::IdlePendingDelete), 1);
+}
