@@ -267,3 +267,156 @@ impl Stack {
         .await
     }
 }
+
+// ---- add-ons and callbacks (issue #3) ------------------------------------------------------------------------
+
+/// An answer: status, headers (names lower-cased) and the body as JSON (`Null` when not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The token of the admin every stack's `api` calls use (`admin-1`).
+pub fn admin() -> String {
+    auth::admin_token(SECRET, "admin-1")
+}
+
+/// A token for user `sub` with an e-mail address and a display name (not an administrator).
+pub fn user(sub: &str) -> String {
+    auth::user_token(SECRET, sub, &format!("{sub}@example.com"))
+}
+
+impl Stack {
+    /// Any request: an optional bearer token, extra headers, the body exactly as given.
+    pub async fn send(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(b) = &bearer {
+            all.push(("authorization", b.as_str()));
+        }
+        if !body.is_empty() {
+            all.push(("content-type", "application/json"));
+        }
+        let (status, h, bytes) =
+            http::request(method, &self.api.api_url(path), &all, body.to_owned()).await;
+        Answer {
+            status,
+            headers: h
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Creates an add-on as the admin; returns the 201 body.
+    pub async fn create_addon(&self, body: Value) -> Value {
+        let (status, created) = self.api("POST", "/addons", Some(body)).await;
+        assert_eq!(status, 201, "create add-on: {created}");
+        created
+    }
+
+    /// `POST /addons/{addon}/invoke` as `token` with `body` sent byte for byte.
+    pub async fn invoke(&self, token: &str, addon: &str, body: &str) -> Answer {
+        self.send(
+            Some(token),
+            "POST",
+            &format!("/addons/{addon}/invoke"),
+            &[],
+            body,
+        )
+        .await
+    }
+
+    /// A receiver's status callback for delivery `id`, signed with `secret` over the exact `body`.
+    pub async fn callback(&self, id: &str, secret: &str, body: &str) -> Answer {
+        let sig = test_support::receiver::signature(secret, body.as_bytes());
+        self.send(
+            None,
+            "POST",
+            &format!("/webhook-deliveries/{id}/status"),
+            &[("x-webhook-signature", &sig)],
+            body,
+        )
+        .await
+    }
+
+    /// A plain client on this stack's Redis, to read (or break) what the services wrote.
+    pub async fn redis_client(&self) -> fred::prelude::Client {
+        use fred::prelude::*;
+        let client = Builder::from_config(Config::from_url(&self.redis.url()).expect("redis url"))
+            .build()
+            .expect("redis client");
+        client.init().await.expect("redis init");
+        client
+    }
+}
+
+/// The claims of an HS256 JWT, provided its signature verifies under `key`.
+pub fn verified_jwt_claims(token: &str, key: &str) -> Option<Value> {
+    let mut parts = token.split('.');
+    let (header, claims, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let header_json: Value = serde_json::from_slice(&base64url_decode(header)?).ok()?;
+    if header_json["alg"] != "HS256" {
+        return None;
+    }
+    // `signature` answers `sha256=<hex>` of HMAC-SHA256 over the signing input `<header>.<claims>`.
+    let expected = test_support::receiver::signature(key, format!("{header}.{claims}").as_bytes());
+    let got: String = base64url_decode(sig)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if expected != format!("sha256={got}") {
+        return None;
+    }
+    serde_json::from_slice(&base64url_decode(claims)?).ok()
+}
+
+/// Unpadded base64url (RFC 4648 §5), as JWTs use.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}

@@ -2,6 +2,8 @@
 //! real receivers on loopback. Build the binaries first (`make test` does): `cargo build --workspace --bins`.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod addons;
+mod callbacks;
 mod cleanup;
 mod harness;
 mod pipeline;

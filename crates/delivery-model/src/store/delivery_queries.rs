@@ -64,7 +64,8 @@ impl Store {
         if keys.len() == 1 {
             keys.push(k.deliveries_all());
         }
-        let bound = |b: Option<i64>, open: &str| b.map_or_else(|| open.to_owned(), |v| v.to_string());
+        let bound =
+            |b: Option<i64>, open: &str| b.map_or_else(|| open.to_owned(), |v| v.to_string());
         let reply: Vec<Value> = scripts::QUERY_DELIVERIES
             .run(
                 self.pool(),
