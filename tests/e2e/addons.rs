@@ -51,7 +51,10 @@ async fn addon_crud_validation_and_listing() {
         .active_subscription("https://example.com/hook", &["addon.invoked"])
         .await
         .to_string();
-    let params = json!([{"name": "mode", "type": "enum", "enum_values": ["fast", "deep"], "required": true, "default_value": "fast"}]);
+    let params = json!([
+        {"name": "mode", "type": "enum", "enum_values": ["fast", "deep"], "required": true, "default_value": "fast"},
+        {"name": "depth", "type": "number", "number_min": 1, "number_max": 2.5, "description": "How deep"},
+    ]);
     let a1 = stack
         .create_addon(json!({
             "name": "Scanner", "webhook_id": sub, "description": "Scans threat models",

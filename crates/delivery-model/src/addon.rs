@@ -90,10 +90,11 @@ pub struct AddonParameter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_key: Option<String>,
     pub name: String,
+    /// Kept as the JSON number given, so `1` echoes back as `1` (as Go prints it), not `1.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_max: Option<f64>,
+    pub number_max: Option<serde_json::Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_min: Option<f64>,
+    pub number_min: Option<serde_json::Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +126,20 @@ impl AddonParameter {
     /// Whether an invocation must supply it (TMI: absent means optional).
     pub fn is_required(&self) -> bool {
         self.required == Some(true)
+    }
+
+    /// `number_min` as a float.
+    pub fn min(&self) -> Option<f64> {
+        self.number_min
+            .as_ref()
+            .and_then(serde_json::Number::as_f64)
+    }
+
+    /// `number_max` as a float.
+    pub fn max(&self) -> Option<f64> {
+        self.number_max
+            .as_ref()
+            .and_then(serde_json::Number::as_f64)
     }
 }
 
@@ -225,7 +240,8 @@ mod tests {
         p.enum_values = Some(vec!["fast".into(), "deep".into()]);
         p.required = Some(true);
         let mut n = AddonParameter::new("depth", ParameterType::Number);
-        n.number_min = Some(0.5);
+        n.number_min = serde_json::Number::from_f64(0.5);
+        n.number_max = Some(10.into());
         Addon {
             id: AddonId::new_v4(),
             created_at: 1_775_044_800_000_000,
@@ -258,6 +274,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&a.parameters[0]).unwrap_or_default(),
             r#"{"enum_values":["fast","deep"],"name":"mode","required":true,"type":"enum"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&a.parameters[1]).unwrap_or_default(),
+            r#"{"name":"depth","number_max":10,"number_min":0.5,"type":"number"}"#
         );
         assert!(
             serde_json::from_str::<AddonParameter>(r#"{"name":"x","type":"string","extra":1}"#)

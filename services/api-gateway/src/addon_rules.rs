@@ -536,7 +536,7 @@ fn validate_parameter(p: &AddonParameter) -> ApiResult<()> {
                 p.string_validation_regex.is_some(),
                 "string_validation_regex",
             )?;
-            if let (Some(min), Some(max)) = (p.number_min, p.number_max)
+            if let (Some(min), Some(max)) = (p.min(), p.max())
                 && min > max
             {
                 return Err(bad(format!(
@@ -549,14 +549,14 @@ fn validate_parameter(p: &AddonParameter) -> ApiResult<()> {
                         "Parameter '{name}' of type 'number' default_value must be a valid number"
                     )));
                 };
-                if let Some(min) = p.number_min
+                if let Some(min) = p.min()
                     && v < min
                 {
                     return Err(bad(format!(
                         "Parameter '{name}' default_value {d} is below number_min ({min})"
                     )));
                 }
-                if let Some(max) = p.number_max
+                if let Some(max) = p.max()
                     && v > max
                 {
                     return Err(bad(format!(
@@ -695,14 +695,14 @@ fn validate_value(p: &AddonParameter, v: &Value) -> ApiResult<()> {
             let Some(n) = n else {
                 return Err(bad(format!("Parameter '{name}' must be a number")));
             };
-            if let Some(min) = p.number_min
+            if let Some(min) = p.min()
                 && n < min
             {
                 return Err(bad(format!(
                     "Parameter '{name}' value {n} is below minimum of {min}"
                 )));
             }
-            if let Some(max) = p.number_max
+            if let Some(max) = p.max()
                 && n > max
             {
                 return Err(bad(format!(

@@ -6,7 +6,7 @@
 //!   disagree with the hashes.
 //! - An invocation is one script ([`Store::invoke_addon`]): the per-user limits (TMI's key names, so TMI's
 //!   test tooling can clear them), the duplicate check and the creation of the `addon.invoked` delivery with
-//!   the input-stream entry naming it. Nothing is written when a limit refuses the call.
+//!   the input-stream entry naming it. Nothing is recorded when a limit refuses the call.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -82,7 +82,8 @@ pub struct ActiveInvocation {
     pub last_activity_at: Micros,
 }
 
-/// Result of [`Store::invoke_addon`]. Every refusal wrote nothing.
+/// Result of [`Store::invoke_addon`]. A refusal writes nothing (beyond pruning finished deliveries from the
+/// invoker's active set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvokeOutcome {
     /// Recorded: the delivery exists and its input entry is on the stream.

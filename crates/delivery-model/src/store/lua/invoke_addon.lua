@@ -2,7 +2,7 @@
 -- duplicate check, the hourly record, the delivery record with its indexes and the `addon.invoked` input
 -- entry naming it. Two concurrent invocations therefore cannot both pass a limit, and a refused call writes
 -- nothing — in particular a refused duplicate does not consume hourly quota (TMI records the hourly entry
--- before its duplicate check).
+-- before its duplicate check). (A refusal may still prune finished deliveries from the active set.)
 -- KEYS[1] add-on hash, KEYS[2] the user's hourly zset, KEYS[3] the user's dedup key for this add-on,
 -- KEYS[4] the user's active-invocation zset, KEYS[5] delivery hash, KEYS[6] input stream,
 -- KEYS[7..] delivery index zsets (score = created ms)
