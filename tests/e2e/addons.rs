@@ -574,6 +574,31 @@ async fn active_and_hourly_limits_per_invoker() {
 }
 
 #[tokio::test]
+async fn concurrent_invocations_cannot_overrun_the_active_limit() {
+    let stack = Stack::start_with(&[("HOOKLINE__ADDONS__MAX_ACTIVE_INVOCATIONS", "1")]).await;
+    let rx = Receiver::start().await;
+    rx.set_async(true);
+    let (sub, _) = stack
+        .verified_subscription(&rx, &["addon.invoked"], None)
+        .await;
+    let mut addons = Vec::new();
+    for n in 0..5 {
+        addons.push(id(&stack
+            .create_addon(json!({"name": format!("A{n}"), "webhook_id": sub}))
+            .await));
+    }
+    let frank = user("frank");
+    let body = invoke_body("{}");
+    let go = |i: usize| stack.invoke(&frank, &addons[i], &body);
+    // Five at once: the check and the record are one script, so exactly one passes.
+    let (a, b, c, d, e) = tokio::join!(go(0), go(1), go(2), go(3), go(4));
+    let mut statuses = [a.status, b.status, c.status, d.status, e.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 429, 429, 429, 429]);
+    assert_eq!(stack.deliveries_of(sub).await.len(), 1);
+}
+
+#[tokio::test]
 async fn active_invocations_block_delete_and_a_subscription_delete_takes_its_addons() {
     let stack = Stack::start().await;
     let rx = Receiver::start().await;

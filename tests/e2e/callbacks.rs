@@ -167,6 +167,19 @@ async fn async_receiver_reports_progress_then_completes() {
         (unsigned.status, unsigned.body["error_description"].clone()),
         (401, json!("Missing webhook signature"))
     );
+    let blank = stack
+        .send(
+            None,
+            "POST",
+            &format!("/webhook-deliveries/{d}/status"),
+            &[("x-webhook-signature", "")],
+            r#"{"status":"completed"}"#,
+        )
+        .await;
+    assert_eq!(
+        (blank.status, blank.body["error_description"].clone()),
+        (401, json!("Missing webhook signature"))
+    );
     // A signature over other bytes than those sent is no signature.
     let sig = signature(&secret, br#"{"status":"completed"}"#);
     let tampered = stack

@@ -97,12 +97,13 @@ fn record_not_found() -> ApiError {
     ApiError::not_found("Delivery record not found or expired")
 }
 
-/// The first `X-Webhook-Signature` value, when present and readable.
+/// The first `X-Webhook-Signature` value, when present and not blank (TMI treats an empty one as absent).
 fn signature(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// The subscription whose secret signs this delivery's callbacks, and the secret itself.
