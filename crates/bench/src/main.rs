@@ -182,6 +182,9 @@ fn env(redis: &RedisServer, extra: &[(&str, String)]) -> Vec<(String, String)> {
             "warn,service_common=info".into(),
         ),
         ("HOOKLINE__REDIS__POOL_SIZE", "4".into()),
+        // One destination: let it use every slot (the per-host cap exists for fairness between hosts).
+        ("HOOKLINE__WORKER__MAX_IN_FLIGHT", "128".into()),
+        ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", "128".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -374,6 +377,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        for svc in [&_consumer, &_worker] {
+            let (_, _, m) =
+                test_support::http::request("GET", &svc.ops_url("/metrics"), &[], "").await;
+            for l in String::from_utf8_lossy(&m)
+                .lines()
+                .filter(|l| l.contains("_sum") || l.contains("_count") || l.contains("total"))
+            {
+                println!("    {l}");
+            }
+        }
+    }
     sink.reset();
     let mem_before = memory_used(&raw).await?;
     let t0 = Instant::now();

@@ -62,6 +62,9 @@ pub struct DispatchConfig {
     pub max_challenges: u32,
     pub challenge_interval: Duration,
     pub per_host: usize,
+    /// How long an attempt may wait for a slot of its host: the lease's margin less a second, so the
+    /// request that follows still fits in the lease.
+    pub host_wait: Duration,
     pub circuit: CircuitPolicy,
 }
 
@@ -83,6 +86,9 @@ impl DispatchConfig {
             max_challenges: s.subscriptions.max_challenges,
             challenge_interval: Duration::from_millis(s.subscriptions.challenge_retry_interval_ms),
             per_host: s.worker.max_in_flight_per_host,
+            host_wait: Duration::from_millis(
+                s.worker.lease_margin_ms.saturating_sub(1000).max(100),
+            ),
             circuit: CircuitPolicy {
                 failure_threshold: s.worker.circuit_failure_threshold,
                 open_windows: s
@@ -115,28 +121,97 @@ impl DispatchConfig {
     }
 }
 
-/// Per-destination-host in-flight limits for this process.
+/// Per-destination-host limits for this process.
+///
+/// A host may have `per_host` requests in flight and as many attempts waiting for one of those slots; an
+/// attempt beyond that is deferred (rescheduled shortly, no attempt consumed). So one slow host holds at
+/// most `2 × per_host` of the worker's slots, and the others keep flowing.
 #[derive(Default)]
 struct HostSlots {
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    hosts: Mutex<HashMap<String, Arc<HostGate>>>,
+}
+
+struct HostGate {
+    sending: Arc<Semaphore>,
+    waiting: Semaphore,
 }
 
 impl HostSlots {
-    fn try_acquire(&self, host: &str, per_host: usize) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self
-                .slots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if map.len() > 10_000 {
-                // Forget idle hosts so the map stays bounded.
-                map.retain(|_, s| s.available_permits() < per_host);
-            }
-            map.entry(host.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
-                .clone()
-        };
-        sem.try_acquire_owned().ok()
+    /// A sending slot for `host`, waiting at most `wait`. `None`: the host is saturated (too many waiting,
+    /// or no slot within `wait`); the caller defers the delivery.
+    async fn acquire(
+        &self,
+        host: &str,
+        per_host: usize,
+        wait: Duration,
+    ) -> Option<OwnedSemaphorePermit> {
+        let gate = self.gate(host, per_host);
+        if let Ok(p) = gate.sending.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        let _waiting = gate.waiting.try_acquire().ok()?;
+        tokio::time::timeout(wait, gate.sending.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    fn gate(&self, host: &str, per_host: usize) -> Arc<HostGate> {
+        let mut map = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            // Forget idle hosts so the map stays bounded.
+            map.retain(|_, g| g.sending.available_permits() < per_host);
+        }
+        map.entry(host.to_owned())
+            .or_insert_with(|| {
+                Arc::new(HostGate {
+                    sending: Arc::new(Semaphore::new(per_host)),
+                    waiting: Semaphore::new(per_host),
+                })
+            })
+            .clone()
+    }
+}
+
+/// How long this worker trusts that a host's circuit is closed without asking Redis again. The breaker's
+/// state is shared by every replica; a circuit another replica opens takes effect here within this time,
+/// and at once after this worker's own next failure. It saves a Redis round trip per healthy delivery.
+const CIRCUIT_TRUST: Duration = Duration::from_secs(1);
+
+/// Hosts whose circuit this worker recently saw closed.
+#[derive(Default)]
+struct ClosedCircuits {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl ClosedCircuits {
+    fn known_closed(&self, host: &str) -> bool {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.get(host).is_some_and(|t| t.elapsed() < CIRCUIT_TRUST)
+    }
+
+    fn closed(&self, host: &str) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > 10_000 {
+            seen.retain(|_, t| t.elapsed() < CIRCUIT_TRUST);
+        }
+        seen.insert(host.to_owned(), Instant::now());
+    }
+
+    fn forget(&self, host: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(host);
     }
 }
 
@@ -148,6 +223,7 @@ pub struct Dispatcher {
     delegation: Option<Delegation>,
     metrics: Metrics,
     hosts: HostSlots,
+    circuits: ClosedCircuits,
 }
 
 /// Final word on one entry (for logs and tests).
@@ -219,6 +295,7 @@ impl Dispatcher {
             delegation,
             metrics,
             hosts: HostSlots::default(),
+            circuits: ClosedCircuits::default(),
         }
     }
 
@@ -326,7 +403,11 @@ impl Dispatcher {
         };
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let circuit = |signal| Some((host.clone(), signal));
-        let Some(_slot) = self.hosts.try_acquire(&host, self.cfg.per_host) else {
+        let Some(_slot) = self
+            .hosts
+            .acquire(&host, self.cfg.per_host, self.cfg.host_wait)
+            .await
+        else {
             let at = now_micros() + micros(DEFER) + i64::from(rand::random::<u16>() % 250) * 1000;
             let outcome = AttemptOutcome::Reschedule {
                 error: String::new(),
@@ -334,19 +415,23 @@ impl Dispatcher {
             };
             return finish(outcome, "deferred", circuit(CircuitSignal::None)).await;
         };
-        match self
-            .store
-            .circuit_check(&host, &self.cfg.circuit, now_micros() / 1000)
-            .await?
-        {
-            CircuitState::Closed | CircuitState::Probe => {}
-            CircuitState::Open { until_ms } => {
-                self.metrics.circuit_open(&host, true);
-                let outcome = AttemptOutcome::Reschedule {
-                    error: "circuit open".into(),
-                    at: until_ms * 1000,
-                };
-                return finish(outcome, "circuit_open", circuit(CircuitSignal::None)).await;
+        if !self.circuits.known_closed(&host) {
+            match self
+                .store
+                .circuit_check(&host, &self.cfg.circuit, now_micros() / 1000)
+                .await?
+            {
+                CircuitState::Closed => self.circuits.closed(&host),
+                CircuitState::Probe => self.circuits.forget(&host),
+                CircuitState::Open { until_ms } => {
+                    self.circuits.forget(&host);
+                    self.metrics.circuit_open(&host, true);
+                    let outcome = AttemptOutcome::Reschedule {
+                        error: "circuit open".into(),
+                        at: until_ms * 1000,
+                    };
+                    return finish(outcome, "circuit_open", circuit(CircuitSignal::None)).await;
+                }
             }
         }
 
@@ -405,8 +490,13 @@ impl Dispatcher {
             Err(SendError::Refused(_)) => CircuitSignal::None,
             _ => CircuitSignal::Failure,
         };
-        if signal == CircuitSignal::Success {
-            self.metrics.circuit_open(&host, false);
+        match signal {
+            CircuitSignal::Success => {
+                self.circuits.closed(&host);
+                self.metrics.circuit_open(&host, false);
+            }
+            CircuitSignal::Failure => self.circuits.forget(&host),
+            CircuitSignal::None => {}
         }
         let finish = |o, l| finish(o, l, circuit(signal));
         match result {
@@ -601,6 +691,7 @@ mod tests {
             max_challenges: 3,
             challenge_interval: Duration::from_secs(30),
             per_host: 4,
+            host_wait: Duration::from_secs(9),
             circuit: CircuitPolicy::default(),
         }
     }

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use delivery_model::event::{ADDON_INVOKED, MalformedEvent, StreamEvent};
+use delivery_model::ids::SubscriptionId;
 use delivery_model::keys::EVENTS_GROUP;
-use delivery_model::store::{Store, StreamEntry, StreamReader};
+use delivery_model::store::{FanoutEntry, Store, StreamEntry, StreamReader};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use futures::StreamExt;
@@ -25,8 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// Entries processed at once within a batch (each is one script call; fred pipelines them).
-const CONCURRENCY: usize = 64;
+/// Script calls in flight at once within a batch (fred pipelines them on its connections).
+const CONCURRENCY: usize = 16;
+/// Entries fanned out per script call: amortises a script's fixed cost while keeping each call short.
+const FANOUT_CHUNK: usize = 32;
 /// Pause after a Redis error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -57,7 +60,7 @@ impl ConsumerConfig {
 /// What became of one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Processed {
-    FannedOut(u64),
+    FannedOut,
     NoMatch,
     Routed,
     RouteSkipped,
@@ -67,7 +70,7 @@ enum Processed {
 impl Processed {
     fn label(self) -> &'static str {
         match self {
-            Processed::FannedOut(_) => "fanned_out",
+            Processed::FannedOut => "fanned_out",
             Processed::NoMatch => "no_match",
             Processed::Routed => "routed",
             Processed::RouteSkipped => "route_skipped",
@@ -232,26 +235,140 @@ impl Consumer {
             }
         }
 
-        let now = now_micros();
-        let results: Vec<Result<Processed, delivery_model::Error>> =
-            futures::stream::iter(decoded.iter())
-                .map(|(id, event)| self.process_one(id, event, &candidates, now))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
         let mut ok = true;
-        for r in results {
-            match r {
-                Ok(p) => {
-                    self.metrics.events.with_label_values(&[p.label()]).inc();
-                    if let Processed::FannedOut(n) = p {
-                        self.metrics.deliveries_created.inc_by(n);
+        let mut malformed = Vec::new();
+        let mut routes = Vec::new();
+        // (entry id, event type, envelope, matched subscriptions)
+        let mut fanouts: Vec<(&str, &str, String, Vec<SubscriptionId>)> = Vec::new();
+        for (id, event) in &decoded {
+            match event {
+                Err(reason) => {
+                    tracing::warn!(entry.id = %id, reason = %reason, "malformed input entry acknowledged and skipped");
+                    malformed.push(id.clone());
+                }
+                Ok(e) if e.event_type == ADDON_INVOKED => match e.delivery_id {
+                    Some(d) => routes.push((id.as_str(), d)),
+                    None => {
+                        // TMI's own addon.invoked entries carry no delivery id (TMI's worker polls for the
+                        // record); only Hookline's invoke endpoint creates addon deliveries.
+                        tracing::warn!(entry.id = %id, "addon.invoked entry without delivery_id skipped");
+                        malformed.push(id.clone());
                     }
+                },
+                Ok(e) => {
+                    let subs: Vec<SubscriptionId> = candidates
+                        .get(e.event_type.as_str())
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| {
+                            s.matches(
+                                &e.event_type,
+                                e.threat_model_id.as_deref(),
+                                e.owner_id.as_deref(),
+                                self.cfg.require_owner_match,
+                            )
+                        })
+                        .map(|s| s.id)
+                        .collect();
+                    let envelope = if subs.is_empty() {
+                        String::new()
+                    } else {
+                        match e.envelope() {
+                            Ok(env) => env,
+                            Err(err) => {
+                                tracing::warn!(entry.id = %id, error = %err, "payload cannot be enveloped; skipped");
+                                malformed.push(id.clone());
+                                continue;
+                            }
+                        }
+                    };
+                    fanouts.push((id.as_str(), e.event_type.as_str(), envelope, subs));
+                }
+            }
+        }
+
+        if !malformed.is_empty() {
+            match self.store.ack_events(&malformed).await {
+                Ok(()) => self
+                    .metrics
+                    .events
+                    .with_label_values(&[Processed::Malformed.label()])
+                    .inc_by(malformed.len() as u64),
+                Err(e) => {
+                    ok = false;
+                    self.metrics.redis_errors.inc();
+                    tracing::warn!(error = %e, "acknowledging malformed entries failed; they stay pending");
+                }
+            }
+        }
+
+        let route_results: Vec<Result<bool, delivery_model::Error>> = futures::stream::iter(routes)
+            .map(|(entry, delivery)| self.store.route_existing(entry, delivery))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for r in route_results {
+            match r {
+                Ok(routed) => {
+                    let p = if routed {
+                        Processed::Routed
+                    } else {
+                        Processed::RouteSkipped
+                    };
+                    self.metrics.events.with_label_values(&[p.label()]).inc();
                 }
                 Err(e) => {
                     ok = false;
                     self.metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "processing an entry failed; it stays pending");
+                    tracing::warn!(error = %e, "routing an addon invocation failed; it stays pending");
+                }
+            }
+        }
+
+        let now = now_micros();
+        let chunks: Vec<Vec<FanoutEntry<'_>>> = fanouts
+            .chunks(FANOUT_CHUNK)
+            .map(|c| {
+                c.iter()
+                    .map(|(entry_id, event_type, envelope, subs)| FanoutEntry {
+                        entry_id,
+                        event_type,
+                        envelope,
+                        subscriptions: subs,
+                    })
+                    .collect()
+            })
+            .collect();
+        let results: Vec<(usize, usize, Result<u64, delivery_model::Error>)> =
+            futures::stream::iter(chunks.iter())
+                .map(|chunk| async move {
+                    let matched = chunk.iter().filter(|e| !e.subscriptions.is_empty()).count();
+                    (
+                        chunk.len(),
+                        matched,
+                        self.store.fanout_batch(chunk, now).await,
+                    )
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        for (entries, matched, r) in results {
+            match r {
+                Ok(created) => {
+                    self.metrics.deliveries_created.inc_by(created);
+                    self.metrics
+                        .events
+                        .with_label_values(&[Processed::FannedOut.label()])
+                        .inc_by(matched as u64);
+                    self.metrics
+                        .events
+                        .with_label_values(&[Processed::NoMatch.label()])
+                        .inc_by((entries - matched) as u64);
+                }
+                Err(e) => {
+                    ok = false;
+                    self.metrics.redis_errors.inc();
+                    tracing::warn!(error = %e, entries, "fan-out failed; the entries stay pending");
                 }
             }
         }
@@ -259,70 +376,5 @@ impl Consumer {
             .batch_duration
             .observe(started.elapsed().as_secs_f64());
         ok
-    }
-
-    async fn process_one(
-        &self,
-        entry_id: &str,
-        event: &Result<StreamEvent, MalformedEvent>,
-        candidates: &HashMap<&str, Vec<Subscription>>,
-        now: i64,
-    ) -> Result<Processed, delivery_model::Error> {
-        let event = match event {
-            Ok(e) => e,
-            Err(reason) => {
-                tracing::warn!(entry.id = entry_id, reason = %reason, "malformed input entry acknowledged and skipped");
-                self.store.ack_events(&[entry_id.to_owned()]).await?;
-                return Ok(Processed::Malformed);
-            }
-        };
-        if event.event_type == ADDON_INVOKED {
-            return match event.delivery_id {
-                Some(id) => Ok(if self.store.route_existing(entry_id, id).await? {
-                    Processed::Routed
-                } else {
-                    Processed::RouteSkipped
-                }),
-                None => {
-                    // TMI's own addon.invoked entries carry no delivery id: TMI's worker polls for the record.
-                    // Only Hookline's invoke endpoint creates addon deliveries, so there is nothing to route.
-                    tracing::warn!(
-                        entry.id = entry_id,
-                        "addon.invoked entry without delivery_id skipped"
-                    );
-                    self.store.ack_events(&[entry_id.to_owned()]).await?;
-                    Ok(Processed::Malformed)
-                }
-            };
-        }
-        let subs: Vec<_> = candidates
-            .get(event.event_type.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|s| {
-                s.matches(
-                    &event.event_type,
-                    event.threat_model_id.as_deref(),
-                    event.owner_id.as_deref(),
-                    self.cfg.require_owner_match,
-                )
-            })
-            .map(|s| s.id)
-            .collect();
-        let envelope = if subs.is_empty() {
-            String::new()
-        } else {
-            event.envelope()?
-        };
-        let created = self
-            .store
-            .fanout(entry_id, &event.event_type, &envelope, &subs, now)
-            .await?;
-        tracing::debug!(entry.id = entry_id, event.r#type = %event.event_type, matched = subs.len(), created, "fanned out");
-        Ok(if subs.is_empty() {
-            Processed::NoMatch
-        } else {
-            Processed::FannedOut(created)
-        })
     }
 }

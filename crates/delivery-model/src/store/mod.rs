@@ -218,6 +218,17 @@ pub enum ChallengeFailure {
     Gone,
 }
 
+/// One input entry to fan out ([`Store::fanout_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FanoutEntry<'a> {
+    pub entry_id: &'a str,
+    pub event_type: &'a str,
+    /// The body every delivery of this entry sends (empty when `subscriptions` is).
+    pub envelope: &'a str,
+    /// The subscriptions it matched; none still acknowledges the entry.
+    pub subscriptions: &'a [SubscriptionId],
+}
+
 /// A page of results and the total number of matches.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -593,9 +604,7 @@ impl Store {
     // ---- deliveries --------------------------------------------------------------------------------------
 
     /// Creates the deliveries of input entry `entry_id` for `subscriptions`, enqueues them, and acknowledges
-    /// the entry — all in one step. Ids are deterministic, so running it again for the same entry creates
-    /// nothing new. A subscription that stopped being active meanwhile is skipped. Returns how many were
-    /// created.
+    /// the entry — all in one step. See [`fanout_batch`](Self::fanout_batch).
     ///
     /// # Errors
     /// Redis failure (nothing was written).
@@ -607,35 +616,57 @@ impl Store {
         subscriptions: &[SubscriptionId],
         now: Micros,
     ) -> Result<u64> {
+        let entry = FanoutEntry {
+            entry_id,
+            event_type,
+            envelope,
+            subscriptions,
+        };
+        self.fanout_batch(std::slice::from_ref(&entry), now).await
+    }
+
+    /// Creates the deliveries of several input entries, enqueues them, and acknowledges the entries — all in
+    /// one step. Ids are deterministic, so running it again for the same entries creates nothing new. A
+    /// subscription that stopped being active meanwhile is skipped. Returns how many were created. Callers
+    /// keep chunks modest (tens of entries): the script runs without interruption.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn fanout_batch(&self, entries: &[FanoutEntry<'_>], now: Micros) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
         let k = self.keys();
         let mut args = vec![
             EVENTS_GROUP.to_owned(),
-            entry_id.to_owned(),
             now.to_string(),
             created_score(now),
             self.inner.active_ttl_secs.to_string(),
-            envelope.to_owned(),
-            event_type.to_owned(),
             k.delivery_prefix(),
             k.subscription_prefix(),
             k.deliveries_by_subscription_prefix(),
+            k.deliveries_by_event_prefix(),
             MESSAGE_FIELD.to_owned(),
         ];
-        for sub in subscriptions {
-            let id = DeliveryId::for_fanout(entry_id, *sub);
-            args.push(sub.to_string());
-            args.push(id.to_string());
-            args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());
+        for e in entries {
+            args.push(e.entry_id.to_owned());
+            args.push(e.event_type.to_owned());
+            args.push(e.envelope.to_owned());
+            args.push(e.subscriptions.len().to_string());
+            for sub in e.subscriptions {
+                let id = DeliveryId::for_fanout(e.entry_id, *sub);
+                args.push(sub.to_string());
+                args.push(id.to_string());
+                args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());
+            }
         }
         let keys = vec![
             k.events_stream().to_owned(),
             k.queue_stream(),
             k.deliveries_all(),
             k.deliveries_by_status(DeliveryStatus::Pending),
-            k.deliveries_by_event(event_type),
         ];
-        let created: u64 = scripts::FANOUT.run(self.pool(), keys, args).await?;
-        Ok(created)
+        scripts::FANOUT.run(self.pool(), keys, args).await
     }
 
     fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {

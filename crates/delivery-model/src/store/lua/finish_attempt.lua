@@ -11,8 +11,11 @@
 -- (success|failure|none), ARGV[15] failures that open the circuit, ARGV[16] now (ms),
 -- ARGV[17] comma-separated open windows (ms), ARGV[18] circuit hash TTL (s)
 -- Returns 'fenced', 'superseded' or the outcome written.
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 'fenced' end
-redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1}
+if not known[ARGV[3]] then return redis.error_reply('unknown outcome ' .. ARGV[3]) end
+local r = redis.call('HMGET', KEYS[1], 'lease', 'status', 'created_at')
+if r[1] ~= ARGV[1] then return 'fenced' end
+local status, created_ms = r[2], math.floor(tonumber(r[3] or '0') / 1000)
 -- Circuit breaker: a success closes it; failures count up and open it for the next window; a failed
 -- half-open probe (the window has passed) reopens it at once.
 local function circuit(result)
@@ -39,56 +42,55 @@ local function ack()
   redis.call('XDEL', KEYS[3], ARGV[5])
 end
 local now, outcome, id = ARGV[2], ARGV[3], ARGV[13]
-local status = redis.call('HGET', KEYS[1], 'status')
+local counts = outcome ~= 'reschedule' and outcome ~= 'abandoned'
 if status ~= 'pending' then
-  if outcome ~= 'reschedule' and outcome ~= 'abandoned' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
+  if counts then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
   ack()
   return 'superseded'
 end
+if counts then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+-- A new status moves the record between the status indexes.
 local function move_to(new)
-  local score = math.floor(tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0') / 1000)
   redis.call('ZREM', ARGV[12] .. 'pending', id)
-  redis.call('ZADD', ARGV[12] .. new, score, id)
-  redis.call('HSET', KEYS[1], 'status', new)
+  redis.call('ZADD', ARGV[12] .. new, created_ms, id)
 end
 local function sub_success()
   if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('HSET', KEYS[2], 'last_successful_use', now, 'publication_failures', '0')
   end
 end
-redis.call('HSET', KEYS[1], 'last_activity_at', now)
 if outcome == 'delivered' then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HSET', KEYS[1], 'delivered_at', now)
-  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', now, 'last_activity_at', now)
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_retry_at')
   move_to('delivered')
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   sub_success()
 elseif outcome == 'in_progress' then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  redis.call('HSET', KEYS[1], 'status', 'in_progress', 'last_activity_at', now)
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_retry_at')
   move_to('in_progress')
   redis.call('ZADD', KEYS[5], now, id)
   redis.call('EXPIRE', KEYS[1], ARGV[6])
   sub_success()
 elseif outcome == 'retry' or outcome == 'reschedule' then
-  if outcome == 'retry' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
   -- An empty error (a deferral for fairness) keeps the previous attempt's error.
-  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[8]) end
-  redis.call('HSET', KEYS[1], 'next_retry_at', ARGV[9])
+  if ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[1], 'last_error', ARGV[8], 'next_retry_at', ARGV[9], 'last_activity_at', now)
+  else
+    redis.call('HSET', KEYS[1], 'next_retry_at', ARGV[9], 'last_activity_at', now)
+  end
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
   redis.call('ZADD', KEYS[4], ARGV[10], ARGV[11])
   redis.call('EXPIRE', KEYS[1], ARGV[6])
 elseif outcome == 'failed' or outcome == 'abandoned' then
-  if outcome == 'failed' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-  redis.call('HSET', KEYS[1], 'last_error', ARGV[8])
-  redis.call('HDEL', KEYS[1], 'next_retry_at')
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'last_error', ARGV[8], 'last_activity_at', now)
+  redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'next_retry_at')
   move_to('failed')
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   if outcome == 'failed' and redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('HINCRBY', KEYS[2], 'publication_failures', 1)
   end
-else
-  return redis.error_reply('unknown outcome ' .. outcome)
 end
 ack()
 return outcome
