@@ -37,9 +37,7 @@ SCANNED = [ROOT / "deploy", ROOT / "k8s", ROOT / ".dockerignore"]
 
 # Names that deploy/ and k8s/ may use before the code that provides them lands. Each entry prints a notice
 # instead of failing, and a notice asking to remove it once the name exists. Keep this list short and dated.
-PENDING: dict[str, str] = {
-    "binary:cleanup": "the cleanup service (services/cleanup) is not a workspace member yet",
-}
+PENDING: dict[str, str] = {}
 
 # Stages of deploy/Dockerfile that are not services.
 NON_SERVICE_STAGES = {"build", "runtime"}
