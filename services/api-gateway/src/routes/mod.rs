@@ -11,6 +11,7 @@ pub mod addons;
 pub mod deliveries;
 pub mod events;
 pub mod health;
+pub mod openapi;
 pub mod subscriptions;
 pub mod webhook_deliveries;
 
@@ -87,7 +88,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-    .service(resource("/metrics", "GET").route(web::get().to(health::metrics)));
+    .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
+    .configure(openapi::configure);
 }
 
 /// The app's default service: no route matches the path.
