@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps run token build test fmt-check clippy unit e2e deploy-check bench clean-run
+.PHONY: help deps run token build test fmt-check clippy unit deploy-check openapi-check bench clean-run
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,7 +34,10 @@ unit: build ## Unit and integration tests (end-to-end tests included: they spawn
 deploy-check: ## Lint the Helm chart, Dockerfile and compose file
 	bash scripts/check-deploy.sh
 
-test: deps fmt-check clippy unit deploy-check ## Everything CI runs: fmt, clippy, every test, deploy checks
+openapi-check: ## Validate openapi/openapi.yaml (openapi-spec-validator, examples, conventions)
+	bash scripts/check-openapi.sh
+
+test: deps fmt-check clippy unit deploy-check openapi-check ## Everything CI runs: fmt, clippy, every test, deploy and OpenAPI checks
 	@echo "make test: all checks passed"
 
 bench: deps ## Throughput and latency benchmark (release build)
