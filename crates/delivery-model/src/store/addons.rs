@@ -8,10 +8,8 @@
 //!   test tooling can clear them), the duplicate check and the creation of the `addon.invoked` delivery with
 //!   the input-stream entry naming it. Nothing is recorded when a limit refuses the call.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use fred::prelude::*;
 use fred::types::Value;
 
 use super::{Page, Store, created_score, scripts, secs};
@@ -164,11 +162,8 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt record.
     pub async fn get_addon(&self, id: AddonId) -> Result<Option<Addon>> {
-        let h: HashMap<String, String> = self.pool().hgetall(self.keys().addon(id)).await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        Addon::from_hash(&h).map(Some)
+        self.read_hash(self.keys().addon(id), Addon::from_hash)
+            .await
     }
 
     /// Lists add-ons newest first; with `tm`, only those scoped to it or unscoped (TMI's filter).

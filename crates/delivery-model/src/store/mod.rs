@@ -396,11 +396,8 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt record.
     pub async fn get_subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>> {
-        let h: HashMap<String, String> = self.pool().hgetall(self.keys().subscription(id)).await?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        Subscription::from_hash(&h).map(Some)
+        self.read_hash(self.keys().subscription(id), Subscription::from_hash)
+            .await
     }
 
     async fn get_subscriptions(&self, ids: &[String]) -> Result<Vec<Subscription>> {
@@ -786,11 +783,21 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt record.
     pub async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>> {
-        let h: HashMap<String, String> = self.pool().hgetall(self.keys().delivery(id)).await?;
+        self.read_hash(self.keys().delivery(id), DeliveryRecord::from_hash)
+            .await
+    }
+
+    /// Reads a stored hash and decodes it; an empty reply means the key does not exist.
+    pub(crate) async fn read_hash<T>(
+        &self,
+        key: String,
+        decode: impl FnOnce(&HashMap<String, String>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let h: HashMap<String, String> = self.pool().hgetall(key).await?;
         if h.is_empty() {
             return Ok(None);
         }
-        DeliveryRecord::from_hash(&h).map(Some)
+        decode(&h).map(Some)
     }
 
     /// Lists deliveries oldest first (TMI's order), optionally of one subscription.
