@@ -1,0 +1,272 @@
+//! Idempotent writes for importing TMI's PostgreSQL tables (`hookline-migrate`, issue #7).
+//!
+//! Every write here is create-if-absent in one step (a script that checks the key first, or `HSETNX`), so an
+//! import can be re-run after a crash or on purpose and writes nothing the second time: each method says
+//! whether it created something ([`ImportWrite`]). Records keep TMI's ids.
+//!
+//! - Subscriptions keep their status and counters; an `active` one enters the match indexes in the same step,
+//!   a `pending_verification` one gets its challenge queued, as on creation.
+//! - Rows of TMI's legacy `webhook_deliveries` table become unified delivery records. A pending one is handed
+//!   to the worker in the same step ([`LegacyPlacement`]); a terminal one is stored with the TTL it has left.
+//! - TMI's URL deny list becomes the [`Keyspace::url_deny_list`](crate::keys::Keyspace::url_deny_list) hash,
+//!   which the api-gateway consults next to its configured patterns ([`Store::url_deny_list`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, created_score, scripts, secs};
+use crate::delivery::DeliveryRecord;
+use crate::error::{Error, Result};
+use crate::ids::{AddonId, DeliveryId, SubscriptionId};
+use crate::queue::{MESSAGE_FIELD, QueueMessage};
+use crate::subscription::{Subscription, SubscriptionStatus};
+use crate::time::Micros;
+
+/// What an import write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportWrite {
+    Created,
+    /// The id was there already; nothing was written.
+    Exists,
+}
+
+impl ImportWrite {
+    fn from_created(created: bool) -> Self {
+        if created {
+            ImportWrite::Created
+        } else {
+            ImportWrite::Exists
+        }
+    }
+}
+
+/// Where an imported delivery goes besides its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyPlacement {
+    /// Pending and due: appended to the queue now.
+    Enqueue,
+    /// Pending with its retry time ahead: on the schedule, due at `due_ms` (Unix ms).
+    Schedule { due_ms: i64 },
+    /// Terminal: stored only, expiring after `ttl` (what is left of its 7 days).
+    Keep { ttl: Duration },
+}
+
+/// How a deny-list pattern matches a URL (TMI's `pattern_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyPatternType {
+    Glob,
+    Regex,
+}
+
+impl DenyPatternType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyPatternType::Glob => "glob",
+            DenyPatternType::Regex => "regex",
+        }
+    }
+}
+
+impl std::str::FromStr for DenyPatternType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "glob" => Ok(DenyPatternType::Glob),
+            "regex" => Ok(DenyPatternType::Regex),
+            other => Err(Error::Decode(format!("unknown pattern_type {other:?}"))),
+        }
+    }
+}
+
+/// One row of TMI's `webhook_url_deny_list`: subscription URLs matching `pattern` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlDenyEntry {
+    /// TMI's row id (the hash field).
+    pub id: String,
+    pub pattern: String,
+    pub pattern_type: DenyPatternType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: Micros,
+}
+
+impl Store {
+    /// Imports a subscription as it is (id, status, secret, challenge state, counters, pinned flag), only if
+    /// absent, with every index its status implies, in one step: an `active` one is matched by events at once,
+    /// a `pending_verification` one gets its challenge queued.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn import_subscription(&self, sub: &Subscription) -> Result<ImportWrite> {
+        let k = self.keys();
+        let challenge = if sub.status == SubscriptionStatus::PendingVerification {
+            QueueMessage::ChallengeV1 {
+                subscription_id: sub.id,
+            }
+            .encode()
+        } else {
+            String::new()
+        };
+        let mut keys = vec![
+            k.subscription(sub.id),
+            k.subscriptions_all(),
+            k.subscriptions_by_owner(&sub.owner_id),
+            k.subscriptions_by_status(sub.status),
+            k.queue_stream(),
+        ];
+        if let Some(tm) = &sub.threat_model_id {
+            keys.push(k.subscriptions_by_threat_model(tm));
+        }
+        let mut args = vec![
+            sub.id.to_string(),
+            created_score(sub.created_at),
+            MESSAGE_FIELD.to_owned(),
+            if sub.threat_model_id.is_some() {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
+            challenge,
+            if sub.status == SubscriptionStatus::Active {
+                k.subscriptions_by_event_prefix()
+            } else {
+                String::new()
+            },
+            sub.events.len().to_string(),
+        ];
+        args.extend(sub.events.iter().cloned());
+        for (f, v) in sub.to_fields() {
+            args.push(f.to_owned());
+            args.push(v);
+        }
+        let created: i64 = scripts::IMPORT_SUBSCRIPTION
+            .run(self.pool(), keys, args)
+            .await?;
+        Ok(ImportWrite::from_created(created == 1))
+    }
+
+    /// Imports a legacy delivery row as a record with its indexes, only if absent, and places it (queue,
+    /// schedule, or nowhere for a terminal one) in the same step. A scheduled record lives until its due time
+    /// plus the active TTL, so it cannot expire before the worker sees it.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn import_delivery(
+        &self,
+        record: &DeliveryRecord,
+        placement: LegacyPlacement,
+        now: Micros,
+    ) -> Result<ImportWrite> {
+        let k = self.keys();
+        let (mode, ttl, due) = match placement {
+            LegacyPlacement::Enqueue => ("queue", self.inner.active_ttl_secs, String::new()),
+            LegacyPlacement::Schedule { due_ms } => {
+                let ahead_secs = (due_ms.saturating_sub(now / 1000) / 1000).max(0);
+                (
+                    "schedule",
+                    self.inner.active_ttl_secs.saturating_add(ahead_secs),
+                    due_ms.to_string(),
+                )
+            }
+            LegacyPlacement::Keep { ttl } => ("keep", secs(ttl), String::new()),
+        };
+        let mut keys = vec![k.delivery(record.id), k.queue_stream(), k.scheduled()];
+        keys.extend(self.record_index_keys(record));
+        let fields = record.to_fields();
+        let mut args = vec![
+            ttl.to_string(),
+            created_score(record.created_at),
+            record.id.to_string(),
+            fields.len().to_string(),
+        ];
+        for (f, v) in fields {
+            args.push(f.to_owned());
+            args.push(v);
+        }
+        args.push(mode.to_owned());
+        args.push(MESSAGE_FIELD.to_owned());
+        args.push(
+            QueueMessage::DeliveryV1 {
+                delivery_id: record.id,
+            }
+            .encode(),
+        );
+        args.push(due);
+        let created: i64 = scripts::IMPORT_DELIVERY
+            .run(self.pool(), keys, args)
+            .await?;
+        Ok(ImportWrite::from_created(created == 1))
+    }
+
+    /// Adds a deny-list entry under its TMI id unless that id is there already (`HSETNX`).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn import_url_deny_entry(&self, entry: &UrlDenyEntry) -> Result<ImportWrite> {
+        let created: bool = self
+            .pool()
+            .hsetnx(
+                self.keys().url_deny_list(),
+                &entry.id,
+                serde_json::to_string(entry)?,
+            )
+            .await?;
+        Ok(ImportWrite::from_created(created))
+    }
+
+    /// Every imported deny-list entry (the api-gateway refuses subscription URLs matching any of them, on top
+    /// of `[subscriptions] deny_globs` / `deny_regexes`). A corrupt entry is an error, not skipped: a deny
+    /// list that silently shrinks would let refused URLs through.
+    ///
+    /// # Errors
+    /// Redis failure or an entry that does not decode.
+    pub async fn url_deny_list(&self) -> Result<Vec<UrlDenyEntry>> {
+        let h: HashMap<String, String> = self.pool().hgetall(self.keys().url_deny_list()).await?;
+        let mut entries = h
+            .values()
+            .map(|v| serde_json::from_str::<UrlDenyEntry>(v).map_err(Error::from))
+            .collect::<Result<Vec<_>>>()?;
+        entries.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(entries)
+    }
+
+    /// Whether deny-list entry `id` has been imported.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn url_deny_entry_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.pool().hexists(self.keys().url_deny_list(), id).await?)
+    }
+
+    /// Whether subscription `id` exists (without decoding it).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn subscription_exists(&self, id: SubscriptionId) -> Result<bool> {
+        let n: i64 = self.pool().exists(self.keys().subscription(id)).await?;
+        Ok(n == 1)
+    }
+
+    /// Whether add-on `id` exists (without decoding it).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn addon_exists(&self, id: AddonId) -> Result<bool> {
+        let n: i64 = self.pool().exists(self.keys().addon(id)).await?;
+        Ok(n == 1)
+    }
+
+    /// Whether delivery record `id` exists (it may have expired since it was written).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn delivery_exists(&self, id: DeliveryId) -> Result<bool> {
+        let n: i64 = self.pool().exists(self.keys().delivery(id)).await?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,22 @@
+-- Imports one row of TMI's legacy `webhook_deliveries` table as a delivery record with its indexes, only if
+-- absent (a re-run writes nothing), and hands pending work to the worker in the same step: enqueued when
+-- due, on the schedule when its retry time is still ahead; terminal records are only stored.
+-- KEYS[1] delivery hash, KEYS[2] queue stream, KEYS[3] schedule zset, KEYS[4..] zset indexes (score = created ms)
+-- ARGV[1] TTL (s), ARGV[2] score, ARGV[3] id, ARGV[4] number of record field/value pairs (n),
+-- ARGV[5 .. 4+2n] record pairs, then: placement ('queue' | 'schedule' | 'keep'), queue message field,
+-- queue message, due time (ms, for 'schedule')
+-- Returns 1 when created, 0 when the id exists already.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = tonumber(ARGV[4])
+local fields = {}
+for i = 5, 4 + 2 * n do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+local placement = ARGV[5 + 2 * n]
+if placement == 'queue' then
+  redis.call('XADD', KEYS[2], '*', ARGV[6 + 2 * n], ARGV[7 + 2 * n])
+elseif placement == 'schedule' then
+  redis.call('ZADD', KEYS[3], ARGV[8 + 2 * n], ARGV[7 + 2 * n])
+end
+return 1
