@@ -276,6 +276,18 @@ impl Keyspace {
     }
 }
 
+// ---- import from TMI's PostgreSQL (issue #7) --------------------------------------------------------------
+
+impl Keyspace {
+    /// HASH: TMI's `webhook_url_deny_list` rows; field = row id, value = the entry as JSON (`pattern`,
+    /// `pattern_type` `glob`/`regex`, `description`, `created_at` µs). Written by `hookline-migrate` (HSETNX, so
+    /// a re-run changes nothing); read by the api-gateway's URL policy on top of `[subscriptions] deny_*`.
+    /// No TTL.
+    pub fn url_deny_list(&self) -> String {
+        self.k("webhook:url_deny_list")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

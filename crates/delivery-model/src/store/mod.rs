@@ -24,6 +24,7 @@ pub mod addons;
 pub mod callbacks;
 pub mod cleanup;
 pub mod delivery_queries;
+pub mod import;
 mod scripts;
 mod streams;
 

@@ -73,3 +73,5 @@ script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
+script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
+script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
