@@ -276,6 +276,43 @@ impl Keyspace {
     }
 }
 
+// ---- quotas (issue #6) ----------------------------------------------------------------------------------
+
+impl Keyspace {
+    /// HASH: one owner's webhook quota override ([`crate::quota::field`]). No TTL: deleted by
+    /// `DELETE /admin/quotas/webhooks/{user_id}`.
+    pub fn webhook_quota(&self, owner: &str) -> String {
+        self.k(format_args!("webhook:quota:{owner}"))
+    }
+
+    /// ZSET: owners with a webhook quota override; score = the override's created_at ms.
+    pub fn webhook_quotas(&self) -> String {
+        self.k("webhook:quotas")
+    }
+
+    /// HASH: one invoker's add-on invocation quota override ([`crate::quota::field`]). No TTL.
+    pub fn addon_quota(&self, owner: &str) -> String {
+        self.k(format_args!("addon:quota:{owner}"))
+    }
+
+    /// ZSET: owners with an add-on quota override; score = the override's created_at ms.
+    pub fn addon_quotas(&self) -> String {
+        self.k("addon:quotas")
+    }
+
+    /// ZSET (TMI's key): one owner's successful subscription creates in the last minute; member
+    /// `<unix>:<unixnano>`, score = unix seconds. Expires 120 s after the last create.
+    pub fn subscription_rate_minute(&self, owner: &str) -> String {
+        self.k(format_args!("webhook:ratelimit:sub:minute:{owner}"))
+    }
+
+    /// ZSET (TMI's key): as [`subscription_rate_minute`](Self::subscription_rate_minute) over the last day.
+    /// Expires a day and a minute after the last create.
+    pub fn subscription_rate_day(&self, owner: &str) -> String {
+        self.k(format_args!("webhook:ratelimit:sub:day:{owner}"))
+    }
+}
+
 // ---- import from TMI's PostgreSQL (issue #7) --------------------------------------------------------------
 
 impl Keyspace {
@@ -298,6 +335,12 @@ mod tests {
         let id: DeliveryId = DeliveryId::new_v7();
         assert_eq!(k.delivery(id), format!("webhook:delivery:{id}"));
         assert_eq!(k.events_stream(), "tmi:events");
+        assert_eq!(
+            k.subscription_rate_minute("u"),
+            "webhook:ratelimit:sub:minute:u"
+        );
+        assert_eq!(k.subscription_rate_day("u"), "webhook:ratelimit:sub:day:u");
+        assert_eq!(k.addon_quota("u"), "addon:quota:u");
         assert_eq!(
             k.subscriptions_by_event("*"),
             "webhook:subscriptions:event:*"

@@ -13,6 +13,7 @@
 //! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
 //! - [`signing`]: HMAC-SHA256 signatures (`sha256=<hex>`) and their constant-time verification.
 //! - [`store`]: the single Redis access layer (typed methods over fred, multi-key changes as Lua scripts).
+//! - [`quota`]: per-owner quota overrides (subscriptions, add-on invocations) and their defaults' shape.
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
@@ -23,6 +24,7 @@ pub mod event;
 pub mod ids;
 pub mod keys;
 pub mod queue;
+pub mod quota;
 pub mod signing;
 pub mod store;
 pub mod subscription;

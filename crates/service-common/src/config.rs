@@ -59,6 +59,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub addons: AddonSettings,
     pub cleanup: CleanupSettings,
+    pub quotas: QuotaSettings,
 }
 
 /// `[redis]`
@@ -250,6 +251,21 @@ pub struct AddonSettings {
     /// A repeat of the same add-on by the same user within this window is refused as a duplicate (TMI: 5),
     /// seconds.
     pub dedup_window_secs: u64,
+}
+
+/// `[quotas]`: default per-owner webhook quotas (TMI's `webhook_quotas` defaults), used for owners without an
+/// override (`PUT /admin/quotas/webhooks/{user_id}`). Add-on invocation defaults are `[addons]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Subscriptions per owner, in any status (TMI: 10).
+    pub max_subscriptions: u32,
+    /// Shown by the quota endpoints; not enforced, as in TMI (TMI: 12).
+    pub max_events_per_minute: u32,
+    /// Successful subscription creates per owner in any sliding minute (TMI: 10).
+    pub max_subscription_requests_per_minute: u32,
+    /// Successful subscription creates per owner in any sliding day (TMI: 20).
+    pub max_subscription_requests_per_day: u32,
 }
 
 /// The replica's stable consumer name: the configured one, else `$HOSTNAME` (the pod name in Kubernetes),
@@ -493,6 +509,33 @@ impl Settings {
         }
         if self.addons.dedup_window_secs == 0 {
             return Err(invalid("addons.dedup_window_secs", "must be positive"));
+        }
+        // TMI's admin bounds for a quota override apply to the defaults too.
+        for (key, value, max) in [
+            (
+                "quotas.max_subscriptions",
+                self.quotas.max_subscriptions,
+                100,
+            ),
+            (
+                "quotas.max_events_per_minute",
+                self.quotas.max_events_per_minute,
+                1000,
+            ),
+            (
+                "quotas.max_subscription_requests_per_minute",
+                self.quotas.max_subscription_requests_per_minute,
+                100,
+            ),
+            (
+                "quotas.max_subscription_requests_per_day",
+                self.quotas.max_subscription_requests_per_day,
+                10_000,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(key, format!("must be between 1 and {max}")));
+            }
         }
         Ok(self)
     }

@@ -25,6 +25,7 @@ pub mod callbacks;
 pub mod cleanup;
 pub mod delivery_queries;
 pub mod import;
+pub mod quotas;
 mod scripts;
 mod streams;
 

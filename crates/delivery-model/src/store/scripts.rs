@@ -73,5 +73,11 @@ script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
+script!(PUT_QUOTA, "lua/put_quota.lua");
+script!(DELETE_QUOTA, "lua/delete_quota.lua");
+script!(
+    CREATE_SUBSCRIPTION_QUOTA,
+    "lua/create_subscription_quota.lua"
+);
 script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
 script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
