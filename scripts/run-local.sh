@@ -47,6 +47,7 @@ Hookline is running.
   API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz, metrics: /metrics)
   event-consumer http://127.0.0.1:9091/metrics
   delivery-worker http://127.0.0.1:9092/metrics
+  cleanup        http://127.0.0.1:9093/metrics
   Redis          $HOOKLINE__REDIS__URL
   Admin token    make token      (or: target/debug/api-gateway dev-token --admin)
 Press Ctrl-C to stop.
