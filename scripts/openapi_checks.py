@@ -36,10 +36,13 @@ TMI_OPERATIONS = {
     ("post", "/addons"), ("get", "/addons"), ("get", "/addons/{id}"), ("delete", "/addons/{id}"),
     ("post", "/addons/{id}/invoke"),
     ("get", "/webhook-deliveries/{delivery_id}"), ("post", "/webhook-deliveries/{delivery_id}/status"),
+    ("get", "/admin/quotas/webhooks"), ("get", "/admin/quotas/webhooks/{user_id}"),
+    ("put", "/admin/quotas/webhooks/{user_id}"), ("delete", "/admin/quotas/webhooks/{user_id}"),
+    ("get", "/admin/quotas/addons"), ("get", "/admin/quotas/addons/{user_id}"),
+    ("put", "/admin/quotas/addons/{user_id}"), ("delete", "/admin/quotas/addons/{user_id}"),
 }
-# TMI paths Hookline does not serve yet (admin quotas: issue #6).
-TMI_NOT_YET = {"/admin/quotas/webhooks", "/admin/quotas/webhooks/{user_id}", "/admin/quotas/addons",
-               "/admin/quotas/addons/{user_id}"}
+# TMI paths Hookline does not serve (none since the admin quotas, issue #6).
+TMI_NOT_YET = set()
 # Query parameters Hookline adds to TMI's operations.
 ADDED_PARAMETERS = {("get", "/admin/webhooks/deliveries"): {"status", "event_type", "addon_id", "created_after",
                                                            "created_before"}}

@@ -37,7 +37,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use delivery_model::store::Store;
 use delivery_model::store::addons::InvocationLimits;
-use service_common::config::Settings;
+use service_common::config::{QuotaSettings, Settings};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
@@ -55,8 +55,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The scope that lets a non-admin caller use `POST /events`.
     pub events_scope: String,
-    /// Per-invoker limits of `POST /addons/{id}/invoke` (`[addons]`).
+    /// Per-invoker limits of `POST /addons/{id}/invoke` (`[addons]`), unless the invoker has an override.
     pub addon_limits: InvocationLimits,
+    /// Per-owner webhook quotas (`[quotas]`), unless the owner has an override.
+    pub quota_defaults: QuotaSettings,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
                 max_per_hour: settings.addons.max_invocations_per_hour,
                 dedup_window: Duration::from_secs(settings.addons.dedup_window_secs),
             },
+            quota_defaults: settings.quotas.clone(),
         })
     }
 }

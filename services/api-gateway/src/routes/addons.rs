@@ -450,7 +450,13 @@ pub async fn invoke_addon(
         payload,
         delivery_id: Some(record.id),
     };
-    let limits = state.addon_limits;
+    // An administrator's override for this invoker (`PUT /admin/quotas/addons/{user_id}`) replaces the
+    // `[addons]` defaults; the dedup window is not part of TMI's quota.
+    let mut limits = state.addon_limits;
+    if let Some(q) = state.store.get_addon_quota(&caller.id).await? {
+        limits.max_active = q.max_active_invocations;
+        limits.max_per_hour = q.max_invocations_per_hour;
+    }
     let outcome = state
         .store
         .invoke_addon(

@@ -5,13 +5,15 @@
 //! default service, a JSON 404 ([`not_found`]).
 //!
 //! One file per resource: [`subscriptions`], [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
-//! [`webhook_deliveries`] (receivers' status reads and callbacks), [`events`], [`health`].
+//! [`webhook_deliveries`] (receivers' status reads and callbacks), [`quotas`] (admin quota overrides and the
+//! subscription-create quota), [`events`], [`health`].
 
 pub mod addons;
 pub mod deliveries;
 pub mod events;
 pub mod health;
 pub mod openapi;
+pub mod quotas;
 pub mod subscriptions;
 pub mod webhook_deliveries;
 
@@ -84,6 +86,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/webhook-deliveries/{delivery_id}/status", "POST")
             .route(web::post().to(webhook_deliveries::update_delivery_status)),
+    )
+    .service(
+        resource("/admin/quotas/webhooks", "GET").route(web::get().to(quotas::list_webhook_quotas)),
+    )
+    .service(
+        resource("/admin/quotas/webhooks/{user_id}", "GET, PUT, DELETE")
+            .route(web::get().to(quotas::get_webhook_quota))
+            .route(web::put().to(quotas::put_webhook_quota))
+            .route(web::delete().to(quotas::delete_webhook_quota)),
+    )
+    .service(
+        resource("/admin/quotas/addons", "GET").route(web::get().to(quotas::list_addon_quotas)),
+    )
+    .service(
+        resource("/admin/quotas/addons/{user_id}", "GET, PUT, DELETE")
+            .route(web::get().to(quotas::get_addon_quota))
+            .route(web::put().to(quotas::put_addon_quota))
+            .route(web::delete().to(quotas::delete_addon_quota)),
     )
     .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))

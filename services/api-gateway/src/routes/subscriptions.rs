@@ -3,7 +3,8 @@
 //! A create runs TMI's three layers in order: the input schema ([`SubscriptionInput::validate`]), then the
 //! handler checks and the URL policy ([`crate::url_policy`]). The new subscription awaits verification;
 //! the store enqueues its first challenge in the same step, so the delivery-worker sends it at once.
-//! The secret is shown only in the 201 answer of the create.
+//! The secret is shown only in the 201 answer of the create. Creates are subject to the owner's quota
+//! ([`crate::routes::quotas`]): subscription count, successful creates per minute and per day.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -19,7 +20,8 @@ use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJsonBody, WebhookIdPath, parse_uuid};
-use crate::routes::ListQuery;
+use crate::routes::{ListQuery, quotas};
+use delivery_model::store::quotas::QuotaCreate;
 
 /// Shown instead of the URL of operator-pinned subscriptions.
 pub const PINNED_URL: &str = "(operator-pinned)";
@@ -202,16 +204,30 @@ pub async fn create_subscription(
         publication_failures: 0,
         operator_pinned: false,
     };
-    if !state.store.create_subscription(&sub).await? {
-        // A fresh v4 id cannot exist already unless the random source is broken.
-        return Err(ApiError::Internal(format!(
-            "subscription id {} already exists",
-            sub.id
-        )));
+    // The quota is checked after the body (unlike TMI), so that only creates that happen use it up; the
+    // check, the create and the window entries are one script.
+    let limits = quotas::subscription_limits(&state, &sub.owner_id).await?;
+    let outcome = state
+        .store
+        .create_subscription_within_quota(&sub, &limits, now)
+        .await?;
+    if let Some(refused) = quotas::refusal(&outcome, &limits, now) {
+        tracing::info!(owner.id = %sub.owner_id, outcome = ?outcome, "subscription create refused by quota");
+        return Ok(refused);
     }
+    let QuotaCreate::Created { minute } = outcome else {
+        return Err(ApiError::Internal(format!(
+            "unexpected quota outcome {outcome:?}"
+        )));
+    };
     state.metrics.subscriptions_created.inc();
     tracing::info!(subscription.id = %sub.id, owner.id = %sub.owner_id, "subscription created");
-    Ok(HttpResponse::Created().json(SubscriptionView::new(&sub, true)))
+    Ok(quotas::with_rate_headers(
+        HttpResponse::Created().json(SubscriptionView::new(&sub, true)),
+        &limits,
+        &minute,
+        now,
+    ))
 }
 
 /// `GET /admin/webhooks/subscriptions`
