@@ -59,6 +59,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub addons: AddonSettings,
     pub cleanup: CleanupSettings,
+    pub migrate: MigrateSettings,
     pub quotas: QuotaSettings,
 }
 
@@ -266,6 +267,15 @@ pub struct QuotaSettings {
     pub max_subscription_requests_per_minute: u32,
     /// Successful subscription creates per owner in any sliding day (TMI: 20).
     pub max_subscription_requests_per_day: u32,
+}
+
+/// `[migrate]`: `hookline-migrate`, the one-shot import of TMI's PostgreSQL tables (docs/migration.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateSettings {
+    /// TMI's PostgreSQL database: `postgres://user:password@host:5432/tmi` or a `key=value` connection string.
+    /// Empty means not configured; `hookline-migrate --postgres-url` overrides it. Other services ignore it.
+    pub postgres_url: String,
 }
 
 /// The replica's stable consumer name: the configured one, else `$HOSTNAME` (the pod name in Kubernetes),
@@ -536,6 +546,17 @@ impl Settings {
             if !(1..=max).contains(&value) {
                 return Err(invalid(key, format!("must be between 1 and {max}")));
             }
+        }
+        let pg = self.migrate.postgres_url.trim();
+        let pg_ok = pg.is_empty()
+            || pg.starts_with("postgres://")
+            || pg.starts_with("postgresql://")
+            || pg.contains('=');
+        if !pg_ok {
+            return Err(invalid(
+                "migrate.postgres_url",
+                "must be a postgres:// or postgresql:// URL or a key=value connection string",
+            ));
         }
         Ok(self)
     }
