@@ -8,9 +8,11 @@
 //! - [`service`]: the real service binaries as child processes (cleared environment, port 0, JSON logs read
 //!   for the `listening` address), with SIGTERM, `kill -9` and restart; killed on drop.
 //! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
+//! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 
 pub mod auth;
 pub mod http;
+pub mod postgres;
 pub mod receiver;
 pub mod redis;
 pub mod service;

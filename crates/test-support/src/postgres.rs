@@ -1,0 +1,247 @@
+//! A private PostgreSQL server per test (for `hookline-migrate`'s tests against TMI's tables).
+//!
+//! The server binaries of Debian's `postgresql` package live in `/usr/lib/postgresql/<version>/bin`, not on
+//! `PATH`; the newest version there is used (or the directory named by `HOOKLINE_PG_BIN`). `initdb` and the
+//! server refuse to run as root, so as root both run as the `postgres` OS user (`runuser -u postgres --`) on a
+//! temporary directory handed to that user. The server listens on a free loopback port and a socket in that
+//! directory, with `fsync` off (test data), trusts local connections, and is stopped (`pg_ctl stop -m
+//! immediate`) and its directory removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::redis::{free_port, wait_for_port};
+
+/// Environment variable naming the directory holding `initdb`, `pg_ctl` and `psql` (optional).
+pub const PG_BIN_ENV: &str = "HOOKLINE_PG_BIN";
+/// The OS user the server runs as when the tests run as root.
+const PG_OS_USER: &str = "postgres";
+/// The database role and database the tests use.
+pub const PG_USER: &str = "postgres";
+
+/// A running PostgreSQL server. Stopped and removed on drop.
+pub struct PostgresServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// Whether commands run as [`PG_OS_USER`] (the tests run as root).
+    as_postgres: bool,
+    running: bool,
+}
+
+/// The directory holding PostgreSQL's server binaries: `$HOOKLINE_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin` with an `initdb`.
+///
+/// # Panics
+/// When none is found (`make test` installs the `postgresql` package).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(PG_BIN_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "no PostgreSQL server found in /usr/lib/postgresql/*/bin (install the `postgresql` package: \
+             `make deps` does) or set {PG_BIN_ENV}"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl PostgresServer {
+    /// Creates a cluster in a temporary directory, starts it on a free loopback port and waits until it
+    /// accepts connections.
+    ///
+    /// # Panics
+    /// When PostgreSQL is not installed, or `initdb` or the server fails (its output is in the message).
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        #[expect(clippy::expect_used, reason = "test harness")]
+        let dir = tempfile::tempdir().expect("tempdir");
+        let as_postgres = is_root();
+        let mut server = Self {
+            bin,
+            dir,
+            port: free_port(),
+            as_postgres,
+            running: false,
+        };
+        if as_postgres {
+            // The directory is root's 0700 temp dir: hand it to the server's user.
+            let chown = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{PG_OS_USER}:"))
+                .arg(server.dir.path())
+                .status();
+            assert!(
+                chown.is_ok_and(|s| s.success()),
+                "chown the server directory to {PG_OS_USER}"
+            );
+        }
+        let data = server.data_dir().display().to_string();
+        let initdb = server.bin.join("initdb").display().to_string();
+        server.checked(
+            &initdb,
+            &[
+                "-D".into(),
+                data.clone(),
+                "-U".into(),
+                PG_USER.into(),
+                "-A".into(),
+                "trust".into(),
+                "-E".into(),
+                "UTF8".into(),
+                "--locale=C".into(),
+                "--no-sync".into(),
+            ],
+        );
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
+            server.port,
+            server.dir.path().display()
+        );
+        let pg_ctl = server.bin.join("pg_ctl").display().to_string();
+        let log = server.dir.path().join("server.log").display().to_string();
+        server.checked(
+            &pg_ctl,
+            &[
+                "-D".into(),
+                data,
+                "-l".into(),
+                log,
+                "-o".into(),
+                options,
+                "-w".into(),
+                "-t".into(),
+                "30".into(),
+                "start".into(),
+            ],
+        );
+        server.running = true;
+        wait_for_port(server.port, Duration::from_secs(10));
+        server
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `program args…`, as the server's OS user when running as root.
+    fn command(&self, program: &str, args: &[String]) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", PG_OS_USER, "--", program]);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn checked(&self, program: &str, args: &[String]) -> Output {
+        let out = self
+            .command(program, args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        if !out.status.success() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            panic!(
+                "{program} {args:?} failed ({}):\n{}\n{}\nserver log:\n{log}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust authentication: no password).
+    pub fn url(&self) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{PG_USER}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `sql` with `psql` (stopping at the first error) and returns its unaligned, tuples-only output.
+    ///
+    /// # Panics
+    /// When `psql` fails (its output is in the message).
+    pub fn psql(&self, sql: &str) -> String {
+        let psql = self.bin.join("psql").display().to_string();
+        let out = self.checked(
+            &psql,
+            &[
+                "-X".into(),
+                "-q".into(),
+                "-A".into(),
+                "-t".into(),
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-d".into(),
+                self.url(),
+                "-c".into(),
+                sql.into(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Stops the server at once (no checkpoint: the data is thrown away).
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let data = self.data_dir().display().to_string();
+        let _ = self
+            .command(
+                &pg_ctl,
+                &[
+                    "-D".into(),
+                    data,
+                    "-m".into(),
+                    "immediate".into(),
+                    "-w".into(),
+                    "stop".into(),
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
