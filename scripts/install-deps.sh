@@ -6,6 +6,9 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+# PostgreSQL for hookline-migrate's tests (TMI's database): the server binaries live in
+# /usr/lib/postgresql/<version>/bin, not on PATH. The tests start their own server there.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null 2>&1 || need+=(postgresql)
 if [ "${HOOKLINE_BENCH:-}" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi

@@ -1,0 +1,19 @@
+//! `hookline-migrate`: imports TMI's PostgreSQL webhook tables into Hookline's Redis, once, through
+//! `delivery-model` (docs/migration.md has the operator's steps).
+//!
+//! - [`source`]: the `SELECT`s over TMI's tables (typed casts, timestamps as microseconds).
+//! - [`convert`]: each row turned into Hookline's record, or the reason it cannot be.
+//! - [`import`]: the run over every table in dependency order, create-if-absent writes, dry run.
+//! - [`drop_legacy`]: dropping `webhook_deliveries` once every row is in Redis or too old, checked under a
+//!   table lock in the transaction that drops it.
+//! - [`report`]: per-table counts and the invalid rows, as printed.
+//! - [`error`]: the failures that stop a run.
+
+pub mod convert;
+pub mod drop_legacy;
+pub mod error;
+pub mod import;
+pub mod report;
+pub mod source;
+
+pub use error::{Error, Result};

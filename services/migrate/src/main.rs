@@ -1,0 +1,117 @@
+//! `hookline-migrate`: imports TMI's PostgreSQL webhook tables into Hookline's Redis (or, with
+//! `--drop-legacy`, drops TMI's legacy `webhook_deliveries` table once everything in it is imported).
+//!
+//! Exit status: 0 when everything was imported (or skipped) and any drop done; 2 when rows were invalid
+//! (named in the summary); 3 when `--drop-legacy` refused; 1 on any other failure.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use migrate::drop_legacy::{DropOutcome, drop_legacy};
+use migrate::import::{self, ImportOptions};
+use service_common::startup;
+
+const SERVICE: &str = "hookline-migrate";
+/// Some rows could not be imported.
+const EXIT_INVALID: u8 = 2;
+/// `--drop-legacy` found rows that are not in Redis.
+const EXIT_REFUSED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = SERVICE,
+    version,
+    about = "Import TMI's PostgreSQL webhook tables into Hookline's Redis (see docs/migration.md)"
+)]
+struct Args {
+    /// TMI's database (overrides `[migrate] postgres_url` / HOOKLINE__MIGRATE__POSTGRES_URL).
+    #[arg(long, value_name = "URL")]
+    postgres_url: Option<String>,
+    /// Print what would be imported (or dropped), per table, and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import nothing; drop `webhook_deliveries` if every row is in Redis or older than the terminal TTL.
+    #[arg(long)]
+    drop_legacy: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let (settings, _telemetry) = startup::init(SERVICE)?;
+    let url = args
+        .postgres_url
+        .clone()
+        .unwrap_or_else(|| settings.migrate.postgres_url.clone());
+    if url.trim().is_empty() {
+        anyhow::bail!(
+            "no PostgreSQL database given: pass --postgres-url or set [migrate] postgres_url \
+             (HOOKLINE__MIGRATE__POSTGRES_URL)"
+        );
+    }
+    // TMI's database is reached inside the cluster, as TMI reaches it; TLS to it is not supported yet.
+    let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let connection = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "PostgreSQL connection failed");
+        }
+    });
+    let store = service_common::redis::connect(&settings)
+        .await
+        .context("connecting to Redis")?;
+    let terminal_ttl = Duration::from_secs(settings.delivery.terminal_ttl_secs);
+    let now = delivery_model::time::now_micros();
+
+    let code = if args.drop_legacy {
+        let outcome = drop_legacy(&mut db, &store, now, terminal_ttl, args.dry_run)
+            .await
+            .context("dropping webhook_deliveries")?;
+        match outcome {
+            DropOutcome::Dropped { rows } => {
+                println!("webhook_deliveries: dropped ({rows} rows, each in Redis or too old)");
+                ExitCode::SUCCESS
+            }
+            DropOutcome::WouldDrop { rows } => {
+                println!(
+                    "dry run: webhook_deliveries would be dropped ({rows} rows, each in Redis or too old)"
+                );
+                ExitCode::SUCCESS
+            }
+            DropOutcome::Absent => {
+                println!("webhook_deliveries: table absent, nothing to drop");
+                ExitCode::SUCCESS
+            }
+            DropOutcome::Refused { missing } => {
+                println!(
+                    "webhook_deliveries: NOT dropped: {} row(s) neither in Redis nor older than the terminal TTL:",
+                    missing.len()
+                );
+                for m in &missing {
+                    println!("  {} id={}: {}", m.table, m.id, m.reason);
+                }
+                ExitCode::from(EXIT_REFUSED)
+            }
+        }
+    } else {
+        let opts = ImportOptions {
+            dry_run: args.dry_run,
+            now,
+            terminal_ttl,
+        };
+        let report = import::run(&db, &store, &opts).await.context("importing")?;
+        print!("{}", report.render());
+        if report.invalid().next().is_some() {
+            ExitCode::from(EXIT_INVALID)
+        } else {
+            ExitCode::SUCCESS
+        }
+    };
+    drop(db);
+    let _ = connection.await;
+    store.quit().await;
+    Ok(code)
+}
