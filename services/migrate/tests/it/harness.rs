@@ -151,7 +151,7 @@ pub fn fill(pg: &PostgresServer, receiver: &str) {
          INSERT INTO addon_invocation_quotas VALUES ('{OWNER}', 2, 20, {c}, {c});
          INSERT INTO webhook_url_deny_list VALUES
            ('d0000000-0000-4000-8000-000000000001', '*.internal.example.com', 'glob', 'internal hosts', {c}),
-           ('d0000000-0000-4000-8000-000000000002', '^https?://10\\.', 'regex', NULL, {c}),
+           ('d0000000-0000-4000-8000-000000000002', '^10\\.', 'regex', NULL, {c}),
            ('d0000000-0000-4000-8000-000000000003', '*.corp', 'wildcard', 'unknown type', {c})",
         c = ago("10 days"),
     ));

@@ -174,7 +174,7 @@ async fn imports_tmi_tables_serves_and_delivers_them_and_reruns_change_nothing()
     let deny = w.store.url_deny_list().await.unwrap();
     assert_eq!(
         deny.iter().map(|d| d.pattern.as_str()).collect::<Vec<_>>(),
-        ["*.internal.example.com", "^https?://10\\."]
+        ["*.internal.example.com", "^10\\."]
     );
     let quota = w.store.get_webhook_quota(OWNER).await.unwrap().unwrap();
     assert_eq!(quota.max_subscriptions, 5);
