@@ -9,6 +9,7 @@ mod auth;
 mod deliveries;
 mod events;
 mod health;
+mod input_rules;
 mod quotas;
 mod routing;
 mod subscriptions;
