@@ -7,5 +7,6 @@ mod callbacks;
 mod cleanup;
 mod harness;
 mod pipeline;
+mod quotas;
 mod resilience;
 mod worker;
