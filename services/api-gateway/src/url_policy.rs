@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+use delivery_model::store::import::{DenyPatternType, UrlDenyEntry};
 use regex::Regex;
 use url::{Host, Url};
 
@@ -87,6 +88,16 @@ impl UrlPolicy {
     /// # Errors
     /// [`UrlRejection`] with TMI's reason.
     pub fn validate(&self, raw: &str) -> Result<(), UrlRejection> {
+        self.validate_with(raw, &[])
+    }
+
+    /// [`validate`](Self::validate), then the deny list imported from TMI's `webhook_url_deny_list`
+    /// (`webhook:url_deny_list`, read per create so an import applies at once). An imported entry's own
+    /// description is the reason shown, as in TMI; a pattern that does not compile is skipped, as above.
+    ///
+    /// # Errors
+    /// [`UrlRejection`] with TMI's reason.
+    pub fn validate_with(&self, raw: &str, imported: &[UrlDenyEntry]) -> Result<(), UrlRejection> {
         let prefix_len = self.check_scheme(raw)?;
         check_authority(raw.get(prefix_len..).unwrap_or_default())?;
         let url = Url::parse(raw).map_err(|e| match e {
@@ -104,7 +115,28 @@ impl UrlPolicy {
             return Err(reject("URL must contain a valid hostname"));
         }
         validate_hostname(&host).map_err(|e| reject(format!("invalid hostname: {e}")))?;
-        self.check_deny_list(&host.to_lowercase())
+        let host = host.to_lowercase();
+        self.check_deny_list(&host)?;
+        for entry in imported {
+            let hit = match entry.pattern_type {
+                DenyPatternType::Glob => glob::Pattern::new(&entry.pattern.to_lowercase())
+                    .is_ok_and(|g| g.matches(&host)),
+                DenyPatternType::Regex => {
+                    Regex::new(&entry.pattern).is_ok_and(|r| r.is_match(&host))
+                }
+            };
+            if hit {
+                let why = entry
+                    .description
+                    .as_deref()
+                    .unwrap_or(DEFAULT_DENY_DESCRIPTION);
+                return Err(reject(format!(
+                    "URL blocked: {why} (pattern: {})",
+                    entry.pattern
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Returns the length of the accepted `scheme://` prefix.
@@ -345,5 +377,39 @@ mod tests {
         // The parser normalises numeric hosts, so other spellings of loopback are caught too.
         assert!(reason(&p, "https://2130706433/").contains("127.*"));
         assert_eq!(p.validate("https://good.example.org/"), Ok(()));
+    }
+
+    #[test]
+    fn imported_deny_entries_refuse_with_their_own_description() {
+        use delivery_model::store::import::{DenyPatternType, UrlDenyEntry};
+        let entry = |pattern: &str, pattern_type, description: Option<&str>| UrlDenyEntry {
+            id: pattern.to_owned(),
+            pattern: pattern.to_owned(),
+            pattern_type,
+            description: description.map(str::to_owned),
+            created_at: 0,
+        };
+        let imported = [
+            entry(
+                "*.internal.example.com",
+                DenyPatternType::Glob,
+                Some("internal hosts"),
+            ),
+            entry(r"^10\.", DenyPatternType::Regex, None),
+        ];
+        let p = UrlPolicy::new(false, &[], &[]);
+        assert_eq!(
+            p.validate_with("https://API.internal.example.com/x", &imported),
+            Err(reject(
+                "URL blocked: internal hosts (pattern: *.internal.example.com)"
+            ))
+        );
+        assert_eq!(
+            p.validate_with("https://10.1.2.3/x", &imported),
+            Err(reject(format!(
+                "URL blocked: {DEFAULT_DENY_DESCRIPTION} (pattern: ^10\\.)"
+            )))
+        );
+        assert_eq!(p.validate_with("https://example.com/x", &imported), Ok(()));
     }
 }

@@ -181,9 +181,10 @@ pub async fn create_subscription(
     JsonBody(input): JsonBody<SubscriptionInput>,
 ) -> ApiResult<HttpResponse> {
     let threat_model_id = input.validate()?;
+    let imported_deny_list = state.store.url_deny_list().await?;
     state
         .url_policy
-        .validate(&input.url)
+        .validate_with(&input.url, &imported_deny_list)
         .map_err(ApiError::invalid_webhook_url)?;
     let now = now_micros();
     let sub = Subscription {
