@@ -499,7 +499,8 @@ pub async fn invoke_addon(
                 code: "duplicate_invocation",
                 description: DUPLICATE_MESSAGE.into(),
                 details: None,
-                retry_after_secs: None,
+                // Every 429 says when to come back (TMI sends none here): after the duplicate window.
+                retry_after_secs: Some(limits.dedup_window.as_secs().max(1)),
             }),
         ),
     };
