@@ -403,7 +403,11 @@ async fn invocation_refusals() {
         again.body,
         json!({"error": "duplicate_invocation", "error_description": "You just invoked this add-on. Please wait a few seconds before invoking again."})
     );
-    assert_eq!(again.header("retry-after"), Some("5"), "come back after the duplicate window");
+    assert_eq!(
+        again.header("retry-after"),
+        Some("5"),
+        "come back after the duplicate window"
+    );
     // Duplicates are per user.
     assert_eq!(stack.invoke(&user("bob"), &addon, &ok).await.status, 202);
     // Nothing refused left a record behind.
