@@ -648,7 +648,12 @@ while true; do sleep 0.05; done
             ),
         ];
         let mut svc = Service::start_at(ServiceBin::DeliveryWorker, path, &env).await;
-        let first = svc.logs()[0].clone();
+        // stdout and stderr are drained by separate threads: their lines interleave in any order.
+        let first = svc
+            .logs()
+            .into_iter()
+            .find(|l| !l.starts_with("stderr| "))
+            .unwrap_or_default();
         assert_eq!(
             u32::from(svc.ops_addr().port()),
             svc.pid() % 60000 + 1,
