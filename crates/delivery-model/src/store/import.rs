@@ -102,48 +102,15 @@ impl Store {
     /// # Errors
     /// Redis failure (nothing was written).
     pub async fn import_subscription(&self, sub: &Subscription) -> Result<ImportWrite> {
-        let k = self.keys();
-        let challenge = if sub.status == SubscriptionStatus::PendingVerification {
-            QueueMessage::ChallengeV1 {
-                subscription_id: sub.id,
-            }
-            .encode()
+        let (keys, mut args) = self.subscription_write(sub, Vec::new());
+        args.push(if sub.status == SubscriptionStatus::Active {
+            self.keys().subscriptions_by_event_prefix()
         } else {
             String::new()
-        };
-        let mut keys = vec![
-            k.subscription(sub.id),
-            k.subscriptions_all(),
-            k.subscriptions_by_owner(&sub.owner_id),
-            k.subscriptions_by_status(sub.status),
-            k.queue_stream(),
-        ];
-        if let Some(tm) = &sub.threat_model_id {
-            keys.push(k.subscriptions_by_threat_model(tm));
-        }
-        let mut args = vec![
-            sub.id.to_string(),
-            created_score(sub.created_at),
-            MESSAGE_FIELD.to_owned(),
-            if sub.threat_model_id.is_some() {
-                "1"
-            } else {
-                "0"
-            }
-            .to_owned(),
-            challenge,
-            if sub.status == SubscriptionStatus::Active {
-                k.subscriptions_by_event_prefix()
-            } else {
-                String::new()
-            },
-            sub.events.len().to_string(),
-        ];
+        });
+        args.push(sub.events.len().to_string());
         args.extend(sub.events.iter().cloned());
-        for (f, v) in sub.to_fields() {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        super::push_fields(&mut args, sub);
         let created: i64 = scripts::IMPORT_SUBSCRIPTION
             .run(self.pool(), keys, args)
             .await?;

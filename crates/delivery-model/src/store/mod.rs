@@ -242,6 +242,14 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
 }
 
+/// Appends a subscription's stored fields as field/value pairs (the tail of every subscription-writing script).
+pub(crate) fn push_fields(args: &mut Vec<String>, sub: &Subscription) {
+    for (f, v) in sub.to_fields() {
+        args.push(f.to_owned());
+        args.push(v);
+    }
+}
+
 fn created_score(created_at: Micros) -> String {
     (created_at / 1000).to_string()
 }
@@ -335,12 +343,15 @@ impl Store {
 
     // ---- subscriptions -----------------------------------------------------------------------------------
 
-    /// Stores a new subscription with its indexes; if it awaits verification, enqueues its first challenge
-    /// in the same step so the worker sends it within moments.
-    ///
-    /// # Errors
-    /// Redis failure.
-    pub async fn create_subscription(&self, sub: &Subscription) -> Result<bool> {
+    /// The keys and leading arguments of every script that writes a new subscription (create, quota-checked
+    /// create, import): the hash, its indexes, the queue, `extra_keys`, then the threat-model index if any;
+    /// and id, score, queue message field, has-threat-model flag, and the challenge message (empty unless the
+    /// subscription awaits verification).
+    pub(crate) fn subscription_write(
+        &self,
+        sub: &Subscription,
+        extra_keys: Vec<String>,
+    ) -> (Vec<String>, Vec<String>) {
         let k = self.keys();
         let challenge = if sub.status == SubscriptionStatus::PendingVerification {
             QueueMessage::ChallengeV1 {
@@ -357,10 +368,11 @@ impl Store {
             k.subscriptions_by_status(sub.status),
             k.queue_stream(),
         ];
+        keys.extend(extra_keys);
         if let Some(tm) = &sub.threat_model_id {
             keys.push(k.subscriptions_by_threat_model(tm));
         }
-        let mut args = vec![
+        let args = vec![
             sub.id.to_string(),
             created_score(sub.created_at),
             MESSAGE_FIELD.to_owned(),
@@ -372,10 +384,17 @@ impl Store {
             .to_owned(),
             challenge,
         ];
-        for (f, v) in sub.to_fields() {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        (keys, args)
+    }
+
+    /// Stores a new subscription with its indexes; if it awaits verification, enqueues its first challenge
+    /// in the same step so the worker sends it within moments.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn create_subscription(&self, sub: &Subscription) -> Result<bool> {
+        let (keys, mut args) = self.subscription_write(sub, Vec::new());
+        push_fields(&mut args, sub);
         let created: i64 = scripts::CREATE_SUBSCRIPTION
             .run(self.pool(), keys, args)
             .await?;

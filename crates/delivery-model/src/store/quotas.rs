@@ -11,7 +11,6 @@ use fred::types::Value;
 
 use super::{Page, Store, created_score, scripts};
 use crate::error::{Error, Result};
-use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::quota::{AddonQuota, WebhookQuota};
 use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::time::Micros;
@@ -227,42 +226,21 @@ impl Store {
         let nanos = now
             .saturating_mul(1000)
             .saturating_add(i64::from(rand::random::<u16>() % 1000));
-        let mut keys = vec![
-            k.subscription(sub.id),
-            k.subscriptions_all(),
-            k.subscriptions_by_owner(&sub.owner_id),
-            k.subscriptions_by_status(sub.status),
-            k.queue_stream(),
-            k.subscription_rate_minute(&sub.owner_id),
-            k.subscription_rate_day(&sub.owner_id),
-        ];
-        if let Some(tm) = &sub.threat_model_id {
-            keys.push(k.subscriptions_by_threat_model(tm));
-        }
-        let mut args = vec![
-            sub.id.to_string(),
-            created_score(sub.created_at),
-            MESSAGE_FIELD.to_owned(),
-            if sub.threat_model_id.is_some() {
-                "1"
-            } else {
-                "0"
-            }
-            .to_owned(),
-            QueueMessage::ChallengeV1 {
-                subscription_id: sub.id,
-            }
-            .encode(),
+        let (keys, mut args) = self.subscription_write(
+            sub,
+            vec![
+                k.subscription_rate_minute(&sub.owner_id),
+                k.subscription_rate_day(&sub.owner_id),
+            ],
+        );
+        args.extend([
             now_secs.to_string(),
             format!("{now_secs}:{nanos}"),
             limits.max_subscriptions.to_string(),
             limits.per_minute.to_string(),
             limits.per_day.to_string(),
-        ];
-        for (f, v) in sub.to_fields() {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        ]);
+        super::push_fields(&mut args, sub);
         let reply: Vec<Value> = scripts::CREATE_SUBSCRIPTION_QUOTA
             .run(self.pool(), keys, args)
             .await?;
