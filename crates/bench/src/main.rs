@@ -308,6 +308,34 @@ async fn memory_used(c: &Client) -> anyhow::Result<u64> {
         .context("used_memory")
 }
 
+/// Redis's own time per command since start, heaviest first, and per delivery of the flood (`BENCH_DEBUG`).
+async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::Result<()> {
+    let info: String = c.info(Some(fred::types::InfoKind::CommandStats)).await?;
+    let mut rows: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |f: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            Some((name.to_owned(), field("calls")?, field("usec")?))
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    println!("\n    Redis time by command since start (µs per flood delivery is indicative):");
+    for (name, calls, usec) in rows.iter().take(12) {
+        println!(
+            "    {name:<16} calls {calls:>9}  usec {usec:>10}  per call {:>7.1}  per delivery {:>6.1}",
+            *usec as f64 / (*calls).max(1) as f64,
+            *usec as f64 / deliveries
+        );
+    }
+    Ok(())
+}
+
 fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
     let script = std::env::temp_dir().join(format!("hookline-bench-{}.lua", std::process::id()));
     let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
@@ -419,6 +447,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "- Redis memory per delivery record (record + indexes, {records} records held): **{per_record:.0} bytes**"
     );
+
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        print_commandstats(&raw, (args.events * k) as f64).await?;
+    }
 
     let body = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(
         &event(0).payload,

@@ -37,6 +37,18 @@ impl Error {
         }
     }
 
+    /// The same failure again, for each caller waiting on one batched call (errors of the libraries below are
+    /// not all `Clone`; their text is kept).
+    #[must_use]
+    pub fn for_waiter(&self) -> Error {
+        match self {
+            Error::Redis(e) => Error::Redis(e.clone()),
+            Error::Decode(s) => Error::Decode(s.clone()),
+            Error::Json(e) => Error::Decode(e.to_string()),
+            Error::Script(s) => Error::Script(s.clone()),
+        }
+    }
+
     /// Redis reported `NOGROUP`: the stream or its consumer group is gone (a Redis restart without persistence).
     /// The caller recreates the group and carries on.
     pub fn is_nogroup(&self) -> bool {

@@ -7,6 +7,10 @@
 //! - [`shutdown`]: the process's one cancellation token, fired by SIGTERM or SIGINT.
 //! - [`redis`]: connecting the [`delivery_model::store::Store`] from settings.
 //! - [`startup`]: the few lines every `main` starts with (TLS provider, config, telemetry).
+//!
+//! Every service also allocates through mimalloc (declared here, so each binary gets it by linking this
+//! crate): a delivery is many small short-lived allocations (Redis replies, headers, request bodies), and
+//! glibc's allocator spent about a fifth of the delivery worker's CPU on them under load.
 
 pub mod config;
 pub mod ops;
@@ -14,3 +18,6 @@ pub mod redis;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::CHALLENGE;
+use delivery_model::ids::DeliveryId;
 use delivery_model::ids::SubscriptionId;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::signing;
 use delivery_model::store::{
-    AttemptOutcome, BeginAttempt, CircuitPolicy, CircuitSignal, CircuitState, CircuitUpdate,
-    FinishResult, Store, StreamEntry,
+    AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
+    FinishItem, FinishResult, Leased, Store, StreamEntry,
 };
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::{Micros, now_micros};
@@ -29,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::client::{Answer, HttpClient, Limits, SendError};
 use crate::delegation::Delegation;
 use crate::metrics::Metrics;
+use crate::outcomes::Outcomes;
 
 /// TMI's header names.
 pub mod header {
@@ -224,6 +226,24 @@ pub struct Dispatcher {
     metrics: Metrics,
     hosts: HostSlots,
     circuits: ClosedCircuits,
+    outcomes: Outcomes,
+}
+
+/// A queue entry, sorted by [`Dispatcher::classify`].
+pub enum Work {
+    /// A delivery attempt: its lease is taken with the rest of its read batch.
+    Delivery { entry_id: String, id: DeliveryId },
+    /// A challenge or an undecodable entry: handled alone.
+    Other(StreamEntry),
+}
+
+/// A delivery whose lease is held: ready to send.
+pub struct Attempt {
+    entry_id: String,
+    token: String,
+    /// When the lease was taken.
+    now: Micros,
+    leased: Leased,
 }
 
 /// Final word on one entry (for logs and tests).
@@ -288,6 +308,7 @@ impl Dispatcher {
         delegation: Option<Delegation>,
         metrics: Metrics,
     ) -> Self {
+        let outcomes = Outcomes::start(store.clone(), cfg.circuit.clone());
         Self {
             store,
             client,
@@ -296,10 +317,27 @@ impl Dispatcher {
             metrics,
             hosts: HostSlots::default(),
             circuits: ClosedCircuits::default(),
+            outcomes,
         }
     }
 
-    /// Handles one queue entry.
+    /// Sorts a queue entry: a delivery (whose lease is taken with the rest of its read batch, see
+    /// [`Dispatcher::begin_batch`]) or anything else ([`Dispatcher::dispatch`]).
+    pub fn classify(entry: StreamEntry) -> Work {
+        match entry
+            .fields
+            .get(MESSAGE_FIELD)
+            .map(|m| QueueMessage::decode(m))
+        {
+            Some(Ok(QueueMessage::DeliveryV1 { delivery_id })) => Work::Delivery {
+                entry_id: entry.id,
+                id: delivery_id,
+            },
+            _ => Work::Other(entry),
+        }
+    }
+
+    /// Handles one queue entry on its own: a challenge, an undecodable entry, or a delivery.
     pub async fn dispatch(&self, entry: StreamEntry) -> Handled {
         let msg = entry
             .fields
@@ -307,7 +345,13 @@ impl Dispatcher {
             .map(|m| QueueMessage::decode(m));
         let result = match msg {
             Some(Ok(QueueMessage::DeliveryV1 { delivery_id })) => {
-                self.attempt_delivery(&entry.id, delivery_id).await
+                let mut go = self
+                    .begin_batch(vec![(entry.id.clone(), delivery_id)])
+                    .await;
+                return match go.pop().flatten() {
+                    Some(attempt) => self.attempt(attempt).await,
+                    None => Handled::LeftPending,
+                };
             }
             Some(Ok(QueueMessage::ChallengeV1 { subscription_id })) => {
                 self.challenge(&entry.id, subscription_id).await
@@ -320,56 +364,112 @@ impl Dispatcher {
                     .map(|()| Handled::Acked)
             }
         };
+        self.settle(&entry.id, result)
+    }
+
+    fn settle(&self, entry_id: &str, result: delivery_model::Result<Handled>) -> Handled {
         match result {
             Ok(h) => h,
             Err(e) => {
                 self.metrics.redis_errors.inc();
-                tracing::warn!(entry.id = %entry.id, error = %e, "Redis failed; the entry stays pending and will be retried");
+                tracing::warn!(entry.id = %entry_id, error = %e, "Redis failed; the entry stays pending and will be retried");
                 Handled::LeftPending
             }
         }
     }
 
-    #[tracing::instrument(skip_all, fields(delivery.id = %id))]
-    async fn attempt_delivery(
-        &self,
-        entry_id: &str,
-        id: delivery_model::ids::DeliveryId,
-    ) -> delivery_model::Result<Handled> {
-        let token = uuid::Uuid::new_v4().to_string();
+    /// Takes the leases of a read batch's deliveries (queue entry id, delivery id) in one Redis call.
+    /// Returns, per item in order, the attempt to make, or `None`: no longer work (acknowledged in the same
+    /// call), leased by a live attempt elsewhere, or not readable (left pending).
+    pub async fn begin_batch(&self, batch: Vec<(String, DeliveryId)>) -> Vec<Option<Attempt>> {
+        let tokens: Vec<String> = batch
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let items: Vec<BeginItem<'_>> = batch
+            .iter()
+            .zip(&tokens)
+            .map(|((entry_id, id), token)| BeginItem {
+                id: *id,
+                token,
+                entry_id,
+            })
+            .collect();
         let now = now_micros();
-        let leased = match self
+        let results = match self
             .store
-            .begin_attempt(id, &token, now, now + micros(self.cfg.lease), DUE_TOLERANCE)
-            .await?
+            .begin_attempts(&items, now, now + micros(self.cfg.lease), DUE_TOLERANCE)
+            .await
         {
-            BeginAttempt::Go(l) => *l,
-            BeginAttempt::Busy => return Ok(Handled::LeftPending),
-            BeginAttempt::Missing | BeginAttempt::Done(_) | BeginAttempt::NotDue(_) => {
-                self.store.ack_queue(&[entry_id.to_owned()]).await?;
-                return Ok(Handled::Acked);
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.redis_errors.inc();
+                tracing::warn!(entries = batch.len(), error = %e, "taking leases failed; the entries stay pending and will be retried");
+                return batch.iter().map(|_| None).collect();
             }
         };
+        drop(items);
+        batch
+            .into_iter()
+            .zip(tokens)
+            .zip(results)
+            .map(|(((entry_id, id), token), r)| match r {
+                Ok(BeginAttempt::Go(leased)) => Some(Attempt {
+                    entry_id,
+                    token,
+                    now,
+                    leased: *leased,
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    self.metrics.redis_errors.inc();
+                    tracing::warn!(entry.id = %entry_id, delivery.id = %id, error = %e, "unreadable delivery left pending");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Makes one attempt whose lease [`Dispatcher::begin_batch`] took.
+    pub async fn attempt(&self, attempt: Attempt) -> Handled {
+        let entry_id = attempt.entry_id.clone();
+        let result = self.attempt_delivery(attempt).await;
+        self.settle(&entry_id, result)
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery.id = %attempt.leased.record.id))]
+    async fn attempt_delivery(&self, attempt: Attempt) -> delivery_model::Result<Handled> {
+        let Attempt {
+            entry_id,
+            token,
+            now,
+            leased,
+        } = attempt;
+        let entry_id = entry_id.as_str();
         let record = leased.record;
         // `circuit`: the destination host and what this attempt tells its breaker (None: nothing).
         let finish = |outcome: AttemptOutcome,
                       label: &'static str,
                       circuit: Option<(String, CircuitSignal)>| {
-            let record = &record;
-            let token = &token;
+            let item = FinishItem {
+                id: record.id,
+                subscription_id: record.subscription_id,
+                token: token.clone(),
+                entry_id: entry_id.to_owned(),
+                outcome,
+                host: String::new(),
+                signal: CircuitSignal::None,
+            };
             async move {
-                let update = match &circuit {
-                    Some((host, signal)) => CircuitUpdate {
+                let item = match circuit {
+                    Some((host, signal)) => FinishItem {
                         host,
-                        signal: *signal,
-                        policy: &self.cfg.circuit,
+                        signal,
+                        ..item
                     },
-                    None => CircuitUpdate::none(),
+                    None => item,
                 };
-                let r = self
-                    .store
-                    .finish_attempt(record, token, entry_id, &outcome, &update, now_micros())
-                    .await?;
+                let r = self.outcomes.write(item).await?;
                 let label = match r {
                     FinishResult::Written => label,
                     FinishResult::Superseded => "superseded",

@@ -3,6 +3,7 @@
 //! - [`worker`]: the loops — queue reader with bounded slots, reclaiming a dead worker's entries, moving due
 //!   retries to the queue, gauges — and the drain on shutdown.
 //! - [`dispatch`]: one queue entry start to finish (lease, request, outcome, fenced write), and challenges.
+//! - [`outcomes`]: the group commit that writes the outcomes of attempts finished meanwhile in one call.
 //! - [`client`]: the one outbound HTTP client (keep-alive, HTTP/2, rustls, timeouts, capped bodies).
 //! - [`guard`]: the outbound address policy (SSRF guard) the client's resolver applies at connect time.
 //! - [`delegation`]: TMI's `X-TMI-Delegation-Token` for addon deliveries.
@@ -13,6 +14,7 @@ pub mod delegation;
 pub mod dispatch;
 pub mod guard;
 pub mod metrics;
+pub mod outcomes;
 pub mod worker;
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Work};
 use crate::metrics::Metrics;
 
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -212,20 +212,49 @@ async fn read_session(
     }
 }
 
+/// Starts a read batch: challenges (and undecodable entries) one task each; deliveries as one task that takes
+/// all their leases in one Redis call and then starts one task per attempt that may go. Each task holds
+/// one of the batch's slots; a slot whose entry needs no attempt is freed at once.
 fn spawn_all(
     entries: Vec<StreamEntry>,
     mut permits: Vec<OwnedSemaphorePermit>,
     dispatcher: &Arc<Dispatcher>,
     tracker: &TaskTracker,
 ) {
+    let mut deliveries = Vec::new();
+    let mut delivery_permits = Vec::new();
     for entry in entries {
         let Some(permit) = permits.pop() else { break };
-        let d = dispatcher.clone();
-        tracker.spawn(async move {
-            d.dispatch(entry).await;
-            drop(permit);
-        });
+        match Dispatcher::classify(entry) {
+            Work::Delivery { entry_id, id } => {
+                deliveries.push((entry_id, id));
+                delivery_permits.push(permit);
+            }
+            Work::Other(entry) => {
+                let d = dispatcher.clone();
+                tracker.spawn(async move {
+                    d.dispatch(entry).await;
+                    drop(permit);
+                });
+            }
+        }
     }
+    if deliveries.is_empty() {
+        return;
+    }
+    let d = dispatcher.clone();
+    let t = tracker.clone();
+    tracker.spawn(async move {
+        let attempts = d.begin_batch(deliveries).await;
+        for (attempt, permit) in attempts.into_iter().zip(delivery_permits) {
+            let Some(attempt) = attempt else { continue };
+            let d = d.clone();
+            t.spawn(async move {
+                d.attempt(attempt).await;
+                drop(permit);
+            });
+        }
+    });
 }
 
 async fn scheduler(store: Store, every: Duration, metrics: Metrics, token: CancellationToken) {

@@ -674,3 +674,270 @@ async fn outcomes_for_a_deleted_subscription_do_not_resurrect_it() {
         assert!(entry_gone(&ctx, &entry).await);
     }
 }
+
+/// `n` pending deliveries of one new active subscription, enqueued and read: their records and (pending)
+/// queue entry ids, in order.
+async fn deliveries_in_flight(
+    ctx: &Ctx,
+    n: usize,
+) -> (
+    delivery_model::subscription::Subscription,
+    Vec<(DeliveryRecord, String)>,
+) {
+    let sub = ctx.verified(&["threat_model.created"]).await;
+    let mut records = Vec::new();
+    for _ in 0..n {
+        let record = DeliveryRecord::new_pending(
+            DeliveryId::new_v7(),
+            sub.id,
+            "threat_model.created",
+            r#"{"event_type":"threat_model.created","data":{}}"#,
+            now_micros(),
+        );
+        assert!(
+            ctx.store
+                .create_and_enqueue_delivery(&record)
+                .await
+                .unwrap()
+        );
+        records.push(record);
+    }
+    let read = ctx.read_queue().await;
+    let mut out = Vec::new();
+    let mut used = Vec::new();
+    for r in records {
+        let want = QueueMessage::DeliveryV1 { delivery_id: r.id };
+        let (entry, _) = read.iter().find(|(_, m)| *m == want).unwrap();
+        used.push(entry.clone());
+        out.push((r, entry.clone()));
+    }
+    let others: Vec<String> = read
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| !used.contains(id))
+        .collect();
+    ctx.store.ack_queue(&others).await.unwrap();
+    (sub, out)
+}
+
+#[tokio::test]
+async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_longer_work() {
+    use delivery_model::store::BeginItem;
+    let ctx = Ctx::start().await;
+    let (sub, items) = deliveries_in_flight(&ctx, 5).await;
+    let sub = ctx.store.get_subscription(sub.id).await.unwrap();
+    let q = ctx.k().queue_stream();
+    let now = now_micros();
+    // 0 and 4: go (one subscription, read once); 1: delivered by a callback; 2: expired; 3: leased elsewhere.
+    ctx.hset(&ctx.k().delivery(items[1].0.id), field::STATUS, "delivered")
+        .await;
+    ctx.del(&ctx.k().delivery(items[2].0.id)).await;
+    go(&ctx, items[3].0.id, "other", now).await;
+
+    let tokens: Vec<String> = (0..5).map(|i| format!("T{i}")).collect();
+    let batch: Vec<BeginItem<'_>> = items
+        .iter()
+        .zip(&tokens)
+        .map(|((r, entry), token)| BeginItem {
+            id: r.id,
+            token,
+            entry_id: entry,
+        })
+        .collect();
+    let got = ctx
+        .store
+        .begin_attempts(&batch, now + SEC, now + SEC + LEASE, Duration::ZERO)
+        .await
+        .unwrap();
+
+    assert_eq!(got.len(), 5);
+    for i in [0, 4] {
+        match &got[i] {
+            Ok(BeginAttempt::Go(l)) => {
+                assert_eq!(l.record, items[i].0, "item {i}: the stored record");
+                assert_eq!(l.subscription, sub, "item {i}: the stored subscription");
+            }
+            other => panic!("item {i}: expected Go, got {other:?}"),
+        }
+        assert_eq!(
+            ctx.hget(&ctx.k().delivery(items[i].0.id), field::LEASE)
+                .await
+                .as_deref(),
+            Some(tokens[i].as_str())
+        );
+    }
+    assert!(matches!(
+        got[1],
+        Ok(BeginAttempt::Done(DeliveryStatus::Delivered))
+    ));
+    assert!(matches!(got[2], Ok(BeginAttempt::Missing)));
+    assert!(matches!(got[3], Ok(BeginAttempt::Busy)));
+    assert_eq!(
+        ctx.hget(&ctx.k().delivery(items[3].0.id), field::LEASE)
+            .await
+            .as_deref(),
+        Some("other"),
+        "a live lease elsewhere is left alone"
+    );
+
+    // Done and missing entries are acknowledged and deleted; go and busy ones stay pending.
+    let left: Vec<String> = ctx
+        .entries(&q)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let want: Vec<String> = [0, 3, 4].iter().map(|i| items[*i].1.clone()).collect();
+    assert_eq!(left, want);
+    assert_eq!(ctx.pending(&q, QUEUE_GROUP).await, 3);
+}
+
+#[tokio::test]
+async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_token() {
+    use delivery_model::store::{CircuitPolicy, CircuitSignal, FinishItem};
+    let ctx = Ctx::start().await;
+    let (_sub, items) = deliveries_in_flight(&ctx, 3).await;
+    let q = ctx.k().queue_stream();
+    let now = now_micros();
+    for (i, (r, _)) in items.iter().enumerate() {
+        go(&ctx, r.id, &format!("T{i}"), now).await;
+    }
+    let item = |i: usize, token: &str, outcome: AttemptOutcome| FinishItem {
+        id: items[i].0.id,
+        subscription_id: items[i].0.subscription_id,
+        token: token.to_owned(),
+        entry_id: items[i].1.clone(),
+        outcome,
+        host: "receiver.test".into(),
+        signal: CircuitSignal::Failure,
+    };
+    let at = now + 60 * SEC;
+    let batch = vec![
+        item(0, "T0", AttemptOutcome::Delivered),
+        item(1, "stale", AttemptOutcome::Delivered),
+        item(
+            2,
+            "T2",
+            AttemptOutcome::Retry {
+                error: "HTTP 500: boom".into(),
+                at,
+            },
+        ),
+    ];
+    let got = ctx
+        .store
+        .finish_attempts(&batch, &CircuitPolicy::default(), now + SEC)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        got,
+        vec![
+            FinishResult::Written,
+            FinishResult::Fenced,
+            FinishResult::Written
+        ]
+    );
+    let r0 = ctx
+        .store
+        .get_delivery(items[0].0.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r0.status, r0.attempts), (DeliveryStatus::Delivered, 1));
+    let r1 = ctx
+        .store
+        .get_delivery(items[1].0.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r1.status, r1.attempts),
+        (DeliveryStatus::Pending, 0),
+        "a fenced item writes nothing"
+    );
+    let r2 = ctx
+        .store
+        .get_delivery(items[2].0.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r2.status, r2.attempts, r2.next_retry_at),
+        (DeliveryStatus::Pending, 1, Some(at))
+    );
+    assert_eq!(
+        ctx.zall(&ctx.k().scheduled()).await.len(),
+        1,
+        "the retry is scheduled"
+    );
+    // Only the fenced item's entry is still pending.
+    let left: Vec<String> = ctx
+        .entries(&q)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(left, vec![items[1].1.clone()]);
+    assert_eq!(ctx.pending(&q, QUEUE_GROUP).await, 1);
+    // Items were applied in order: two failures reached the host's circuit (the fenced one did not).
+    assert_eq!(
+        ctx.hget(&ctx.k().circuit("receiver.test"), "failures")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+}
+
+#[tokio::test]
+async fn in_a_finish_batch_a_subscriptions_success_and_later_failure_count_in_order() {
+    use delivery_model::store::{CircuitPolicy, CircuitSignal, FinishItem};
+    let ctx = Ctx::start().await;
+    let (sub, items) = deliveries_in_flight(&ctx, 3).await;
+    let now = now_micros();
+    for (i, (r, _)) in items.iter().enumerate() {
+        go(&ctx, r.id, &format!("T{i}"), now).await;
+    }
+    let item = |i: usize, outcome: AttemptOutcome| FinishItem {
+        id: items[i].0.id,
+        subscription_id: sub.id,
+        token: format!("T{i}"),
+        entry_id: items[i].1.clone(),
+        outcome,
+        host: String::new(),
+        signal: CircuitSignal::None,
+    };
+    let failed = || AttemptOutcome::Failed {
+        error: "HTTP 500".into(),
+    };
+    // success, failure: the failure counts after the success reset the counter.
+    let batch = vec![item(0, AttemptOutcome::Delivered), item(1, failed())];
+    ctx.store
+        .finish_attempts(&batch, &CircuitPolicy::default(), now + SEC)
+        .await
+        .unwrap();
+    let key = ctx.k().subscription(sub.id);
+    assert_eq!(
+        ctx.hget(&key, sub_field::PUBLICATION_FAILURES)
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        ctx.hget(&key, sub_field::LAST_SUCCESSFUL_USE).await,
+        Some((now + SEC).to_string())
+    );
+    // A later failure counts on.
+    let batch = vec![item(2, failed())];
+    ctx.store
+        .finish_attempts(&batch, &CircuitPolicy::default(), now + 2 * SEC)
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.hget(&key, sub_field::PUBLICATION_FAILURES)
+            .await
+            .as_deref(),
+        Some("2")
+    );
+    ctx.assert_nothing_pending().await;
+}

@@ -10,6 +10,8 @@
 -- Returns the number of deliveries created.
 local created = 0
 local i = 10
+-- Read once per call: a chunk's entries mostly match the same few subscriptions.
+local active, acks = {}, {}
 while i <= #ARGV do
   local entry, event_type, payload, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
@@ -17,7 +19,8 @@ while i <= #ARGV do
     local sub, id, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
     local key = ARGV[5] .. id
-    if redis.call('HGET', ARGV[6] .. sub, 'status') == 'active' and redis.call('EXISTS', key) == 0 then
+    if active[sub] == nil then active[sub] = redis.call('HGET', ARGV[6] .. sub, 'status') == 'active' end
+    if active[sub] and redis.call('EXISTS', key) == 0 then
       redis.call('HSET', key, 'id', id, 'subscription_id', sub, 'event_type', event_type, 'status', 'pending',
         'status_percent', '0', 'status_message', '', 'payload', payload, 'attempts', '0',
         'created_at', ARGV[2], 'last_activity_at', ARGV[2])
@@ -30,6 +33,7 @@ while i <= #ARGV do
       created = created + 1
     end
   end
-  redis.call('XACK', KEYS[1], ARGV[1], entry)
+  acks[#acks + 1] = entry
 end
+if #acks > 0 then redis.call('XACK', KEYS[1], ARGV[1], unpack(acks)) end
 return created

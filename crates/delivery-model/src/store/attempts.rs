@@ -1,0 +1,470 @@
+//! Attempts: the lease an attempt takes before sending, and the fenced write of its outcome.
+//!
+//! Both sides work on batches, because a delivery's Redis cost is dominated by the fixed cost of a script
+//! call, not by the handful of commands inside it: the worker takes the leases of a whole read batch in one
+//! script ([`Store::begin_attempts`]) and writes the outcomes of every attempt that finished meanwhile in
+//! another ([`Store::finish_attempts`], a group commit). Items of a batch are independent: each is exactly
+//! what a batch of one would do, which is what [`Store::begin_attempt`] and [`Store::finish_attempt`] are.
+//!
+//! The circuit breaker shared by every replica lives here too: its state is read before an attempt
+//! ([`Store::circuit_check`]) and updated by the outcome write.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::types::Value;
+
+use super::{Store, scripts};
+use crate::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::error::{Error, Result};
+use crate::ids::{DeliveryId, SubscriptionId};
+use crate::keys::QUEUE_GROUP;
+use crate::queue::QueueMessage;
+use crate::subscription::Subscription;
+use crate::time::Micros;
+
+/// A delivery whose lease this attempt holds, with its subscription as read in the same step.
+#[derive(Debug)]
+pub struct Leased {
+    pub record: DeliveryRecord,
+    /// `None` when the subscription was deleted.
+    pub subscription: Option<Subscription>,
+}
+
+/// Result of [`Store::begin_attempts`] for one delivery.
+#[derive(Debug)]
+pub enum BeginAttempt {
+    /// The lease is ours: send it.
+    Go(Box<Leased>),
+    /// The record expired or never existed.
+    Missing,
+    /// Already out of `pending` (delivered, failed, or in progress by callback).
+    Done(DeliveryStatus),
+    /// Another attempt holds a live lease: leave the entry to be reclaimed later.
+    Busy,
+    /// Scheduled for later; this queue entry is stale.
+    NotDue(Micros),
+}
+
+/// The outcome of one attempt, as the worker decided it.
+#[derive(Debug, Clone)]
+pub enum AttemptOutcome {
+    /// 2xx: `delivered`.
+    Delivered,
+    /// 2xx with `X-TMI-Callback: async`: `in_progress`, awaiting callbacks.
+    InProgress,
+    /// Failed, attempts remain: try again at `at`.
+    Retry { error: String, at: Micros },
+    /// Not attempted (circuit open, `Retry-After` wait): try at `at` without consuming an attempt.
+    Reschedule { error: String, at: Micros },
+    /// The last attempt failed.
+    Failed { error: String },
+    /// Failed without an attempt (subscription gone or not active, target refused by policy).
+    Abandoned { error: String },
+}
+
+impl AttemptOutcome {
+    fn name(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::InProgress => "in_progress",
+            AttemptOutcome::Retry { .. } => "retry",
+            AttemptOutcome::Reschedule { .. } => "reschedule",
+            AttemptOutcome::Failed { .. } => "failed",
+            AttemptOutcome::Abandoned { .. } => "abandoned",
+        }
+    }
+}
+
+/// What an attempt tells its destination's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitSignal {
+    /// The host answered 2xx: close the circuit.
+    Success,
+    /// Transport error or non-2xx: count a failure.
+    Failure,
+    /// Nothing was learned about the host (not attempted, refused by policy).
+    None,
+}
+
+/// The breaker's rules (TMI: 5 consecutive failures open it for 1, 5, 15, then 30 minutes).
+#[derive(Debug, Clone)]
+pub struct CircuitPolicy {
+    pub failure_threshold: u32,
+    /// How long the circuit stays open on its 1st, 2nd, … opening; the last repeats.
+    pub open_windows: Vec<Duration>,
+    /// How long a half-open probe holds the circuit before another attempt may probe.
+    pub probe_lease: Duration,
+}
+
+impl Default for CircuitPolicy {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_windows: [60, 300, 900, 1800].map(Duration::from_secs).to_vec(),
+            probe_lease: Duration::from_secs(40),
+        }
+    }
+}
+
+static NO_POLICY: std::sync::LazyLock<CircuitPolicy> =
+    std::sync::LazyLock::new(CircuitPolicy::default);
+
+/// The circuit-breaker part of an attempt's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitUpdate<'a> {
+    /// Destination host, lower-cased.
+    pub host: &'a str,
+    pub signal: CircuitSignal,
+    pub policy: &'a CircuitPolicy,
+}
+
+impl CircuitUpdate<'static> {
+    /// An outcome that tells the breaker nothing.
+    pub fn none() -> Self {
+        Self {
+            host: "",
+            signal: CircuitSignal::None,
+            policy: &NO_POLICY,
+        }
+    }
+}
+
+/// What a host's circuit breaker says before an attempt ([`Store::circuit_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Send.
+    Closed,
+    /// The open window has passed: this attempt is the single half-open probe.
+    Probe,
+    /// Do not send before `until` (Unix ms); reschedule without consuming an attempt.
+    Open { until_ms: i64 },
+}
+
+/// What [`Store::finish_attempts`] did with one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishResult {
+    /// The outcome was written and the queue entry acknowledged.
+    Written,
+    /// A callback changed the status first; the attempt was counted, the status kept.
+    Superseded,
+    /// Our lease was taken over by a newer attempt: nothing written.
+    Fenced,
+}
+
+/// One delivery of a [`Store::begin_attempts`] batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BeginItem<'a> {
+    pub id: DeliveryId,
+    /// This attempt's lease token (unique per attempt).
+    pub token: &'a str,
+    /// The queue entry that carried it: acknowledged when the delivery is no longer work. Empty: none.
+    pub entry_id: &'a str,
+}
+
+/// One attempt's outcome for [`Store::finish_attempts`].
+#[derive(Debug, Clone)]
+pub struct FinishItem {
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
+    /// The lease token the attempt began with: the write is fenced by it.
+    pub token: String,
+    /// The queue entry to acknowledge with the write.
+    pub entry_id: String,
+    pub outcome: AttemptOutcome,
+    /// Destination host, lower-cased (empty when `signal` is `None`).
+    pub host: String,
+    pub signal: CircuitSignal,
+}
+
+/// A flat `[field, value, …]` reply as a map.
+fn flat(v: Value) -> HashMap<String, String> {
+    let mut h = HashMap::new();
+    let mut it = v.into_array().into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let (Some(k), Some(v)) = (k.as_string(), v.as_string()) {
+            h.insert(k, v);
+        }
+    }
+    h
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Takes the lease of a pending delivery for one attempt and reads its subscription in the same step:
+    /// a batch of one ([`Store::begin_attempts`]) that acknowledges no queue entry.
+    ///
+    /// # Errors
+    /// Redis failure or a corrupt record.
+    pub async fn begin_attempt(
+        &self,
+        id: DeliveryId,
+        token: &str,
+        now: Micros,
+        lease_until: Micros,
+        due_tolerance: Duration,
+    ) -> Result<BeginAttempt> {
+        let item = BeginItem {
+            id,
+            token,
+            entry_id: "",
+        };
+        self.begin_attempts(&[item], now, lease_until, due_tolerance)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Script("begin_attempts: no result".into())))
+    }
+
+    /// Takes the leases of a batch of deliveries in one script and returns, per item in order, whether its
+    /// attempt may go (with the record and its subscription). Entries that are no longer work (record gone,
+    /// out of `pending`, scheduled for later) are acknowledged and deleted from the queue in the same step;
+    /// a busy one (another attempt's live lease) stays pending.
+    ///
+    /// # Errors
+    /// The whole call: Redis failure (nothing was leased). Per item: a corrupt record or subscription.
+    pub async fn begin_attempts(
+        &self,
+        items: &[BeginItem<'_>],
+        now: Micros,
+        lease_until: Micros,
+        due_tolerance: Duration,
+    ) -> Result<Vec<Result<BeginAttempt>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let mut keys = Vec::with_capacity(items.len() + 1);
+        keys.push(k.queue_stream());
+        keys.extend(items.iter().map(|i| k.delivery(i.id)));
+        let mut args = Vec::with_capacity(5 + 2 * items.len());
+        args.extend([
+            now.to_string(),
+            lease_until.to_string(),
+            micros(due_tolerance).to_string(),
+            k.subscription_prefix(),
+            QUEUE_GROUP.to_owned(),
+        ]);
+        for i in items {
+            args.push(i.token.to_owned());
+            args.push(i.entry_id.to_owned());
+        }
+        let reply: Value = scripts::BEGIN_ATTEMPTS.run(self.pool(), keys, args).await?;
+        let mut reply = reply.into_array().into_iter();
+        let results = reply.next().unwrap_or(Value::Null).into_array();
+        // Each subscription once, however many deliveries of the batch it has.
+        let mut subs: HashMap<String, Result<Option<Subscription>, String>> = HashMap::new();
+        let mut it = reply.next().unwrap_or(Value::Null).into_array().into_iter();
+        while let (Some(id), Some(fields)) = (it.next(), it.next()) {
+            let h = flat(fields);
+            let sub = if h.is_empty() {
+                Ok(None)
+            } else {
+                Subscription::from_hash(&h)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            };
+            subs.insert(id.as_string().unwrap_or_default(), sub);
+        }
+        if results.len() != items.len() {
+            return Err(Error::Script(format!(
+                "begin_attempts: {} results for {} items",
+                results.len(),
+                items.len()
+            )));
+        }
+        Ok(results.into_iter().map(|r| parse_begin(r, &subs)).collect())
+    }
+
+    /// Writes an attempt's outcome if `token` still holds the record's lease, and acknowledges (and deletes)
+    /// queue entry `entry_id` in the same step: a batch of one ([`Store::finish_attempts`]).
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written; the entry stays pending and will be reclaimed).
+    pub async fn finish_attempt(
+        &self,
+        record: &DeliveryRecord,
+        token: &str,
+        entry_id: &str,
+        outcome: &AttemptOutcome,
+        circuit: &CircuitUpdate<'_>,
+        now: Micros,
+    ) -> Result<FinishResult> {
+        let item = FinishItem {
+            id: record.id,
+            subscription_id: record.subscription_id,
+            token: token.to_owned(),
+            entry_id: entry_id.to_owned(),
+            outcome: outcome.clone(),
+            host: circuit.host.to_owned(),
+            signal: circuit.signal,
+        };
+        self.finish_attempts(std::slice::from_ref(&item), circuit.policy, now)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Script("finish_attempts: no result".into()))
+    }
+
+    /// Writes the outcomes of a batch of attempts in one script, each only if its token still holds the
+    /// record's lease, and acknowledges (and deletes) their queue entries in the same step. Returns what was
+    /// done per item, in order.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written; the entries stay pending and will be reclaimed).
+    pub async fn finish_attempts(
+        &self,
+        items: &[FinishItem],
+        policy: &CircuitPolicy,
+        now: Micros,
+    ) -> Result<Vec<FinishResult>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys();
+        let mut keys = Vec::with_capacity(3 + 3 * items.len());
+        keys.extend([k.queue_stream(), k.scheduled(), k.deliveries_activity()]);
+        let mut args = Vec::with_capacity(9 + 9 * items.len());
+        args.extend([
+            now.to_string(),
+            QUEUE_GROUP.to_owned(),
+            self.inner.active_ttl_secs.to_string(),
+            self.inner.terminal_ttl_secs.to_string(),
+            k.deliveries_by_status_prefix(),
+            policy.failure_threshold.to_string(),
+            (now / 1000).to_string(),
+            policy
+                .open_windows
+                .iter()
+                .map(|w| w.as_millis().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            // Idle circuits disappear: a host quiet for longer than the widest window starts fresh.
+            (policy
+                .open_windows
+                .iter()
+                .max()
+                .map_or(3600, Duration::as_secs)
+                + 3600)
+                .to_string(),
+        ]);
+        for i in items {
+            keys.push(k.delivery(i.id));
+            keys.push(k.subscription(i.subscription_id));
+            keys.push(k.circuit(&i.host));
+            let (error, next_retry, due_ms) = match &i.outcome {
+                AttemptOutcome::Retry { error, at } | AttemptOutcome::Reschedule { error, at } => {
+                    (error.clone(), at.to_string(), (at / 1000).to_string())
+                }
+                AttemptOutcome::Failed { error } | AttemptOutcome::Abandoned { error } => {
+                    (error.clone(), String::new(), String::new())
+                }
+                AttemptOutcome::Delivered | AttemptOutcome::InProgress => {
+                    (String::new(), String::new(), String::new())
+                }
+            };
+            args.extend([
+                i.token.clone(),
+                i.outcome.name().to_owned(),
+                i.entry_id.clone(),
+                error,
+                next_retry,
+                due_ms,
+                QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
+                i.id.to_string(),
+                match i.signal {
+                    CircuitSignal::Success => "success",
+                    CircuitSignal::Failure => "failure",
+                    CircuitSignal::None => "none",
+                }
+                .to_owned(),
+            ]);
+        }
+        let replies: Vec<String> = scripts::FINISH_ATTEMPTS
+            .run(self.pool(), keys, args)
+            .await?;
+        if replies.len() != items.len() {
+            return Err(Error::Script(format!(
+                "finish_attempts: {} results for {} items",
+                replies.len(),
+                items.len()
+            )));
+        }
+        items
+            .iter()
+            .zip(replies)
+            .map(|(i, r)| match r.as_str() {
+                "fenced" => Ok(FinishResult::Fenced),
+                "superseded" => Ok(FinishResult::Superseded),
+                s if s == i.outcome.name() => Ok(FinishResult::Written),
+                other => Err(Error::Script(format!("finish_attempts: {other}"))),
+            })
+            .collect()
+    }
+
+    /// Asks `host`'s circuit breaker whether an attempt may go now (see [`CircuitState`]).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn circuit_check(
+        &self,
+        host: &str,
+        policy: &CircuitPolicy,
+        now_ms: i64,
+    ) -> Result<CircuitState> {
+        let probe = u64::try_from(policy.probe_lease.as_millis()).unwrap_or(u64::MAX);
+        let reply: Vec<String> = scripts::CIRCUIT_CHECK
+            .run(
+                self.pool(),
+                vec![self.keys().circuit(host)],
+                vec![now_ms.to_string(), probe.to_string()],
+            )
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("closed") => Ok(CircuitState::Closed),
+            Some("probe") => Ok(CircuitState::Probe),
+            Some("open") => Ok(CircuitState::Open {
+                until_ms: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(now_ms),
+            }),
+            other => Err(Error::Script(format!("circuit_check: {other:?}"))),
+        }
+    }
+}
+
+fn parse_begin(
+    r: Value,
+    subs: &HashMap<String, Result<Option<Subscription>, String>>,
+) -> Result<BeginAttempt> {
+    let mut r = r.into_array().into_iter();
+    let kind = r.next().and_then(|v| v.as_string());
+    match kind.as_deref() {
+        Some("go") => {
+            let record = DeliveryRecord::from_hash(&flat(r.next().unwrap_or(Value::Null)))?;
+            let subscription = match subs.get(&record.subscription_id.to_string()) {
+                Some(Ok(s)) => s.clone(),
+                Some(Err(e)) => return Err(Error::Decode(e.clone())),
+                None => None,
+            };
+            Ok(BeginAttempt::Go(Box::new(Leased {
+                record,
+                subscription,
+            })))
+        }
+        Some("missing") => Ok(BeginAttempt::Missing),
+        Some("busy") => Ok(BeginAttempt::Busy),
+        Some("done") => Ok(BeginAttempt::Done(
+            r.next()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default()
+                .parse::<DeliveryStatus>()?,
+        )),
+        Some("not_due") => Ok(BeginAttempt::NotDue(
+            r.next()
+                .and_then(|v| v.as_string())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )),
+        other => Err(Error::Script(format!("begin_attempts: {other:?}"))),
+    }
+}

@@ -1,0 +1,49 @@
+-- Takes the leases of a batch of pending deliveries, one attempt each, and returns every record with its
+-- subscription (read once per batch however many of its deliveries the batch holds). Entries that are no
+-- longer work (record gone, already out of `pending`, or scheduled for later) are acknowledged and deleted
+-- from the queue here, so a read batch costs one script whatever it holds.
+-- Hookline runs on a single Redis node, where a script may read keys it derives (the subscriptions).
+-- KEYS[1] queue stream, KEYS[2..] delivery hashes
+-- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix,
+-- ARGV[5] queue group, then per delivery: lease token, queue entry id ('' = acknowledge nothing)
+-- Returns {results, subscriptions}: results[i] is {'missing'} | {'done', status} | {'busy'}
+--   | {'not_due', next_retry_at} | {'go', {record field, value, …}}; subscriptions is
+--   {subscription id, {field, value, …}, …} for the subscriptions of the 'go' records.
+local now, lease_until, tolerance = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local results, subs, seen, acks = {}, {}, {}, {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local token, entry = ARGV[6 + (i - 2) * 2], ARGV[7 + (i - 2) * 2]
+  -- One read of the whole record: the checks need five fields and an attempt needs all of them.
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
+  local r
+  if #flat == 0 then
+    r = {'missing'}
+  elseif h.status ~= 'pending' then
+    r = {'done', h.status or ''}
+  elseif h.lease and h.lease ~= token and tonumber(h.lease_until or '0') > now then
+    r = {'busy'}
+  elseif h.next_retry_at and tonumber(h.next_retry_at) > now + tolerance then
+    r = {'not_due', h.next_retry_at}
+  else
+    redis.call('HSET', key, 'lease', token, 'lease_until', lease_until)
+    local sub = h.subscription_id or ''
+    if not seen[sub] then
+      seen[sub] = true
+      subs[#subs + 1] = sub
+      subs[#subs + 1] = redis.call('HGETALL', ARGV[4] .. sub)
+    end
+    -- The record as read (its lease fields are internal and not part of what the caller decodes).
+    r = {'go', flat}
+  end
+  -- A busy entry stays pending: the live lease's holder may die, and then its entry is reclaimed.
+  if r[1] ~= 'go' and r[1] ~= 'busy' and entry ~= '' then acks[#acks + 1] = entry end
+  results[#results + 1] = r
+end
+if #acks > 0 then
+  redis.call('XACK', KEYS[1], ARGV[5], unpack(acks))
+  redis.call('XDEL', KEYS[1], unpack(acks))
+end
+return {results, subs}
