@@ -23,7 +23,8 @@ const WRITERS: usize = 2;
 
 type Reply = oneshot::Sender<delivery_model::Result<FinishResult>>;
 
-/// Hands outcomes to the writer task. Cheap to share.
+/// Hands outcomes to the writer task. Cheap to share. The channel needs no bound of its own: every sender is
+/// an attempt holding one of the worker's slots until its answer comes, so at most `max_in_flight` wait.
 pub struct Outcomes {
     tx: mpsc::UnboundedSender<(FinishItem, Reply)>,
 }

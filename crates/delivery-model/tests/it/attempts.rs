@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
-use delivery_model::ids::DeliveryId;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::QueueMessage;
-use delivery_model::store::{AttemptOutcome, BeginAttempt, CircuitUpdate, FinishResult};
+use delivery_model::store::{
+    AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitUpdate,
+    FinishItem, FinishResult,
+};
 use delivery_model::subscription::field as sub_field;
 use delivery_model::time::{Micros, now_micros};
 
@@ -675,56 +678,43 @@ async fn outcomes_for_a_deleted_subscription_do_not_resurrect_it() {
     }
 }
 
-/// `n` pending deliveries of one new active subscription, enqueued and read: their records and (pending)
-/// queue entry ids, in order.
-async fn deliveries_in_flight(
+/// `n` deliveries in flight, each leased with token `T{i}` at `now`.
+async fn leased(
     ctx: &Ctx,
     n: usize,
-) -> (
-    delivery_model::subscription::Subscription,
-    Vec<(DeliveryRecord, String)>,
-) {
-    let sub = ctx.verified(&["threat_model.created"]).await;
-    let mut records = Vec::new();
-    for _ in 0..n {
-        let record = DeliveryRecord::new_pending(
-            DeliveryId::new_v7(),
-            sub.id,
-            "threat_model.created",
-            r#"{"event_type":"threat_model.created","data":{}}"#,
-            now_micros(),
-        );
-        assert!(
-            ctx.store
-                .create_and_enqueue_delivery(&record)
-                .await
-                .unwrap()
-        );
-        records.push(record);
+    now: Micros,
+) -> (SubscriptionId, Vec<(DeliveryRecord, String)>) {
+    let (sub, items) = ctx.deliveries_in_flight(n).await;
+    for (i, (r, _)) in items.iter().enumerate() {
+        go(ctx, r.id, &format!("T{i}"), now).await;
     }
-    let read = ctx.read_queue().await;
-    let mut out = Vec::new();
-    let mut used = Vec::new();
-    for r in records {
-        let want = QueueMessage::DeliveryV1 { delivery_id: r.id };
-        let (entry, _) = read.iter().find(|(_, m)| *m == want).unwrap();
-        used.push(entry.clone());
-        out.push((r, entry.clone()));
+    (sub.id, items)
+}
+
+/// The outcome of item `i` of `items` under `token`, telling the circuit of `host` `signal`.
+fn finish_item(
+    items: &[(DeliveryRecord, String)],
+    i: usize,
+    token: &str,
+    outcome: AttemptOutcome,
+    host: &str,
+    signal: CircuitSignal,
+) -> FinishItem {
+    FinishItem {
+        id: items[i].0.id,
+        subscription_id: items[i].0.subscription_id,
+        token: token.to_owned(),
+        entry_id: items[i].1.clone(),
+        outcome,
+        host: host.to_owned(),
+        signal,
     }
-    let others: Vec<String> = read
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| !used.contains(id))
-        .collect();
-    ctx.store.ack_queue(&others).await.unwrap();
-    (sub, out)
 }
 
 #[tokio::test]
 async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_longer_work() {
-    use delivery_model::store::BeginItem;
     let ctx = Ctx::start().await;
-    let (sub, items) = deliveries_in_flight(&ctx, 5).await;
+    let (sub, items) = ctx.deliveries_in_flight(5).await;
     let sub = ctx.store.get_subscription(sub.id).await.unwrap();
     let q = ctx.k().queue_stream();
     let now = now_micros();
@@ -781,12 +771,7 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
     );
 
     // Done and missing entries are acknowledged and deleted; go and busy ones stay pending.
-    let left: Vec<String> = ctx
-        .entries(&q)
-        .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let left = ctx.entry_ids(&q).await;
     let want: Vec<String> = [0, 3, 4].iter().map(|i| items[*i].1.clone()).collect();
     assert_eq!(left, want);
     assert_eq!(ctx.pending(&q, QUEUE_GROUP).await, 3);
@@ -794,22 +779,19 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
 
 #[tokio::test]
 async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_token() {
-    use delivery_model::store::{CircuitPolicy, CircuitSignal, FinishItem};
     let ctx = Ctx::start().await;
-    let (_sub, items) = deliveries_in_flight(&ctx, 3).await;
     let q = ctx.k().queue_stream();
     let now = now_micros();
-    for (i, (r, _)) in items.iter().enumerate() {
-        go(&ctx, r.id, &format!("T{i}"), now).await;
-    }
-    let item = |i: usize, token: &str, outcome: AttemptOutcome| FinishItem {
-        id: items[i].0.id,
-        subscription_id: items[i].0.subscription_id,
-        token: token.to_owned(),
-        entry_id: items[i].1.clone(),
-        outcome,
-        host: "receiver.test".into(),
-        signal: CircuitSignal::Failure,
+    let (_sub, items) = leased(&ctx, 3, now).await;
+    let item = |i: usize, token: &str, outcome: AttemptOutcome| {
+        finish_item(
+            &items,
+            i,
+            token,
+            outcome,
+            "receiver.test",
+            CircuitSignal::Failure,
+        )
     };
     let at = now + 60 * SEC;
     let batch = vec![
@@ -872,12 +854,7 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
         "the retry is scheduled"
     );
     // Only the fenced item's entry is still pending.
-    let left: Vec<String> = ctx
-        .entries(&q)
-        .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let left = ctx.entry_ids(&q).await;
     assert_eq!(left, vec![items[1].1.clone()]);
     assert_eq!(ctx.pending(&q, QUEUE_GROUP).await, 1);
     // Items were applied in order: two failures reached the host's circuit (the fenced one did not).
@@ -891,21 +868,18 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
 
 #[tokio::test]
 async fn in_a_finish_batch_a_subscriptions_success_and_later_failure_count_in_order() {
-    use delivery_model::store::{CircuitPolicy, CircuitSignal, FinishItem};
     let ctx = Ctx::start().await;
-    let (sub, items) = deliveries_in_flight(&ctx, 3).await;
     let now = now_micros();
-    for (i, (r, _)) in items.iter().enumerate() {
-        go(&ctx, r.id, &format!("T{i}"), now).await;
-    }
-    let item = |i: usize, outcome: AttemptOutcome| FinishItem {
-        id: items[i].0.id,
-        subscription_id: sub.id,
-        token: format!("T{i}"),
-        entry_id: items[i].1.clone(),
-        outcome,
-        host: String::new(),
-        signal: CircuitSignal::None,
+    let (sub, items) = leased(&ctx, 3, now).await;
+    let item = |i: usize, outcome: AttemptOutcome| {
+        finish_item(
+            &items,
+            i,
+            &format!("T{i}"),
+            outcome,
+            "",
+            CircuitSignal::None,
+        )
     };
     let failed = || AttemptOutcome::Failed {
         error: "HTTP 500".into(),
@@ -916,7 +890,7 @@ async fn in_a_finish_batch_a_subscriptions_success_and_later_failure_count_in_or
         .finish_attempts(&batch, &CircuitPolicy::default(), now + SEC)
         .await
         .unwrap();
-    let key = ctx.k().subscription(sub.id);
+    let key = ctx.k().subscription(sub);
     assert_eq!(
         ctx.hget(&key, sub_field::PUBLICATION_FAILURES)
             .await

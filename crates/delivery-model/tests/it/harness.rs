@@ -227,39 +227,60 @@ impl Ctx {
     /// A pending delivery of a new active subscription, created, enqueued and read from the queue: returns the
     /// record, its subscription and its (now pending) queue entry id.
     pub async fn delivery_in_flight(&self) -> (DeliveryRecord, Subscription, String) {
+        let (sub, mut items) = self.deliveries_in_flight(1).await;
+        let (record, entry) = items.pop().expect("one delivery");
+        (record, sub, entry)
+    }
+
+    /// `n` pending deliveries of one new active subscription, created, enqueued and read from the queue:
+    /// the subscription, and each record with its (now pending) queue entry id, in order.
+    pub async fn deliveries_in_flight(
+        &self,
+        n: usize,
+    ) -> (Subscription, Vec<(DeliveryRecord, String)>) {
         let sub = self.verified(&["threat_model.created"]).await;
-        let record = DeliveryRecord::new_pending(
-            DeliveryId::new_v7(),
-            sub.id,
-            "threat_model.created",
-            r#"{"event_type":"threat_model.created","data":{}}"#,
-            now_micros(),
-        );
-        assert!(
-            self.store
-                .create_and_enqueue_delivery(&record)
-                .await
-                .unwrap()
-        );
-        let want = QueueMessage::DeliveryV1 {
-            delivery_id: record.id,
-        };
-        // The subscription's challenge is on the queue too: handle it (ack) so only the delivery stays pending.
-        let (mine, others): (Vec<_>, Vec<_>) = self
-            .read_queue()
+        let mut records = Vec::new();
+        for _ in 0..n {
+            let record = DeliveryRecord::new_pending(
+                DeliveryId::new_v7(),
+                sub.id,
+                "threat_model.created",
+                r#"{"event_type":"threat_model.created","data":{}}"#,
+                now_micros(),
+            );
+            assert!(
+                self.store
+                    .create_and_enqueue_delivery(&record)
+                    .await
+                    .unwrap()
+            );
+            records.push(record);
+        }
+        // The subscription's challenge is on the queue too: handle it (ack) so only the deliveries stay pending.
+        let mut read = self.read_queue().await;
+        let mut out = Vec::new();
+        for record in records {
+            let want = QueueMessage::DeliveryV1 {
+                delivery_id: record.id,
+            };
+            let at = read
+                .iter()
+                .position(|(_, m)| *m == want)
+                .expect("the delivery's queue entry");
+            out.push((record, read.remove(at).0));
+        }
+        let others: Vec<String> = read.into_iter().map(|(id, _)| id).collect();
+        self.store.ack_queue(&others).await.unwrap();
+        (sub, out)
+    }
+
+    /// Ids of the entries a stream holds, in order.
+    pub async fn entry_ids(&self, stream: &str) -> Vec<String> {
+        self.entries(stream)
             .await
-            .into_iter()
-            .partition(|(_, m)| *m == want);
-        self.store
-            .ack_queue(&others.into_iter().map(|(id, _)| id).collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let entry = mine
             .into_iter()
             .map(|(id, _)| id)
-            .next()
-            .expect("the delivery's queue entry");
-        (record, sub, entry)
+            .collect()
     }
 }
 
