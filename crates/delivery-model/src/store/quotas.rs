@@ -82,20 +82,68 @@ fn hash_args(owner: &str, created_at: Micros, fields: Vec<(&'static str, String)
 }
 
 impl Store {
+    /// Stores (inserts or replaces) a quota override hash and its index entry (both kinds of quota).
+    async fn put_quota(
+        &self,
+        key: String,
+        index: String,
+        owner: &str,
+        created_at: Micros,
+        fields: Vec<(&'static str, String)>,
+    ) -> Result<()> {
+        let _: i64 = scripts::PUT_QUOTA
+            .run(
+                self.pool(),
+                vec![key, index],
+                hash_args(owner, created_at, fields),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a quota override hash and its index entry; returns whether there was one.
+    async fn delete_quota(&self, key: String, index: String, owner: &str) -> Result<bool> {
+        let n: i64 = scripts::DELETE_QUOTA
+            .run(self.pool(), vec![key, index], vec![owner.to_owned()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// A page of quota overrides from `index`, newest first, each read with `get`.
+    async fn list_quotas<T, F, Fut>(
+        &self,
+        index: &str,
+        offset: u64,
+        limit: u64,
+        get: F,
+    ) -> Result<Page<T>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let (owners, total) = self.zpage(index, offset, limit, true).await?;
+        let items = futures::future::try_join_all(owners.into_iter().map(get))
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(Page { items, total })
+    }
+
     /// Stores (inserts or replaces) an owner's webhook quota override, with its index entry.
     ///
     /// # Errors
     /// Redis failure.
     pub async fn put_webhook_quota(&self, q: &WebhookQuota) -> Result<()> {
         let k = self.keys();
-        let _: i64 = scripts::PUT_QUOTA
-            .run(
-                self.pool(),
-                vec![k.webhook_quota(&q.owner_id), k.webhook_quotas()],
-                hash_args(&q.owner_id, q.created_at, q.to_fields()),
-            )
-            .await?;
-        Ok(())
+        self.put_quota(
+            k.webhook_quota(&q.owner_id),
+            k.webhook_quotas(),
+            &q.owner_id,
+            q.created_at,
+            q.to_fields(),
+        )
+        .await
     }
 
     /// An owner's webhook quota override; `None` when the owner has none (the defaults apply).
@@ -113,14 +161,8 @@ impl Store {
     /// Redis failure.
     pub async fn delete_webhook_quota(&self, owner: &str) -> Result<bool> {
         let k = self.keys();
-        let n: i64 = scripts::DELETE_QUOTA
-            .run(
-                self.pool(),
-                vec![k.webhook_quota(owner), k.webhook_quotas()],
-                vec![owner.to_owned()],
-            )
-            .await?;
-        Ok(n == 1)
+        self.delete_quota(k.webhook_quota(owner), k.webhook_quotas(), owner)
+            .await
     }
 
     /// Lists webhook quota overrides newest first (TMI: `created_at DESC`).
@@ -128,16 +170,13 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt row.
     pub async fn list_webhook_quotas(&self, offset: u64, limit: u64) -> Result<Page<WebhookQuota>> {
-        let (owners, total) = self
-            .zpage(&self.keys().webhook_quotas(), offset, limit, true)
-            .await?;
-        let futs = owners.iter().map(|o| self.get_webhook_quota(o));
-        let items = futures::future::try_join_all(futs)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        Ok(Page { items, total })
+        self.list_quotas(
+            &self.keys().webhook_quotas(),
+            offset,
+            limit,
+            |o| async move { self.get_webhook_quota(&o).await },
+        )
+        .await
     }
 
     /// Stores (inserts or replaces) an invoker's add-on quota override, with its index entry.
@@ -146,14 +185,14 @@ impl Store {
     /// Redis failure.
     pub async fn put_addon_quota(&self, q: &AddonQuota) -> Result<()> {
         let k = self.keys();
-        let _: i64 = scripts::PUT_QUOTA
-            .run(
-                self.pool(),
-                vec![k.addon_quota(&q.owner_id), k.addon_quotas()],
-                hash_args(&q.owner_id, q.created_at, q.to_fields()),
-            )
-            .await?;
-        Ok(())
+        self.put_quota(
+            k.addon_quota(&q.owner_id),
+            k.addon_quotas(),
+            &q.owner_id,
+            q.created_at,
+            q.to_fields(),
+        )
+        .await
     }
 
     /// An invoker's add-on quota override; `None` when there is none (`[addons]` applies).
@@ -171,14 +210,8 @@ impl Store {
     /// Redis failure.
     pub async fn delete_addon_quota(&self, owner: &str) -> Result<bool> {
         let k = self.keys();
-        let n: i64 = scripts::DELETE_QUOTA
-            .run(
-                self.pool(),
-                vec![k.addon_quota(owner), k.addon_quotas()],
-                vec![owner.to_owned()],
-            )
-            .await?;
-        Ok(n == 1)
+        self.delete_quota(k.addon_quota(owner), k.addon_quotas(), owner)
+            .await
     }
 
     /// Lists add-on quota overrides newest first.
@@ -186,16 +219,10 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt row.
     pub async fn list_addon_quotas(&self, offset: u64, limit: u64) -> Result<Page<AddonQuota>> {
-        let (owners, total) = self
-            .zpage(&self.keys().addon_quotas(), offset, limit, true)
-            .await?;
-        let futs = owners.iter().map(|o| self.get_addon_quota(o));
-        let items = futures::future::try_join_all(futs)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        Ok(Page { items, total })
+        self.list_quotas(&self.keys().addon_quotas(), offset, limit, |o| async move {
+            self.get_addon_quota(&o).await
+        })
+        .await
     }
 
     /// Creates a subscription awaiting verification (enqueueing its first challenge) if its owner's quota
