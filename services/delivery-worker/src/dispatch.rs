@@ -1,10 +1,11 @@
 //! One queue entry, start to finish: a delivery attempt or a verification challenge.
 //!
-//! A delivery attempt: take the record's lease ([`Store::begin_attempt`]), check the subscription, take a
-//! per-host slot (or defer without consuming an attempt, so one slow host cannot hold every slot), POST the
-//! stored payload bytes with TMI's headers, classify the answer ([`AttemptOutcome`]), and write it fenced by
-//! the lease, acknowledging the entry in the same step ([`Store::finish_attempt`]). Exactly one POST per
-//! attempt.
+//! A delivery attempt: its lease is taken with the rest of its read batch ([`Dispatcher::begin_batch`],
+//! one [`Store::begin_attempts`] call), then it checks the subscription, takes a per-host slot (or defers
+//! without consuming an attempt, so one slow host cannot hold every slot), POSTs the stored payload bytes
+//! with TMI's headers, classifies the answer ([`AttemptOutcome`]), and hands the outcome to the group commit
+//! ([`Outcomes`]), which writes it fenced by the lease and acknowledges the entry in the same step. Exactly
+//! one POST per attempt.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
