@@ -58,9 +58,22 @@ struct Args {
     /// Events per scaling run.
     #[arg(long, default_value_t = 3_000)]
     slow_events: usize,
+    /// Delivery-worker processes in the fast-receiver phases (rates, flood).
+    #[arg(long, default_value_t = 1)]
+    fast_workers: usize,
     /// Skip the scaling phase.
     #[arg(long)]
     skip_scaling: bool,
+    /// Extra environment for every service, `KEY=VALUE` (repeatable), e.g. `HOOKLINE__WORKER__BATCH_SIZE=64`
+    /// or `TOKIO_WORKER_THREADS=1`.
+    #[arg(long = "service-env", value_parser = parse_kv)]
+    service_env: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
 }
 
 fn now_us() -> i64 {
@@ -171,7 +184,11 @@ impl Sink {
     }
 }
 
-fn env(redis: &RedisServer, extra: &[(&str, String)]) -> Vec<(String, String)> {
+fn env(
+    redis: &RedisServer,
+    extra: &[(&str, String)],
+    overrides: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = [
         ("HOOKLINE__REDIS__URL", redis.url()),
         ("HOOKLINE__AUTH__JWT_SECRET", "bench".into()),
@@ -189,9 +206,13 @@ fn env(redis: &RedisServer, extra: &[(&str, String)]) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    for (k, val) in extra {
+    for (k, val) in extra
+        .iter()
+        .map(|(k, v)| (*k, v))
+        .chain(overrides.iter().map(|(k, v)| (k.as_str(), v)))
+    {
         v.retain(|(ek, _)| ek != k);
-        v.push(((*k).to_owned(), val.clone()));
+        v.push((k.to_owned(), val.clone()));
     }
     v
 }
@@ -373,9 +394,12 @@ async fn main() -> anyhow::Result<()> {
     let sink = Sink::start(Duration::ZERO).await?;
     let st = store(&redis).await?;
     subscribe(&st, &sink.url(), k).await?;
-    let e = env(&redis, &[]);
+    let e = env(&redis, &[], &args.service_env);
     let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
-    let _worker = Service::start(ServiceBin::DeliveryWorker, &e).await;
+    let mut fast_workers = Vec::new();
+    for _ in 0..args.fast_workers.max(1) {
+        fast_workers.push(Service::start(ServiceBin::DeliveryWorker, &e).await);
+    }
     let raw = redis_client(&redis).await?;
 
     // Warm-up: connections, script cache.
@@ -406,7 +430,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if std::env::var_os("BENCH_DEBUG").is_some() {
-        for svc in [&_consumer, &_worker] {
+        for svc in std::iter::once(&_consumer).chain(&fast_workers) {
             let (_, _, m) =
                 test_support::http::request("GET", &svc.ops_url("/metrics"), &[], "").await;
             for l in String::from_utf8_lossy(&m)
@@ -468,7 +492,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Err(e) => println!("\n## Ceiling\n\n- not measured: {e:#}"),
     }
-    drop(_worker);
+    drop(fast_workers);
     drop(_consumer);
     drop(redis);
 
@@ -497,6 +521,7 @@ async fn main() -> anyhow::Result<()> {
                     ("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.clone()),
                     ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", slots),
                 ],
+                &args.service_env,
             );
             let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
             let mut workers = Vec::new();
