@@ -13,6 +13,8 @@ use test_support::redis::RedisServer;
 use test_support::service::{Service, ServiceBin};
 use test_support::{auth, http, wait};
 
+use crate::contract::Contract;
+
 pub const SECRET: &str = "e2e-jwt-secret";
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -60,6 +62,8 @@ pub struct Stack {
     /// The settings every service of this stack got (for replicas and restarts).
     pub env: Vec<(String, String)>,
     admin: String,
+    /// The API's OpenAPI document: every answer a test gets is checked against it.
+    contract: Contract,
     // Last: dropped after the services so they never see Redis vanish.
     pub redis: RedisServer,
 }
@@ -88,6 +92,7 @@ impl Stack {
         .await
         .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
+        let contract = Contract::fetch(&api.api_url("/openapi.json")).await;
         Self {
             api,
             consumer,
@@ -95,8 +100,14 @@ impl Stack {
             store,
             env,
             admin,
+            contract,
             redis,
         }
+    }
+
+    /// The API's OpenAPI document, as the checks of every answer use it.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
     }
 
     /// An API call as the admin; returns (status, JSON body or Null).
@@ -120,8 +131,10 @@ impl Stack {
             }
             None => String::new(),
         };
-        let (status, _, bytes) =
+        let (status, h, bytes) =
             http::request(method, &self.api.api_url(path), &headers, payload).await;
+        self.contract
+            .check(method, path, status, content_type(&h), &bytes);
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -288,6 +301,12 @@ impl Answer {
 }
 
 /// The token of the admin every stack's `api` calls use (`admin-1`).
+fn content_type(h: &http::HeaderMap) -> &str {
+    h.get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 pub fn admin() -> String {
     auth::admin_token(SECRET, "admin-1")
 }
@@ -317,6 +336,8 @@ impl Stack {
         }
         let (status, h, bytes) =
             http::request(method, &self.api.api_url(path), &all, body.to_owned()).await;
+        self.contract
+            .check(method, path, status, content_type(&h), &bytes);
         Answer {
             status,
             headers: h

@@ -5,6 +5,7 @@
 mod addons;
 mod callbacks;
 mod cleanup;
+mod contract;
 mod harness;
 mod pipeline;
 mod quotas;
