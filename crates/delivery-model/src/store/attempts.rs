@@ -353,15 +353,19 @@ impl Store {
             keys.push(k.delivery(i.id));
             keys.push(k.subscription(i.subscription_id));
             keys.push(k.circuit(&i.host));
-            let (error, next_retry, due_ms) = match &i.outcome {
-                AttemptOutcome::Retry { error, at } | AttemptOutcome::Reschedule { error, at } => {
-                    (error.clone(), at.to_string(), (at / 1000).to_string())
-                }
+            // The schedule's message only for outcomes that schedule one.
+            let (error, next_retry, due_ms, message) = match &i.outcome {
+                AttemptOutcome::Retry { error, at } | AttemptOutcome::Reschedule { error, at } => (
+                    error.clone(),
+                    at.to_string(),
+                    (at / 1000).to_string(),
+                    QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
+                ),
                 AttemptOutcome::Failed { error } | AttemptOutcome::Abandoned { error } => {
-                    (error.clone(), String::new(), String::new())
+                    (error.clone(), String::new(), String::new(), String::new())
                 }
                 AttemptOutcome::Delivered | AttemptOutcome::InProgress => {
-                    (String::new(), String::new(), String::new())
+                    (String::new(), String::new(), String::new(), String::new())
                 }
             };
             args.extend([
@@ -371,7 +375,7 @@ impl Store {
                 error,
                 next_retry,
                 due_ms,
-                QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
+                message,
                 i.id.to_string(),
                 match i.signal {
                     CircuitSignal::Success => "success",
