@@ -276,6 +276,9 @@ pub struct MigrateSettings {
     /// TMI's PostgreSQL database: `postgres://user:password@host:5432/tmi` or a `key=value` connection string.
     /// Empty means not configured; `hookline-migrate --postgres-url` overrides it. Other services ignore it.
     pub postgres_url: String,
+    /// A PEM file of CA certificates trusted for TLS to that database, in addition to the public roots
+    /// compiled into the binary. Empty means none. Read by `hookline-migrate` at connect time.
+    pub postgres_ca_file: String,
 }
 
 /// The replica's stable consumer name: the configured one, else `$HOSTNAME` (the pod name in Kubernetes),

@@ -6,6 +6,9 @@
 //! temporary directory handed to that user. The server listens on a free loopback port and a socket in that
 //! directory, with `fsync` off (test data), trusts local connections, and is stopped (`pg_ctl stop -m
 //! immediate`) and its directory removed on drop.
+//!
+//! [`PostgresServer::start_with_tls`] starts one with `ssl=on` and the certificate and key it is given; with
+//! [`PostgresTls::hostssl_only`], `pg_hba.conf` accepts TCP connections over TLS only (`hostssl`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,6 +22,16 @@ pub const PG_BIN_ENV: &str = "HOOKLINE_PG_BIN";
 const PG_OS_USER: &str = "postgres";
 /// The database role and database the tests use.
 pub const PG_USER: &str = "postgres";
+
+/// TLS for [`PostgresServer::start_with_tls`].
+pub struct PostgresTls {
+    /// The server's certificate chain (PEM), leaf first.
+    pub cert_pem: String,
+    /// The server certificate's private key (PEM).
+    pub key_pem: String,
+    /// Refuse plaintext TCP connections: `pg_hba.conf` has `hostssl` lines only (local socket: trust).
+    pub hostssl_only: bool,
+}
 
 /// A running PostgreSQL server. Stopped and removed on drop.
 pub struct PostgresServer {
@@ -73,6 +86,19 @@ impl PostgresServer {
     /// # Panics
     /// When PostgreSQL is not installed, or `initdb` or the server fails (its output is in the message).
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// As [`PostgresServer::start`], with `ssl=on` and `tls`'s certificate and key (and `pg_hba.conf` as it
+    /// says).
+    ///
+    /// # Panics
+    /// As [`PostgresServer::start`]; also when the certificate files cannot be written.
+    pub fn start_with_tls(tls: &PostgresTls) -> Self {
+        Self::start_inner(Some(tls))
+    }
+
+    fn start_inner(tls: Option<&PostgresTls>) -> Self {
         let bin = bin_dir();
         #[expect(clippy::expect_used, reason = "test harness")]
         let dir = tempfile::tempdir().expect("tempdir");
@@ -113,11 +139,16 @@ impl PostgresServer {
                 "--no-sync".into(),
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
             server.port,
             server.dir.path().display()
         );
+        if let Some(tls) = tls {
+            server.write_tls_files(tls);
+            // Relative paths are relative to the data directory.
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let pg_ctl = server.bin.join("pg_ctl").display().to_string();
         let log = server.dir.path().join("server.log").display().to_string();
         server.checked(
@@ -138,6 +169,41 @@ impl PostgresServer {
         server.running = true;
         wait_for_port(server.port, Duration::from_secs(10));
         server
+    }
+
+    /// Writes `server.crt`, `server.key` (mode 0600, as the server demands) and, for `hostssl_only`,
+    /// `pg_hba.conf` into the data directory, owned by the server's OS user.
+    fn write_tls_files(&self, tls: &PostgresTls) {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let data = self.data_dir();
+        let mut files = vec![
+            ("server.crt", tls.cert_pem.clone()),
+            ("server.key", tls.key_pem.clone()),
+        ];
+        if tls.hostssl_only {
+            files.push((
+                "pg_hba.conf",
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n".to_owned(),
+            ));
+        }
+        for (name, text) in files {
+            let path = data.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+            if self.as_postgres {
+                let chown = Command::new("chown")
+                    .arg(format!("{PG_OS_USER}:"))
+                    .arg(&path)
+                    .status();
+                assert!(
+                    chown.is_ok_and(|s| s.success()),
+                    "chown {} to {PG_OS_USER}",
+                    path.display()
+                );
+            }
+        }
     }
 
     fn data_dir(&self) -> PathBuf {

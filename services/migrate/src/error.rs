@@ -4,10 +4,35 @@
 //! cannot be imported is not an error: it is reported as invalid ([`crate::report::Invalid`]) and the run goes
 //! on. Only `main` uses `anyhow`.
 
+use std::path::PathBuf;
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// PostgreSQL failed (connection, query, lock or drop). Nothing is half-written there: the tool only reads,
+    /// The connection string cannot be parsed (the message never repeats the string: it may hold a password).
+    #[error("[migrate] postgres_url: {0}")]
+    ConnectionString(String),
+    /// The connection string asks for an `sslmode` that libpq knows and this tool does not accept.
+    #[error(
+        "[migrate] postgres_url: sslmode={0} is not supported; use sslmode=require (TLS with the certificate \
+         chain and host name verified, as libpq's verify-full), prefer or disable"
+    )]
+    SslMode(String),
+    /// `[migrate] postgres_ca_file` cannot be read or holds no usable certificate.
+    #[error("[migrate] postgres_ca_file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    /// The TLS client could not be set up.
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+    /// PostgreSQL could not be reached, or refused the connection: TLS handshake, `pg_hba.conf`,
+    /// authentication. `detail` holds every cause; `hint` says what to check, or is empty.
+    #[error("connecting to PostgreSQL at {target}: {detail}{hint}")]
+    Connect {
+        target: String,
+        detail: String,
+        hint: &'static str,
+    },
+    /// PostgreSQL failed once connected (query, lock or drop). Nothing is half-written there: the tool only reads,
     /// and the drop runs in one transaction.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),

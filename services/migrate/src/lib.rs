@@ -1,6 +1,7 @@
 //! `hookline-migrate`: imports TMI's PostgreSQL webhook tables into Hookline's Redis, once, through
 //! `delivery-model` (docs/migration.md has the operator's steps).
 //!
+//! - [`postgres`]: the connection to TMI's database, with TLS as `sslmode` asks and certificates verified.
 //! - [`source`]: the `SELECT`s over TMI's tables (typed casts, timestamps as microseconds).
 //! - [`convert`]: each row turned into Hookline's record, or the reason it cannot be.
 //! - [`import`]: the run over every table in dependency order, create-if-absent writes, dry run.
@@ -13,6 +14,7 @@ pub mod convert;
 pub mod drop_legacy;
 pub mod error;
 pub mod import;
+pub mod postgres;
 pub mod report;
 pub mod source;
 

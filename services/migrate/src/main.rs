@@ -4,6 +4,7 @@
 //! Exit status: 0 when everything was imported (or skipped) and any drop done; 2 when rows were invalid
 //! (named in the summary); 3 when `--drop-legacy` refused; 1 on any other failure.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -51,15 +52,11 @@ async fn main() -> anyhow::Result<ExitCode> {
              (HOOKLINE__MIGRATE__POSTGRES_URL)"
         );
     }
-    // TMI's database is reached inside the cluster, as TMI reaches it; TLS to it is not supported yet.
-    let (mut db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .context("connecting to PostgreSQL")?;
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "PostgreSQL connection failed");
-        }
-    });
+    // TLS as the URL's sslmode says, certificates always verified (docs/migration.md, "TLS").
+    let ca_file = Some(settings.migrate.postgres_ca_file.trim())
+        .filter(|f| !f.is_empty())
+        .map(Path::new);
+    let (mut db, connection) = migrate::postgres::connect(&url, ca_file).await?;
     let store = service_common::redis::connect(&settings)
         .await
         .context("connecting to Redis")?;

@@ -1,4 +1,5 @@
-//! `[migrate]` settings from the environment (its own test binary: the environment is per process).
+//! `[migrate]` settings (database URL, CA file) from the environment (its own test binary: the environment
+//! is per process).
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -41,4 +42,19 @@ fn a_postgres_url_of_another_scheme_is_refused_naming_the_key() {
     .map(|e| e.to_string())
     .unwrap_or_default();
     assert!(err.contains("migrate.postgres_url"), "{err}");
+}
+
+#[test]
+fn postgres_ca_file_defaults_to_empty_and_comes_from_the_environment() {
+    let s = Settings::load_from(env(&[])).unwrap();
+    assert_eq!(s.migrate.postgres_ca_file, "");
+    let s = Settings::load_from(env(&[(
+        "HOOKLINE__MIGRATE__POSTGRES_CA_FILE",
+        "/etc/hookline/postgres-ca/ca.crt",
+    )]))
+    .unwrap();
+    assert_eq!(
+        s.migrate.postgres_ca_file,
+        "/etc/hookline/postgres-ca/ca.crt"
+    );
 }

@@ -193,7 +193,11 @@ pub struct World {
 
 impl World {
     pub async fn start() -> Self {
-        let pg = PostgresServer::start();
+        Self::with_postgres(PostgresServer::start()).await
+    }
+
+    /// A world around an already started PostgreSQL (e.g. one with TLS).
+    pub async fn with_postgres(pg: PostgresServer) -> Self {
         let redis = RedisServer::start();
         let store = Store::connect(&StoreOptions {
             url: redis.url(),
@@ -238,13 +242,23 @@ impl World {
     /// Runs `hookline-migrate args…` with this world's settings (the database from the config section);
     /// returns (exit code, stdout).
     pub async fn migrate(&self, args: &[&str]) -> (i32, String) {
+        let url = self.pg.url();
+        let (code, stdout, _) = self
+            .migrate_with(&[("HOOKLINE__MIGRATE__POSTGRES_URL", url.as_str())], args)
+            .await;
+        (code, stdout)
+    }
+
+    /// Runs `hookline-migrate args…` with this world's settings plus `env` (which names the database);
+    /// returns (exit code, stdout, stderr).
+    pub async fn migrate_with(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-migrate"));
         cmd.env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
         cmd.envs(self.env())
-            .env("HOOKLINE__MIGRATE__POSTGRES_URL", self.pg.url())
+            .envs(env.iter().copied())
             .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json")
             .args(args)
             .stdin(Stdio::null());
@@ -253,13 +267,11 @@ impl World {
             .expect("hookline-migrate finishes")
             .expect("run hookline-migrate");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if out.status.code().is_none() {
-            panic!(
-                "hookline-migrate killed: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            panic!("hookline-migrate killed: {stdout}\n{stderr}");
         }
-        (out.status.code().unwrap_or(-1), stdout)
+        (out.status.code().unwrap_or(-1), stdout, stderr)
     }
 
     /// The summary line of `table` in a run's output.

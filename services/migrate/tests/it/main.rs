@@ -8,3 +8,4 @@
 mod harness;
 mod import;
 mod legacy_drop;
+mod tls;
