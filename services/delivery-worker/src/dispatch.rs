@@ -383,9 +383,10 @@ impl Dispatcher {
     /// Returns, per item in order, the attempt to make, or `None`: no longer work (acknowledged in the same
     /// call), leased by a live attempt elsewhere, or not readable (left pending).
     pub async fn begin_batch(&self, batch: Vec<(String, DeliveryId)>) -> Vec<Option<Attempt>> {
-        let tokens: Vec<String> = batch
-            .iter()
-            .map(|_| uuid::Uuid::new_v4().to_string())
+        // Lease tokens only need to be unique per attempt: one random id per batch, numbered.
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let tokens: Vec<String> = (0..batch.len())
+            .map(|i| format!("{batch_id}.{i}"))
             .collect();
         let items: Vec<BeginItem<'_>> = batch
             .iter()
