@@ -216,6 +216,10 @@ chart_refuses_bad_values() {
   helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
   helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
   helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
+  helm_refuses "the migrate Job without a PostgreSQL URL" "migrate.enabled needs" --set migrate.enabled=true || bad=1
+  helm_refuses "two CA sources for the migrate Job" "set secretName or configMapName, not both" \
+    --set migrate.enabled=true --set secrets.postgresUrl=postgres://db/tmi \
+    --set migrate.postgresCa.secretName=a --set migrate.postgresCa.configMapName=b || bad=1
   # Older than Chart.yaml's kubeVersion.
   if out=$("$HELM" template hl "$CHART" --kube-version 1.20.0 2>&1); then
     echo "accepted Kubernetes 1.20.0 (kubeVersion)"; bad=1
@@ -258,6 +262,11 @@ done
 
 if [ -s "$WORK/rendered-default.yaml" ]; then
   run "manifest checks catch broken renderings (selftest)" "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-default.yaml"
+fi
+# The production rendering holds the optional migrate Job: its mutations too.
+if [ -s "$WORK/rendered-production-values.yaml" ]; then
+  run "manifest checks catch broken renderings (selftest, production values with the migrate Job)" \
+    "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-production-values.yaml"
 fi
 run "chart refuses bad values" chart_refuses_bad_values
 

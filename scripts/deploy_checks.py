@@ -129,15 +129,21 @@ def workspace_binaries() -> dict[str, Path]:
     return bins
 
 
-# Binaries under services/ that are run by hand, once, not deployed (hookline-migrate: docs/migration.md).
-NOT_DEPLOYED = {"hookline-migrate"}
+# One-shot tools under services/: binary -> Dockerfile target, image name and chart component. Each has a
+# runtime target shipping /usr/local/bin/<binary> (no EXPOSE: no listener) and an optional Job in the chart
+# (templates/job-<target>.yaml); no compose service, no Deployment. hookline-migrate: docs/migration.md.
+JOBS = {"hookline-migrate": "migrate"}
+JOB_TARGETS = {target: binary for binary, target in JOBS.items()}
+
+
+def stage_binary(stage: str) -> str:
+    """The binary a Dockerfile runtime target ships: the service of that name, or a one-shot tool."""
+    return JOB_TARGETS.get(stage, stage)
 
 
 def service_binaries() -> set[str]:
-    """Binaries of members under services/: the things that get deployed."""
-    return {
-        b for b, d in workspace_binaries().items() if d.parent.name == "services" and b not in NOT_DEPLOYED
-    }
+    """Binaries of members under services/ that run as long-lived services (Deployments, compose)."""
+    return {b for b, d in workspace_binaries().items() if d.parent.name == "services" and b not in JOBS}
 
 
 def expected_services() -> set[str]:
@@ -323,9 +329,18 @@ def cmd_names() -> int:
     compose_services = set(compose.get("services", {})) - NON_HOOKLINE_COMPOSE
     chart_services = set(helpers_components())
     copied = set(re.findall(r"target/release/([a-z0-9_-]+)", DOCKERFILE.read_text()))
+    for binary, target in JOBS.items():
+        p.check(binary in binaries, f"scripts/deploy_checks.py JOBS: {binary} is not a binary of the workspace")
+        p.check(target in docker_targets, f"deploy/Dockerfile: no target {target} for {binary}")
+        p.check(binary in copied, f"deploy/Dockerfile: the build stage does not copy target/release/{binary}")
+        p.check((CHART / "templates" / f"job-{target}.yaml").is_file(),
+                f"k8s/hookline: no templates/job-{target}.yaml for {binary}")
+        p.check(binary not in compose_services and target not in compose_services,
+                f"deploy/compose.yaml: {binary} is a one-shot tool, not a compose service")
+    docker_services = docker_targets - set(JOB_TARGETS)
     for where, names in [
-        ("deploy/Dockerfile targets", docker_targets),
-        ("deploy/Dockerfile target/release copies", copied),
+        ("deploy/Dockerfile targets", docker_services),
+        ("deploy/Dockerfile target/release copies", copied - set(JOBS)),
         ("deploy/compose.yaml services", compose_services),
         ("k8s/hookline hookline.components", chart_services),
     ]:
@@ -346,6 +361,9 @@ def cmd_names() -> int:
     for stage in docker_targets:
         exposed = {int(x) for line in dstages[stage] if line.upper().startswith("EXPOSE")
                    for x in re.findall(r"\d+", line)}
+        if stage in JOB_TARGETS:
+            p.check(not exposed, f"deploy/Dockerfile: target {stage} has no listener but exposes {sorted(exposed)}")
+            continue
         want = expected_port(stage, ports)
         p.check(exposed == {want}, f"deploy/Dockerfile: target {stage} exposes {sorted(exposed)}, expected [{want}]")
     for name in compose_services:
@@ -429,17 +447,20 @@ def cmd_dockerfile() -> int:
     for t in targets:
         lines = stages[t]
         user = user_of(t)
+        b = stage_binary(t)
         p.check(user and user.split(":")[0] not in ("0", "root"), f"target {t}: runs as {user!r}, not a non-root user")
         p.check(user and re.fullmatch(r"\d+(:\d+)?", user), f"target {t}: USER should be numeric (runAsNonRoot)")
         p.check(
-            any(line == f'ENTRYPOINT ["/usr/local/bin/{t}"]' for line in lines),
-            f'target {t}: ENTRYPOINT is not ["/usr/local/bin/{t}"]',
+            any(line == f'ENTRYPOINT ["/usr/local/bin/{b}"]' for line in lines),
+            f'target {t}: ENTRYPOINT is not ["/usr/local/bin/{b}"]',
         )
         p.check(
-            any(re.match(rf"(?i)^COPY --from=build .*/out/{re.escape(t)} /usr/local/bin/{re.escape(t)}$", line)
+            any(re.match(rf"(?i)^COPY --from=build .*/out/{re.escape(b)} /usr/local/bin/{re.escape(b)}$", line)
                 for line in lines),
             f"target {t}: does not copy its binary from the build stage",
         )
+    for binary, target in JOBS.items():
+        p.check(target in stages, f"no target {target} shipping {binary}")
     return p.finish("dockerfile")
 
 
@@ -516,6 +537,97 @@ def cmd_manifests(rendered: str) -> int:
     return check_manifests(load_rendered(rendered)).finish(f"manifests {Path(rendered).name}")
 
 
+def pod_spec(d: dict) -> dict | None:
+    """The pod spec of a Deployment, CronJob or Job, else None."""
+    if d["kind"] == "CronJob":
+        return d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if d["kind"] in ("Deployment", "Job"):
+        return d["spec"]["template"]["spec"]
+    return None
+
+
+def pod_containers_env(d: dict) -> list[dict]:
+    spec = pod_spec(d)
+    return [e for c in (spec or {}).get("containers", []) for e in c.get("env", [])]
+
+
+def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, grace: int) -> None:
+    """A one-shot tool's Job: hardened like the services, bounded retries and lifetime, its Secret and CA
+    wiring, and only the variables and mounts the tool reads."""
+    cfg = config_defaults()
+    where = f"Job/{job['metadata']['name']}"
+    spec = job["spec"]
+    p.check(isinstance(spec.get("backoffLimit"), int) and spec["backoffLimit"] <= 3, f"{where}: backoffLimit not <= 3")
+    p.check(isinstance(spec.get("ttlSecondsAfterFinished"), int), f"{where}: no ttlSecondsAfterFinished")
+    p.check(isinstance(spec.get("activeDeadlineSeconds"), int), f"{where}: no activeDeadlineSeconds")
+    p.check("helm.sh/hook" not in (job["metadata"].get("annotations") or {}),
+            f"{where}: a Helm hook would run before the ConfigMap and Secret exist")
+    pod = spec["template"]["spec"]
+    p.check(pod.get("restartPolicy") == "Never", f"{where}: restartPolicy is not Never (backoffLimit retries)")
+    psc = pod.get("securityContext", {})
+    p.check(psc.get("runAsNonRoot") is True, f"{where}: pod runAsNonRoot is not true")
+    p.check((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{where}: pod seccomp is not RuntimeDefault")
+    p.check(pod.get("automountServiceAccountToken") is False, f"{where}: service account token is mounted")
+    tg = pod.get("terminationGracePeriodSeconds")
+    p.check(isinstance(tg, int) and tg > grace, f"{where}: terminationGracePeriodSeconds {tg} is not > {grace}")
+    containers = pod.get("containers", [])
+    if not p.check(len(containers) == 1, f"{where}: expected one container"):
+        return
+    c = containers[0]
+    image = str(c.get("image", ""))
+    p.check(":" in image and not image.endswith(":latest"), f"{where}: image {image} is not pinned")
+    p.check(image.split("@")[0].split(":")[0].endswith(f"/{comp}"), f"{where}: image {image} is not the {comp} image")
+    sc = c.get("securityContext", {})
+    p.check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem is not true")
+    p.check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false")
+    p.check("ALL" in (sc.get("capabilities") or {}).get("drop", []), f"{where}: capabilities ALL not dropped")
+    res = c.get("resources", {})
+    for part in ("requests", "limits"):
+        for r in ("cpu", "memory"):
+            p.check(r in res.get(part, {}), f"{where}: resources.{part}.{r} missing")
+    p.check(not c.get("ports"), f"{where}: {comp} has no listener but declares ports")
+    p.check(not any(k in c for k in ("livenessProbe", "readinessProbe", "startupProbe")), f"{where}: probes on a Job")
+    p.check(set(c.get("args") or []) <= {"--dry-run", "--drop-legacy"}, f"{where}: unknown args {c.get('args')}")
+    env = {e["name"]: e for e in c.get("env", [])}
+    p.check(len(env) == len(c.get("env", [])), f"{where}: duplicate env vars")
+    for name in env:
+        m = ENV_RE.fullmatch(name)
+        if m:
+            p.check(m.group(2).lower() in cfg.get(m.group(1).lower(), {}),
+                    f"{where}: {name} is not a key of config/default.toml")
+    url = str((env.get("HOOKLINE__REDIS__URL") or {}).get("value", ""))
+    p.check(re.match(r"rediss?://", url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis:// or rediss:// URL")
+    p.check("HOOKLINE__AUTH__JWT_SECRET" in env or "HOOKLINE__AUTH__JWT_PUBLIC_KEY_PEM" in env,
+            f"{where}: no JWT key variable (the whole configuration is validated)")
+    p.check("HOOKLINE__WORKER__DELEGATION_KEY" not in env, f"{where}: the delegation key belongs to the delivery-worker only")
+    pg = ((env.get("HOOKLINE__MIGRATE__POSTGRES_URL") or {}).get("valueFrom") or {}).get("secretKeyRef")
+    if p.check(pg, f"{where}: HOOKLINE__MIGRATE__POSTGRES_URL is not taken from a Secret"):
+        p.check(not pg.get("optional"), f"{where}: the PostgreSQL URL Secret is optional")
+        if pg["name"] in secrets:
+            p.check(pg["key"] in (secrets[pg["name"]].get("data") or {}),
+                    f"{where}: Secret {pg['name']} lacks key {pg['key']} (the PostgreSQL URL)")
+    mounts = {m["mountPath"].rstrip("/"): m for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    cfg_path = str((env.get("HOOKLINE_CONFIG") or {}).get("value", ""))
+    p.check(any(cfg_path.startswith(mp + "/") and (vols.get(m["name"]) or {}).get("configMap")
+                and ((vols[m["name"]]["configMap"]["name"], cfg_path[len(mp) + 1:]) in cm_files)
+                for mp, m in mounts.items()),
+            f"{where}: HOOKLINE_CONFIG={cfg_path!r} is not a mounted key of the ConfigMap")
+    ca = (env.get("HOOKLINE__MIGRATE__POSTGRES_CA_FILE") or {}).get("value")
+    if ca is not None:
+        ca_dir, _, ca_key = str(ca).rpartition("/")
+        m = mounts.get(ca_dir)
+        if p.check(m, f"{where}: HOOKLINE__MIGRATE__POSTGRES_CA_FILE={ca!r} is not in a mounted volume"):
+            p.check(m.get("readOnly") is True, f"{where}: the CA bundle is not mounted read-only")
+            v = vols.get(m["name"]) or {}
+            src = v.get("secret") or v.get("configMap") or {}
+            p.check(src, f"{where}: the CA bundle is neither a Secret nor a ConfigMap")
+            p.check(ca_key in {i["path"] for i in src.get("items", [])} or not src.get("items"),
+                    f"{where}: the CA volume does not project {ca_key}")
+    allowed = {cfg_path.rpartition("/")[0]} | ({str(ca).rpartition("/")[0]} if ca is not None else set())
+    p.check(set(mounts) <= allowed, f"{where}: mounts beyond the config file and the CA bundle: {sorted(mounts)}")
+
+
 def check_manifests(docs: list[dict]) -> Problems:
     p = Problems()
     cfg = config_defaults()
@@ -545,6 +657,12 @@ def check_manifests(docs: list[dict]) -> Problems:
         "ops": listen_port(rendered_cfg.get("ops", {}).get("listen", cfg["ops"]["listen"])),
     }
     secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
+    redis_port = None
+    for d in docs:
+        for e in pod_containers_env(d):
+            if e.get("name") == "HOOKLINE__REDIS__URL":
+                m = re.search(r"@?[^/@:]+:(\d+)(/|$)", str(e.get("value", "")).split("://", 1)[-1])
+                redis_port = int(m.group(1)) if m else 6379
 
     # Workloads.
     workloads: dict[str, tuple[str, dict, dict]] = {}  # service -> (kind, object, pod template)
@@ -635,6 +753,15 @@ def check_manifests(docs: list[dict]) -> Problems:
                 found = (cm["name"], cfg_path[len(mpath.rstrip("/")) + 1:]) in cm_files
         p.check(found, f"{where}: HOOKLINE_CONFIG={cfg_path!r} is not a mounted key of the ConfigMap")
 
+    # One-shot Jobs (hookline-migrate).
+    jobs = {}
+    for d in by_kind.get("Job", []):
+        comp = d["metadata"]["labels"].get("app.kubernetes.io/component")
+        if p.check(comp in JOB_TARGETS, f"Job/{d['metadata']['name']}: {comp} is not a one-shot tool (JOBS)"):
+            jobs[comp] = d
+    for comp, job in jobs.items():
+        check_job(p, comp, job, cm_files, secrets, grace)
+
     # API Service, Ingress.
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     api = [s for s in services.values() if s["metadata"]["labels"].get("app.kubernetes.io/component") == API_SERVICE
@@ -687,10 +814,15 @@ def check_manifests(docs: list[dict]) -> Problems:
             else:
                 p.check(not wide, f"{where}: {comp} may connect to any port (only the worker may leave)")
             ingress_ports = {pt.get("port") for r in np_["spec"].get("ingress", []) for pt in r.get("ports", [])}
+            if comp in JOB_TARGETS:
+                p.check(not np_["spec"].get("ingress"), f"{where}: the {comp} Job has no listener but allows ingress")
+                egress_ports = {pt.get("port") for r in egress for pt in r.get("ports", [])}
+                p.check(redis_port in egress_ports, f"{where}: no egress to Redis (port {redis_port})")
+                continue
             want = expected_port(comp, ports) if comp else None
             p.check(ingress_ports == {want}, f"{where}: ingress ports {ingress_ports} != {{{want}}}")
             p.check(all(r.get("ports") for r in np_["spec"].get("ingress", [])), f"{where}: ingress on any port")
-        p.check(covered >= set(workloads), f"NetworkPolicies cover {sorted(covered)}, not every service")
+        p.check(covered >= set(workloads) | set(jobs), f"NetworkPolicies cover {sorted(covered)}, not every workload")
 
     # ServiceMonitor.
     for sm in by_kind.get("ServiceMonitor", []):
@@ -769,6 +901,39 @@ MUTATIONS: list[tuple[str, str, Any]] = [
 ]
 
 
+def _job_container(docs: list[dict]) -> dict:
+    return _find(docs, "Job", "migrate")["spec"]["template"]["spec"]["containers"][0]
+
+
+def _job_env(docs: list[dict], name: str) -> dict:
+    return next(e for e in _job_container(docs)["env"] if e["name"] == name)
+
+
+# Applied when the rendering holds the migrate Job (ci/production-values.yaml).
+JOB_MUTATIONS: list[tuple[str, str, Any]] = [
+    ("Job as a pre-install hook", "Helm hook",
+     lambda d: _find(d, "Job", "migrate")["metadata"].setdefault("annotations", {}).update({"helm.sh/hook": "pre-install"})),
+    ("Job retried many times", "backoffLimit",
+     lambda d: _find(d, "Job", "migrate")["spec"].update(backoffLimit=10)),
+    ("Job kept forever", "ttlSecondsAfterFinished",
+     lambda d: _find(d, "Job", "migrate")["spec"].pop("ttlSecondsAfterFinished")),
+    ("PostgreSQL URL as a plain value", "not taken from a Secret",
+     lambda d: _job_env(d, "HOOKLINE__MIGRATE__POSTGRES_URL").update(valueFrom=None, value="postgres://u:p@db/tmi")),
+    ("CA bundle writable", "read-only",
+     lambda d: next(m for m in _job_container(d)["volumeMounts"] if m["name"] == "postgres-ca").update(readOnly=False)),
+    ("CA file outside the mount", "not in a mounted volume",
+     lambda d: _job_env(d, "HOOKLINE__MIGRATE__POSTGRES_CA_FILE").update(value="/tmp/ca.crt")),
+    ("Job variable not in config", "not a key of config/default.toml",
+     lambda d: _job_container(d)["env"].append({"name": "HOOKLINE__MIGRATE__POSTGRES_CA_PATH", "value": "x"})),
+    ("Job writable root filesystem", "readOnlyRootFilesystem",
+     lambda d: _job_container(d)["securityContext"].update(readOnlyRootFilesystem=False)),
+    ("Job NetworkPolicy allows ingress", "allows ingress",
+     lambda d: _find(d, "NetworkPolicy", "migrate")["spec"].update(ingress=[{"ports": [{"port": 9090}]}])),
+    ("Job without a NetworkPolicy", "not every workload",
+     lambda d: d.remove(_find(d, "NetworkPolicy", "migrate"))),
+]
+
+
 def cmd_selftest(rendered: str) -> int:
     """Each mutation of a good rendering must be caught by check_manifests: the checks have teeth."""
     import copy
@@ -778,7 +943,10 @@ def cmd_selftest(rendered: str) -> int:
     if check_manifests(copy.deepcopy(base)).items:
         print(f"FAIL selftest: the unmutated rendering {rendered} does not pass")
         return 1
-    for label, expect, mutate in MUTATIONS:
+    mutations = list(MUTATIONS)
+    if any(d["kind"] == "Job" for d in base):
+        mutations += JOB_MUTATIONS
+    for label, expect, mutate in mutations:
         docs = copy.deepcopy(base)
         mutate(docs)
         found = check_manifests(docs).items
@@ -786,7 +954,7 @@ def cmd_selftest(rendered: str) -> int:
             failed += 1
             print(f"FAIL selftest: mutation '{label}' was not caught (wanted {expect!r}; got {found})")
     if not failed:
-        print(f"ok selftest: {len(MUTATIONS)} mutations caught")
+        print(f"ok selftest: {len(mutations)} mutations caught")
     return 1 if failed else 0
 
 

@@ -196,6 +196,33 @@ key: {{ .Values.secrets.keys.redisPassword }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret key holding hookline-migrate's PostgreSQL connection string. */}}
+{{- define "hookline.migratePostgresUrlSecret" -}}
+{{- $m := .Values.migrate.postgresUrlSecret -}}
+{{- if $m.name -}}
+name: {{ $m.name }}
+key: {{ $m.key | default "postgres-url" }}
+{{- else -}}
+{{- if and (not .Values.secrets.existingSecret) (not .Values.secrets.postgresUrl) -}}
+{{- fail "migrate.enabled needs secrets.postgresUrl, secrets.existingSecret or migrate.postgresUrlSecret.name" -}}
+{{- end -}}
+name: {{ include "hookline.secretName" . }}
+key: {{ .Values.secrets.keys.postgresUrl }}
+{{- end -}}
+{{- end -}}
+
+{{/* "secret" or "configMap" when hookline-migrate gets a CA bundle for PostgreSQL, else empty. */}}
+{{- define "hookline.migrateCaSource" -}}
+{{- $ca := .Values.migrate.postgresCa -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail "migrate.postgresCa: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if $ca.secretName }}secret{{ else if $ca.configMapName }}configMap{{ end -}}
+{{- end -}}
+
+{{/* Where the PostgreSQL CA bundle is mounted (read-only). */}}
+{{- define "hookline.migrateCaDir" -}}/etc/hookline/postgres-ca{{- end -}}
+
 {{/* Environment of one service's container. */}}
 {{- define "hookline.env" -}}
 {{- $root := .root -}}
@@ -241,6 +268,17 @@ key: {{ .Values.secrets.keys.redisPassword }}
       key: {{ $root.Values.secrets.keys.delegationKey }}
       optional: true
 {{- end }}
+{{- if eq .name "migrate" }}
+# TMI's database: the whole connection string (with its password and sslmode) from a Secret.
+- name: HOOKLINE__MIGRATE__POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      {{- include "hookline.migratePostgresUrlSecret" $root | nindent 6 }}
+{{- if include "hookline.migrateCaSource" $root }}
+- name: HOOKLINE__MIGRATE__POSTGRES_CA_FILE
+  value: {{ printf "%s/%s" (include "hookline.migrateCaDir" $root) $root.Values.migrate.postgresCa.key | quote }}
+{{- end }}
+{{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -256,7 +294,7 @@ checksum/config: {{ include "hookline.configToml" $root | sha256sum }}
 {{- if not $root.Values.secrets.existingSecret }}
 checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
 {{- end }}
-{{- if $root.Values.metrics.podAnnotations }}
+{{- if and $root.Values.metrics.podAnnotations .listener }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ ternary $root.Values.ports.api $root.Values.ports.ops (eq .listener "api") | quote }}
 prometheus.io/path: /metrics
@@ -270,8 +308,9 @@ prometheus.io/path: /metrics
 {{- end -}}
 
 {{/*
-The pod template shared by the Deployments and the cleanup CronJob.
-Params: root, name (service), comp (its values), listener (api|ops), job (bool: run once, no probes).
+The pod template shared by the Deployments, the cleanup CronJob and the migrate Job.
+Params: root, name (service), comp (its values), listener (api|ops; empty: no port, no scrape annotations),
+job (bool: restartPolicy Never, no probes), args (optional list), image (optional image name, default name).
 */}}
 {{- define "hookline.podTemplate" -}}
 {{- $root := .root -}}
@@ -308,15 +347,17 @@ spec:
     {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
   containers:
     - name: {{ .name }}
-      image: {{ include "hookline.image" . | quote }}
+      image: {{ include "hookline.image" (dict "root" $root "name" (.image | default .name)) | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-      {{- if .job }}
-      args: ["--once"]
+      {{- with .args }}
+      args: {{ toJson . }}
       {{- end }}
+      {{- if .listener }}
       ports:
         - name: {{ $portName }}
           containerPort: {{ $port }}
           protocol: TCP
+      {{- end }}
       env:
         {{- include "hookline.env" . | nindent 8 }}
       {{- if not .job }}
@@ -348,10 +389,34 @@ spec:
         - name: config
           mountPath: {{ include "hookline.configDir" $root }}
           readOnly: true
+        {{- if and (eq .name "migrate") (include "hookline.migrateCaSource" $root) }}
+        - name: postgres-ca
+          mountPath: {{ include "hookline.migrateCaDir" $root }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "hookline.fullname" $root }}-config
+    {{- if and (eq .name "migrate") (include "hookline.migrateCaSource" $root) }}
+    {{- $ca := $root.Values.migrate.postgresCa }}
+    - name: postgres-ca
+      {{- if $ca.secretName }}
+      secret:
+        secretName: {{ $ca.secretName }}
+        defaultMode: 0444
+        items:
+          - key: {{ $ca.key }}
+            path: {{ $ca.key }}
+      {{- else }}
+      configMap:
+        name: {{ $ca.configMapName }}
+        defaultMode: 0444
+        items:
+          - key: {{ $ca.key }}
+            path: {{ $ca.key }}
+      {{- end }}
+    {{- end }}
   {{- with (.comp.nodeSelector | default $root.Values.nodeSelector) }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
