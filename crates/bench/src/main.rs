@@ -199,9 +199,10 @@ fn env(
             "warn,service_common=info".into(),
         ),
         ("HOOKLINE__REDIS__POOL_SIZE", "4".into()),
-        // One destination: let it use every slot (the per-host cap exists for fairness between hosts).
-        ("HOOKLINE__WORKER__MAX_IN_FLIGHT", "128".into()),
-        ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", "128".into()),
+        // The default slots per worker; one destination, so let it use every slot (the per-host cap exists
+        // for fairness between hosts).
+        ("HOOKLINE__WORKER__MAX_IN_FLIGHT", "256".into()),
+        ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", "256".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
