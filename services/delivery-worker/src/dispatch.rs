@@ -398,24 +398,17 @@ impl Dispatcher {
             })
             .collect();
         let now = now_micros();
-        let results = match self
+        let results = self
             .store
             .begin_attempts(&items, now, now + micros(self.cfg.lease), DUE_TOLERANCE)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.redis_errors.inc();
-                tracing::warn!(entries = batch.len(), error = %e, "taking leases failed; the entries stay pending and will be retried");
-                return batch.iter().map(|_| None).collect();
-            }
-        };
+            .await;
         drop(items);
-        batch
+        let mut failed: Option<(usize, delivery_model::Error)> = None;
+        let attempts = batch
             .into_iter()
             .zip(tokens)
             .zip(results)
-            .map(|(((entry_id, id), token), r)| match r {
+            .map(|(((entry_id, _), token), r)| match r {
                 Ok(BeginAttempt::Go(leased)) => Some(Attempt {
                     entry_id,
                     token,
@@ -424,12 +417,20 @@ impl Dispatcher {
                 }),
                 Ok(_) => None,
                 Err(e) => {
-                    self.metrics.redis_errors.inc();
-                    tracing::warn!(entry.id = %entry_id, delivery.id = %id, error = %e, "unreadable delivery left pending");
+                    match &mut failed {
+                        Some((n, _)) => *n += 1,
+                        None => failed = Some((1, e)),
+                    }
                     None
                 }
             })
-            .collect()
+            .collect();
+        // One line per batch, however many of its entries failed (a Redis failure fails a whole chunk).
+        if let Some((n, e)) = failed {
+            self.metrics.redis_errors.inc();
+            tracing::warn!(entries = n, error = %e, "taking leases failed (Redis, or an unreadable record); the entries stay pending and will be retried");
+        }
+        attempts
     }
 
     /// Makes one attempt whose lease [`Dispatcher::begin_batch`] took.

@@ -189,6 +189,9 @@ fn flat(v: Value) -> HashMap<String, String> {
     h
 }
 
+/// Most deliveries one lease script takes (see [`Store::begin_attempts`]).
+pub const BEGIN_CHUNK: usize = 64;
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -213,19 +216,47 @@ impl Store {
             entry_id: "",
         };
         self.begin_attempts(&[item], now, lease_until, due_tolerance)
-            .await?
+            .await
             .pop()
             .unwrap_or_else(|| Err(Error::Script("begin_attempts: no result".into())))
     }
 
-    /// Takes the leases of a batch of deliveries in one script and returns, per item in order, whether its
-    /// attempt may go (with the record and its subscription). Entries that are no longer work (record gone,
-    /// out of `pending`, scheduled for later) are acknowledged and deleted from the queue in the same step;
-    /// a busy one (another attempt's live lease) stays pending.
+    /// Takes the leases of a batch of deliveries and returns, per item in order, whether its attempt may go
+    /// (with the record and its subscription). Entries that are no longer work (record gone, out of
+    /// `pending`, scheduled for later) are acknowledged and deleted from the queue in the same step; a busy
+    /// one (another attempt's live lease) stays pending.
     ///
-    /// # Errors
-    /// The whole call: Redis failure (nothing was leased). Per item: a corrupt record or subscription.
+    /// The batch goes as one script per [`BEGIN_CHUNK`] items, the calls in flight together: a reply holds
+    /// every record, and the client re-parses a reply from its start each time more of it arrives, so one
+    /// huge reply costs far more than a few medium ones.
+    ///
+    /// Per item: a corrupt record or subscription, or the Redis failure of its chunk (nothing of that chunk
+    /// was leased or acknowledged).
     pub async fn begin_attempts(
+        &self,
+        items: &[BeginItem<'_>],
+        now: Micros,
+        lease_until: Micros,
+        due_tolerance: Duration,
+    ) -> Vec<Result<BeginAttempt>> {
+        let chunks = items
+            .chunks(BEGIN_CHUNK)
+            .map(|chunk| self.begin_chunk(chunk, now, lease_until, due_tolerance));
+        let mut out = Vec::with_capacity(items.len());
+        for (chunk, result) in items
+            .chunks(BEGIN_CHUNK)
+            .zip(futures::future::join_all(chunks).await)
+        {
+            match result {
+                Ok(results) => out.extend(results),
+                Err(e) => out.extend(chunk.iter().map(|_| Err(e.for_waiter()))),
+            }
+        }
+        out
+    }
+
+    /// One script call of [`Store::begin_attempts`].
+    async fn begin_chunk(
         &self,
         items: &[BeginItem<'_>],
         now: Micros,

@@ -737,8 +737,7 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
     let got = ctx
         .store
         .begin_attempts(&batch, now + SEC, now + SEC + LEASE, Duration::ZERO)
-        .await
-        .unwrap();
+        .await;
 
     assert_eq!(got.len(), 5);
     for i in [0, 4] {
@@ -914,4 +913,39 @@ async fn in_a_finish_batch_a_subscriptions_success_and_later_failure_count_in_or
         Some("2")
     );
     ctx.assert_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn a_begin_batch_larger_than_a_chunk_answers_every_item_in_order() {
+    let ctx = Ctx::start().await;
+    let n = delivery_model::store::attempts::BEGIN_CHUNK * 2 + 7;
+    let (_sub, items) = ctx.deliveries_in_flight(n).await;
+    let tokens: Vec<String> = (0..n).map(|i| format!("T{i}")).collect();
+    let batch: Vec<BeginItem<'_>> = items
+        .iter()
+        .zip(&tokens)
+        .map(|((r, entry), token)| BeginItem {
+            id: r.id,
+            token,
+            entry_id: entry,
+        })
+        .collect();
+    let now = now_micros();
+    let got = ctx
+        .store
+        .begin_attempts(&batch, now, now + LEASE, Duration::ZERO)
+        .await;
+    assert_eq!(got.len(), n);
+    for (i, r) in got.iter().enumerate() {
+        match r {
+            Ok(BeginAttempt::Go(l)) => assert_eq!(l.record.id, items[i].0.id, "item {i}"),
+            other => panic!("item {i}: expected Go, got {other:?}"),
+        }
+    }
+    for (i, (r, _)) in items.iter().enumerate().step_by(37) {
+        assert_eq!(
+            ctx.hget(&ctx.k().delivery(r.id), field::LEASE).await,
+            Some(format!("T{i}"))
+        );
+    }
 }
