@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 HOOKLINE_BENCH=1 scripts/install-deps.sh
 cargo build --release -q --workspace --bins
 export HOOKLINE_BIN_DIR="$PWD/target/release"
-exec target/release/hookline-bench ${BENCH_ARGS:-} "$@"
+# BENCH_ARGS is split on whitespace, like arguments typed on a command line.
+read -ra extra <<<"${BENCH_ARGS:-}"
+exec target/release/hookline-bench "${extra[@]}" "$@"

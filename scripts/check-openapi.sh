@@ -30,42 +30,15 @@ SPEC="openapi/openapi.yaml"
 # the example check uses for formats).
 PY_REQUIREMENTS=(openapi-spec-validator==0.9.0 PyYAML==6.0.4 jsonschema==4.26.0 rfc3339-validator==0.1.4)
 
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-note() { printf '%s\n' "$*"; }
-die() { printf 'openapi checks: cannot set up tools: %s\n' "$*" >&2; exit 2; }
-
-# apt-get install when root on Debian/Ubuntu; otherwise explain what is missing.
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    note "setup: apt-get install $*"
-    { [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ] \
-        || apt-get update -qq; } >/dev/null 2>&1
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
-      || die "apt-get install $* failed"
-  else
-    die "missing $* (install the Debian package(s) $*)"
-  fi
-}
+CHECK_NAME="openapi checks"
+# shellcheck source=scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
 
 setup_python() {
-  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-  local stamp="$VENV/.requirements" want
-  want="${PY_REQUIREMENTS[*]}"
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  if ! [ -x "$VENV/bin/python" ]; then
-    mkdir -p "$TOOLS"
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-      rm -rf "$VENV"
-      apt_install python3-venv
-      python3 -m venv "$VENV" || die "python3 -m venv failed"
-    fi
-  fi
-  note "setup: pip install ${PY_REQUIREMENTS[*]}"
-  "$VENV/bin/pip" install -q "${PY_REQUIREMENTS[@]}" || die "pip install ${PY_REQUIREMENTS[*]} failed"
-  printf '%s' "$want" >"$stamp"
+  local want="${PY_REQUIREMENTS[*]}"
+  venv_current "$VENV" "$want" && return 0
+  venv_install "$VENV" "${PY_REQUIREMENTS[@]}"
+  venv_stamp "$VENV" "$want"
 }
 
 setup_python

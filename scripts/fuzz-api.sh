@@ -37,26 +37,17 @@ SEED="${FUZZ_SEED:-6}"
 PY_REQUIREMENTS=(schemathesis==4.32.5)
 CHECKS="${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,missing_required_header,unsupported_method,allow_header_conformance}"
 
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-note() { printf '%s\n' "$*"; }
-die() { printf 'api fuzz: cannot set up: %s\n' "$*" >&2; exit 2; }
+CHECK_NAME="api fuzz"
+# shellcheck source=scripts/lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
 
 # ---- tools -----------------------------------------------------------------------------------------------
 
 setup_python() {
-  command -v python3 >/dev/null 2>&1 || die "python3 is missing (install python3 and python3-venv)"
-  local stamp="$VENV/.requirements" want="${PY_REQUIREMENTS[*]}"
-  if [ -x "$VENV/bin/st" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  if ! [ -x "$VENV/bin/python" ]; then
-    mkdir -p "$TOOLS"
-    python3 -m venv "$VENV" >/dev/null 2>&1 || { rm -rf "$VENV"; die "python3 -m venv failed (install python3-venv)"; }
-  fi
-  note "setup: pip install ${PY_REQUIREMENTS[*]}"
-  "$VENV/bin/pip" install -q "${PY_REQUIREMENTS[@]}" || die "pip install ${PY_REQUIREMENTS[*]} failed"
-  printf '%s' "$want" >"$stamp"
+  local want="${PY_REQUIREMENTS[*]}"
+  venv_current "$VENV" "$want" && [ -x "$VENV/bin/st" ] && return 0
+  venv_install "$VENV" "${PY_REQUIREMENTS[@]}"
+  venv_stamp "$VENV" "$want"
 }
 
 free_port() {
@@ -69,6 +60,7 @@ WORK=""
 REDIS_PID=""
 GATEWAY_PID=""
 
+# shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
   # Only the processes this script started, by their id.
   [ -n "$GATEWAY_PID" ] && kill "$GATEWAY_PID" 2>/dev/null && wait "$GATEWAY_PID" 2>/dev/null

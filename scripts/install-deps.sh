@@ -17,7 +17,12 @@ fi
 echo "installing: ${need[*]}"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 && SUDO=sudo || { echo "please install: ${need[*]}" >&2; exit 1; }
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=sudo
+  else
+    echo "please install: ${need[*]}" >&2
+    exit 1
+  fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
