@@ -697,8 +697,19 @@ async fn delegation_token_when_configured() {
     let addon = id(&stack
         .create_addon(json!({"name": "Scanner", "webhook_id": sub}))
         .await);
+    // The invoker's provider, groups and reviewer flag travel into the delegation token; administrator
+    // rights never do.
+    let now = delivery_model::time::now_micros() / 1_000_000;
+    let alice = test_support::auth::token(
+        SECRET,
+        json!({
+            "sub": "alice", "email": "alice@example.com", "name": "User alice", "idp": "github",
+            "groups": ["eng", "administrators", "reviewers"], "tmi_is_security_reviewer": true,
+            "iat": now, "exp": now + 3600,
+        }),
+    );
     let inv = stack
-        .invoke(&user("alice"), &addon, &invoke_body(r#"{"k":"v"}"#))
+        .invoke(&alice, &addon, &invoke_body(r#"{"k":"v"}"#))
         .await;
     assert_eq!(inv.status, 202);
     let delivery = inv.body["delivery_id"].as_str().expect("id");
@@ -719,6 +730,9 @@ async fn delegation_token_when_configured() {
         format!("[Addon Delegation: {addon}] User alice")
     );
     assert_eq!(claims["tmi_is_administrator"], false);
+    assert_eq!(claims["idp"], "github");
+    assert_eq!(claims["groups"], json!(["eng", "reviewers"]));
+    assert_eq!(claims["tmi_is_security_reviewer"], true);
     assert_eq!(claims["auth_time"], 0);
     assert_eq!(
         claims["delegation"],

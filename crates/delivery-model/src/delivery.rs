@@ -104,6 +104,11 @@ pub mod field {
     pub const INVOKED_BY_UUID: &str = "invoked_by_uuid";
     pub const INVOKED_BY_EMAIL: &str = "invoked_by_email";
     pub const INVOKED_BY_NAME: &str = "invoked_by_name";
+    /// The invoker's identity provider, groups (JSON array) and security-reviewer flag, as their token said:
+    /// kept for the delegation token of the addon delivery (internal; never shown by the API).
+    pub const INVOKED_BY_IDP: &str = "invoked_by_idp";
+    pub const INVOKED_BY_GROUPS: &str = "invoked_by_groups";
+    pub const INVOKED_BY_SECURITY_REVIEWER: &str = "invoked_by_security_reviewer";
     /// Fencing token of the attempt in flight (internal; never shown by the API).
     pub const LEASE: &str = "lease";
     /// Until when that attempt's lease holds, in microseconds (internal).
@@ -111,11 +116,20 @@ pub mod field {
 }
 
 /// Who invoked an addon (addon deliveries only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoker {
     pub uuid: String,
     pub email: String,
     pub name: String,
+    /// The `idp` claim of the invoker's token.
+    #[serde(default)]
+    pub idp: Option<String>,
+    /// The `groups` claim of the invoker's token.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The `tmi_is_security_reviewer` claim of the invoker's token.
+    #[serde(default)]
+    pub security_reviewer: bool,
 }
 
 /// A stored delivery.
@@ -183,10 +197,17 @@ impl DeliveryRecord {
                 .parse()
                 .map_err(|_| Error::Decode(format!("delivery field `{k}` is not a UUID")))
         };
+        let groups: Vec<String> = match s(field::INVOKED_BY_GROUPS) {
+            Some(g) => serde_json::from_str(g)?,
+            None => Vec::new(),
+        };
         let invoked_by = s(field::INVOKED_BY_UUID).map(|u| Invoker {
             uuid: u.to_owned(),
             email: s(field::INVOKED_BY_EMAIL).unwrap_or_default().to_owned(),
             name: s(field::INVOKED_BY_NAME).unwrap_or_default().to_owned(),
+            idp: s(field::INVOKED_BY_IDP).map(str::to_owned),
+            groups,
+            security_reviewer: s(field::INVOKED_BY_SECURITY_REVIEWER) == Some("true"),
         });
         Ok(Self {
             id: DeliveryId(uuid(field::ID)?),
@@ -242,6 +263,17 @@ impl DeliveryRecord {
             v.push((field::INVOKED_BY_UUID, i.uuid.clone()));
             v.push((field::INVOKED_BY_EMAIL, i.email.clone()));
             v.push((field::INVOKED_BY_NAME, i.name.clone()));
+            if let Some(idp) = &i.idp {
+                v.push((field::INVOKED_BY_IDP, idp.clone()));
+            }
+            if !i.groups.is_empty() {
+                // A Vec<String> always serialises.
+                let groups = serde_json::to_string(&i.groups).unwrap_or_default();
+                v.push((field::INVOKED_BY_GROUPS, groups));
+            }
+            if i.security_reviewer {
+                v.push((field::INVOKED_BY_SECURITY_REVIEWER, "true".to_owned()));
+            }
         }
         v
     }
@@ -276,6 +308,9 @@ mod tests {
             uuid: "u".into(),
             email: "a@example.com".into(),
             name: "A".into(),
+            idp: Some("github".into()),
+            groups: vec!["eng".into(), "administrators".into()],
+            security_reviewer: true,
         });
         r.last_error = Some("HTTP 500: boom".into());
         r.next_retry_at = Some(2_000);

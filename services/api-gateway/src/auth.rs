@@ -30,6 +30,10 @@ use crate::error::ApiError;
 
 /// Claim listing the caller's groups.
 const GROUPS_CLAIM: &str = "groups";
+/// Claim naming the caller's identity provider (carried into addon delegation tokens).
+const IDP_CLAIM: &str = "idp";
+/// TMI's security-reviewer flag (carried into addon delegation tokens).
+const SECURITY_REVIEWER_CLAIM: &str = "tmi_is_security_reviewer";
 /// Claim with the caller's e-mail address.
 const EMAIL_CLAIM: &str = "email";
 /// Claim with the caller's display name.
@@ -56,6 +60,12 @@ pub struct Caller {
     pub admin: bool,
     /// The `scope` claim, split on spaces.
     pub scopes: Vec<String>,
+    /// The `idp` claim (the identity provider), when present.
+    pub idp: Option<String>,
+    /// The `groups` claim (its string members).
+    pub groups: Vec<String>,
+    /// The `tmi_is_security_reviewer` claim.
+    pub security_reviewer: bool,
 }
 
 impl Caller {
@@ -168,12 +178,26 @@ impl Authenticator {
             .and_then(Value::as_str)
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
+        let groups = claims
+            .get(GROUPS_CLAIM)
+            .and_then(Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Caller {
             id,
             email: text(EMAIL_CLAIM),
             name: text(NAME_CLAIM),
             admin: admin_by_claim || admin_by_group,
             scopes,
+            idp: text(IDP_CLAIM),
+            groups,
+            security_reviewer: claims.get(SECURITY_REVIEWER_CLAIM).and_then(Value::as_bool)
+                == Some(true),
         })
     }
 }
@@ -305,10 +329,14 @@ mod tests {
         let t = mint(
             Algorithm::HS256,
             &json!({"sub": "alice", "exp": now() + 60, "email": "a@example.com", "name": "Alice",
-                    "groups": ["x", "administrators"], "scope": "a hookline:events:write"}),
+                    "groups": ["x", "administrators", 7], "scope": "a hookline:events:write",
+                    "idp": "github", "tmi_is_security_reviewer": true}),
         );
         let c = a.verify(&t).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.id, "alice");
+        assert_eq!(c.idp.as_deref(), Some("github"));
+        assert_eq!(c.groups, ["x", "administrators"], "string members only");
+        assert!(c.security_reviewer);
         assert!(c.admin);
         assert_eq!(c.email.as_deref(), Some("a@example.com"));
         assert!(c.has_scope("hookline:events:write"));
@@ -317,7 +345,9 @@ mod tests {
             Algorithm::HS256,
             &json!({"sub": "bob", "exp": now() + 60, "tmi_is_administrator": false}),
         );
-        assert!(!a.verify(&t).unwrap_or_else(|e| panic!("{e}")).admin);
+        let bob = a.verify(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!bob.admin);
+        assert!(bob.idp.is_none() && bob.groups.is_empty() && !bob.security_reviewer);
         let t = mint(
             Algorithm::HS256,
             &json!({"sub": "bob", "exp": now() + 60, "tmi_is_administrator": true}),
@@ -413,6 +443,9 @@ mod tests {
             name: None,
             admin: false,
             scopes: Vec::new(),
+            idp: None,
+            groups: Vec::new(),
+            security_reviewer: false,
         }
     }
 }

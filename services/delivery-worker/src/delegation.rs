@@ -5,6 +5,9 @@ use delivery_model::delivery::DeliveryRecord;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
+/// TMI's built-in administrators group, never carried into a delegation token.
+const ADMINISTRATORS_GROUP: &str = "administrators";
+
 /// The configured signer.
 pub struct Delegation {
     key: EncodingKey,
@@ -17,7 +20,11 @@ struct Claims<'a> {
     sub: &'a str,
     email: &'a str,
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idp: Option<&'a str>,
+    groups: Vec<&'a str>,
     tmi_is_administrator: bool,
+    tmi_is_security_reviewer: bool,
     auth_time: i64,
     delegation: DelegationClaim<'a>,
     iss: &'a str,
@@ -63,7 +70,16 @@ impl Delegation {
             sub: &invoker.uuid,
             email: &invoker.email,
             name: format!("[Addon Delegation: {addon}] {}", invoker.name),
+            idp: invoker.idp.as_deref(),
+            // TMI never delegates administrator rights: the group is dropped and the flag is false.
+            groups: invoker
+                .groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| *g != ADMINISTRATORS_GROUP)
+                .collect(),
             tmi_is_administrator: false,
+            tmi_is_security_reviewer: invoker.security_reviewer,
             auth_time: 0,
             delegation: DelegationClaim {
                 addon_id: addon.to_string(),

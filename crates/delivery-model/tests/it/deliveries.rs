@@ -30,6 +30,7 @@ async fn create_and_enqueue_writes_record_indexes_and_one_queue_message() {
         uuid: "u-1".into(),
         email: "a@example.com".into(),
         name: "A".into(),
+        ..Default::default()
     });
 
     assert!(ctx.store.create_and_enqueue_delivery(&rec).await.unwrap());

@@ -424,6 +424,9 @@ pub async fn invoke_addon(
         uuid: caller.id.clone(),
         name: caller.name.clone().unwrap_or_else(|| email.clone()),
         email,
+        idp: caller.idp.clone(),
+        groups: caller.groups.clone(),
+        security_reviewer: caller.security_reviewer,
     });
     let payload = serde_json::to_string(&InvokedEventPayload {
         event_type: ADDON_INVOKED,

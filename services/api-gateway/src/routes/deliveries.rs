@@ -288,6 +288,7 @@ mod tests {
             uuid: "u".into(),
             email: "a@example.com".into(),
             name: "Alice".into(),
+            ..Default::default()
         });
         r.payload = "[1]".into();
         let v = serde_json::to_value(DeliveryView::new(&r, false)).unwrap_or_default();

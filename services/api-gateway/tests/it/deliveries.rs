@@ -212,6 +212,7 @@ async fn addon_fields_progress_and_errors_are_shown() {
         uuid: "u-1".into(),
         email: "alice@example.com".into(),
         name: "Alice".into(),
+        ..Default::default()
     });
     record.status_percent = 50;
     record.status_message = "Processing...".into();
