@@ -24,14 +24,9 @@ fn invoke_body() -> String {
 
 /// An add-on on `sub`, invoked once by `who`; returns the delivery id.
 async fn invoked(stack: &Stack, sub: SubscriptionId, who: &str) -> String {
-    let (status, addon) = stack
-        .api(
-            "POST",
-            "/addons",
-            Some(json!({"name": "A", "webhook_id": sub})),
-        )
+    let addon = stack
+        .create_addon(json!({"name": "A", "webhook_id": sub}))
         .await;
-    assert_eq!(status, 201, "{addon}");
     let a = stack
         .invoke(
             &user(who),
@@ -334,22 +329,15 @@ async fn delivery_read_by_signature_or_by_admin_owner_and_invoker_tokens() {
     let secret = "owner-secret-0123456789";
     let now = now_micros();
     let sub = Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: "owner-7".into(),
-        threat_model_id: None,
-        name: "owned".into(),
-        url: rx.url(),
-        events: vec!["addon.invoked".into()],
         secret: Some(secret.into()),
-        status: SubscriptionStatus::Active,
-        challenge: None,
-        challenges_sent: 0,
-        timeout_count: 0,
-        created_at: now,
-        modified_at: now,
-        last_successful_use: None,
-        publication_failures: 0,
-        operator_pinned: false,
+        ..Subscription::new(
+            "owner-7",
+            "owned",
+            rx.url(),
+            vec!["addon.invoked".into()],
+            SubscriptionStatus::Active,
+            now,
+        )
     };
     assert!(
         stack
@@ -531,15 +519,12 @@ async fn admin_list_filters_paginate_from_the_indexes_with_honest_totals() {
     })
     .await;
     let mid = format_micros(now_micros());
-    let (status, addon) = stack
-        .api(
-            "POST",
-            "/addons",
-            Some(json!({"name": "A", "webhook_id": s1})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let addon = addon["id"].as_str().expect("id").to_owned();
+    let addon = stack
+        .create_addon(json!({"name": "A", "webhook_id": s1}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let mut invoked = Vec::new();
     for who in ["u1", "u2", "u3"] {
         let a = stack.invoke(&user(who), &addon, &invoke_body()).await;

@@ -212,13 +212,10 @@ async fn progress_callbacks_keep_an_async_delivery_alive() {
 /// A store whose records live one second, to create records of every kind that expire soon.
 async fn short_lived_store(stack: &Stack) -> Store {
     Store::connect(&StoreOptions {
-        url: stack.redis.url(),
         pool_size: 1,
-        key_prefix: String::new(),
-        events_stream: "tmi:events".into(),
         active_ttl: Duration::from_secs(1),
         terminal_ttl: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(5),
+        ..StoreOptions::new(stack.redis.url())
     })
     .await
     .unwrap()
@@ -332,13 +329,10 @@ async fn expired_deliveries_leave_every_index() {
     );
     live.status = DeliveryStatus::Delivered;
     let lasting = Store::connect(&StoreOptions {
-        url: stack.redis.url(),
         pool_size: 1,
-        key_prefix: String::new(),
-        events_stream: "tmi:events".into(),
         active_ttl: Duration::from_secs(3600),
         terminal_ttl: Duration::from_secs(3600),
-        command_timeout: Duration::from_secs(5),
+        ..StoreOptions::new(stack.redis.url())
     })
     .await
     .unwrap();
@@ -378,22 +372,18 @@ async fn old_subscription(
 ) -> SubscriptionId {
     let now = now_micros();
     let sub = Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: "admin-1".into(),
-        threat_model_id: None,
-        name: "old".into(),
-        url: "https://receiver.example.com/hook".into(),
-        events: vec!["threat_model.created".into()],
         secret: Some("old-secret-0123456789".into()),
-        status: SubscriptionStatus::Active,
-        challenge: None,
         challenges_sent: 1,
-        timeout_count: 0,
-        created_at: now - age,
-        modified_at: now - age,
         last_successful_use: last_success.map(|ago| now - ago),
         publication_failures: failures,
-        operator_pinned: false,
+        ..Subscription::new(
+            "admin-1",
+            "old",
+            "https://receiver.example.com/hook",
+            vec!["threat_model.created".into()],
+            SubscriptionStatus::Active,
+            now - age,
+        )
     };
     assert!(stack.store.create_subscription(&sub).await.unwrap());
     sub.id

@@ -80,17 +80,9 @@ impl Stack {
         let api = Service::start(ServiceBin::ApiGateway, &env).await;
         let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
         let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
-        let store = Store::connect(&StoreOptions {
-            url: redis.url(),
-            pool_size: 2,
-            key_prefix: String::new(),
-            events_stream: "tmi:events".into(),
-            active_ttl: Duration::from_secs(4 * 3600),
-            terminal_ttl: Duration::from_secs(7 * 24 * 3600),
-            command_timeout: Duration::from_secs(5),
-        })
-        .await
-        .expect("connect store");
+        let store = Store::connect(&StoreOptions::new(redis.url()))
+            .await
+            .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
         let contract = Contract::fetch(&api.api_url("/openapi.json")).await;
         Self {
@@ -195,22 +187,15 @@ impl Stack {
     pub async fn active_subscription(&self, url: &str, events: &[&str]) -> SubscriptionId {
         let now = delivery_model::time::now_micros();
         let sub = Subscription {
-            id: SubscriptionId::new_v4(),
-            owner_id: "admin-1".into(),
-            threat_model_id: None,
-            name: "direct".into(),
-            url: url.to_owned(),
-            events: events.iter().map(|e| (*e).to_owned()).collect(),
             secret: Some("direct-secret-0123456789".into()),
-            status: SubscriptionStatus::Active,
-            challenge: None,
-            challenges_sent: 0,
-            timeout_count: 0,
-            created_at: now,
-            modified_at: now,
-            last_successful_use: None,
-            publication_failures: 0,
-            operator_pinned: false,
+            ..Subscription::new(
+                "admin-1",
+                "direct",
+                url,
+                events.iter().map(|e| (*e).to_owned()).collect(),
+                SubscriptionStatus::Active,
+                now,
+            )
         };
         assert!(
             self.store

@@ -20,7 +20,6 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use delivery_model::event::StreamEvent;
-use delivery_model::ids::SubscriptionId;
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use fred::prelude::*;
@@ -220,13 +219,9 @@ fn env(
 
 async fn store(redis: &RedisServer) -> anyhow::Result<Store> {
     Ok(Store::connect(&StoreOptions {
-        url: redis.url(),
         pool_size: 4,
-        key_prefix: String::new(),
-        events_stream: "tmi:events".into(),
-        active_ttl: Duration::from_secs(4 * 3600),
-        terminal_ttl: Duration::from_secs(7 * 24 * 3600),
         command_timeout: Duration::from_secs(10),
+        ..StoreOptions::new(redis.url())
     })
     .await?)
 }
@@ -236,22 +231,15 @@ async fn subscribe(store: &Store, url: &str, k: usize) -> anyhow::Result<()> {
     for i in 0..k {
         let now = delivery_model::time::now_micros();
         let sub = Subscription {
-            id: SubscriptionId::new_v4(),
-            owner_id: "bench".into(),
-            threat_model_id: None,
-            name: format!("bench-{i}"),
-            url: url.to_owned(),
-            events: vec!["threat_model.updated".into()],
             secret: Some("bench-secret-0123456789abcdef".into()),
-            status: SubscriptionStatus::Active,
-            challenge: None,
-            challenges_sent: 0,
-            timeout_count: 0,
-            created_at: now,
-            modified_at: now,
-            last_successful_use: None,
-            publication_failures: 0,
-            operator_pinned: false,
+            ..Subscription::new(
+                "bench",
+                format!("bench-{i}"),
+                url,
+                vec!["threat_model.updated".into()],
+                SubscriptionStatus::Active,
+                now,
+            )
         };
         store.create_subscription(&sub).await?;
     }

@@ -135,6 +135,36 @@ pub(crate) fn opt_num<T: FromStr>(h: &HashMap<String, String>, k: &str) -> Resul
 }
 
 impl Subscription {
+    /// A new subscription with a fresh id, created and modified `now`: unsigned, no challenge, no history.
+    /// Callers set what differs (a secret, the challenge of a pending verification, a threat model).
+    pub fn new(
+        owner_id: impl Into<String>,
+        name: impl Into<String>,
+        url: impl Into<String>,
+        events: Vec<String>,
+        status: SubscriptionStatus,
+        now: Micros,
+    ) -> Self {
+        Self {
+            id: SubscriptionId::new_v4(),
+            owner_id: owner_id.into(),
+            threat_model_id: None,
+            name: name.into(),
+            url: url.into(),
+            events,
+            secret: None,
+            status,
+            challenge: None,
+            challenges_sent: 0,
+            timeout_count: 0,
+            created_at: now,
+            modified_at: now,
+            last_successful_use: None,
+            publication_failures: 0,
+            operator_pinned: false,
+        }
+    }
+
     /// Decodes a stored hash (HGETALL). An empty map means the subscription does not exist: callers check that.
     ///
     /// # Errors

@@ -454,24 +454,17 @@ impl Dispatcher {
         let finish = |outcome: AttemptOutcome,
                       label: &'static str,
                       circuit: Option<(String, CircuitSignal)>| {
+            let (host, signal) = circuit.unwrap_or((String::new(), CircuitSignal::None));
             let item = FinishItem {
                 id: record.id,
                 subscription_id: record.subscription_id,
                 token: token.clone(),
                 entry_id: entry_id.to_owned(),
                 outcome,
-                host: String::new(),
-                signal: CircuitSignal::None,
+                host,
+                signal,
             };
             async move {
-                let item = match circuit {
-                    Some((host, signal)) => FinishItem {
-                        host,
-                        signal,
-                        ..item
-                    },
-                    None => item,
-                };
                 let r = self.outcomes.write(item).await?;
                 let label = match r {
                     FinishResult::Written => label,

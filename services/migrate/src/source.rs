@@ -42,6 +42,11 @@ fn text(row: &Row, i: usize) -> Result<String> {
     Ok(row.try_get::<_, Option<String>>(i)?.unwrap_or_default())
 }
 
+/// A `bigint` column, `default` when NULL (TMI's column default).
+fn int(row: &Row, i: usize, default: i64) -> Result<i64> {
+    Ok(row.try_get::<_, Option<i64>>(i)?.unwrap_or(default))
+}
+
 /// Every `webhook_subscriptions` row, oldest first.
 ///
 /// # Errors
@@ -72,8 +77,8 @@ pub async fn subscriptions(db: &impl GenericClient) -> Result<Vec<SubscriptionRo
                 challenge: r.try_get(8)?,
                 challenges_sent: r.try_get(9)?,
                 timeout_count: r.try_get(10)?,
-                created_at: r.try_get::<_, Option<i64>>(11)?.unwrap_or(0),
-                modified_at: r.try_get::<_, Option<i64>>(12)?.unwrap_or(0),
+                created_at: int(r, 11, 0)?,
+                modified_at: int(r, 12, 0)?,
                 last_successful_use: r.try_get(13)?,
                 publication_failures: r.try_get(14)?,
                 operator_pinned: r.try_get::<_, Option<bool>>(15)?.unwrap_or(false),
@@ -98,7 +103,7 @@ pub async fn addons(db: &impl GenericClient) -> Result<Vec<AddonRow>> {
         .map(|r| {
             Ok(AddonRow {
                 id: text(r, 0)?,
-                created_at: r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
+                created_at: int(r, 1, 0)?,
                 name: text(r, 2)?,
                 webhook_id: text(r, 3)?,
                 description: r.try_get(4)?,
@@ -136,7 +141,7 @@ pub async fn deliveries(db: &impl GenericClient) -> Result<Vec<DeliveryRow>> {
                 attempts: r.try_get(5)?,
                 next_retry_at: r.try_get(6)?,
                 last_error: r.try_get(7)?,
-                created_at: r.try_get::<_, Option<i64>>(8)?.unwrap_or(0),
+                created_at: int(r, 8, 0)?,
                 delivered_at: r.try_get(9)?,
             })
         })
@@ -156,13 +161,7 @@ pub async fn delivery_ages(db: &impl GenericClient) -> Result<Vec<(String, i64, 
     );
     let rows = db.query(sql.as_str(), &[]).await?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                text(r, 0)?,
-                r.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
-                r.try_get(2)?,
-            ))
-        })
+        .map(|r| Ok((text(r, 0)?, int(r, 1, 0)?, r.try_get(2)?)))
         .collect()
 }
 
@@ -185,7 +184,7 @@ pub async fn deny_list(db: &impl GenericClient) -> Result<Vec<DenyRow>> {
                 pattern: text(r, 1)?,
                 pattern_type: r.try_get(2)?,
                 description: r.try_get(3)?,
-                created_at: r.try_get::<_, Option<i64>>(4)?.unwrap_or(0),
+                created_at: int(r, 4, 0)?,
             })
         })
         .collect()
@@ -209,12 +208,12 @@ pub async fn webhook_quotas(db: &impl GenericClient) -> Result<Vec<WebhookQuotaR
         .map(|r| {
             Ok(WebhookQuotaRow {
                 owner_id: text(r, 0)?,
-                max_subscriptions: r.try_get::<_, Option<i64>>(1)?.unwrap_or(10),
-                max_events_per_minute: r.try_get::<_, Option<i64>>(2)?.unwrap_or(12),
-                max_subscription_requests_per_minute: r.try_get::<_, Option<i64>>(3)?.unwrap_or(10),
-                max_subscription_requests_per_day: r.try_get::<_, Option<i64>>(4)?.unwrap_or(20),
-                created_at: r.try_get::<_, Option<i64>>(5)?.unwrap_or(0),
-                modified_at: r.try_get::<_, Option<i64>>(6)?.unwrap_or(0),
+                max_subscriptions: int(r, 1, 10)?,
+                max_events_per_minute: int(r, 2, 12)?,
+                max_subscription_requests_per_minute: int(r, 3, 10)?,
+                max_subscription_requests_per_day: int(r, 4, 20)?,
+                created_at: int(r, 5, 0)?,
+                modified_at: int(r, 6, 0)?,
             })
         })
         .collect()
@@ -237,10 +236,10 @@ pub async fn addon_quotas(db: &impl GenericClient) -> Result<Vec<AddonQuotaRow>>
         .map(|r| {
             Ok(AddonQuotaRow {
                 owner_internal_uuid: text(r, 0)?,
-                max_active_invocations: r.try_get::<_, Option<i64>>(1)?.unwrap_or(3),
-                max_invocations_per_hour: r.try_get::<_, Option<i64>>(2)?.unwrap_or(10),
-                created_at: r.try_get::<_, Option<i64>>(3)?.unwrap_or(0),
-                modified_at: r.try_get::<_, Option<i64>>(4)?.unwrap_or(0),
+                max_active_invocations: int(r, 1, 3)?,
+                max_invocations_per_hour: int(r, 2, 10)?,
+                created_at: int(r, 3, 0)?,
+                modified_at: int(r, 4, 0)?,
             })
         })
         .collect()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fred::types::Value;
 
-use super::{Page, Store, created_score, scripts, secs};
+use super::{Page, Store, created_score, push_record, read_each, scripts, secs};
 use crate::addon::Addon;
 use crate::delivery::{DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
@@ -201,15 +201,8 @@ impl Store {
                 (it.filter_map(|v| v.as_string()).collect(), total)
             }
         };
-        let futs = ids
-            .iter()
-            .filter_map(|id| id.parse::<AddonId>().ok())
-            .map(|id| self.get_addon(id));
-        let items = futures::future::try_join_all(futs)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+        let ids = ids.iter().filter_map(|id| id.parse::<AddonId>().ok());
+        let items = read_each(ids, |id| self.get_addon(id)).await?;
         Ok(Page { items, total })
     }
 
@@ -271,7 +264,6 @@ impl Store {
             k.events_stream().to_owned(),
         ];
         keys.extend(self.record_index_keys(record));
-        let fields = record.to_fields();
         let mut args = vec![
             now_secs.to_string(),
             format!("{now_secs}:{nanos}"),
@@ -285,14 +277,8 @@ impl Store {
             // are pruned by the next invocation anyway.
             (self.inner.active_ttl_secs + 3600).to_string(),
             self.inner.active_ttl_secs.to_string(),
-            created_score(record.created_at),
-            record.id.to_string(),
-            fields.len().to_string(),
         ];
-        for (f, v) in fields {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        push_record(&mut args, record);
         for (f, v) in inv.event.to_fields() {
             args.push(f.to_owned());
             args.push(v);

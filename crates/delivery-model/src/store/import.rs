@@ -17,7 +17,7 @@ use std::time::Duration;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, created_score, scripts, secs};
+use super::{Store, push_record, scripts, secs};
 use crate::delivery::DeliveryRecord;
 use crate::error::{Error, Result};
 use crate::ids::{AddonId, DeliveryId, SubscriptionId};
@@ -144,17 +144,8 @@ impl Store {
         };
         let mut keys = vec![k.delivery(record.id), k.queue_stream(), k.scheduled()];
         keys.extend(self.record_index_keys(record));
-        let fields = record.to_fields();
-        let mut args = vec![
-            ttl.to_string(),
-            created_score(record.created_at),
-            record.id.to_string(),
-            fields.len().to_string(),
-        ];
-        for (f, v) in fields {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        let mut args = vec![ttl.to_string()];
+        push_record(&mut args, record);
         args.push(mode.to_owned());
         args.push(MESSAGE_FIELD.to_owned());
         args.push(

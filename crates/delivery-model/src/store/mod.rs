@@ -71,6 +71,23 @@ pub struct StoreOptions {
     pub command_timeout: Duration,
 }
 
+impl StoreOptions {
+    /// Options for `url` with TMI's defaults: the `tmi:events` input stream, no key prefix, records kept 4 h
+    /// while active and 7 days once finished, two pooled connections, 5-s commands. Services build theirs
+    /// from settings; tools and tests start here and change what they need.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 2,
+            key_prefix: String::new(),
+            events_stream: "tmi:events".into(),
+            active_ttl: Duration::from_secs(4 * 3600),
+            terminal_ttl: Duration::from_secs(7 * 24 * 3600),
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Handle to the Redis contract. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -124,6 +141,34 @@ pub(crate) fn push_fields(args: &mut Vec<String>, sub: &Subscription) {
         args.push(f.to_owned());
         args.push(v);
     }
+}
+
+/// Appends a delivery record as the record-writing scripts take it: creation score, id, field count, then
+/// field/value pairs.
+pub(crate) fn push_record(args: &mut Vec<String>, record: &DeliveryRecord) {
+    let fields = record.to_fields();
+    args.push(created_score(record.created_at));
+    args.push(record.id.to_string());
+    args.push(fields.len().to_string());
+    for (f, v) in fields {
+        args.push(f.to_owned());
+        args.push(v);
+    }
+}
+
+/// Reads every id concurrently, keeping their order and leaving out what is gone meanwhile (expired or
+/// deleted since the index was read).
+pub(crate) async fn read_each<I, T, F, Fut>(ids: I, get: F) -> Result<Vec<T>>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    Ok(futures::future::try_join_all(ids.into_iter().map(get))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 fn created_score(created_at: Micros) -> String {
@@ -298,15 +343,10 @@ impl Store {
     }
 
     async fn get_subscriptions(&self, ids: &[String]) -> Result<Vec<Subscription>> {
-        let futs = ids
+        let ids = ids
             .iter()
-            .filter_map(|id| id.parse::<SubscriptionId>().ok())
-            .map(|id| self.get_subscription(id));
-        Ok(futures::future::try_join_all(futs)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect())
+            .filter_map(|id| id.parse::<SubscriptionId>().ok());
+        read_each(ids, |id| self.get_subscription(id)).await
     }
 
     /// Lists subscriptions newest first, optionally only those filtered to threat model `tm`.
@@ -620,7 +660,6 @@ impl Store {
         stream: String,
         entry: Vec<(String, String)>,
     ) -> Result<bool> {
-        let fields = record.to_fields();
         let mut keys = vec![self.keys().delivery(record.id), stream];
         keys.extend(self.record_index_keys(record));
         let ttl = if record.status.is_terminal() {
@@ -628,16 +667,8 @@ impl Store {
         } else {
             self.inner.active_ttl_secs
         };
-        let mut args = vec![
-            ttl.to_string(),
-            created_score(record.created_at),
-            record.id.to_string(),
-            fields.len().to_string(),
-        ];
-        for (f, v) in fields {
-            args.push(f.to_owned());
-            args.push(v);
-        }
+        let mut args = vec![ttl.to_string()];
+        push_record(&mut args, record);
         for (f, v) in entry {
             args.push(f);
             args.push(v);
@@ -712,15 +743,8 @@ impl Store {
             None => self.keys().deliveries_all(),
         };
         let (ids, total) = self.zpage(&key, offset, limit, false).await?;
-        let futs = ids
-            .iter()
-            .filter_map(|id| id.parse::<DeliveryId>().ok())
-            .map(|id| self.get_delivery(id));
-        let items = futures::future::try_join_all(futs)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+        let ids = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok());
+        let items = read_each(ids, |id| self.get_delivery(id)).await?;
         Ok(Page { items, total })
     }
 

@@ -9,7 +9,7 @@
 
 use fred::types::Value;
 
-use super::{Page, Store, created_score, scripts};
+use super::{Page, Store, created_score, read_each, scripts};
 use crate::error::{Error, Result};
 use crate::quota::{AddonQuota, WebhookQuota};
 use crate::subscription::{Subscription, SubscriptionStatus};
@@ -109,27 +109,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// A page of quota overrides from `index`, newest first, each read with `get`.
-    async fn list_quotas<T, F, Fut>(
-        &self,
-        index: &str,
-        offset: u64,
-        limit: u64,
-        get: F,
-    ) -> Result<Page<T>>
-    where
-        F: Fn(String) -> Fut,
-        Fut: std::future::Future<Output = Result<Option<T>>>,
-    {
-        let (owners, total) = self.zpage(index, offset, limit, true).await?;
-        let items = futures::future::try_join_all(owners.into_iter().map(get))
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        Ok(Page { items, total })
-    }
-
     /// Stores (inserts or replaces) an owner's webhook quota override, with its index entry.
     ///
     /// # Errors
@@ -170,13 +149,11 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt row.
     pub async fn list_webhook_quotas(&self, offset: u64, limit: u64) -> Result<Page<WebhookQuota>> {
-        self.list_quotas(
-            &self.keys().webhook_quotas(),
-            offset,
-            limit,
-            |o| async move { self.get_webhook_quota(&o).await },
-        )
-        .await
+        let (owners, total) = self
+            .zpage(&self.keys().webhook_quotas(), offset, limit, true)
+            .await?;
+        let items = read_each(&owners, |o| self.get_webhook_quota(o)).await?;
+        Ok(Page { items, total })
     }
 
     /// Stores (inserts or replaces) an invoker's add-on quota override, with its index entry.
@@ -219,10 +196,11 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt row.
     pub async fn list_addon_quotas(&self, offset: u64, limit: u64) -> Result<Page<AddonQuota>> {
-        self.list_quotas(&self.keys().addon_quotas(), offset, limit, |o| async move {
-            self.get_addon_quota(&o).await
-        })
-        .await
+        let (owners, total) = self
+            .zpage(&self.keys().addon_quotas(), offset, limit, true)
+            .await?;
+        let items = read_each(&owners, |o| self.get_addon_quota(o)).await?;
+        Ok(Page { items, total })
     }
 
     /// Creates a subscription awaiting verification (enqueueing its first challenge) if its owner's quota

@@ -691,6 +691,29 @@ async fn leased(
     (sub.id, items)
 }
 
+/// One `begin_attempts` batch over every item at `now`, item `i` with token `T{i}`: the tokens and the answers.
+async fn begin_all(
+    ctx: &Ctx,
+    items: &[(DeliveryRecord, String)],
+    now: Micros,
+) -> (Vec<String>, Vec<delivery_model::Result<BeginAttempt>>) {
+    let tokens: Vec<String> = (0..items.len()).map(|i| format!("T{i}")).collect();
+    let batch: Vec<BeginItem<'_>> = items
+        .iter()
+        .zip(&tokens)
+        .map(|((r, entry), token)| BeginItem {
+            id: r.id,
+            token,
+            entry_id: entry,
+        })
+        .collect();
+    let got = ctx
+        .store
+        .begin_attempts(&batch, now, now + LEASE, Duration::ZERO)
+        .await;
+    (tokens, got)
+}
+
 /// The outcome of item `i` of `items` under `token`, telling the circuit of `host` `signal`.
 fn finish_item(
     items: &[(DeliveryRecord, String)],
@@ -724,20 +747,7 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
     ctx.del(&ctx.k().delivery(items[2].0.id)).await;
     go(&ctx, items[3].0.id, "other", now).await;
 
-    let tokens: Vec<String> = (0..5).map(|i| format!("T{i}")).collect();
-    let batch: Vec<BeginItem<'_>> = items
-        .iter()
-        .zip(&tokens)
-        .map(|((r, entry), token)| BeginItem {
-            id: r.id,
-            token,
-            entry_id: entry,
-        })
-        .collect();
-    let got = ctx
-        .store
-        .begin_attempts(&batch, now + SEC, now + SEC + LEASE, Duration::ZERO)
-        .await;
+    let (tokens, got) = begin_all(&ctx, &items, now + SEC).await;
 
     assert_eq!(got.len(), 5);
     for i in [0, 4] {
@@ -920,21 +930,7 @@ async fn a_begin_batch_larger_than_a_chunk_answers_every_item_in_order() {
     let ctx = Ctx::start().await;
     let n = delivery_model::store::attempts::BEGIN_CHUNK * 2 + 7;
     let (_sub, items) = ctx.deliveries_in_flight(n).await;
-    let tokens: Vec<String> = (0..n).map(|i| format!("T{i}")).collect();
-    let batch: Vec<BeginItem<'_>> = items
-        .iter()
-        .zip(&tokens)
-        .map(|((r, entry), token)| BeginItem {
-            id: r.id,
-            token,
-            entry_id: entry,
-        })
-        .collect();
-    let now = now_micros();
-    let got = ctx
-        .store
-        .begin_attempts(&batch, now, now + LEASE, Duration::ZERO)
-        .await;
+    let (_, got) = begin_all(&ctx, &items, now_micros()).await;
     assert_eq!(got.len(), n);
     for (i, r) in got.iter().enumerate() {
         match r {

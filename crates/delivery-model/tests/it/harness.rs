@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
-use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::ids::DeliveryId;
 use delivery_model::keys::{EVENTS_GROUP, Keyspace, QUEUE_GROUP};
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::store::{Store, StoreOptions};
@@ -21,13 +21,10 @@ pub const CONSUMER: &str = "it-consumer";
 
 pub fn options(url: String) -> StoreOptions {
     StoreOptions {
-        url,
-        pool_size: 2,
         key_prefix: "t:".into(),
-        events_stream: "tmi:events".into(),
         active_ttl: ACTIVE_TTL,
         terminal_ttl: TERMINAL_TTL,
-        command_timeout: Duration::from_secs(5),
+        ..StoreOptions::new(url)
     }
 }
 
@@ -288,22 +285,16 @@ impl Ctx {
 pub fn subscription(status: SubscriptionStatus, events: &[&str]) -> Subscription {
     let now = now_micros();
     Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: "owner-1".into(),
-        threat_model_id: None,
-        name: "it".into(),
-        url: "https://receiver.example.com/hook".into(),
-        events: events.iter().map(|e| (*e).to_owned()).collect(),
         secret: Some("0123456789abcdef0123456789abcdef".into()),
-        status,
         challenge: Some("c".repeat(64)),
-        challenges_sent: 0,
-        timeout_count: 0,
-        created_at: now,
-        modified_at: now,
-        last_successful_use: None,
-        publication_failures: 0,
-        operator_pinned: false,
+        ..Subscription::new(
+            "owner-1",
+            "it",
+            "https://receiver.example.com/hook",
+            events.iter().map(|e| (*e).to_owned()).collect(),
+            status,
+            now,
+        )
     }
 }
 

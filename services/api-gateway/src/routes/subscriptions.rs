@@ -188,22 +188,17 @@ pub async fn create_subscription(
         .map_err(ApiError::invalid_webhook_url)?;
     let now = now_micros();
     let sub = Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: caller.id,
         threat_model_id,
-        name: input.name,
-        url: input.url,
-        events: input.events,
         secret: Some(input.secret.unwrap_or_else(random_hex)),
-        status: SubscriptionStatus::PendingVerification,
         challenge: Some(random_hex()),
-        challenges_sent: 0,
-        timeout_count: 0,
-        created_at: now,
-        modified_at: now,
-        last_successful_use: None,
-        publication_failures: 0,
-        operator_pinned: false,
+        ..Subscription::new(
+            caller.id,
+            input.name,
+            input.url,
+            input.events,
+            SubscriptionStatus::PendingVerification,
+            now,
+        )
     };
     // The quota is checked after the body (unlike TMI), so that only creates that happen use it up; the
     // check, the create and the window entries are one script.

@@ -25,13 +25,10 @@ pub const DAY: Micros = 86_400 * SECOND;
 
 pub fn options(url: String, ttl: Duration) -> StoreOptions {
     StoreOptions {
-        url,
-        pool_size: 2,
         key_prefix: PREFIX.into(),
-        events_stream: "tmi:events".into(),
         active_ttl: ttl,
         terminal_ttl: ttl,
-        command_timeout: Duration::from_secs(5),
+        ..StoreOptions::new(url)
     }
 }
 
@@ -188,21 +185,16 @@ pub fn record(sub: SubscriptionId, event_type: &str) -> DeliveryRecord {
 pub fn subscription(status: SubscriptionStatus, age: Micros) -> Subscription {
     let created = now_micros() - age;
     Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: "owner-1".into(),
-        threat_model_id: None,
-        name: "it".into(),
-        url: "https://receiver.example.com/hook".into(),
-        events: vec!["threat_model.updated".into()],
         secret: Some("0123456789abcdef0123456789abcdef".into()),
-        status,
         challenge: Some("c".repeat(64)),
         challenges_sent: 1,
-        timeout_count: 0,
-        created_at: created,
-        modified_at: created,
-        last_successful_use: None,
-        publication_failures: 0,
-        operator_pinned: false,
+        ..Subscription::new(
+            "owner-1",
+            "it",
+            "https://receiver.example.com/hook",
+            vec!["threat_model.updated".into()],
+            status,
+            created,
+        )
     }
 }

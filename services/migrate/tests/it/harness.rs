@@ -199,17 +199,9 @@ impl World {
     /// A world around an already started PostgreSQL (e.g. one with TLS).
     pub async fn with_postgres(pg: PostgresServer) -> Self {
         let redis = RedisServer::start();
-        let store = Store::connect(&StoreOptions {
-            url: redis.url(),
-            pool_size: 2,
-            key_prefix: String::new(),
-            events_stream: "tmi:events".into(),
-            active_ttl: Duration::from_secs(4 * 3600),
-            terminal_ttl: Duration::from_secs(7 * 24 * 3600),
-            command_timeout: Duration::from_secs(5),
-        })
-        .await
-        .expect("connect store");
+        let store = Store::connect(&StoreOptions::new(redis.url()))
+            .await
+            .expect("connect store");
         let redis_client = Builder::from_config(Config::from_url(&redis.url()).unwrap())
             .build()
             .unwrap();
