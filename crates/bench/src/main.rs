@@ -346,6 +346,30 @@ async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`; None off Linux.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is parenthesised and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on (it is fixed in the kernel ABI for /proc).
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The processes whose CPU the flood is charged to, by role.
+fn cpu_snapshot(roles: &[(String, u32)]) -> Vec<Option<Duration>> {
+    roles.iter().map(|(_, pid)| cpu_time(*pid)).collect()
+}
+
+async fn redis_pid(c: &Client) -> anyhow::Result<u32> {
+    let info: String = c.info(Some(fred::types::InfoKind::Server)).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("process_id")
+}
+
 fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
     let script = std::env::temp_dir().join(format!("hookline-bench-{}.lua", std::process::id()));
     let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
@@ -432,6 +456,18 @@ async fn main() -> anyhow::Result<()> {
     }
     sink.reset();
     let mem_before = memory_used(&raw).await?;
+    let mut roles = vec![
+        ("redis-server".to_owned(), redis_pid(&raw).await?),
+        ("event-consumer".to_owned(), _consumer.pid()),
+    ];
+    for (i, w) in fast_workers.iter().enumerate() {
+        roles.push((format!("delivery-worker {}", i + 1), w.pid()));
+    }
+    roles.push((
+        "bench (publisher + receiver)".to_owned(),
+        std::process::id(),
+    ));
+    let cpu_before = cpu_snapshot(&roles);
     let t0 = Instant::now();
     flood(&st, args.events).await?;
     let published = t0.elapsed().as_secs_f64();
@@ -441,6 +477,7 @@ async fn main() -> anyhow::Result<()> {
     let secs = done.duration_since(t0).as_secs_f64();
     let (p50, p95, p99) = sink.percentiles();
     let pipeline = (args.events * k) as f64 / secs;
+    let cpu_after = cpu_snapshot(&roles);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mem_after = memory_used(&raw).await?;
     let records = (args.events + 200) * k;
@@ -460,6 +497,24 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "- Redis memory per delivery record (record + indexes, {records} records held): **{per_record:.0} bytes**"
     );
+
+    // Where the machine's time went: the ceiling ratio is bounded by the CPU all processes share.
+    let deliveries = (args.events * k) as f64;
+    let mut parts = Vec::new();
+    let mut total = 0.0;
+    for (((role, _), before), after) in roles.iter().zip(&cpu_before).zip(&cpu_after) {
+        if let (Some(b), Some(a)) = (before, after) {
+            let us = a.saturating_sub(*b).as_secs_f64() * 1e6 / deliveries;
+            total += us;
+            parts.push(format!("{role} {us:.0}"));
+        }
+    }
+    if !parts.is_empty() {
+        println!(
+            "- CPU per delivery during the flood (µs): {}; all {total:.0}",
+            parts.join(", ")
+        );
+    }
 
     if std::env::var_os("BENCH_DEBUG").is_some() {
         print_commandstats(&raw, (args.events * k) as f64).await?;
