@@ -86,7 +86,7 @@ impl PostgresServer {
     /// # Panics
     /// When PostgreSQL is not installed, or `initdb` or the server fails (its output is in the message).
     pub fn start() -> Self {
-        Self::start_inner(None)
+        Self::start_inner(None, free_port())
     }
 
     /// As [`PostgresServer::start`], with `ssl=on` and `tls`'s certificate and key (and `pg_hba.conf` as it
@@ -95,10 +95,11 @@ impl PostgresServer {
     /// # Panics
     /// As [`PostgresServer::start`]; also when the certificate files cannot be written.
     pub fn start_with_tls(tls: &PostgresTls) -> Self {
-        Self::start_inner(Some(tls))
+        Self::start_inner(Some(tls), free_port())
     }
 
-    fn start_inner(tls: Option<&PostgresTls>) -> Self {
+    /// Starts on `port`, or on another free port when `port` turns out to be taken.
+    fn start_inner(tls: Option<&PostgresTls>, port: u16) -> Self {
         let bin = bin_dir();
         #[expect(clippy::expect_used, reason = "test harness")]
         let dir = tempfile::tempdir().expect("tempdir");
@@ -106,7 +107,7 @@ impl PostgresServer {
         let mut server = Self {
             bin,
             dir,
-            port: free_port(),
+            port,
             as_postgres,
             running: false,
         };
@@ -139,33 +140,30 @@ impl PostgresServer {
                 "--no-sync".into(),
             ],
         );
-        let mut options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
-            server.port,
-            server.dir.path().display()
-        );
+        let mut tls_options = String::new();
         if let Some(tls) = tls {
             server.write_tls_files(tls);
             // Relative paths are relative to the data directory.
-            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            tls_options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
         }
-        let pg_ctl = server.bin.join("pg_ctl").display().to_string();
-        let log = server.dir.path().join("server.log").display().to_string();
-        server.checked(
-            &pg_ctl,
-            &[
-                "-D".into(),
-                data,
-                "-l".into(),
-                log,
-                "-o".into(),
-                options,
-                "-w".into(),
-                "-t".into(),
-                "30".into(),
-                "start".into(),
-            ],
-        );
+        // `pg_ctl -w` waits on the server's own socket directory, so a started server is ours. Parallel tests
+        // can still pick the same free port: the loser fails to bind and tries another port.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off{tls_options}",
+                server.port,
+                server.dir.path().display()
+            );
+            match server.pg_ctl_start(&data, options) {
+                Ok(()) => break,
+                Err(log) if attempts < 5 && log.contains("could not bind") => {
+                    server.port = free_port();
+                }
+                Err(log) => panic!("pg_ctl start failed:\n{log}"),
+            }
+        }
         server.running = true;
         wait_for_port(server.port, Duration::from_secs(10));
         server
@@ -223,6 +221,41 @@ impl PostgresServer {
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections; on failure, pg_ctl's output and the
+    /// server log (which a port conflict fills with "could not bind").
+    fn pg_ctl_start(&self, data: &str, options: String) -> Result<(), String> {
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let log_path = self.dir.path().join("server.log");
+        let args = [
+            "-D".into(),
+            data.to_owned(),
+            "-l".into(),
+            log_path.display().to_string(),
+            "-o".into(),
+            options,
+            "-w".into(),
+            "-t".into(),
+            "30".into(),
+            "start".into(),
+        ];
+        let out = self
+            .command(&pg_ctl, &args)
+            .output()
+            .map_err(|e| format!("run {pg_ctl}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        // A fresh log per attempt, so the next failure is not mistaken for this one.
+        let _ = std::fs::remove_file(&log_path);
+        Err(format!(
+            "{} {}\n{}\nserver log:\n{log}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     fn checked(&self, program: &str, args: &[String]) -> Output {
@@ -309,5 +342,26 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_makes_the_server_move_to_another() {
+        let Ok(taken) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            panic!("bind a loopback port")
+        };
+        let Ok(addr) = taken.local_addr() else {
+            panic!("local addr")
+        };
+        let server = PostgresServer::start_inner(None, addr.port());
+        assert_ne!(server.port(), addr.port(), "the taken port is not ours");
+        assert!(
+            server.psql("SELECT 1").contains('1'),
+            "the server on the new port answers"
+        );
     }
 }
