@@ -144,7 +144,8 @@ impl PostgresServer {
         if let Some(tls) = tls {
             server.write_tls_files(tls);
             // Relative paths are relative to the data directory.
-            tls_options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+            tls_options
+                .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
         }
         // `pg_ctl -w` waits on the server's own socket directory, so a started server is ours. Parallel tests
         // can still pick the same free port: the loser fails to bind and tries another port.
