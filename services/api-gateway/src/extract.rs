@@ -47,44 +47,39 @@ fn path_uuid(req: &HttpRequest, name: &str) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::invalid_uuid(name))
 }
 
-/// The `{webhook_id}` of the path.
-#[derive(Clone, Copy, Debug)]
-pub struct WebhookIdPath(pub SubscriptionId);
+/// A path parameter holding an id: a UUID, or 400 with TMI's invalid-UUID error naming the parameter.
+macro_rules! path_id {
+    ($(#[$doc:meta])* $name:ident($id:ident), $param:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name(pub $id);
 
-impl FromRequest for WebhookIdPath {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(path_uuid(req, WEBHOOK_ID_PARAM).map(|u| WebhookIdPath(SubscriptionId(u))))
-    }
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(path_uuid(req, $param).map(|u| $name($id(u))))
+            }
+        }
+    };
 }
 
-/// The `{delivery_id}` of the path.
-#[derive(Clone, Copy, Debug)]
-pub struct DeliveryIdPath(pub DeliveryId);
-
-impl FromRequest for DeliveryIdPath {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(path_uuid(req, DELIVERY_ID_PARAM).map(|u| DeliveryIdPath(DeliveryId(u))))
-    }
-}
-
-/// The `{id}` of the add-on paths.
-#[derive(Clone, Copy, Debug)]
-pub struct AddonIdPath(pub AddonId);
-
-impl FromRequest for AddonIdPath {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(path_uuid(req, ADDON_ID_PARAM).map(|u| AddonIdPath(AddonId(u))))
-    }
-}
+path_id!(
+    /// The `{webhook_id}` of the path.
+    WebhookIdPath(SubscriptionId),
+    WEBHOOK_ID_PARAM
+);
+path_id!(
+    /// The `{delivery_id}` of the path.
+    DeliveryIdPath(DeliveryId),
+    DELIVERY_ID_PARAM
+);
+path_id!(
+    /// The `{id}` of the add-on paths.
+    AddonIdPath(AddonId),
+    ADDON_ID_PARAM
+);
 
 /// What the `Content-Type` header says about a body.
 enum MediaType {
