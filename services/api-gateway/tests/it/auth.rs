@@ -133,13 +133,10 @@ async fn non_admins_get_403_on_admin_routes() {
             .send()
             .await,
     ] {
-        assert_eq!(res.status, StatusCode::FORBIDDEN);
-        assert_eq!(
-            res.error(),
-            (
-                "forbidden".to_owned(),
-                "Administrator access required".to_owned()
-            )
+        res.assert_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Administrator access required",
         );
     }
     let not_admin = user_token_with(json!({"tmi_is_administrator": false, "groups": ["users"]}));

@@ -93,23 +93,16 @@ async fn list_refuses_unknown_or_malformed_subscription() {
         .admin()
         .send()
         .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        res.error(),
-        ("subscription not found".to_owned(), String::new())
-    );
+    res.assert_error(StatusCode::NOT_FOUND, "subscription not found", "");
     let res = app
         .get("/admin/webhooks/deliveries?subscription_id=xyz")
         .admin()
         .send()
         .await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        res.error(),
-        (
-            "invalid_id".to_owned(),
-            "Invalid UUID format for parameter: subscription_id".to_owned()
-        )
+    res.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        "Invalid UUID format for parameter: subscription_id",
     );
     let empty = app
         .get("/admin/webhooks/deliveries")
@@ -175,23 +168,16 @@ async fn get_shows_tmi_shape() {
         .admin()
         .send()
         .await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        res.error(),
-        ("delivery not found".to_owned(), String::new())
-    );
+    res.assert_error(StatusCode::NOT_FOUND, "delivery not found", "");
     let res = app
         .get("/admin/webhooks/deliveries/1234")
         .admin()
         .send()
         .await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        res.error(),
-        (
-            "invalid_id".to_owned(),
-            "Invalid UUID format for parameter: delivery_id".to_owned()
-        )
+    res.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        "Invalid UUID format for parameter: delivery_id",
     );
 }
 

@@ -279,6 +279,17 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Asserts the status and TMI's error body, exactly.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, error: &str, description: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.error(),
+            (error.to_owned(), description.to_owned()),
+            "{status}"
+        );
+    }
+
     /// Asserts TMI's error shape and returns `(error, error_description)`.
     pub fn error(&self) -> (String, String) {
         let v = self.json();

@@ -218,11 +218,7 @@ async fn delete_answers_204_then_404() {
     assert!(res.body.is_empty());
 
     let res = app.get(&path).admin().send().await;
-    assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        res.error(),
-        ("subscription not found".to_owned(), String::new())
-    );
+    res.assert_error(StatusCode::NOT_FOUND, "subscription not found", "");
     assert_eq!(
         app.delete(&path).admin().send().await.status,
         StatusCode::NOT_FOUND
