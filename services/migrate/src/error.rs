@@ -12,15 +12,21 @@ pub enum Error {
     /// The connection string cannot be parsed (the message never repeats the string: it may hold a password).
     #[error("[migrate] postgres_url: {0}")]
     ConnectionString(String),
-    /// The connection string asks for an `sslmode` that libpq knows and this tool does not accept.
+    /// The connection string asks for an `sslmode` that libpq knows and this tool does not accept: `allow`.
     #[error(
-        "[migrate] postgres_url: sslmode={0} is not supported; use sslmode=require (TLS with the certificate \
-         chain and host name verified, as libpq's verify-full), prefer or disable"
+        "[migrate] postgres_url: sslmode={0} is not supported (it tries plaintext first); use sslmode=verify-full \
+         or require (TLS with the certificate chain and host name verified), verify-ca (TLS with the chain \
+         verified, not the host name), prefer or disable"
     )]
     SslMode(String),
-    /// `[migrate] postgres_ca_file` cannot be read or holds no usable certificate.
-    #[error("[migrate] postgres_ca_file {}: {reason}", path.display())]
-    CaFile { path: PathBuf, reason: String },
+    /// A CA file (`[migrate] postgres_ca_file`, or the connection string's `sslrootcert`: `setting` says which)
+    /// cannot be read or holds no usable certificate.
+    #[error("{setting} {}: {reason}", path.display())]
+    CaFile {
+        setting: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     /// The TLS client could not be set up.
     #[error("TLS set-up: {0}")]
     Tls(String),
