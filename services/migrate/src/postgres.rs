@@ -374,30 +374,13 @@ fn skip(it: &mut Peekable<CharIndices<'_>>, take: impl Fn(char) -> bool) {
     while it.next_if(|&(_, c)| take(c)).is_some() {}
 }
 
-/// `%XX` decoded as the `percent-encoding` crate does (a `%` not followed by two hex digits stays as it is);
+/// `%XX` decoded (a `%` not followed by two hex digits stays as it is, as tokio-postgres decodes URLs);
 /// `None` when the result is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// Every form of the password `url` holds: a URL's `user:password@` (as written and decoded) and every
