@@ -217,7 +217,7 @@ async fn server_error_then_success_is_retried_once() {
 }
 
 #[tokio::test]
-async fn failed_after_the_last_attempt() {
+async fn failed_after_the_last_attempt_and_sent_again_by_an_admin() {
     let stack = Stack::start_with(&[("HOOKLINE__WORKER__MAX_ATTEMPTS", "3")]).await;
     let rx = Receiver::start().await;
     rx.set_default_status(503);
@@ -248,6 +248,45 @@ async fn failed_after_the_last_attempt() {
     .await;
     let sub = stack.subscription(sub_id).await.unwrap();
     assert_eq!(sub.publication_failures, 1);
+
+    // The receiver is back: an administrator sends the failed delivery again, same id, same bytes.
+    rx.set_default_status(200);
+    let (status, body) = stack
+        .api(
+            "POST",
+            &format!("/admin/webhooks/deliveries/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["attempts"].as_u64()),
+        (Some("pending"), Some(0))
+    );
+    let all = rx.wait_for_deliveries(4, WAIT).await;
+    assert_eq!(all[3].delivery_id(), Some(id.as_str()));
+    assert_eq!(
+        all[3].body, all[0].body,
+        "the same envelope as the first attempt"
+    );
+    let rec = stack
+        .wait_delivery(&id, "delivered after the retry", |r| {
+            r.status == DeliveryStatus::Delivered
+        })
+        .await;
+    assert_eq!(rec.attempts, 1, "a fresh retry budget");
+    let (status, _) = stack
+        .api(
+            "POST",
+            &format!("/admin/webhooks/deliveries/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a delivered delivery is not sent again");
+    wait::never("a fifth POST", Duration::from_millis(700), || async {
+        rx.deliveries().len() > 4
+    })
+    .await;
 }
 
 #[tokio::test]

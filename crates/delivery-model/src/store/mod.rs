@@ -27,6 +27,7 @@ pub mod cleanup;
 pub mod delivery_queries;
 pub mod import;
 pub mod quotas;
+pub mod retries;
 mod scripts;
 mod streams;
 

@@ -72,6 +72,7 @@ script!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
+script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
 script!(DELETE_QUOTA, "lua/delete_quota.lua");

@@ -12,6 +12,7 @@
 //! - [`fanout`]: one input entry to deliveries, idempotent and acknowledged in the same step.
 //! - [`attempts`]: leases, outcomes, fencing and callback races.
 //! - [`deliveries`]: test deliveries and listing.
+//! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 
@@ -23,4 +24,5 @@ mod deliveries;
 mod fanout;
 mod harness;
 mod queue;
+mod retries;
 mod subscriptions;

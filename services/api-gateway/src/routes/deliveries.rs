@@ -1,4 +1,5 @@
-//! `/admin/webhooks/deliveries[/{delivery_id}]`: TMI's admin view of delivery records.
+//! `/admin/webhooks/deliveries[/{delivery_id}]`: TMI's admin view of delivery records, and Hookline's
+//! `/admin/webhooks/deliveries/{delivery_id}/retry` (send a failed delivery again).
 //!
 //! The list takes TMI's `subscription_id`, `limit` and `offset`, and Hookline's filters `status`,
 //! `event_type`, `addon_id`, `created_after` and `created_before` (RFC 3339, inclusive, millisecond
@@ -13,11 +14,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use delivery_model::store::delivery_queries::DeliveryFilter;
-use delivery_model::time::format_micros;
+use delivery_model::store::retries::RetryResult;
+use delivery_model::time::{format_micros, now_micros};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -225,15 +227,69 @@ pub async fn get_delivery(
         .get_delivery(id)
         .await?
         .ok_or_else(ApiError::delivery_not_found)?;
-    let pinned = pinned_subscriptions(&state, std::slice::from_ref(&record)).await?;
-    let view = DeliveryView::new(
-        &record,
-        pinned
-            .get(&record.subscription_id)
-            .copied()
-            .unwrap_or(false),
-    );
-    Ok(HttpResponse::Ok().json(view))
+    one_view(&state, &record, HttpResponse::Ok()).await
+}
+
+/// `record` as the answer's body, its URLs redacted when its subscription is operator-pinned.
+async fn one_view(
+    state: &AppState,
+    record: &DeliveryRecord,
+    mut response: HttpResponseBuilder,
+) -> ApiResult<HttpResponse> {
+    let pinned = pinned_subscriptions(state, std::slice::from_ref(record)).await?;
+    let is_pinned = pinned
+        .get(&record.subscription_id)
+        .copied()
+        .unwrap_or(false);
+    Ok(response.json(DeliveryView::new(record, is_pinned)))
+}
+
+/// `POST /admin/webhooks/deliveries/{delivery_id}/retry` (a Hookline addition; TMI has no way to send a
+/// failed delivery again): a `failed` resource-change delivery of an active subscription goes back to
+/// `pending` with a fresh retry budget and is queued at once, under the same id. 202 with the record as it
+/// is now; 404 when it does not exist; 409 `conflict` (nothing changed) when it is not `failed`, is an add-on
+/// invocation (invoke the add-on again instead), or its subscription is not active.
+pub async fn retry_delivery(
+    DeliveryIdPath(id): DeliveryIdPath,
+    Admin(admin): Admin,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let record = state
+        .store
+        .get_delivery(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)?;
+    match state.store.retry_delivery(&record, now_micros()).await? {
+        RetryResult::Queued => {}
+        RetryResult::Missing => return Err(ApiError::delivery_not_found()),
+        RetryResult::NotFailed(status) => {
+            return Err(ApiError::conflict(format!(
+                "Only failed deliveries can be retried; this delivery is {status}"
+            )));
+        }
+        RetryResult::AddonInvocation => {
+            return Err(ApiError::conflict(
+                "Add-on invocations cannot be retried; invoke the add-on again",
+            ));
+        }
+        RetryResult::SubscriptionNotActive(status) => {
+            return Err(ApiError::conflict(match status {
+                Some(s) => format!(
+                    "The delivery's subscription is {s}; only deliveries of active subscriptions can be retried"
+                ),
+                None => "The delivery's subscription no longer exists".to_owned(),
+            }));
+        }
+    }
+    // An audit trail of who sent what again.
+    tracing::info!(delivery_id = %id, subscription_id = %record.subscription_id, admin = %admin.id,
+        "failed delivery queued again by an administrator");
+    let record = state
+        .store
+        .get_delivery(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)?;
+    one_view(&state, &record, HttpResponse::Accepted()).await
 }
 
 #[cfg(test)]

@@ -69,6 +69,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(deliveries::get_delivery)),
     )
     .service(
+        resource("/admin/webhooks/deliveries/{delivery_id}/retry", "POST")
+            .route(web::post().to(deliveries::retry_delivery)),
+    )
+    .service(
         resource("/addons", "GET, POST")
             .route(web::get().to(addons::list_addons))
             .route(web::post().to(addons::create_addon)),

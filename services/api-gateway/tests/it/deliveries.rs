@@ -6,7 +6,7 @@ use delivery_model::time::now_micros;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, subscription_body};
+use crate::harness::{TestApp, subscription_body, user_token};
 
 async fn test_delivery(app: &TestApp, sub: &str) -> String {
     let res = app
@@ -236,4 +236,184 @@ async fn addon_fields_progress_and_errors_are_shown() {
         d.get("payload").is_none(),
         "a payload that is not a JSON object is omitted: {d}"
     );
+}
+
+/// An active subscription and one of its deliveries in `status`, stored as an import would store them.
+async fn stored_delivery(
+    app: &TestApp,
+    status: delivery_model::delivery::DeliveryStatus,
+    sub_status: delivery_model::subscription::SubscriptionStatus,
+) -> DeliveryRecord {
+    use delivery_model::store::import::LegacyPlacement;
+    use delivery_model::subscription::Subscription;
+
+    let now = now_micros();
+    let sub = Subscription::new(
+        "owner-1",
+        "retry",
+        "https://receiver.example/hook",
+        vec!["threat_model.created".into()],
+        sub_status,
+        now,
+    );
+    app.store.import_subscription(&sub).await.expect("sub");
+    let mut record = DeliveryRecord::new_pending(
+        DeliveryId::new_v7(),
+        sub.id,
+        "threat_model.created",
+        r#"{"event_type":"threat_model.created","data":{}}"#,
+        now,
+    );
+    record.status = status;
+    record.attempts = 5;
+    record.last_error = Some("HTTP 503: Service Unavailable".into());
+    app.store
+        .import_delivery(
+            &record,
+            LegacyPlacement::Keep {
+                ttl: std::time::Duration::from_secs(3600),
+            },
+            now,
+        )
+        .await
+        .expect("delivery");
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_queues_a_failed_delivery_again() {
+    use delivery_model::delivery::DeliveryStatus;
+    use delivery_model::subscription::SubscriptionStatus;
+
+    let app = TestApp::start().await;
+    let record = stored_delivery(&app, DeliveryStatus::Failed, SubscriptionStatus::Active).await;
+    let path = format!("/admin/webhooks/deliveries/{}/retry", record.id);
+
+    // Administrators only.
+    let res = app.post(&path).bearer(&user_token()).send().await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = app.post(&path).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.store
+            .get_delivery(record.id)
+            .await
+            .expect("read")
+            .expect("record")
+            .status,
+        DeliveryStatus::Failed,
+        "refused callers change nothing"
+    );
+
+    let res = app.post(&path).admin().send().await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let body = res.json();
+    assert_eq!(body["id"], record.id.to_string());
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["attempts"], 0);
+    assert_eq!(body["last_error"], "HTTP 503: Service Unavailable");
+
+    // The admin list sees it under its new status.
+    let pending = app
+        .get("/admin/webhooks/deliveries?status=pending")
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(ids(&pending), vec![record.id.to_string()]);
+    let failed = app
+        .get("/admin/webhooks/deliveries?status=failed")
+        .admin()
+        .send()
+        .await
+        .json();
+    assert_eq!(failed["total"], 0);
+
+    // Retrying again while it is pending is a conflict.
+    let res = app.post(&path).admin().send().await;
+    res.assert_error(
+        StatusCode::CONFLICT,
+        "conflict",
+        "Only failed deliveries can be retried; this delivery is pending",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_refuses_what_it_cannot_send_again() {
+    use delivery_model::delivery::DeliveryStatus;
+    use delivery_model::subscription::SubscriptionStatus;
+
+    let app = TestApp::start().await;
+    let delivered =
+        stored_delivery(&app, DeliveryStatus::Delivered, SubscriptionStatus::Active).await;
+    let res = app
+        .post(&format!(
+            "/admin/webhooks/deliveries/{}/retry",
+            delivered.id
+        ))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(
+        StatusCode::CONFLICT,
+        "conflict",
+        "Only failed deliveries can be retried; this delivery is delivered",
+    );
+
+    let paused = stored_delivery(
+        &app,
+        DeliveryStatus::Failed,
+        SubscriptionStatus::PendingDelete,
+    )
+    .await;
+    let res = app
+        .post(&format!("/admin/webhooks/deliveries/{}/retry", paused.id))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(
+        StatusCode::CONFLICT,
+        "conflict",
+        "The delivery's subscription is pending_delete; only deliveries of active subscriptions can be retried",
+    );
+
+    let res = app
+        .post(&format!(
+            "/admin/webhooks/deliveries/{}/retry",
+            DeliveryId::new_v7()
+        ))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(StatusCode::NOT_FOUND, "delivery not found", "");
+    let res = app
+        .post("/admin/webhooks/deliveries/nope/retry")
+        .admin()
+        .send()
+        .await;
+    res.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        "Invalid UUID format for parameter: delivery_id",
+    );
+    let res = app
+        .get(&format!("/admin/webhooks/deliveries/{}/retry", paused.id))
+        .admin()
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.header("allow"), Some("POST"));
+
+    for (record, status) in [
+        (&delivered, DeliveryStatus::Delivered),
+        (&paused, DeliveryStatus::Failed),
+    ] {
+        let got = app
+            .store
+            .get_delivery(record.id)
+            .await
+            .expect("read")
+            .expect("record");
+        assert_eq!((got.status, got.attempts), (status, 5), "unchanged");
+    }
 }

@@ -1,0 +1,87 @@
+//! An administrator's retry of a failed delivery (`POST /admin/webhooks/deliveries/{id}/retry`).
+//!
+//! TMI has no way to send a failed delivery again; operators of webhook systems ask for one first when a
+//! receiver was down for longer than the retry schedule. The retry is one compare-and-set script
+//! ([`Store::retry_delivery`]): a `failed` record of an active subscription goes back to `pending` with a fresh
+//! retry budget and is queued at once, under the same delivery id, so a receiver that already saw an earlier
+//! attempt can recognise it. Everything else is refused and left untouched.
+
+use fred::types::Value;
+
+use super::{Store, scripts};
+use crate::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::error::{Error, Result};
+use crate::queue::{MESSAGE_FIELD, QueueMessage};
+use crate::subscription::SubscriptionStatus;
+use crate::time::Micros;
+
+/// Result of [`Store::retry_delivery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryResult {
+    /// Back to `pending` (attempts 0) and queued.
+    Queued,
+    /// The record expired or never existed.
+    Missing,
+    /// Not `failed`: nothing changed.
+    NotFailed(DeliveryStatus),
+    /// An add-on invocation: nothing changed (re-invoke the add-on instead).
+    AddonInvocation,
+    /// The subscription is gone (`None`) or not active: nothing changed.
+    SubscriptionNotActive(Option<SubscriptionStatus>),
+}
+
+impl Store {
+    /// Moves `record` (as read by the caller) back to `pending` and queues it, if it is still a `failed`
+    /// resource-change delivery whose subscription is active. The checks and the change are one atomic step.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written), or a reply the script never gives.
+    pub async fn retry_delivery(
+        &self,
+        record: &DeliveryRecord,
+        now: Micros,
+    ) -> Result<RetryResult> {
+        let k = self.keys();
+        let msg = QueueMessage::DeliveryV1 {
+            delivery_id: record.id,
+        }
+        .encode();
+        let reply: Vec<Value> = scripts::RETRY_DELIVERY
+            .run(
+                self.pool(),
+                vec![
+                    k.delivery(record.id),
+                    k.subscription(record.subscription_id),
+                    k.queue_stream(),
+                ],
+                vec![
+                    now.to_string(),
+                    self.inner.active_ttl_secs.to_string(),
+                    k.deliveries_by_status_prefix(),
+                    record.id.to_string(),
+                    record.subscription_id.to_string(),
+                    MESSAGE_FIELD.to_owned(),
+                    msg,
+                ],
+            )
+            .await?;
+        let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
+        match it.next().as_deref() {
+            Some("queued") => Ok(RetryResult::Queued),
+            Some("missing") => Ok(RetryResult::Missing),
+            Some("addon") => Ok(RetryResult::AddonInvocation),
+            Some("status") => Ok(RetryResult::NotFailed(
+                it.next().unwrap_or_default().parse()?,
+            )),
+            Some("subscription") => {
+                let status = it.next().unwrap_or_default();
+                Ok(RetryResult::SubscriptionNotActive(if status.is_empty() {
+                    None
+                } else {
+                    Some(status.parse()?)
+                }))
+            }
+            other => Err(Error::Script(format!("retry_delivery: {other:?}"))),
+        }
+    }
+}

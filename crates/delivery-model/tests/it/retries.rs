@@ -1,0 +1,179 @@
+//! An administrator's retry of a failed delivery: only a `failed` resource-change delivery of an active
+//! subscription goes back to `pending` and onto the queue; everything else is refused and left as it was.
+
+use std::time::Duration;
+
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
+use delivery_model::ids::{AddonId, DeliveryId};
+use delivery_model::queue::QueueMessage;
+use delivery_model::store::retries::RetryResult;
+use delivery_model::store::{AttemptOutcome, BeginAttempt, CircuitUpdate, FinishResult};
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::time::{Micros, now_micros};
+
+use crate::harness::{ACTIVE_TTL, Ctx};
+
+const SEC: Micros = 1_000_000;
+
+/// A delivery that has failed for good (one attempt, `HTTP 410`), with its subscription.
+async fn failed_delivery(ctx: &Ctx) -> (DeliveryRecord, Subscription) {
+    let (rec, sub, entry) = ctx.delivery_in_flight().await;
+    let now = now_micros();
+    let BeginAttempt::Go(_) = ctx
+        .store
+        .begin_attempt(rec.id, "A", now, now + 30 * SEC, Duration::ZERO)
+        .await
+        .unwrap()
+    else {
+        panic!("lease taken")
+    };
+    let outcome = AttemptOutcome::Failed {
+        error: "HTTP 410".into(),
+    };
+    let r = ctx
+        .store
+        .finish_attempt(&rec, "A", &entry, &outcome, &CircuitUpdate::none(), now)
+        .await
+        .unwrap();
+    assert_eq!(r, FinishResult::Written);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(got.status, DeliveryStatus::Failed);
+    (got, sub)
+}
+
+/// The delivery messages on the queue for `id`.
+async fn queued(ctx: &Ctx, id: DeliveryId) -> usize {
+    ctx.queue()
+        .await
+        .iter()
+        .filter(|(_, m)| *m == QueueMessage::DeliveryV1 { delivery_id: id })
+        .count()
+}
+
+#[tokio::test]
+async fn a_failed_delivery_goes_back_to_pending_with_a_fresh_budget_and_is_queued() {
+    let ctx = Ctx::start().await;
+    let k = ctx.k();
+    let (rec, _sub) = failed_delivery(&ctx).await;
+    assert_eq!(queued(&ctx, rec.id).await, 0);
+    let now = now_micros() + SEC;
+
+    let r = ctx.store.retry_delivery(&rec, now).await.unwrap();
+
+    assert_eq!(r, RetryResult::Queued);
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.attempts, got.last_activity_at),
+        (DeliveryStatus::Pending, 0, now)
+    );
+    assert_eq!(
+        got.last_error.as_deref(),
+        Some("HTTP 410"),
+        "the last error stays until the next attempt"
+    );
+    assert_eq!(got.next_retry_at, None);
+    let ttl = ctx.ttl(&k.delivery(rec.id)).await;
+    assert!(
+        ttl > 0 && ttl <= ACTIVE_TTL.as_secs() as i64,
+        "active TTL again: {ttl}"
+    );
+    let id = rec.id.to_string();
+    assert!(
+        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Failed), &id)
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &id)
+            .await,
+        Some((rec.created_at / 1000) as f64),
+        "indexed as pending at its creation time"
+    );
+    assert_eq!(queued(&ctx, rec.id).await, 1);
+
+    // The worker takes it like any new delivery.
+    let t = now_micros() + 2 * SEC;
+    let begin = ctx
+        .store
+        .begin_attempt(rec.id, "B", t, t + 30 * SEC, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(matches!(begin, BeginAttempt::Go(_)), "{begin:?}");
+
+    // A second retry while it is pending is refused and queues nothing more.
+    let again = ctx.store.retry_delivery(&rec, t).await.unwrap();
+    assert_eq!(again, RetryResult::NotFailed(DeliveryStatus::Pending));
+    assert_eq!(queued(&ctx, rec.id).await, 1);
+}
+
+#[tokio::test]
+async fn only_failed_deliveries_of_active_subscriptions_are_retried() {
+    let ctx = Ctx::start().await;
+    let now = now_micros();
+
+    // Pending: refused, untouched.
+    let (pending, _sub, _entry) = ctx.delivery_in_flight().await;
+    let before = ctx.hgetall(&ctx.k().delivery(pending.id)).await;
+    assert_eq!(
+        ctx.store.retry_delivery(&pending, now).await.unwrap(),
+        RetryResult::NotFailed(DeliveryStatus::Pending)
+    );
+    assert_eq!(ctx.hgetall(&ctx.k().delivery(pending.id)).await, before);
+
+    // Gone.
+    let mut gone = pending.clone();
+    gone.id = DeliveryId::new_v7();
+    assert_eq!(
+        ctx.store.retry_delivery(&gone, now).await.unwrap(),
+        RetryResult::Missing
+    );
+
+    // Paused subscription, then deleted subscription: refused, still failed.
+    let (rec, sub) = failed_delivery(&ctx).await;
+    assert!(
+        ctx.store
+            .set_subscription_status(
+                sub.id,
+                SubscriptionStatus::Active,
+                SubscriptionStatus::PendingDelete,
+                now,
+                false
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ctx.store.retry_delivery(&rec, now).await.unwrap(),
+        RetryResult::SubscriptionNotActive(Some(SubscriptionStatus::PendingDelete))
+    );
+    let (rec2, sub2) = failed_delivery(&ctx).await;
+    ctx.del(&ctx.k().subscription(sub2.id)).await;
+    assert_eq!(
+        ctx.store.retry_delivery(&rec2, now).await.unwrap(),
+        RetryResult::SubscriptionNotActive(None)
+    );
+    for id in [rec.id, rec2.id] {
+        let got = ctx.store.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(got.status, DeliveryStatus::Failed);
+        assert_eq!(queued(&ctx, id).await, 0);
+    }
+}
+
+#[tokio::test]
+async fn an_addon_invocation_is_not_retried() {
+    let ctx = Ctx::start().await;
+    let (rec, _sub) = failed_delivery(&ctx).await;
+    ctx.hset(
+        &ctx.k().delivery(rec.id),
+        field::ADDON_ID,
+        &AddonId::new_v4().to_string(),
+    )
+    .await;
+    assert_eq!(
+        ctx.store.retry_delivery(&rec, now_micros()).await.unwrap(),
+        RetryResult::AddonInvocation
+    );
+    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(got.status, DeliveryStatus::Failed);
+    assert_eq!(queued(&ctx, rec.id).await, 0);
+}
