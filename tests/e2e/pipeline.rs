@@ -283,6 +283,18 @@ async fn failed_after_the_last_attempt_and_sent_again_by_an_admin() {
         )
         .await;
     assert_eq!(status, 409, "a delivered delivery is not sent again");
+    let (status, body) = stack
+        .api(
+            "POST",
+            &format!("/admin/webhooks/subscriptions/{sub_id}/retry-failed"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body["queued"], 0,
+        "nothing of the subscription is failed now"
+    );
     wait::never("a fifth POST", Duration::from_millis(700), || async {
         rx.deliveries().len() > 4
     })

@@ -91,7 +91,7 @@ fn registered_routes() -> BTreeMap<String, BTreeSet<String>> {
         .collect();
     files.push(format!("{src}/lib.rs").into());
     files.sort();
-    let call = Regex::new(r#"\bresource\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\)"#).expect("regex");
+    let call = Regex::new(r#"\bresource\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*,?\s*\)"#).expect("regex");
     let bypass = Regex::new(r#"web::scope\(|\.route\(\s*"|#\[(get|post|put|patch|delete|route)\("#)
         .expect("regex");
     let mut routes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

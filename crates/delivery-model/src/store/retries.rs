@@ -5,12 +5,17 @@
 //! ([`Store::retry_delivery`]): a `failed` record of an active subscription goes back to `pending` with a fresh
 //! retry budget and is queued at once, under the same delivery id, so a receiver that already saw an earlier
 //! attempt can recognise it. Everything else is refused and left untouched.
+//!
+//! After an outage, [`Store::retry_failed`] does the same for a subscription's failed deliveries in a creation
+//! time range, a bounded number per call, oldest first.
 
 use fred::types::Value;
 
+use super::delivery_queries::DeliveryFilter;
 use super::{Store, scripts};
 use crate::delivery::{DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
+use crate::ids::SubscriptionId;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::SubscriptionStatus;
 use crate::time::Micros;
@@ -30,7 +35,67 @@ pub enum RetryResult {
     SubscriptionNotActive(Option<SubscriptionStatus>),
 }
 
+/// Result of [`Store::retry_failed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetrySummary {
+    /// Deliveries back to `pending` and queued.
+    pub queued: u64,
+    /// Failed deliveries in the range that were not retried (add-on invocations, or changed meanwhile).
+    pub skipped: u64,
+    /// Whether failed deliveries beyond `max` remain in the range: call again.
+    pub more: bool,
+}
+
+/// Records read per page by [`Store::retry_failed`].
+const RETRY_PAGE: u64 = 100;
+
 impl Store {
+    /// Retries up to `max` failed deliveries of `subscription` created in `[from_ms, to_ms]` (Unix ms, either
+    /// open), oldest first, each as [`Store::retry_delivery`] does (so each is checked and changed atomically,
+    /// and none is queued twice). The caller checks that the subscription is active first.
+    ///
+    /// # Errors
+    /// Redis failure: what was queued before it stays queued.
+    pub async fn retry_failed(
+        &self,
+        subscription: SubscriptionId,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        max: u64,
+        now: Micros,
+    ) -> Result<RetrySummary> {
+        let filter = DeliveryFilter {
+            subscription: Some(subscription),
+            status: Some(DeliveryStatus::Failed),
+            created_from_ms: from_ms,
+            created_to_ms: to_ms,
+            ..DeliveryFilter::default()
+        };
+        let mut summary = RetrySummary::default();
+        loop {
+            let done = summary.queued + summary.skipped;
+            // Retried deliveries leave the failed index; skipped ones stay at its head, so they are the
+            // offset of the next page.
+            if done >= max {
+                let rest = self.query_deliveries(&filter, summary.skipped, 1).await?;
+                summary.more = !rest.items.is_empty();
+                return Ok(summary);
+            }
+            let page = self
+                .query_deliveries(&filter, summary.skipped, (max - done).min(RETRY_PAGE))
+                .await?;
+            if page.items.is_empty() {
+                return Ok(summary);
+            }
+            for record in &page.items {
+                match self.retry_delivery(record, now).await? {
+                    RetryResult::Queued => summary.queued += 1,
+                    _ => summary.skipped += 1,
+                }
+            }
+        }
+    }
+
     /// Moves `record` (as read by the caller) back to `pending` and queues it, if it is still a `failed`
     /// resource-change delivery whose subscription is active. The checks and the change are one atomic step.
     ///

@@ -6,6 +6,7 @@ use std::time::Duration;
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
 use delivery_model::ids::{AddonId, DeliveryId};
 use delivery_model::queue::QueueMessage;
+use delivery_model::store::import::LegacyPlacement;
 use delivery_model::store::retries::RetryResult;
 use delivery_model::store::{AttemptOutcome, BeginAttempt, CircuitUpdate, FinishResult};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
@@ -176,4 +177,110 @@ async fn an_addon_invocation_is_not_retried() {
     let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
     assert_eq!(got.status, DeliveryStatus::Failed);
     assert_eq!(queued(&ctx, rec.id).await, 0);
+}
+
+/// A failed delivery of `sub` created at `created_ms`, stored as an import stores it.
+async fn import_failed(ctx: &Ctx, sub: &Subscription, created_ms: i64) -> DeliveryRecord {
+    let mut record = DeliveryRecord::new_pending(
+        DeliveryId::new_v7(),
+        sub.id,
+        "threat_model.created",
+        r#"{"event_type":"threat_model.created","data":{}}"#,
+        created_ms * 1000,
+    );
+    record.status = DeliveryStatus::Failed;
+    record.attempts = 5;
+    ctx.store
+        .import_delivery(
+            &record,
+            LegacyPlacement::Keep {
+                ttl: Duration::from_secs(3600),
+            },
+            now_micros(),
+        )
+        .await
+        .unwrap();
+    record
+}
+
+#[tokio::test]
+async fn retry_failed_takes_the_range_oldest_first_a_bounded_number_per_call() {
+    let ctx = Ctx::start().await;
+    let now = now_micros();
+    let base = now / 1000 - 60_000;
+    let sub = Subscription::new(
+        "owner",
+        "bulk",
+        "https://receiver.example/hook",
+        vec!["threat_model.created".into()],
+        SubscriptionStatus::Active,
+        now,
+    );
+    ctx.store.import_subscription(&sub).await.unwrap();
+    let before_range = import_failed(&ctx, &sub, base).await;
+    let in_range: Vec<DeliveryRecord> = {
+        let mut v = Vec::new();
+        for i in 1..=3 {
+            v.push(import_failed(&ctx, &sub, base + i * 1000).await);
+        }
+        v
+    };
+    // An add-on invocation in the range: failed, but never retried by this.
+    let addon = import_failed(&ctx, &sub, base + 1500).await;
+    ctx.hset(
+        &ctx.k().delivery(addon.id),
+        field::ADDON_ID,
+        &AddonId::new_v4().to_string(),
+    )
+    .await;
+    // Another subscription's failed delivery in the range.
+    let other_sub = Subscription::new(
+        "owner",
+        "other",
+        "https://other.example/hook",
+        vec!["threat_model.created".into()],
+        SubscriptionStatus::Active,
+        now,
+    );
+    ctx.store.import_subscription(&other_sub).await.unwrap();
+    let other = import_failed(&ctx, &other_sub, base + 2000).await;
+
+    let (from, to) = (Some(base + 500), Some(base + 3000));
+    let first = ctx
+        .store
+        .retry_failed(sub.id, from, to, 2, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.queued, first.skipped, first.more),
+        (1, 1, true),
+        "the oldest two in the range: one delivery, then the add-on invocation"
+    );
+    let second = ctx
+        .store
+        .retry_failed(sub.id, from, to, 10, now)
+        .await
+        .unwrap();
+    assert_eq!((second.queued, second.skipped, second.more), (2, 1, false));
+    let third = ctx
+        .store
+        .retry_failed(sub.id, from, to, 10, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.queued, third.more),
+        (0, false),
+        "nothing left to retry"
+    );
+
+    for r in &in_range {
+        let got = ctx.store.get_delivery(r.id).await.unwrap().unwrap();
+        assert_eq!((got.status, got.attempts), (DeliveryStatus::Pending, 0));
+        assert_eq!(queued(&ctx, r.id).await, 1, "queued exactly once");
+    }
+    for r in [&before_range, &addon, &other] {
+        let got = ctx.store.get_delivery(r.id).await.unwrap().unwrap();
+        assert_eq!(got.status, DeliveryStatus::Failed, "untouched");
+        assert_eq!(queued(&ctx, r.id).await, 0);
+    }
 }

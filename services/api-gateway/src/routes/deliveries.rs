@@ -19,6 +19,7 @@ use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use delivery_model::store::delivery_queries::DeliveryFilter;
 use delivery_model::store::retries::RetryResult;
+use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::{format_micros, now_micros};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -26,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::DeliveryIdPath;
+use crate::extract::{DeliveryIdPath, WebhookIdPath};
 use crate::routes::ListQuery;
 use crate::routes::subscriptions::PINNED_URL;
 
@@ -290,6 +291,65 @@ pub async fn retry_delivery(
         .await?
         .ok_or_else(ApiError::delivery_not_found)?;
     one_view(&state, &record, HttpResponse::Accepted()).await
+}
+
+/// Most failed deliveries `retry-failed` retries per call, and its default.
+pub const MAX_RETRY_FAILED: u64 = 1000;
+
+/// The answer of `retry-failed`.
+#[derive(Debug, Serialize)]
+struct RetryFailedAnswer {
+    queued: u64,
+    skipped: u64,
+    more: bool,
+}
+
+/// `POST /admin/webhooks/subscriptions/{webhook_id}/retry-failed` (a Hookline addition): after a receiver's
+/// outage, retries the subscription's failed deliveries created in `[created_after, created_before]` (both
+/// optional, RFC 3339), oldest first, at most `limit` (1–1000, default 1000) per call, each exactly as
+/// [`retry_delivery`] does. 202 `{queued, skipped, more}`: `skipped` counts failed deliveries that cannot be
+/// retried (add-on invocations); call again while `more` is true. 404 for an unknown subscription, 409 when
+/// it is not active.
+pub async fn retry_failed(
+    WebhookIdPath(id): WebhookIdPath,
+    Admin(admin): Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let query = ListQuery::parse(&req)?;
+    let limit = super::int_param(
+        "limit",
+        query.limit.as_deref(),
+        MAX_RETRY_FAILED,
+        1,
+        MAX_RETRY_FAILED,
+    )?;
+    let (created_after, created_before) = query.created_range()?;
+    let sub = crate::routes::subscriptions::load(&state, id).await?;
+    if sub.status != SubscriptionStatus::Active {
+        return Err(ApiError::conflict(format!(
+            "The subscription is {}; only deliveries of active subscriptions can be retried",
+            sub.status
+        )));
+    }
+    let summary = state
+        .store
+        .retry_failed(
+            id,
+            created_after.map(|us| us.div_euclid(1000)),
+            created_before.map(|us| us.div_euclid(1000)),
+            limit,
+            now_micros(),
+        )
+        .await?;
+    tracing::info!(subscription_id = %id, admin = %admin.id, queued = summary.queued,
+        skipped = summary.skipped, more = summary.more,
+        "failed deliveries queued again by an administrator");
+    Ok(HttpResponse::Accepted().json(RetryFailedAnswer {
+        queued: summary.queued,
+        skipped: summary.skipped,
+        more: summary.more,
+    }))
 }
 
 #[cfg(test)]

@@ -61,6 +61,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(subscriptions::test_subscription)),
     )
     .service(
+        resource(
+            "/admin/webhooks/subscriptions/{webhook_id}/retry-failed",
+            "POST",
+        )
+        .route(web::post().to(deliveries::retry_failed)),
+    )
+    .service(
         resource("/admin/webhooks/deliveries", "GET")
             .route(web::get().to(deliveries::list_deliveries)),
     )

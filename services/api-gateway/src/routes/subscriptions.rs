@@ -251,7 +251,7 @@ pub async fn list_subscriptions(
     }))
 }
 
-async fn load(state: &AppState, id: SubscriptionId) -> ApiResult<Subscription> {
+pub(crate) async fn load(state: &AppState, id: SubscriptionId) -> ApiResult<Subscription> {
     state
         .store
         .get_subscription(id)

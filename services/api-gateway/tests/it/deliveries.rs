@@ -417,3 +417,95 @@ async fn retry_refuses_what_it_cannot_send_again() {
         assert_eq!((got.status, got.attempts), (status, 5), "unchanged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_requeues_a_subscriptions_failed_deliveries() {
+    use delivery_model::delivery::DeliveryStatus;
+    use delivery_model::subscription::SubscriptionStatus;
+
+    let app = TestApp::start().await;
+    let first = stored_delivery(&app, DeliveryStatus::Failed, SubscriptionStatus::Active).await;
+    let path = format!(
+        "/admin/webhooks/subscriptions/{}/retry-failed",
+        first.subscription_id
+    );
+
+    let res = app.post(&path).bearer(&user_token()).send().await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    for (query, description) in [
+        (
+            "?limit=0",
+            "Invalid value for query parameter limit: must be an integer between 1 and 1000",
+        ),
+        (
+            "?limit=1001",
+            "Invalid value for query parameter limit: must be an integer between 1 and 1000",
+        ),
+        (
+            "?created_after=yesterday",
+            "Invalid value for query parameter created_after: must be an RFC 3339 date-time",
+        ),
+    ] {
+        let res = app.post(&format!("{path}{query}")).admin().send().await;
+        res.assert_error(StatusCode::BAD_REQUEST, "invalid_input", description);
+    }
+    assert_eq!(
+        app.store
+            .get_delivery(first.id)
+            .await
+            .expect("read")
+            .expect("record")
+            .status,
+        DeliveryStatus::Failed,
+        "refused requests change nothing"
+    );
+
+    let res = app.post(&path).admin().send().await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    assert_eq!(
+        res.json(),
+        json!({"queued": 1, "skipped": 0, "more": false})
+    );
+    let got = app
+        .store
+        .get_delivery(first.id)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!((got.status, got.attempts), (DeliveryStatus::Pending, 0));
+    let res = app.post(&path).admin().send().await;
+    assert_eq!(
+        res.json(),
+        json!({"queued": 0, "skipped": 0, "more": false}),
+        "nothing failed is left"
+    );
+
+    let paused = stored_delivery(
+        &app,
+        DeliveryStatus::Failed,
+        SubscriptionStatus::PendingDelete,
+    )
+    .await;
+    let res = app
+        .post(&format!(
+            "/admin/webhooks/subscriptions/{}/retry-failed",
+            paused.subscription_id
+        ))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(
+        StatusCode::CONFLICT,
+        "conflict",
+        "The subscription is pending_delete; only deliveries of active subscriptions can be retried",
+    );
+    let res = app
+        .post(&format!(
+            "/admin/webhooks/subscriptions/{}/retry-failed",
+            SubscriptionId::new_v4()
+        ))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(StatusCode::NOT_FOUND, "subscription not found", "");
+}
