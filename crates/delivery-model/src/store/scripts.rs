@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use fred::prelude::*;
-use fred::types::{FromValue, Value};
+use fred::types::{FromValue, Key, Value};
 
 use crate::error::Result;
 
@@ -29,6 +29,10 @@ impl Script {
         args: Vec<String>,
     ) -> Result<R> {
         let client = pool.next();
+        // Shared buffers: the retry after NOSCRIPT needs the arguments again, and cloning these costs a
+        // reference count per argument instead of a copy of every payload.
+        let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
+        let args: Vec<Value> = args.into_iter().map(Value::from).collect();
         let v: Value = match client
             .evalsha(self.sha.as_str(), keys.clone(), args.clone())
             .await
