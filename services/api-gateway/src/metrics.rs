@@ -21,6 +21,8 @@ pub struct ApiMetrics {
     pub subscriptions_created: IntCounter,
     /// Test deliveries created and queued.
     pub test_deliveries: IntCounter,
+    /// Failed deliveries put back on the queue by an administrator (single and bulk retries).
+    pub deliveries_retried: IntCounter,
     /// Events appended to the input stream through `POST /events`.
     pub events_published: IntCounter,
     /// Add-on invocations, by outcome (`accepted`, `active_limit`, `hourly_limit`, `duplicate`).
@@ -62,6 +64,10 @@ impl ApiMetrics {
             "hookline_api_test_deliveries_total",
             "Test deliveries created and queued.",
         )?;
+        let deliveries_retried = IntCounter::new(
+            "hookline_api_deliveries_retried_total",
+            "Failed deliveries queued again by an administrator.",
+        )?;
         let events_published = IntCounter::new(
             "hookline_api_events_published_total",
             "Events appended to the input stream through POST /events.",
@@ -86,6 +92,7 @@ impl ApiMetrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(subscriptions_created.clone()))?;
         registry.register(Box::new(test_deliveries.clone()))?;
+        registry.register(Box::new(deliveries_retried.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
         Ok(Self {
             registry,
@@ -93,6 +100,7 @@ impl ApiMetrics {
             request_duration,
             subscriptions_created,
             test_deliveries,
+            deliveries_retried,
             events_published,
             addon_invocations,
             delivery_callbacks,

@@ -282,6 +282,7 @@ pub async fn retry_delivery(
             }));
         }
     }
+    state.metrics.deliveries_retried.inc();
     // An audit trail of who sent what again.
     tracing::info!(delivery_id = %id, subscription_id = %record.subscription_id, admin = %admin.id,
         "failed delivery queued again by an administrator");
@@ -342,6 +343,7 @@ pub async fn retry_failed(
             now_micros(),
         )
         .await?;
+    state.metrics.deliveries_retried.inc_by(summary.queued);
     tracing::info!(subscription_id = %id, admin = %admin.id, queued = summary.queued,
         skipped = summary.skipped, more = summary.more,
         "failed deliveries queued again by an administrator");

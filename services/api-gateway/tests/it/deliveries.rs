@@ -312,6 +312,11 @@ async fn retry_queues_a_failed_delivery_again() {
     assert_eq!(body["status"], "pending");
     assert_eq!(body["attempts"], 0);
     assert_eq!(body["last_error"], "HTTP 503: Service Unavailable");
+    let metrics = app.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains("hookline_api_deliveries_retried_total 1"),
+        "{metrics}"
+    );
 
     // The admin list sees it under its new status.
     let pending = app
@@ -465,6 +470,11 @@ async fn retry_failed_requeues_a_subscriptions_failed_deliveries() {
     assert_eq!(
         res.json(),
         json!({"queued": 1, "skipped": 0, "more": false})
+    );
+    let metrics = app.get("/metrics").send().await.text();
+    assert!(
+        metrics.contains("hookline_api_deliveries_retried_total 1"),
+        "{metrics}"
     );
     let got = app
         .store
