@@ -8,11 +8,17 @@ cd "$(dirname "$0")/.."
 RUN=.run
 mkdir -p "$RUN/redis"
 pids=()
+redis_pid=""
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping…"
+  # The services first, Redis last: a draining worker still writes its in-flight outcomes.
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "$redis_pid" ]; then
+    kill -TERM "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
 }
 trap cleanup INT TERM EXIT
 
@@ -20,7 +26,7 @@ if [ -z "${HOOKLINE__REDIS__URL:-}" ]; then
   port=${HOOKLINE_DEV_REDIS_PORT:-6390}
   redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" --appendonly yes \
     --maxmemory-policy noeviction --save '' >"$RUN/redis.log" 2>&1 &
-  pids+=($!)
+  redis_pid=$!
   export HOOKLINE__REDIS__URL="redis://127.0.0.1:$port"
   for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   echo "redis-server started on $HOOKLINE__REDIS__URL (data in $RUN/redis)"
@@ -52,4 +58,4 @@ Hookline is running.
   Admin token    make token      (or: target/debug/api-gateway dev-token --admin)
 Press Ctrl-C to stop.
 MSG
-wait -n "${pids[@]}" || true
+wait -n "${pids[@]}" ${redis_pid:+"$redis_pid"} 2>/dev/null || true
