@@ -5,7 +5,7 @@ use std::time::Duration;
 use delivery_model::delivery::DeliveryStatus;
 use delivery_model::ids::SubscriptionId;
 use delivery_model::subscription::SubscriptionStatus;
-use serde_json::json;
+use serde_json::{Value, json};
 use test_support::receiver::{ChallengeMode, Receiver, Response};
 use test_support::wait;
 
@@ -248,6 +248,36 @@ async fn failed_after_the_last_attempt_and_sent_again_by_an_admin() {
     .await;
     let sub = stack.subscription(sub_id).await.unwrap();
     assert_eq!(sub.publication_failures, 1);
+    let (status, log) = stack
+        .api(
+            "GET",
+            &format!("/admin/webhooks/deliveries/{id}/attempts"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let outcomes = |log: &Value| -> Vec<(u64, String, u64)> {
+        log["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["attempt"].as_u64().unwrap(),
+                    a["outcome"].as_str().unwrap().to_owned(),
+                    a["status_code"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        outcomes(&log),
+        vec![
+            (1, "retry".to_owned(), 503),
+            (2, "retry".to_owned(), 503),
+            (3, "failed".to_owned(), 503)
+        ]
+    );
 
     // The receiver is back: an administrator sends the failed delivery again, same id, same bytes.
     rx.set_default_status(200);
@@ -275,6 +305,19 @@ async fn failed_after_the_last_attempt_and_sent_again_by_an_admin() {
         })
         .await;
     assert_eq!(rec.attempts, 1, "a fresh retry budget");
+    let (_, log) = stack
+        .api(
+            "GET",
+            &format!("/admin/webhooks/deliveries/{id}/attempts"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        outcomes(&log).last(),
+        Some(&(1, "delivered".to_owned(), 200)),
+        "the log goes on after the retry: {log}"
+    );
+    assert_eq!(outcomes(&log).len(), 4);
     let (status, _) = stack
         .api(
             "POST",

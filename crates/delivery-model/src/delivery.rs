@@ -113,6 +113,41 @@ pub mod field {
     pub const LEASE: &str = "lease";
     /// Until when that attempt's lease holds, in microseconds (internal).
     pub const LEASE_UNTIL: &str = "lease_until";
+    /// The latest attempts, one JSON [`AttemptLogEntry`](super::AttemptLogEntry) per line, oldest first,
+    /// at most [`ATTEMPT_LOG_LEN`](super::ATTEMPT_LOG_LEN) (internal; served by its own admin endpoint).
+    pub const ATTEMPT_LOG: &str = "attempt_log";
+}
+
+/// Attempts a record's log keeps (the latest ones).
+pub const ATTEMPT_LOG_LEN: usize = 10;
+
+/// One attempt as the record's log keeps it: written by the worker's fenced outcome write, so only attempts
+/// whose result was recorded appear, each once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLogEntry {
+    /// The record's `attempts` after this attempt (it restarts at 1 after an administrator's retry).
+    pub attempt: u32,
+    /// When the request started (µs since the epoch).
+    pub started_at: Micros,
+    /// How long it took, milliseconds (0 when no request was sent: a target refused before connecting).
+    pub duration_ms: u64,
+    /// `delivered`, `in_progress`, `retry` or `failed`.
+    pub outcome: String,
+    /// The receiver's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Why it failed (the same excerpt as `last_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AttemptLogEntry {
+    /// The stored log (JSON lines) as entries, oldest first; lines that do not decode are skipped.
+    pub fn parse_log(log: &str) -> Vec<AttemptLogEntry> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
 }
 
 /// Who invoked an addon (addon deliveries only).

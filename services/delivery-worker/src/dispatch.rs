@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use delivery_model::delivery::DeliveryRecord;
+use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord};
 use delivery_model::event::CHALLENGE;
 use delivery_model::ids::DeliveryId;
 use delivery_model::ids::SubscriptionId;
@@ -238,6 +238,25 @@ pub enum Work {
     Other(StreamEntry),
 }
 
+/// What the record's attempt log keeps of a request.
+#[derive(Clone, Copy, Debug)]
+struct Trace {
+    started_at: Micros,
+    duration: Duration,
+    status: Option<u16>,
+}
+
+impl Trace {
+    /// An attempt refused before any request was sent (the target failed the outbound policy).
+    fn not_sent() -> Self {
+        Self {
+            started_at: now_micros(),
+            duration: Duration::ZERO,
+            status: None,
+        }
+    }
+}
+
 /// A delivery whose lease is held: ready to send.
 pub struct Attempt {
     entry_id: String,
@@ -450,11 +469,21 @@ impl Dispatcher {
         } = attempt;
         let entry_id = entry_id.as_str();
         let record = leased.record;
-        // `circuit`: the destination host and what this attempt tells its breaker (None: nothing).
+        // `circuit`: the destination host and what this attempt tells its breaker (None: nothing);
+        // `trace`: the attempt for the record's log (None: nothing was attempted).
         let finish = |outcome: AttemptOutcome,
                       label: &'static str,
-                      circuit: Option<(String, CircuitSignal)>| {
+                      circuit: Option<(String, CircuitSignal)>,
+                      trace: Option<Trace>| {
             let (host, signal) = circuit.unwrap_or((String::new(), CircuitSignal::None));
+            let log = trace.map(|t| AttemptLogEntry {
+                attempt: record.attempts.saturating_add(1),
+                started_at: t.started_at,
+                duration_ms: u64::try_from(t.duration.as_millis()).unwrap_or(u64::MAX),
+                outcome: outcome.name().to_owned(),
+                status_code: t.status,
+                error: outcome.error().map(str::to_owned),
+            });
             let item = FinishItem {
                 id: record.id,
                 subscription_id: record.subscription_id,
@@ -463,6 +492,7 @@ impl Dispatcher {
                 outcome,
                 host,
                 signal,
+                log,
             };
             async move {
                 let r = self.outcomes.write(item).await?;
@@ -485,17 +515,20 @@ impl Dispatcher {
                 let outcome = AttemptOutcome::Abandoned {
                     error: "subscription not found".into(),
                 };
-                return finish(outcome, "abandoned", None).await;
+                return finish(outcome, "abandoned", None, None).await;
             }
             Some(s) if s.status != SubscriptionStatus::Active => {
                 let error = format!("subscription is not active (status {})", s.status);
-                return finish(AttemptOutcome::Abandoned { error }, "abandoned", None).await;
+                return finish(AttemptOutcome::Abandoned { error }, "abandoned", None, None).await;
             }
             Some(s) => s,
         };
         let uri = match self.client.vet(&sub.url) {
             Ok(u) => u,
-            Err(e) => return self.refused(e, |o, l| finish(o, l, None)).await,
+            Err(e) => {
+                let trace = Some(Trace::not_sent());
+                return self.refused(e, |o, l| finish(o, l, None, trace)).await;
+            }
         };
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let circuit = |signal| Some((host.clone(), signal));
@@ -509,7 +542,7 @@ impl Dispatcher {
                 error: String::new(),
                 at,
             };
-            return finish(outcome, "deferred", circuit(CircuitSignal::None)).await;
+            return finish(outcome, "deferred", circuit(CircuitSignal::None), None).await;
         };
         if !self.circuits.known_closed(&host) {
             match self
@@ -526,7 +559,8 @@ impl Dispatcher {
                         error: "circuit open".into(),
                         at: until_ms * 1000,
                     };
-                    return finish(outcome, "circuit_open", circuit(CircuitSignal::None)).await;
+                    return finish(outcome, "circuit_open", circuit(CircuitSignal::None), None)
+                        .await;
                 }
             }
         }
@@ -561,6 +595,7 @@ impl Dispatcher {
         }
 
         self.metrics.in_flight.inc();
+        let started_at = now_micros();
         let started = Instant::now();
         let result = self
             .client
@@ -573,10 +608,15 @@ impl Dispatcher {
             .await;
         self.metrics.in_flight.dec();
         let status = result.as_ref().ok().map(|a| a.status);
+        let trace = Trace {
+            started_at,
+            duration: started.elapsed(),
+            status: status.map(|s| s.as_u16()),
+        };
         self.metrics
             .attempt_duration
             .with_label_values(&[class(status)])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(trace.duration.as_secs_f64());
         if record.attempts == 0 {
             let lag = (now_micros() - record.created_at).max(0);
             self.metrics.first_attempt_lag.observe(lag as f64 / 1e6);
@@ -594,7 +634,7 @@ impl Dispatcher {
             CircuitSignal::Failure => self.circuits.forget(&host),
             CircuitSignal::None => {}
         }
-        let finish = |o, l| finish(o, l, circuit(signal));
+        let finish = |o, l| finish(o, l, circuit(signal), Some(trace));
         match result {
             Err(e @ SendError::Refused(_)) => self.refused(e, finish).await,
             Ok(a) if a.status.is_success() => {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use fred::types::Value;
 
 use super::{Store, scripts};
-use crate::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::QUEUE_GROUP;
@@ -64,7 +64,8 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
-    fn name(&self) -> &'static str {
+    /// The outcome's name, as the outcome script and the attempt log spell it.
+    pub fn name(&self) -> &'static str {
         match self {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::InProgress => "in_progress",
@@ -72,6 +73,17 @@ impl AttemptOutcome {
             AttemptOutcome::Reschedule { .. } => "reschedule",
             AttemptOutcome::Failed { .. } => "failed",
             AttemptOutcome::Abandoned { .. } => "abandoned",
+        }
+    }
+
+    /// The error it records, if any.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            AttemptOutcome::Retry { error, .. }
+            | AttemptOutcome::Reschedule { error, .. }
+            | AttemptOutcome::Failed { error }
+            | AttemptOutcome::Abandoned { error } => Some(error),
+            AttemptOutcome::Delivered | AttemptOutcome::InProgress => None,
         }
     }
 }
@@ -175,6 +187,9 @@ pub struct FinishItem {
     /// Destination host, lower-cased (empty when `signal` is `None`).
     pub host: String,
     pub signal: CircuitSignal,
+    /// The attempt for the record's log: `None` when no attempt was made (deferred, rescheduled,
+    /// abandoned).
+    pub log: Option<AttemptLogEntry>,
 }
 
 /// A flat `[field, value, …]` reply as a map.
@@ -331,6 +346,7 @@ impl Store {
             outcome: outcome.clone(),
             host: circuit.host.to_owned(),
             signal: circuit.signal,
+            log: None,
         };
         self.finish_attempts(std::slice::from_ref(&item), circuit.policy, now)
             .await?
@@ -356,7 +372,7 @@ impl Store {
         let k = self.keys();
         let mut keys = Vec::with_capacity(3 + 3 * items.len());
         keys.extend([k.queue_stream(), k.scheduled(), k.deliveries_activity()]);
-        let mut args = Vec::with_capacity(9 + 9 * items.len());
+        let mut args = Vec::with_capacity(10 + 10 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -379,6 +395,7 @@ impl Store {
                 .map_or(3600, Duration::as_secs)
                 + 3600)
                 .to_string(),
+            ATTEMPT_LOG_LEN.to_string(),
         ]);
         for i in items {
             keys.push(k.delivery(i.id));
@@ -414,6 +431,11 @@ impl Store {
                     CircuitSignal::None => "none",
                 }
                 .to_owned(),
+                // One line of JSON (serde_json never writes a raw newline).
+                i.log
+                    .as_ref()
+                    .and_then(|l| serde_json::to_string(l).ok())
+                    .unwrap_or_default(),
             ]);
         }
         let replies: Vec<String> = scripts::FINISH_ATTEMPTS

@@ -38,7 +38,7 @@ use std::time::Duration;
 use fred::prelude::*;
 use fred::types::Value;
 
-use crate::delivery::{DeliveryRecord, DeliveryStatus};
+use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::event::StreamEvent;
 use crate::ids::{DeliveryId, SubscriptionId};
@@ -714,6 +714,24 @@ impl Store {
     pub async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>> {
         self.read_hash(self.keys().delivery(id), DeliveryRecord::from_hash)
             .await
+    }
+
+    /// A delivery with its attempt log (oldest first), or `None` when the record does not exist.
+    ///
+    /// # Errors
+    /// Redis failure or a corrupt record.
+    pub async fn get_delivery_with_attempts(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptLogEntry>)>> {
+        self.read_hash(self.keys().delivery(id), |h| {
+            let log = h
+                .get(crate::delivery::field::ATTEMPT_LOG)
+                .map(|l| AttemptLogEntry::parse_log(l))
+                .unwrap_or_default();
+            Ok((DeliveryRecord::from_hash(h)?, log))
+        })
+        .await
     }
 
     /// Reads a stored hash and decodes it; an empty reply means the key does not exist.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
+use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus, field};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::QueueMessage;
@@ -723,6 +723,15 @@ fn finish_item(
     host: &str,
     signal: CircuitSignal,
 ) -> FinishItem {
+    // Each item logs an attempt that names its index, so a test can tell whose line went where.
+    let log = Some(AttemptLogEntry {
+        attempt: items[i].0.attempts + 1,
+        started_at: 1_000 + i as i64,
+        duration_ms: i as u64,
+        outcome: outcome.name().to_owned(),
+        status_code: Some(200 + i as u16),
+        error: outcome.error().map(str::to_owned),
+    });
     FinishItem {
         id: items[i].0.id,
         subscription_id: items[i].0.subscription_id,
@@ -731,6 +740,7 @@ fn finish_item(
         outcome,
         host: host.to_owned(),
         signal,
+        log,
     }
 }
 
@@ -944,4 +954,116 @@ async fn a_begin_batch_larger_than_a_chunk_answers_every_item_in_order() {
             Some(format!("T{i}"))
         );
     }
+}
+
+#[tokio::test]
+async fn the_attempt_log_keeps_each_records_latest_unfenced_attempts() {
+    let ctx = Ctx::start().await;
+    let (_sub, items) = ctx.deliveries_in_flight(2).await;
+    let now = now_micros();
+    let (tokens, _) = begin_all(&ctx, &items, now).await;
+    // A batch: each record gets its own item's line.
+    let batch: Vec<FinishItem> = (0..2)
+        .map(|i| {
+            finish_item(
+                &items,
+                i,
+                &tokens[i],
+                AttemptOutcome::Retry {
+                    error: format!("HTTP 50{i}"),
+                    at: now,
+                },
+                "",
+                CircuitSignal::None,
+            )
+        })
+        .collect();
+    let r = ctx
+        .store
+        .finish_attempts(&batch, &CircuitPolicy::default(), now)
+        .await
+        .unwrap();
+    assert_eq!(r, vec![FinishResult::Written; 2]);
+    for (i, (rec, _)) in items.iter().enumerate() {
+        let (got, log) = ctx
+            .store
+            .get_delivery_with_attempts(rec.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.attempts, 1);
+        assert_eq!(
+            log,
+            vec![AttemptLogEntry {
+                attempt: 1,
+                started_at: 1_000 + i as i64,
+                duration_ms: i as u64,
+                outcome: "retry".into(),
+                status_code: Some(200 + i as u16),
+                error: Some(format!("HTTP 50{i}")),
+            }]
+        );
+    }
+
+    // Eleven more attempts of the first record: the log keeps the latest ten, oldest first.
+    let one = &items[..1];
+    for n in 2..=12u32 {
+        let t = now + i64::from(n) * SEC;
+        let token = format!("A{n}");
+        go(&ctx, one[0].0.id, &token, t).await;
+        let mut item = finish_item(
+            one,
+            0,
+            &token,
+            AttemptOutcome::Retry {
+                error: format!("attempt {n}"),
+                at: t,
+            },
+            "",
+            CircuitSignal::None,
+        );
+        if let Some(l) = item.log.as_mut() {
+            l.attempt = n;
+        }
+        let r = ctx
+            .store
+            .finish_attempts(&[item], &CircuitPolicy::default(), t)
+            .await
+            .unwrap();
+        assert_eq!(r, vec![FinishResult::Written]);
+    }
+    let (_, log) = ctx
+        .store
+        .get_delivery_with_attempts(one[0].0.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.attempt).collect::<Vec<_>>(),
+        (3..=12).collect::<Vec<_>>()
+    );
+    assert_eq!(log[9].error.as_deref(), Some("attempt 12"));
+
+    // A fenced write (a token that no longer holds the lease) logs nothing.
+    let stale = finish_item(
+        one,
+        0,
+        "A2",
+        AttemptOutcome::Delivered,
+        "",
+        CircuitSignal::None,
+    );
+    let r = ctx
+        .store
+        .finish_attempts(&[stale], &CircuitPolicy::default(), now + 20 * SEC)
+        .await
+        .unwrap();
+    assert_eq!(r, vec![FinishResult::Fenced]);
+    let (_, after) = ctx
+        .store
+        .get_delivery_with_attempts(one[0].0.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, log);
 }

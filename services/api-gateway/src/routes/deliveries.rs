@@ -294,6 +294,59 @@ pub async fn retry_delivery(
     one_view(&state, &record, HttpResponse::Accepted()).await
 }
 
+/// One entry of `GET …/attempts` (`DeliveryAttempt` in the OpenAPI document).
+#[derive(Debug, Serialize)]
+struct AttemptView<'a> {
+    attempt: u32,
+    started_at: String,
+    duration_ms: u64,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AttemptList<'a> {
+    attempts: Vec<AttemptView<'a>>,
+}
+
+/// `GET /admin/webhooks/deliveries/{delivery_id}/attempts` (a Hookline addition): the delivery's latest
+/// attempts (up to 10), oldest first: when each started, how long it took, its outcome, the receiver's
+/// status and the error. Errors are redacted like `last_error` for operator-pinned subscriptions.
+pub async fn list_attempts(
+    DeliveryIdPath(id): DeliveryIdPath,
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let (record, log) = state
+        .store
+        .get_delivery_with_attempts(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)?;
+    let pinned = pinned_subscriptions(&state, std::slice::from_ref(&record))
+        .await?
+        .get(&record.subscription_id)
+        .copied()
+        .unwrap_or(false);
+    let attempts = log
+        .iter()
+        .map(|a| AttemptView {
+            attempt: a.attempt,
+            started_at: format_micros(a.started_at),
+            duration_ms: a.duration_ms,
+            outcome: &a.outcome,
+            status_code: a.status_code,
+            error: a
+                .error
+                .as_deref()
+                .map(|e| if pinned { redact_urls(e) } else { e.to_owned() }),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AttemptList { attempts }))
+}
+
 /// Most failed deliveries `retry-failed` retries per call, and its default.
 pub const MAX_RETRY_FAILED: u64 = 1000;
 

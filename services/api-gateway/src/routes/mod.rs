@@ -76,6 +76,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(deliveries::get_delivery)),
     )
     .service(
+        resource("/admin/webhooks/deliveries/{delivery_id}/attempts", "GET")
+            .route(web::get().to(deliveries::list_attempts)),
+    )
+    .service(
         resource("/admin/webhooks/deliveries/{delivery_id}/retry", "POST")
             .route(web::post().to(deliveries::retry_delivery)),
     )

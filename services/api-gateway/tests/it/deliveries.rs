@@ -519,3 +519,98 @@ async fn retry_failed_requeues_a_subscriptions_failed_deliveries() {
         .await;
     res.assert_error(StatusCode::NOT_FOUND, "subscription not found", "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_lists_the_log_oldest_first_redacted_for_pinned_subscriptions() {
+    use delivery_model::delivery::{AttemptLogEntry, DeliveryStatus, field};
+    use delivery_model::subscription::SubscriptionStatus;
+    use fred::prelude::*;
+
+    let app = TestApp::start().await;
+    let record = stored_delivery(&app, DeliveryStatus::Failed, SubscriptionStatus::Active).await;
+    let path = format!("/admin/webhooks/deliveries/{}/attempts", record.id);
+
+    // A record without attempts: an empty list.
+    let res = app.get(&path).admin().send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json(), json!({"attempts": []}));
+
+    let lines: Vec<String> = [
+        AttemptLogEntry {
+            attempt: 1,
+            started_at: 1_775_044_800_500_000,
+            duration_ms: 5003,
+            outcome: "retry".into(),
+            status_code: None,
+            error: Some("request failed: https://internal.example/x timed out".into()),
+        },
+        AttemptLogEntry {
+            attempt: 2,
+            started_at: 1_775_044_865_000_000,
+            duration_ms: 38,
+            outcome: "failed".into(),
+            status_code: Some(410),
+            error: Some("HTTP 410: Gone".into()),
+        },
+    ]
+    .iter()
+    .map(|e| serde_json::to_string(e).expect("json"))
+    .collect();
+    let key = app.store.keys().delivery(record.id);
+    let _: () = app
+        .redis
+        .hset(
+            &key,
+            (field::ATTEMPT_LOG, format!("{}\n", lines.join("\n"))),
+        )
+        .await
+        .expect("hset");
+
+    let res = app.get(&path).admin().send().await;
+    assert_eq!(
+        res.json(),
+        json!({"attempts": [
+            {"attempt": 1, "started_at": "2026-04-01T12:00:00.5Z", "duration_ms": 5003, "outcome": "retry",
+             "error": "request failed: https://internal.example/x timed out"},
+            {"attempt": 2, "started_at": "2026-04-01T12:01:05Z", "duration_ms": 38, "outcome": "failed",
+             "status_code": 410, "error": "HTTP 410: Gone"}
+        ]})
+    );
+
+    // The record itself never shows the log.
+    let one = app
+        .get(&format!("/admin/webhooks/deliveries/{}", record.id))
+        .admin()
+        .send()
+        .await
+        .json();
+    assert!(one.get("attempt_log").is_none(), "{one}");
+
+    // An operator-pinned subscription's URLs stay hidden, as in last_error.
+    let sub_key = app.store.keys().subscription(record.subscription_id);
+    let _: () = app
+        .redis
+        .hset(
+            &sub_key,
+            (delivery_model::subscription::field::OPERATOR_PINNED, "1"),
+        )
+        .await
+        .expect("hset");
+    let res = app.get(&path).admin().send().await.json();
+    assert_eq!(
+        res["attempts"][0]["error"],
+        "request failed: (operator-pinned) timed out"
+    );
+
+    let res = app.get(&path).bearer(&user_token()).send().await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = app
+        .get(&format!(
+            "/admin/webhooks/deliveries/{}/attempts",
+            DeliveryId::new_v7()
+        ))
+        .admin()
+        .send()
+        .await;
+    res.assert_error(StatusCode::NOT_FOUND, "delivery not found", "");
+}

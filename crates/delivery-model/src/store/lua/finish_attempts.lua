@@ -9,10 +9,11 @@
 -- then per item: delivery hash, subscription hash, the destination host's circuit hash
 -- ARGV[1] now (us), ARGV[2] queue group, ARGV[3] active TTL (s), ARGV[4] terminal TTL (s),
 -- ARGV[5] status-zset prefix, ARGV[6] failures that open a circuit, ARGV[7] now (ms),
--- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s),
--- then per item (9 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
+-- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s), ARGV[10] attempts the log keeps,
+-- then per item (10 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
 -- without an attempt), queue entry id, last error, next retry (us), retry due (ms), retry message,
--- delivery id, what the attempt tells the circuit breaker (success|failure|none)
+-- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
+-- ('' = none: nothing was attempted)
 -- Returns one of 'fenced', 'superseded' or the outcome written per item.
 local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1}
 local now, group = ARGV[1], ARGV[2]
@@ -22,6 +23,18 @@ for w in string.gmatch(ARGV[8], '[^,]+') do windows[#windows + 1] = tonumber(w) 
 -- call would have had: queue entries are acknowledged together at the end; a subscription's success is
 -- written once (before any later failure of the same subscription counts); a closed circuit is deleted once.
 local acks, succeeded, closed = {}, {}, {}
+local log_len = tonumber(ARGV[10])
+
+-- The record's attempt log with `line` appended, keeping the latest `log_len` lines.
+local function logged(old, line)
+  local log = (old or '') .. line .. '\n'
+  local _, n = string.gsub(log, '\n', '')
+  while n > log_len do
+    log = string.sub(log, string.find(log, '\n', 1, true) + 1)
+    n = n - 1
+  end
+  return log
+end
 
 local function write_success(sub)
   if redis.call('EXISTS', sub) == 1 then
@@ -56,8 +69,11 @@ end
 local function finish(record, sub, circuit_key, a)
   local token, outcome, entry, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local next_retry, due_ms, retry_msg, id, signal = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
-  local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts')
+  local line = ARGV[a + 9]
+  local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts', 'attempt_log')
   if r[1] ~= token then return 'fenced' end
+  -- The attempt happened whatever its outcome's fate below: it goes in the log.
+  if line ~= '' then redis.call('HSET', record, 'attempt_log', logged(r[5], line)) end
   local status, created_ms = r[2], math.floor(tonumber(r[3] or '0') / 1000)
   circuit(circuit_key, signal)
   acks[#acks + 1] = entry
@@ -115,13 +131,13 @@ end
 local items = (#KEYS - 3) / 3
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[11 + i * 9]
+  local outcome = ARGV[12 + i * 10]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
   local k = 4 + i * 3
-  results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], 10 + i * 9)
+  results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], 11 + i * 10)
 end
 for sub in pairs(succeeded) do write_success(sub) end
 if #acks > 0 then
