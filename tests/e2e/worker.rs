@@ -311,3 +311,27 @@ async fn redis_restarted_empty_mid_run_recovers_without_restarts() {
     assert!(rx2.deliveries()[0].verify_signature(&secret));
     assert!(stack.consumer.is_running() && stack.worker.is_running() && stack.api.is_running());
 }
+
+#[tokio::test]
+async fn sigterm_exits_without_waiting_out_redis_timeouts_when_redis_is_gone() {
+    // Nothing is in flight, so no service may spend long on a Redis that is not there: before the fix the
+    // worker took 15 s (a queue read and `QUIT` waiting out their timeouts), three times its grace period
+    // (5 s in these tests). The bound leaves room for a loaded machine.
+    const BOUND: Duration = Duration::from_secs(10);
+    let mut stack = Stack::start().await;
+    let rx = Receiver::start().await;
+    stack.verified_subscription(&rx, &[EVENT], None).await;
+    stack.redis.kill();
+    stack.worker.sigterm();
+    stack.consumer.sigterm();
+    stack.api.sigterm();
+    for svc in [&mut stack.worker, &mut stack.consumer, &mut stack.api] {
+        let status = svc.wait_exit(BOUND).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} exits cleanly within {BOUND:?} of SIGTERM: {status:?}\n{}",
+            svc.bin().name(),
+            svc.logs().join("\n")
+        );
+    }
+}

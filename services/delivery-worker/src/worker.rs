@@ -27,6 +27,8 @@ use crate::dispatch::{Dispatcher, Work};
 use crate::metrics::Metrics;
 
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// How long past `block_ms` a queue read may run once shutdown has begun.
+const READ_SETTLE: Duration = Duration::from_secs(1);
 const PROMOTE_BATCH: u32 = 1000;
 
 /// The loops' settings.
@@ -180,11 +182,19 @@ async fn read_session(
             }
             r
         } else {
-            // Not raced against the token: a read blocks at most block_ms, and entries it returns are
-            // dispatched rather than left pending under this consumer's name.
-            reader
-                .read_group(&queue, QUEUE_GROUP, &cfg.name, count, cfg.block_ms)
-                .await
+            // Not abandoned at once on shutdown: a healthy read returns within block_ms, and the entries it
+            // returns are dispatched rather than left pending under this consumer's name. A read still
+            // unanswered READ_SETTLE after that is abandoned (Redis is unreachable): whatever it took stays
+            // pending and is reclaimed by another worker after the lease, as after a crash.
+            let read = reader.read_group(&queue, QUEUE_GROUP, &cfg.name, count, cfg.block_ms);
+            let settle = Duration::from_millis(cfg.block_ms) + READ_SETTLE;
+            tokio::select! {
+                r = read => r,
+                () = async {
+                    token.cancelled().await;
+                    tokio::time::sleep(settle).await;
+                } => return,
+            }
         };
         match read {
             Ok(entries) => spawn_all(entries, permits, dispatcher, tracker),

@@ -132,6 +132,9 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// Longest wait for `QUIT` when a service closes its connections.
+pub(crate) const QUIT_WAIT: Duration = Duration::from_secs(1);
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
 }
@@ -233,9 +236,10 @@ impl Store {
         &self.inner.pool
     }
 
-    /// Closes the pool's connections.
+    /// Closes the pool's connections, waiting at most [`QUIT_WAIT`]: `QUIT` is a courtesy to the server, and
+    /// with Redis unreachable it would wait out reconnects and command timeouts while a pod shuts down.
     pub async fn quit(&self) {
-        let _ = self.pool().quit().await;
+        let _ = tokio::time::timeout(QUIT_WAIT, self.pool().quit()).await;
     }
 
     /// A round trip to Redis (health checks).

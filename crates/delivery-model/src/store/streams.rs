@@ -102,9 +102,9 @@ impl StreamReader {
         Ok(parts.next().map(parse_entries).unwrap_or_default())
     }
 
-    /// Closes the connection.
+    /// Closes the connection, waiting at most [`super::QUIT_WAIT`] (see [`Store::quit`](super::Store::quit)).
     pub async fn quit(&self) {
-        let _ = self.client.quit().await;
+        let _ = tokio::time::timeout(super::QUIT_WAIT, self.client.quit()).await;
     }
 }
 
