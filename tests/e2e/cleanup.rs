@@ -360,7 +360,11 @@ async fn expired_deliveries_leave_every_index() {
     );
     let (_, page) = stack.api("GET", "/admin/webhooks/deliveries", None).await;
     assert_eq!(page["total"], 1, "no ghosts in the admin list");
-    assert!(metric(&cleanup, &items("index_pruned")).await >= ghosts.len() as f64 * 4.0);
+    // Counters move after the script that did the work answers: wait for them rather than race them.
+    wait::until("the pruning counted", WAIT, || async {
+        (metric(&cleanup, &items("index_pruned")).await >= ghosts.len() as f64 * 4.0).then_some(())
+    })
+    .await;
 }
 
 /// An active subscription stored directly, `age` old, with the given use history.
@@ -452,9 +456,13 @@ async fn idle_and_broken_subscriptions_go_pending_delete_and_then_away_with_thei
         stack.subscription(healthy).await.unwrap().status,
         SubscriptionStatus::Active
     );
+    // Counters move after the script that did the work answers: wait for them rather than race them.
+    wait::until("the lifecycle counted", WAIT, || async {
+        (metric(&cleanup, &items("subscription_deleted")).await == 2.0).then_some(())
+    })
+    .await;
     assert_eq!(metric(&cleanup, &items("idle_pending_delete")).await, 1.0);
     assert_eq!(metric(&cleanup, &items("broken_pending_delete")).await, 1.0);
-    assert_eq!(metric(&cleanup, &items("subscription_deleted")).await, 2.0);
     // The healthy subscription still receives events.
     stack.publish("threat_model.created", None, json!({})).await;
     rx.wait_for_deliveries(1, WAIT).await;
@@ -635,7 +643,17 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
         (entries().await == ids[4..]).then_some(())
     })
     .await;
-    assert_eq!(metric(&cleanup, &items("stream_trimmed")).await, 4.0);
+    // The counter moves after the trim script answers: wait for it rather than race it.
+    wait::until("the trim counted", WAIT, || async {
+        (metric(&cleanup, &items("stream_trimmed")).await == 4.0).then_some(())
+    })
+    .await;
+    wait::never(
+        "more than the four trimmed entries counted",
+        Duration::from_millis(500),
+        || async { metric(&cleanup, &items("stream_trimmed")).await > 4.0 },
+    )
+    .await;
     let pending: Value = redis.xpending(&stream, EVENTS_GROUP, ()).await.unwrap();
     assert_eq!(
         pending.into_array().first().and_then(Value::as_u64),
