@@ -35,8 +35,8 @@ pub enum RetryResult {
     SubscriptionNotActive(Option<SubscriptionStatus>),
 }
 
-/// Result of [`Store::retry_failed`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Result of [`Store::retry_failed`] (serialised as the API's answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetrySummary {
     /// Deliveries back to `pending` and queued.
     pub queued: u64,

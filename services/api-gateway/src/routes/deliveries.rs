@@ -237,12 +237,17 @@ async fn one_view(
     record: &DeliveryRecord,
     mut response: HttpResponseBuilder,
 ) -> ApiResult<HttpResponse> {
-    let pinned = pinned_subscriptions(state, std::slice::from_ref(record)).await?;
-    let is_pinned = pinned
+    let pinned = is_pinned(state, record).await?;
+    Ok(response.json(DeliveryView::new(record, pinned)))
+}
+
+/// Whether `record`'s subscription is operator-pinned (its URLs are redacted in every answer).
+async fn is_pinned(state: &AppState, record: &DeliveryRecord) -> ApiResult<bool> {
+    Ok(pinned_subscriptions(state, std::slice::from_ref(record))
+        .await?
         .get(&record.subscription_id)
         .copied()
-        .unwrap_or(false);
-    Ok(response.json(DeliveryView::new(record, is_pinned)))
+        .unwrap_or(false))
 }
 
 /// `POST /admin/webhooks/deliveries/{delivery_id}/retry` (a Hookline addition; TMI has no way to send a
@@ -325,11 +330,7 @@ pub async fn list_attempts(
         .get_delivery_with_attempts(id)
         .await?
         .ok_or_else(ApiError::delivery_not_found)?;
-    let pinned = pinned_subscriptions(&state, std::slice::from_ref(&record))
-        .await?
-        .get(&record.subscription_id)
-        .copied()
-        .unwrap_or(false);
+    let pinned = is_pinned(&state, &record).await?;
     let attempts = log
         .iter()
         .map(|a| AttemptView {
@@ -349,14 +350,6 @@ pub async fn list_attempts(
 
 /// Most failed deliveries `retry-failed` retries per call, and its default.
 pub const MAX_RETRY_FAILED: u64 = 1000;
-
-/// The answer of `retry-failed`.
-#[derive(Debug, Serialize)]
-struct RetryFailedAnswer {
-    queued: u64,
-    skipped: u64,
-    more: bool,
-}
 
 /// `POST /admin/webhooks/subscriptions/{webhook_id}/retry-failed` (a Hookline addition): after a receiver's
 /// outage, retries the subscription's failed deliveries created in `[created_after, created_before]` (both
@@ -400,11 +393,8 @@ pub async fn retry_failed(
     tracing::info!(subscription_id = %id, admin = %admin.id, queued = summary.queued,
         skipped = summary.skipped, more = summary.more,
         "failed deliveries queued again by an administrator");
-    Ok(HttpResponse::Accepted().json(RetryFailedAnswer {
-        queued: summary.queued,
-        skipped: summary.skipped,
-        more: summary.more,
-    }))
+    // `RetryFailedResponse` in the OpenAPI document.
+    Ok(HttpResponse::Accepted().json(summary))
 }
 
 #[cfg(test)]
