@@ -217,17 +217,22 @@ pub async fn list_deliveries(
     }))
 }
 
+/// Delivery `id`, or 404 `delivery not found`.
+async fn load(state: &AppState, id: DeliveryId) -> ApiResult<DeliveryRecord> {
+    state
+        .store
+        .get_delivery(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)
+}
+
 /// `GET /admin/webhooks/deliveries/{delivery_id}`
 pub async fn get_delivery(
     DeliveryIdPath(id): DeliveryIdPath,
     _admin: Admin,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let record = state
-        .store
-        .get_delivery(id)
-        .await?
-        .ok_or_else(ApiError::delivery_not_found)?;
+    let record = load(&state, id).await?;
     one_view(&state, &record, HttpResponse::Ok()).await
 }
 
@@ -260,11 +265,7 @@ pub async fn retry_delivery(
     Admin(admin): Admin,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let record = state
-        .store
-        .get_delivery(id)
-        .await?
-        .ok_or_else(ApiError::delivery_not_found)?;
+    let record = load(&state, id).await?;
     match state.store.retry_delivery(&record, now_micros()).await? {
         RetryResult::Queued => {}
         RetryResult::Missing => return Err(ApiError::delivery_not_found()),
@@ -291,11 +292,7 @@ pub async fn retry_delivery(
     // An audit trail of who sent what again.
     tracing::info!(delivery_id = %id, subscription_id = %record.subscription_id, admin = %admin.id,
         "failed delivery queued again by an administrator");
-    let record = state
-        .store
-        .get_delivery(id)
-        .await?
-        .ok_or_else(ApiError::delivery_not_found)?;
+    let record = load(&state, id).await?;
     one_view(&state, &record, HttpResponse::Accepted()).await
 }
 
