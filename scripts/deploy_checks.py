@@ -551,6 +551,21 @@ def pod_containers_env(d: dict) -> list[dict]:
     return [e for c in (spec or {}).get("containers", []) for e in c.get("env", [])]
 
 
+def check_container(p: Problems, where: str, c: dict, comp: str) -> None:
+    """What every Hookline container must be: its own pinned image, hardened, with requests and limits."""
+    image = str(c.get("image", ""))
+    p.check(":" in image and not image.endswith(":latest"), f"{where}: image {image} is not pinned")
+    p.check(image.split("@")[0].split(":")[0].endswith(f"/{comp}"), f"{where}: image {image} is not the {comp} image")
+    sc = c.get("securityContext", {})
+    p.check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem is not true")
+    p.check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false")
+    p.check("ALL" in (sc.get("capabilities") or {}).get("drop", []), f"{where}: capabilities ALL not dropped")
+    res = c.get("resources", {})
+    for part in ("requests", "limits"):
+        for r in ("cpu", "memory"):
+            p.check(r in res.get(part, {}), f"{where}: resources.{part}.{r} missing")
+
+
 def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, grace: int) -> None:
     """A one-shot tool's Job: hardened like the services, bounded retries and lifetime, its Secret and CA
     wiring, and only the variables and mounts the tool reads."""
@@ -574,17 +589,7 @@ def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, 
     if not p.check(len(containers) == 1, f"{where}: expected one container"):
         return
     c = containers[0]
-    image = str(c.get("image", ""))
-    p.check(":" in image and not image.endswith(":latest"), f"{where}: image {image} is not pinned")
-    p.check(image.split("@")[0].split(":")[0].endswith(f"/{comp}"), f"{where}: image {image} is not the {comp} image")
-    sc = c.get("securityContext", {})
-    p.check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem is not true")
-    p.check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false")
-    p.check("ALL" in (sc.get("capabilities") or {}).get("drop", []), f"{where}: capabilities ALL not dropped")
-    res = c.get("resources", {})
-    for part in ("requests", "limits"):
-        for r in ("cpu", "memory"):
-            p.check(r in res.get(part, {}), f"{where}: resources.{part}.{r} missing")
+    check_container(p, where, c, comp)
     p.check(not c.get("ports"), f"{where}: {comp} has no listener but declares ports")
     p.check(not any(k in c for k in ("livenessProbe", "readinessProbe", "startupProbe")), f"{where}: probes on a Job")
     p.check(set(c.get("args") or []) <= {"--dry-run", "--drop-legacy"}, f"{where}: unknown args {c.get('args')}")
@@ -692,18 +697,7 @@ def check_manifests(docs: list[dict]) -> Problems:
             continue
         c = containers[0]
         p.check(c["name"] == name, f"{where}: container is named {c['name']}")
-        p.check(not str(c.get("image", "")).endswith(":latest") and ":" in str(c.get("image", "")),
-                f"{where}: image {c.get('image')} is not pinned")
-        p.check(str(c.get("image", "")).split("@")[0].split(":")[0].endswith(f"/{name}"),
-                f"{where}: image {c.get('image')} is not the {name} image")
-        sc = c.get("securityContext", {})
-        p.check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem is not true")
-        p.check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation is not false")
-        p.check("ALL" in (sc.get("capabilities") or {}).get("drop", []), f"{where}: capabilities ALL not dropped")
-        res = c.get("resources", {})
-        for part in ("requests", "limits"):
-            for r in ("cpu", "memory"):
-                p.check(r in res.get(part, {}), f"{where}: resources.{part}.{r} missing")
+        check_container(p, where, c, name)
         want_port = expected_port(name, ports)
         cports = {cp["name"]: cp["containerPort"] for cp in c.get("ports", [])}
         p.check(list(cports.values()) == [want_port], f"{where}: container ports {cports} != listener port {want_port}")

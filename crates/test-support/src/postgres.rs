@@ -241,18 +241,26 @@ impl PostgresServer {
             "30".into(),
             "start".into(),
         ];
-        let out = self
-            .command(&pg_ctl, &args)
-            .output()
-            .map_err(|e| format!("run {pg_ctl}: {e}"))?;
-        if out.status.success() {
-            return Ok(());
+        let result = self.run(&pg_ctl, &args).map(drop);
+        if result.is_err() {
+            // A fresh log per attempt, so the next failure is not mistaken for this one.
+            let _ = std::fs::remove_file(&log_path);
         }
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        // A fresh log per attempt, so the next failure is not mistaken for this one.
-        let _ = std::fs::remove_file(&log_path);
+        result
+    }
+
+    /// `program args…`; on failure, what it printed and the server log.
+    fn run(&self, program: &str, args: &[String]) -> Result<Output, String> {
+        let out = self
+            .command(program, args)
+            .output()
+            .map_err(|e| format!("run {program}: {e}"))?;
+        if out.status.success() {
+            return Ok(out);
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         Err(format!(
-            "{} {}\n{}\nserver log:\n{log}",
+            "{program} {args:?} failed ({}):\n{}\n{}\nserver log:\n{log}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -260,21 +268,7 @@ impl PostgresServer {
     }
 
     fn checked(&self, program: &str, args: &[String]) -> Output {
-        let out = self
-            .command(program, args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {program}: {e}"));
-        if !out.status.success() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-            panic!(
-                "{program} {args:?} failed ({}):\n{}\n{}\nserver log:\n{log}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out
+        self.run(program, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust authentication: no password).

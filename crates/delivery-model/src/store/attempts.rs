@@ -193,7 +193,7 @@ pub struct FinishItem {
 }
 
 /// A flat `[field, value, …]` reply as a map.
-fn flat(v: Value) -> HashMap<String, String> {
+pub(super) fn flat(v: Value) -> HashMap<String, String> {
     let mut h = HashMap::new();
     let mut it = v.into_array().into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -402,20 +402,15 @@ impl Store {
             keys.push(k.subscription(i.subscription_id));
             keys.push(k.circuit(&i.host));
             // The schedule's message only for outcomes that schedule one.
-            let (error, next_retry, due_ms, message) = match &i.outcome {
-                AttemptOutcome::Retry { error, at } | AttemptOutcome::Reschedule { error, at } => (
-                    error.clone(),
+            let (next_retry, due_ms, message) = match &i.outcome {
+                AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => (
                     at.to_string(),
                     (at / 1000).to_string(),
                     QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
                 ),
-                AttemptOutcome::Failed { error } | AttemptOutcome::Abandoned { error } => {
-                    (error.clone(), String::new(), String::new(), String::new())
-                }
-                AttemptOutcome::Delivered | AttemptOutcome::InProgress => {
-                    (String::new(), String::new(), String::new(), String::new())
-                }
+                _ => (String::new(), String::new(), String::new()),
             };
+            let error = i.outcome.error().unwrap_or_default().to_owned();
             args.extend([
                 i.token.clone(),
                 i.outcome.name().to_owned(),

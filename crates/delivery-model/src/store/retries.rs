@@ -11,11 +11,12 @@
 
 use fred::types::Value;
 
+use super::attempts::flat;
 use super::delivery_queries::DeliveryFilter;
 use super::{Store, scripts};
 use crate::delivery::{DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
-use crate::ids::SubscriptionId;
+use crate::ids::{DeliveryId, SubscriptionId};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::SubscriptionStatus;
 use crate::time::Micros;
@@ -23,8 +24,8 @@ use crate::time::Micros;
 /// Result of [`Store::retry_delivery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryResult {
-    /// Back to `pending` (attempts 0) and queued.
-    Queued,
+    /// Back to `pending` (attempts 0) and queued; the record as it is now.
+    Queued(Box<DeliveryRecord>),
     /// The record expired or never existed.
     Missing,
     /// Not `failed`: nothing changed.
@@ -87,59 +88,58 @@ impl Store {
             if page.items.is_empty() {
                 return Ok(summary);
             }
-            for record in &page.items {
-                match self.retry_delivery(record, now).await? {
-                    RetryResult::Queued => summary.queued += 1,
+            // Each retry is its own atomic script, so a page's run concurrently.
+            let results = futures::future::try_join_all(
+                page.items.iter().map(|r| self.retry_delivery(r.id, now)),
+            )
+            .await?;
+            for r in results {
+                match r {
+                    RetryResult::Queued(_) => summary.queued += 1,
                     _ => summary.skipped += 1,
                 }
             }
         }
     }
 
-    /// Moves `record` (as read by the caller) back to `pending` and queues it, if it is still a `failed`
-    /// resource-change delivery whose subscription is active. The checks and the change are one atomic step.
+    /// Moves delivery `id` back to `pending` and queues it, if it is a `failed` resource-change delivery whose
+    /// subscription is active, and returns it as it is then. The checks and the change are one atomic step.
     ///
     /// # Errors
-    /// Redis failure (nothing was written), or a reply the script never gives.
-    pub async fn retry_delivery(
-        &self,
-        record: &DeliveryRecord,
-        now: Micros,
-    ) -> Result<RetryResult> {
+    /// Redis failure (nothing was written), a corrupt record, or a reply the script never gives.
+    pub async fn retry_delivery(&self, id: DeliveryId, now: Micros) -> Result<RetryResult> {
         let k = self.keys();
-        let msg = QueueMessage::DeliveryV1 {
-            delivery_id: record.id,
-        }
-        .encode();
+        let msg = QueueMessage::DeliveryV1 { delivery_id: id }.encode();
         let reply: Vec<Value> = scripts::RETRY_DELIVERY
             .run(
                 self.pool(),
-                vec![
-                    k.delivery(record.id),
-                    k.subscription(record.subscription_id),
-                    k.queue_stream(),
-                ],
+                vec![k.delivery(id), k.queue_stream()],
                 vec![
                     now.to_string(),
                     self.inner.active_ttl_secs.to_string(),
                     k.deliveries_by_status_prefix(),
-                    record.id.to_string(),
-                    record.subscription_id.to_string(),
+                    id.to_string(),
+                    k.subscription_prefix(),
                     MESSAGE_FIELD.to_owned(),
                     msg,
                 ],
             )
             .await?;
-        let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
-        match it.next().as_deref() {
-            Some("queued") => Ok(RetryResult::Queued),
+        let mut reply = reply.into_iter();
+        let tag = reply.next().and_then(|v| v.as_string());
+        let mut text = || reply.next().and_then(|v| v.as_string()).unwrap_or_default();
+        match tag.as_deref() {
+            Some("queued") => {
+                let record = reply.next().map(flat).unwrap_or_default();
+                Ok(RetryResult::Queued(Box::new(DeliveryRecord::from_hash(
+                    &record,
+                )?)))
+            }
             Some("missing") => Ok(RetryResult::Missing),
             Some("addon") => Ok(RetryResult::AddonInvocation),
-            Some("status") => Ok(RetryResult::NotFailed(
-                it.next().unwrap_or_default().parse()?,
-            )),
+            Some("status") => Ok(RetryResult::NotFailed(text().parse()?)),
             Some("subscription") => {
-                let status = it.next().unwrap_or_default();
+                let status = text();
                 Ok(RetryResult::SubscriptionNotActive(if status.is_empty() {
                     None
                 } else {

@@ -14,23 +14,7 @@ use delivery_model::store::{
 use delivery_model::subscription::field as sub_field;
 use delivery_model::time::{Micros, now_micros};
 
-use crate::harness::{ACTIVE_TTL, Ctx, TERMINAL_TTL, ms};
-
-const SEC: Micros = 1_000_000;
-const LEASE: Micros = 30 * SEC;
-
-/// Takes the lease with `token` at `now`, expecting `Go`, and returns the record the script handed out.
-async fn go(ctx: &Ctx, id: DeliveryId, token: &str, now: Micros) -> DeliveryRecord {
-    match ctx
-        .store
-        .begin_attempt(id, token, now, now + LEASE, Duration::ZERO)
-        .await
-        .unwrap()
-    {
-        BeginAttempt::Go(l) => l.record,
-        other => panic!("expected Go, got {other:?}"),
-    }
-}
+use crate::harness::{ACTIVE_TTL, Ctx, LEASE, SEC, TERMINAL_TTL, go, ms};
 
 /// Whether the queue entry is acknowledged and deleted.
 async fn entry_gone(ctx: &Ctx, entry: &str) -> bool {

@@ -7,7 +7,7 @@ use delivery_model::delivery::DeliveryRecord;
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::{EVENTS_GROUP, Keyspace, QUEUE_GROUP};
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
-use delivery_model::store::{Store, StoreOptions};
+use delivery_model::store::{BeginAttempt, Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use fred::prelude::*;
@@ -18,6 +18,23 @@ pub const ACTIVE_TTL: Duration = Duration::from_secs(4 * 3600);
 pub const TERMINAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The consumer name tests read with.
 pub const CONSUMER: &str = "it-consumer";
+pub const SEC: Micros = 1_000_000;
+/// The lease the attempt tests take.
+pub const LEASE: Micros = 30 * SEC;
+
+/// Takes the lease of `id` with `token` at `now`, expecting `Go`, and returns the record the script handed
+/// out.
+pub async fn go(ctx: &Ctx, id: DeliveryId, token: &str, now: Micros) -> DeliveryRecord {
+    match ctx
+        .store
+        .begin_attempt(id, token, now, now + LEASE, Duration::ZERO)
+        .await
+        .unwrap()
+    {
+        BeginAttempt::Go(l) => l.record,
+        other => panic!("expected Go, got {other:?}"),
+    }
+}
 
 pub fn options(url: String) -> StoreOptions {
     StoreOptions {

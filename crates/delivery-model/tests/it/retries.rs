@@ -10,24 +10,15 @@ use delivery_model::store::import::LegacyPlacement;
 use delivery_model::store::retries::RetryResult;
 use delivery_model::store::{AttemptOutcome, BeginAttempt, CircuitUpdate, FinishResult};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
-use delivery_model::time::{Micros, now_micros};
+use delivery_model::time::now_micros;
 
-use crate::harness::{ACTIVE_TTL, Ctx};
-
-const SEC: Micros = 1_000_000;
+use crate::harness::{ACTIVE_TTL, Ctx, SEC, go};
 
 /// A delivery that has failed for good (one attempt, `HTTP 410`), with its subscription.
 async fn failed_delivery(ctx: &Ctx) -> (DeliveryRecord, Subscription) {
     let (rec, sub, entry) = ctx.delivery_in_flight().await;
     let now = now_micros();
-    let BeginAttempt::Go(_) = ctx
-        .store
-        .begin_attempt(rec.id, "A", now, now + 30 * SEC, Duration::ZERO)
-        .await
-        .unwrap()
-    else {
-        panic!("lease taken")
-    };
+    go(ctx, rec.id, "A", now).await;
     let outcome = AttemptOutcome::Failed {
         error: "HTTP 410".into(),
     };
@@ -59,10 +50,13 @@ async fn a_failed_delivery_goes_back_to_pending_with_a_fresh_budget_and_is_queue
     assert_eq!(queued(&ctx, rec.id).await, 0);
     let now = now_micros() + SEC;
 
-    let r = ctx.store.retry_delivery(&rec, now).await.unwrap();
+    let r = ctx.store.retry_delivery(rec.id, now).await.unwrap();
 
-    assert_eq!(r, RetryResult::Queued);
+    let RetryResult::Queued(answered) = r else {
+        panic!("expected Queued, got {r:?}")
+    };
     let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    assert_eq!(*answered, got, "the answer is the record as stored");
     assert_eq!(
         (got.status, got.attempts, got.last_activity_at),
         (DeliveryStatus::Pending, 0, now)
@@ -102,7 +96,7 @@ async fn a_failed_delivery_goes_back_to_pending_with_a_fresh_budget_and_is_queue
     assert!(matches!(begin, BeginAttempt::Go(_)), "{begin:?}");
 
     // A second retry while it is pending is refused and queues nothing more.
-    let again = ctx.store.retry_delivery(&rec, t).await.unwrap();
+    let again = ctx.store.retry_delivery(rec.id, t).await.unwrap();
     assert_eq!(again, RetryResult::NotFailed(DeliveryStatus::Pending));
     assert_eq!(queued(&ctx, rec.id).await, 1);
 }
@@ -116,16 +110,17 @@ async fn only_failed_deliveries_of_active_subscriptions_are_retried() {
     let (pending, _sub, _entry) = ctx.delivery_in_flight().await;
     let before = ctx.hgetall(&ctx.k().delivery(pending.id)).await;
     assert_eq!(
-        ctx.store.retry_delivery(&pending, now).await.unwrap(),
+        ctx.store.retry_delivery(pending.id, now).await.unwrap(),
         RetryResult::NotFailed(DeliveryStatus::Pending)
     );
     assert_eq!(ctx.hgetall(&ctx.k().delivery(pending.id)).await, before);
 
     // Gone.
-    let mut gone = pending.clone();
-    gone.id = DeliveryId::new_v7();
     assert_eq!(
-        ctx.store.retry_delivery(&gone, now).await.unwrap(),
+        ctx.store
+            .retry_delivery(DeliveryId::new_v7(), now)
+            .await
+            .unwrap(),
         RetryResult::Missing
     );
 
@@ -144,13 +139,13 @@ async fn only_failed_deliveries_of_active_subscriptions_are_retried() {
             .unwrap()
     );
     assert_eq!(
-        ctx.store.retry_delivery(&rec, now).await.unwrap(),
+        ctx.store.retry_delivery(rec.id, now).await.unwrap(),
         RetryResult::SubscriptionNotActive(Some(SubscriptionStatus::PendingDelete))
     );
     let (rec2, sub2) = failed_delivery(&ctx).await;
     ctx.del(&ctx.k().subscription(sub2.id)).await;
     assert_eq!(
-        ctx.store.retry_delivery(&rec2, now).await.unwrap(),
+        ctx.store.retry_delivery(rec2.id, now).await.unwrap(),
         RetryResult::SubscriptionNotActive(None)
     );
     for id in [rec.id, rec2.id] {
@@ -171,7 +166,10 @@ async fn an_addon_invocation_is_not_retried() {
     )
     .await;
     assert_eq!(
-        ctx.store.retry_delivery(&rec, now_micros()).await.unwrap(),
+        ctx.store
+            .retry_delivery(rec.id, now_micros())
+            .await
+            .unwrap(),
         RetryResult::AddonInvocation
     );
     let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();

@@ -217,22 +217,17 @@ pub async fn list_deliveries(
     }))
 }
 
-/// Delivery `id`, or 404 `delivery not found`.
-async fn load(state: &AppState, id: DeliveryId) -> ApiResult<DeliveryRecord> {
-    state
-        .store
-        .get_delivery(id)
-        .await?
-        .ok_or_else(ApiError::delivery_not_found)
-}
-
 /// `GET /admin/webhooks/deliveries/{delivery_id}`
 pub async fn get_delivery(
     DeliveryIdPath(id): DeliveryIdPath,
     _admin: Admin,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let record = load(&state, id).await?;
+    let record = state
+        .store
+        .get_delivery(id)
+        .await?
+        .ok_or_else(ApiError::delivery_not_found)?;
     one_view(&state, &record, HttpResponse::Ok()).await
 }
 
@@ -265,9 +260,8 @@ pub async fn retry_delivery(
     Admin(admin): Admin,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let record = load(&state, id).await?;
-    match state.store.retry_delivery(&record, now_micros()).await? {
-        RetryResult::Queued => {}
+    let record = match state.store.retry_delivery(id, now_micros()).await? {
+        RetryResult::Queued(record) => record,
         RetryResult::Missing => return Err(ApiError::delivery_not_found()),
         RetryResult::NotFailed(status) => {
             return Err(ApiError::conflict(format!(
@@ -287,12 +281,11 @@ pub async fn retry_delivery(
                 None => "The delivery's subscription no longer exists".to_owned(),
             }));
         }
-    }
+    };
     state.metrics.deliveries_retried.inc();
     // An audit trail of who sent what again.
     tracing::info!(delivery_id = %id, subscription_id = %record.subscription_id, admin = %admin.id,
         "failed delivery queued again by an administrator");
-    let record = load(&state, id).await?;
     one_view(&state, &record, HttpResponse::Accepted()).await
 }
 

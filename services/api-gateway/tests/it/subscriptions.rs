@@ -273,22 +273,16 @@ async fn nil_uuid_is_404_and_bad_uuid_is_400() {
 fn pinned_subscription() -> Subscription {
     let now = now_micros();
     Subscription {
-        id: SubscriptionId::new_v4(),
-        owner_id: "00000000-0000-0000-0000-000000000001".into(),
-        threat_model_id: None,
-        name: "Operator Audit Alert Sink".into(),
-        url: "https://alerts.internal.example/sink".into(),
-        events: vec!["system_audit.admin_write".into()],
         secret: Some("pinned-secret-0123456789".into()),
-        status: SubscriptionStatus::Active,
-        challenge: None,
-        challenges_sent: 0,
-        timeout_count: 0,
-        created_at: now,
-        modified_at: now,
-        last_successful_use: None,
-        publication_failures: 0,
         operator_pinned: true,
+        ..Subscription::new(
+            "00000000-0000-0000-0000-000000000001",
+            "Operator Audit Alert Sink",
+            "https://alerts.internal.example/sink",
+            vec!["system_audit.admin_write".into()],
+            SubscriptionStatus::Active,
+            now,
+        )
     }
 }
 

@@ -72,16 +72,25 @@ local function finish(record, sub, circuit_key, a)
   local line = ARGV[a + 9]
   local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts', 'attempt_log')
   if r[1] ~= token then return 'fenced' end
-  -- The attempt happened whatever its outcome's fate below: it goes in the log.
-  if line ~= '' then redis.call('HSET', record, 'attempt_log', logged(r[5], line)) end
   local status, created_ms = r[2], math.floor(tonumber(r[3] or '0') / 1000)
   circuit(circuit_key, signal)
   acks[#acks + 1] = entry
   local counts = outcome ~= 'reschedule' and outcome ~= 'abandoned'
   local attempts = tonumber(r[4] or '0')
   if counts then attempts = attempts + 1 end
+  -- Every write below sets the attempt count and, when an attempt was made, its log line (whatever the
+  -- outcome's fate: the attempt happened), in the same HSET as the outcome's own fields.
+  local always = {'attempts', attempts}
+  if line ~= '' then
+    always[3] = 'attempt_log'
+    always[4] = logged(r[5], line)
+  end
+  local function write(fields)
+    for _, v in ipairs(always) do fields[#fields + 1] = v end
+    redis.call('HSET', record, unpack(fields))
+  end
   if status ~= 'pending' then
-    redis.call('HSET', record, 'attempts', attempts)
+    write({})
     redis.call('HDEL', record, 'lease', 'lease_until')
     return 'superseded'
   end
@@ -91,30 +100,31 @@ local function finish(record, sub, circuit_key, a)
     redis.call('ZADD', ARGV[5] .. new, created_ms, id)
   end
   if outcome == 'delivered' then
-    redis.call('HSET', record, 'status', 'delivered', 'delivered_at', now, 'last_activity_at', now, 'attempts', attempts)
+    write({'status', 'delivered', 'delivered_at', now, 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('delivered')
     redis.call('EXPIRE', record, ARGV[4])
     succeeded[sub] = true
   elseif outcome == 'in_progress' then
-    redis.call('HSET', record, 'status', 'in_progress', 'last_activity_at', now, 'attempts', attempts)
+    write({'status', 'in_progress', 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('in_progress')
     redis.call('ZADD', KEYS[3], now, id)
     redis.call('EXPIRE', record, ARGV[3])
     succeeded[sub] = true
   elseif outcome == 'retry' or outcome == 'reschedule' then
+    local fields = {'next_retry_at', next_retry, 'last_activity_at', now}
     -- An empty error (a deferral for fairness) keeps the previous attempt's error.
     if err ~= '' then
-      redis.call('HSET', record, 'last_error', err, 'next_retry_at', next_retry, 'last_activity_at', now, 'attempts', attempts)
-    else
-      redis.call('HSET', record, 'next_retry_at', next_retry, 'last_activity_at', now, 'attempts', attempts)
+      fields[5] = 'last_error'
+      fields[6] = err
     end
+    write(fields)
     redis.call('HDEL', record, 'lease', 'lease_until')
     redis.call('ZADD', KEYS[2], due_ms, retry_msg)
     redis.call('EXPIRE', record, ARGV[3])
   else -- failed, abandoned
-    redis.call('HSET', record, 'status', 'failed', 'last_error', err, 'last_activity_at', now, 'attempts', attempts)
+    write({'status', 'failed', 'last_error', err, 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('failed')
     redis.call('EXPIRE', record, ARGV[4])

@@ -2,17 +2,17 @@
 -- subscription goes back to `pending`, with a fresh retry budget (attempts 0), and is queued at once. Its
 -- last error stays until the next attempt overwrites it. Add-on invocations are refused (re-invoke the add-on
 -- instead: that re-checks the invoker's quota and issues a fresh delegation token).
--- KEYS[1] delivery hash, KEYS[2] subscription hash, KEYS[3] queue stream
+-- Hookline runs on a single Redis node, where a script may read the key it derives (the subscription).
+-- KEYS[1] delivery hash, KEYS[2] queue stream
 -- ARGV[1] now (us), ARGV[2] active TTL (s), ARGV[3] status-zset prefix, ARGV[4] delivery id,
--- ARGV[5] subscription id the caller read from the record, ARGV[6] queue message field, ARGV[7] message
--- Returns {'missing'} | {'status', current} | {'addon'} | {'subscription', status ('' = gone)} | {'queued'}
+-- ARGV[5] subscription-key prefix, ARGV[6] queue message field, ARGV[7] message
+-- Returns {'missing'} | {'status', current} | {'addon'} | {'subscription', status ('' = gone)}
+--   | {'queued', {record field, value, …}} (the record as it is now)
 local h = redis.call('HMGET', KEYS[1], 'status', 'created_at', 'addon_id', 'subscription_id')
 if not h[1] then return {'missing'} end
 if h[1] ~= 'failed' then return {'status', h[1]} end
 if h[3] and h[3] ~= '' then return {'addon'} end
--- The record names its subscription; the caller's key must be that one.
-if h[4] ~= ARGV[5] then return {'missing'} end
-local sub_status = redis.call('HGET', KEYS[2], 'status')
+local sub_status = redis.call('HGET', ARGV[5] .. (h[4] or ''), 'status')
 if sub_status ~= 'active' then return {'subscription', sub_status or ''} end
 local id = ARGV[4]
 redis.call('ZREM', ARGV[3] .. 'failed', id)
@@ -20,5 +20,5 @@ redis.call('ZADD', ARGV[3] .. 'pending', math.floor(tonumber(h[2] or '0') / 1000
 redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', '0', 'last_activity_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'next_retry_at', 'lease', 'lease_until', 'delivered_at')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[3], '*', ARGV[6], ARGV[7])
-return {'queued'}
+redis.call('XADD', KEYS[2], '*', ARGV[6], ARGV[7])
+return {'queued', redis.call('HGETALL', KEYS[1])}
