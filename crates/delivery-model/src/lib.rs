@@ -13,6 +13,8 @@
 //! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
 //! - [`signing`]: HMAC-SHA256 signatures (`sha256=<hex>`) and their constant-time verification.
 //! - [`store`]: the single Redis access layer (typed methods over fred, multi-key changes as Lua scripts).
+//! - [`reader`]: the one consumer-group reader every stream loop runs (own pending entries at start, taking
+//!   over a stalled consumer's entries, blocking reads, group recreation, reconnects, the shutdown rule).
 //! - [`quota`]: per-owner quota overrides (subscriptions, add-on invocations) and their defaults' shape.
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
@@ -25,6 +27,7 @@ pub mod ids;
 pub mod keys;
 pub mod queue;
 pub mod quota;
+pub mod reader;
 pub mod signing;
 pub mod store;
 pub mod subscription;

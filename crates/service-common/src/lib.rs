@@ -6,6 +6,8 @@
 //! - [`ops`]: the `/healthz`, `/readyz`, `/metrics` listener of the non-API services.
 //! - [`shutdown`]: the process's one cancellation token, fired by SIGTERM or SIGINT.
 //! - [`redis`]: connecting the [`delivery_model::store::Store`] from settings.
+//! - [`service`]: the front door every background service's `main` calls: start-up, Redis, the ops listener,
+//!   the service's `run`, then the drain and quit.
 //! - [`startup`]: the few lines every `main` starts with (TLS provider, config, telemetry).
 //!
 //! Every service also allocates through mimalloc (declared here, so each binary gets it by linking this
@@ -15,6 +17,7 @@
 pub mod config;
 pub mod ops;
 pub mod redis;
+pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

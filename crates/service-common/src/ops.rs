@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use delivery_model::reader::GroupSpec;
 use delivery_model::store::Store;
 use futures::future::BoxFuture;
 use http_body_util::Full;
@@ -25,18 +26,34 @@ use tokio_util::sync::CancellationToken;
 /// A readiness check: `Err(reason)` when not ready.
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Readiness of a service that reads `stream` in consumer `group`: Redis answers and the group exists.
-pub fn group_ready(store: Store, stream: String, group: &'static str) -> ReadyCheck {
+/// Readiness of a service that only needs Redis: it answers a PING.
+pub fn redis_ready(store: Store) -> ReadyCheck {
     Arc::new(move || {
         let store = store.clone();
-        let stream = stream.clone();
+        Box::pin(async move { store.ping().await.map_err(|e| format!("redis: {e}")) })
+    })
+}
+
+/// Readiness of a service that reads the streams of `spec` in its consumer group: Redis answers and the
+/// group exists on every stream.
+pub fn group_ready(store: Store, spec: &GroupSpec) -> ReadyCheck {
+    let streams = Arc::new(spec.streams.clone());
+    let group = spec.group;
+    Arc::new(move || {
+        let store = store.clone();
+        let streams = streams.clone();
         Box::pin(async move {
             store.ping().await.map_err(|e| format!("redis: {e}"))?;
-            match store.group_exists(&stream, group).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!("consumer group {group} on {stream} is missing")),
-                Err(e) => Err(format!("redis: {e}")),
+            for stream in streams.iter() {
+                match store.group_exists(stream, group).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(format!("consumer group {group} on {stream} is missing"));
+                    }
+                    Err(e) => return Err(format!("redis: {e}")),
+                }
             }
+            Ok(())
         })
     })
 }

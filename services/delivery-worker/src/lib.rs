@@ -1,7 +1,7 @@
 //! The delivery-worker service: sends every delivery and verification challenge.
 //!
-//! - [`worker`]: the loops — queue reader with bounded slots, reclaiming a dead worker's entries, moving due
-//!   retries to the queue, gauges — and the drain on shutdown.
+//! - [`worker`]: the loops — the shared queue reader with bounded slots as its handler, moving due retries to
+//!   the queue, gauges — and the drain on shutdown.
 //! - [`dispatch`]: one queue entry start to finish (lease, request, outcome, fenced write), and challenges.
 //! - [`outcomes`]: the group commit that writes the outcomes of attempts finished meanwhile in one call.
 //! - [`client`]: the one outbound HTTP client (keep-alive, HTTP/2, rustls, timeouts, capped bodies).
@@ -19,20 +19,40 @@ pub mod worker;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use delivery_model::reader::GroupReader;
 use delivery_model::store::Store;
+use prometheus::Registry;
 use service_common::config::Settings;
+use service_common::ops::{self, ReadyCheck};
 use tokio_util::sync::CancellationToken;
 
-/// Builds the dispatcher and runs the worker until `token` is cancelled and in-flight work has drained.
+/// The service's name in logs, metrics and its consumer name.
+pub const SERVICE: &str = "delivery-worker";
+
+/// `/readyz`: Redis answers and the queue's consumer group exists.
+pub fn readiness(settings: &Settings, store: &Store) -> ReadyCheck {
+    ops::group_ready(store.clone(), &worker::group_spec(settings, store))
+}
+
+/// Builds the dispatcher, creates the queue's consumer group if missing, and runs the worker until
+/// `shutdown` is cancelled and in-flight work has drained.
 ///
 /// # Errors
-/// Invalid outbound settings.
+/// Invalid outbound settings, metrics registered twice in `registry`, or the consumer group cannot be
+/// created.
 pub async fn run(
-    settings: &Settings,
+    settings: Settings,
     store: Store,
-    metrics: metrics::Metrics,
-    token: CancellationToken,
+    registry: Registry,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::register(&registry)?;
+    let reader = GroupReader::new(store.clone(), worker::group_spec(&settings, &store));
+    reader
+        .ensure_groups()
+        .await
+        .context("creating the queue's consumer group")?;
     let client =
         client::HttpClient::new(&settings.outbound, settings.worker.max_in_flight_per_host)?;
     let delegation = delegation::Delegation::new(
@@ -40,7 +60,7 @@ pub async fn run(
         &settings.worker.delegation_issuer,
         settings.worker.delegation_ttl_secs,
     );
-    let cfg = dispatch::DispatchConfig::from_settings(settings)?;
+    let cfg = dispatch::DispatchConfig::from_settings(&settings)?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         store.clone(),
         client,
@@ -49,11 +69,12 @@ pub async fn run(
         metrics.clone(),
     ));
     worker::run(
+        reader,
         store,
         dispatcher,
-        worker::WorkerConfig::from_settings(settings),
+        worker::WorkerConfig::from_settings(&settings),
         metrics,
-        token,
+        shutdown,
     )
     .await;
     Ok(())

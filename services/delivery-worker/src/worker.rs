@@ -1,9 +1,10 @@
 //! The worker's loops.
 //!
-//! - **Reader**: waits for a free slot, then reads at most as many queue entries as there are free slots
-//!   (the queue is read only as fast as work can start), and spawns one task per entry holding its slot.
-//!   Periodically it also takes over entries idle longer than an attempt's lease (their worker died), and at
-//!   start it re-reads its own pending entries.
+//! - **Reader**: the shared [`GroupReader`] over the queue, with [`Slots`] as its handler: it waits for a
+//!   free slot, then reads at most as many queue entries as there are free slots (the queue is read only as
+//!   fast as work can start), and spawns one task per entry holding its slot. The reader also re-reads this
+//!   worker's own pending entries at start and takes over entries idle longer than an attempt's lease
+//!   (their worker died).
 //! - **Scheduler**: moves due retries from the schedule to the queue. Every replica runs it; the move is
 //!   atomic, so there is no leader to elect.
 //! - **Sampler**: refreshes queue gauges.
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_model::keys::QUEUE_GROUP;
-use delivery_model::store::{Store, StreamEntry, StreamReader};
+use delivery_model::reader::{Batch, BatchHandler, GroupReader, GroupSpec, Handled, ReaderEvent};
+use delivery_model::store::{Store, StreamEntry};
 use service_common::config::{Settings, consumer_name};
 use service_common::shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,39 +28,87 @@ use tokio_util::task::TaskTracker;
 use crate::dispatch::{Dispatcher, Work};
 use crate::metrics::Metrics;
 
-const ERROR_PAUSE: Duration = Duration::from_millis(500);
-/// How long past `block_ms` a queue read may run once shutdown has begun.
-const READ_SETTLE: Duration = Duration::from_secs(1);
 const PROMOTE_BATCH: u32 = 1000;
 
-/// The loops' settings.
+/// The worker's reading spec: the queue in the `delivery-workers` group. Entries are taken over once idle
+/// for an attempt's lease plus a second (their worker died), looked for every quarter of that (at least
+/// every 500 ms).
+pub fn group_spec(settings: &Settings, store: &Store) -> GroupSpec {
+    let w = &settings.worker;
+    let claim_idle = w.lease(&settings.outbound) + Duration::from_secs(1);
+    GroupSpec {
+        streams: vec![store.keys().queue_stream()],
+        group: QUEUE_GROUP,
+        // The queue only ever holds live work, so a new group starts at its beginning.
+        start_id: "0".to_owned(),
+        consumer: consumer_name(&w.consumer_name, "delivery-worker"),
+        batch_size: w.batch_size,
+        block: Duration::from_millis(w.block_ms),
+        claim_idle,
+        claim_every: (claim_idle / 4).max(Duration::from_millis(500)),
+    }
+}
+
+/// The loops' settings beyond the reading spec.
 pub struct WorkerConfig {
-    pub name: String,
     pub max_in_flight: usize,
-    pub batch_size: u64,
-    pub block_ms: u64,
     pub scheduler_interval: Duration,
-    /// Entries idle this long are taken over: an attempt's lease plus a second.
-    pub claim_idle: Duration,
     pub grace: Duration,
 }
 
 impl WorkerConfig {
     pub fn from_settings(s: &Settings) -> Self {
         Self {
-            name: consumer_name(&s.worker.consumer_name, "delivery-worker"),
             max_in_flight: s.worker.max_in_flight,
-            batch_size: s.worker.batch_size,
-            block_ms: s.worker.block_ms,
             scheduler_interval: Duration::from_millis(s.worker.scheduler_interval_ms),
-            claim_idle: s.worker.lease(&s.outbound) + Duration::from_secs(1),
             grace: s.shutdown.grace_period(),
+        }
+    }
+}
+
+/// The reader's handler: a fixed number of slots, one per attempt in flight.
+struct Slots {
+    slots: Arc<Semaphore>,
+    dispatcher: Arc<Dispatcher>,
+    tracker: TaskTracker,
+    metrics: Metrics,
+}
+
+impl BatchHandler for Slots {
+    /// One slot per entry read, moved into the task that handles it.
+    type Room = Vec<OwnedSemaphorePermit>;
+
+    /// Waits for one free slot, then takes as many more as are free, up to `max`.
+    async fn reserve(&self, max: u64) -> Option<(Self::Room, u64)> {
+        let first = self.slots.clone().acquire_owned().await.ok()?;
+        let mut permits = vec![first];
+        while (permits.len() as u64) < max {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let count = permits.len() as u64;
+        Some((permits, count))
+    }
+
+    async fn handle(&self, batch: Batch<'_>, permits: Self::Room) -> Handled {
+        spawn_all(batch.entries, permits, &self.dispatcher, &self.tracker);
+        Handled::Done
+    }
+
+    fn observe(&self, event: ReaderEvent<'_>) {
+        match event {
+            ReaderEvent::Reclaimed { count, .. } => self.metrics.reclaimed.inc_by(count as u64),
+            ReaderEvent::GroupRecreated { .. } => self.metrics.group_recreated.inc(),
+            ReaderEvent::RedisError { .. } => self.metrics.redis_errors.inc(),
         }
     }
 }
 
 /// Runs every loop until `token` is cancelled, then drains.
 pub async fn run(
+    reader: GroupReader,
     store: Store,
     dispatcher: Arc<Dispatcher>,
     cfg: WorkerConfig,
@@ -72,36 +122,18 @@ pub async fn run(
         metrics.clone(),
         background.clone(),
     ));
-    let sampler = tokio::spawn(sampler(store.clone(), metrics.clone(), background.clone()));
-    let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(cfg.max_in_flight));
+    let sampler = tokio::spawn(sampler(store, metrics.clone(), background.clone()));
+    let slots = Slots {
+        slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
+        dispatcher,
+        tracker: TaskTracker::new(),
+        metrics,
+    };
 
-    tracing::info!(consumer = %cfg.name, max_in_flight = cfg.max_in_flight, "delivering");
-    while !token.is_cancelled() {
-        let reader = match token.run_until_cancelled(store.reader()).await {
-            None => break,
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                metrics.redis_errors.inc();
-                tracing::warn!(error = %e, "cannot open a read connection; retrying");
-                shutdown::sleep(&token, ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        read_session(
-            &store,
-            &reader,
-            &dispatcher,
-            &cfg,
-            &metrics,
-            &slots,
-            &tracker,
-            &token,
-        )
-        .await;
-        reader.quit().await;
-    }
+    tracing::info!(max_in_flight = cfg.max_in_flight, "delivering");
+    reader.run(&slots, &token).await;
 
+    let tracker = slots.tracker;
     tracker.close();
     let in_flight = tracker.len();
     if in_flight > 0 {
@@ -123,103 +155,6 @@ pub async fn run(
     background.cancel();
     let _ = scheduler.await;
     let _ = sampler.await;
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the loop's collaborators, passed explicitly"
-)]
-async fn read_session(
-    store: &Store,
-    reader: &StreamReader,
-    dispatcher: &Arc<Dispatcher>,
-    cfg: &WorkerConfig,
-    metrics: &Metrics,
-    slots: &Arc<Semaphore>,
-    tracker: &TaskTracker,
-    token: &CancellationToken,
-) {
-    let queue = store.keys().queue_stream();
-    let claim_idle_ms = u64::try_from(cfg.claim_idle.as_millis()).unwrap_or(u64::MAX);
-    let claim_every = (cfg.claim_idle / 4).max(Duration::from_millis(500));
-    let mut last_claim: Option<tokio::time::Instant> = None;
-    let mut own_pending_done = false;
-    while !token.is_cancelled() {
-        // Wait for one free slot, then take as many more as are free, up to a batch.
-        let Some(first) = token
-            .run_until_cancelled(slots.clone().acquire_owned())
-            .await
-        else {
-            return;
-        };
-        let Ok(first) = first else { return };
-        let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
-        while (permits.len() as u64) < cfg.batch_size {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        let count = permits.len() as u64;
-        let read = if !own_pending_done {
-            let r = reader
-                .read_own_pending(&queue, QUEUE_GROUP, &cfg.name, count)
-                .await;
-            if matches!(&r, Ok(v) if v.is_empty()) {
-                own_pending_done = true;
-            }
-            r
-        } else if last_claim.is_none_or(|t| t.elapsed() >= claim_every) {
-            last_claim = Some(tokio::time::Instant::now());
-            let r = reader
-                .claim_stale(&queue, QUEUE_GROUP, &cfg.name, claim_idle_ms, count)
-                .await;
-            if let Ok(v) = &r
-                && !v.is_empty()
-            {
-                metrics.reclaimed.inc_by(v.len() as u64);
-                tracing::info!(count = v.len(), "took over entries of a stalled worker");
-            }
-            r
-        } else {
-            // Not abandoned at once on shutdown: a healthy read returns within block_ms, and the entries it
-            // returns are dispatched rather than left pending under this consumer's name. A read still
-            // unanswered READ_SETTLE after that is abandoned (Redis is unreachable): whatever it took stays
-            // pending and is reclaimed by another worker after the lease, as after a crash.
-            let read = reader.read_group(&queue, QUEUE_GROUP, &cfg.name, count, cfg.block_ms);
-            let settle = Duration::from_millis(cfg.block_ms) + READ_SETTLE;
-            tokio::select! {
-                r = read => r,
-                () = async {
-                    token.cancelled().await;
-                    tokio::time::sleep(settle).await;
-                } => return,
-            }
-        };
-        match read {
-            Ok(entries) => spawn_all(entries, permits, dispatcher, tracker),
-            Err(e) if e.is_nogroup() => {
-                metrics.group_recreated.inc();
-                tracing::warn!(
-                    "queue consumer group is missing (Redis lost its data?); recreating it"
-                );
-                if let Err(e) = store.ensure_queue_group().await {
-                    metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "cannot recreate the queue consumer group");
-                    shutdown::sleep(token, ERROR_PAUSE).await;
-                }
-            }
-            Err(e) => {
-                metrics.redis_errors.inc();
-                tracing::warn!(error = %e, "reading the queue failed; retrying");
-                drop(permits);
-                shutdown::sleep(token, ERROR_PAUSE).await;
-                if !e.is_retryable() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// Starts a read batch: challenges (and undecodable entries) one task each; deliveries as one task that takes

@@ -1,28 +1,28 @@
-//! The read loop over the input stream and the processing of each batch.
+//! The event-consumer's per-batch work over the input stream, run by the shared
+//! [`GroupReader`](delivery_model::reader::GroupReader).
 //!
 //! Guarantees:
 //! - **Nothing lost.** An entry is acknowledged only by the script that writes its deliveries (or routes its
-//!   pre-created delivery), so a crash at any point leaves it pending. A restarted replica (same consumer
-//!   name) first re-reads its own pending entries; entries of a replica that never comes back are taken over
-//!   by `XAUTOCLAIM` once idle for `claim_idle_ms`.
+//!   pre-created delivery), so a crash at any point leaves it pending. The reader re-reads a restarted
+//!   replica's own pending entries and takes over those of a replica that never comes back once idle for
+//!   `claim_idle_ms`.
 //! - **Nothing twice.** Fan-out derives delivery ids from (entry id, subscription id), so reprocessing an
 //!   entry finds its records and creates none.
 //! - **No poison entries.** A malformed entry is acknowledged, logged and counted, never retried.
-//! - **Self-healing.** A group lost with Redis's data (`NOGROUP`) is recreated without a restart.
+//! - **Self-healing.** A group lost with Redis's data (`NOGROUP`) is recreated by the reader without a restart.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use delivery_model::event::{ADDON_INVOKED, MalformedEvent, StreamEvent};
-use delivery_model::ids::SubscriptionId;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
-use delivery_model::store::{FanoutEntry, Store, StreamEntry, StreamReader};
+use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
+use delivery_model::store::{FanoutEntry, Store, StreamEntry};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use futures::StreamExt;
 use service_common::config::{Settings, consumer_name};
-use service_common::shutdown;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -30,30 +30,21 @@ use crate::metrics::Metrics;
 const CONCURRENCY: usize = 16;
 /// Entries fanned out per script call: amortises a script's fixed cost while keeping each call short.
 const FANOUT_CHUNK: usize = 32;
-/// Pause after a Redis error before trying again.
-const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
-/// The consumer's settings.
-#[derive(Clone, Debug)]
-pub struct ConsumerConfig {
-    pub name: String,
-    pub group_start_id: String,
-    pub batch_size: u64,
-    pub block_ms: u64,
-    pub claim_idle: Duration,
-    pub require_owner_match: bool,
-}
-
-impl ConsumerConfig {
-    pub fn from_settings(s: &Settings) -> Self {
-        Self {
-            name: consumer_name(&s.consumer.consumer_name, "event-consumer"),
-            group_start_id: s.consumer.group_start_id.clone(),
-            batch_size: s.consumer.batch_size,
-            block_ms: s.consumer.block_ms,
-            claim_idle: Duration::from_millis(s.consumer.claim_idle_ms),
-            require_owner_match: s.consumer.require_owner_match,
-        }
+/// The consumer's reading spec: the input stream in the `webhook-consumers` group. Stalled entries are
+/// looked for every half `claim_idle_ms` (at least every 100 ms).
+pub fn group_spec(settings: &Settings, store: &Store) -> GroupSpec {
+    let c = &settings.consumer;
+    let claim_idle = Duration::from_millis(c.claim_idle_ms);
+    GroupSpec {
+        streams: vec![store.keys().events_stream().to_owned()],
+        group: EVENTS_GROUP,
+        start_id: c.group_start_id.clone(),
+        consumer: consumer_name(&c.consumer_name, "event-consumer"),
+        batch_size: c.batch_size,
+        block: Duration::from_millis(c.block_ms),
+        claim_idle,
+        claim_every: (claim_idle / 2).max(Duration::from_millis(100)),
     }
 }
 
@@ -79,140 +70,87 @@ impl Processed {
     }
 }
 
-/// One consumer in the input stream's group.
+/// The work one batch asks for, sorted by kind.
+#[derive(Default)]
+struct Plan<'a> {
+    /// Entries to acknowledge and skip.
+    malformed: Vec<String>,
+    /// Add-on invocations: (entry id, pre-created delivery).
+    routes: Vec<(&'a str, DeliveryId)>,
+    /// Resource-change events: (entry id, event type, envelope, matched subscriptions).
+    fanouts: Vec<(&'a str, &'a str, String, Vec<SubscriptionId>)>,
+}
+
+/// A decoded entry: its id and event, or why it is malformed.
+type Decoded = (String, Result<StreamEvent, MalformedEvent>);
+
+/// The consumer's batch handler: match, fan out, route add-on invocations, acknowledge.
 pub struct Consumer {
     store: Store,
-    cfg: ConsumerConfig,
+    require_owner_match: bool,
     metrics: Metrics,
 }
 
+impl BatchHandler for Consumer {
+    /// A batch is finished before the next read, so there is always room for a full one.
+    type Room = ();
+
+    async fn reserve(&self, max: u64) -> Option<((), u64)> {
+        Some(((), max))
+    }
+
+    async fn handle(&self, batch: Batch<'_>, (): ()) -> Handled {
+        if self.process_batch(batch.entries).await {
+            Handled::Done
+        } else {
+            Handled::Retry
+        }
+    }
+
+    fn observe(&self, event: ReaderEvent<'_>) {
+        match event {
+            ReaderEvent::Reclaimed { count, .. } => self.metrics.reclaimed.inc_by(count as u64),
+            ReaderEvent::GroupRecreated { .. } => self.metrics.group_recreated.inc(),
+            ReaderEvent::RedisError { .. } => self.metrics.redis_errors.inc(),
+        }
+    }
+}
+
 impl Consumer {
-    pub fn new(store: Store, cfg: ConsumerConfig, metrics: Metrics) -> Self {
+    pub fn new(store: Store, settings: &Settings, metrics: Metrics) -> Self {
         Self {
             store,
-            cfg,
+            require_owner_match: settings.consumer.require_owner_match,
             metrics,
-        }
-    }
-
-    fn stream(&self) -> &str {
-        self.store.keys().events_stream()
-    }
-
-    /// Reads and processes until `token` is cancelled.
-    pub async fn run(&self, token: CancellationToken) {
-        tracing::info!(consumer = %self.cfg.name, stream = self.stream(), "consuming");
-        while !token.is_cancelled() {
-            let reader = match token.run_until_cancelled(self.store.reader()).await {
-                None => break,
-                Some(Ok(r)) => r,
-                Some(Err(e)) => {
-                    self.metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "cannot open a read connection; retrying");
-                    shutdown::sleep(&token, ERROR_PAUSE).await;
-                    continue;
-                }
-            };
-            self.session(&reader, &token).await;
-            reader.quit().await;
-        }
-    }
-
-    /// Reads on one connection until cancelled or the connection fails.
-    async fn session(&self, reader: &StreamReader, token: &CancellationToken) {
-        let mut own_pending_done = false;
-        let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(100));
-        let mut last_claim: Option<Instant> = None;
-        while !token.is_cancelled() {
-            let read = if !own_pending_done {
-                let r = reader
-                    .read_own_pending(
-                        self.stream(),
-                        EVENTS_GROUP,
-                        &self.cfg.name,
-                        self.cfg.batch_size,
-                    )
-                    .await;
-                if matches!(&r, Ok(v) if v.is_empty()) {
-                    own_pending_done = true;
-                }
-                r
-            } else if last_claim.is_none_or(|t| t.elapsed() >= claim_every) {
-                last_claim = Some(Instant::now());
-                let r = reader
-                    .claim_stale(
-                        self.stream(),
-                        EVENTS_GROUP,
-                        &self.cfg.name,
-                        u64::try_from(self.cfg.claim_idle.as_millis()).unwrap_or(u64::MAX),
-                        self.cfg.batch_size,
-                    )
-                    .await;
-                if let Ok(v) = &r {
-                    self.metrics.reclaimed.inc_by(v.len() as u64);
-                    if !v.is_empty() {
-                        tracing::info!(count = v.len(), "took over entries of a stalled consumer");
-                    }
-                }
-                r
-            } else {
-                let read = reader.read_group(
-                    self.stream(),
-                    EVENTS_GROUP,
-                    &self.cfg.name,
-                    self.cfg.batch_size,
-                    self.cfg.block_ms,
-                );
-                match token.run_until_cancelled(read).await {
-                    None => return,
-                    Some(r) => r,
-                }
-            };
-            match read {
-                Ok(entries) if entries.is_empty() => {}
-                Ok(entries) => {
-                    if !self.process_batch(entries).await {
-                        // Some entries stay pending: re-read our own list after a pause.
-                        own_pending_done = false;
-                        shutdown::sleep(token, ERROR_PAUSE).await;
-                    }
-                }
-                Err(e) if e.is_nogroup() => {
-                    self.metrics.group_recreated.inc();
-                    tracing::warn!(
-                        "consumer group is missing (Redis lost its data?); recreating it"
-                    );
-                    if let Err(e) = self
-                        .store
-                        .ensure_events_group(&self.cfg.group_start_id)
-                        .await
-                    {
-                        self.metrics.redis_errors.inc();
-                        tracing::warn!(error = %e, "cannot recreate the consumer group");
-                        shutdown::sleep(token, ERROR_PAUSE).await;
-                    }
-                }
-                Err(e) => {
-                    self.metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "reading the input stream failed; retrying");
-                    shutdown::sleep(token, ERROR_PAUSE).await;
-                    if !e.is_retryable() {
-                        return;
-                    }
-                }
-            }
         }
     }
 
     /// Processes one batch. Returns `false` when some entries could not be written (they stay pending).
     async fn process_batch(&self, entries: Vec<StreamEntry>) -> bool {
         let started = Instant::now();
-        let decoded: Vec<(String, Result<StreamEvent, MalformedEvent>)> = entries
+        let decoded: Vec<Decoded> = entries
             .into_iter()
             .map(|e| (e.id, StreamEvent::decode(&e.fields)))
             .collect();
+        let Some(candidates) = self.candidates(&decoded).await else {
+            return false;
+        };
+        let plan = self.plan(&decoded, &candidates);
+        let mut ok = self.ack_malformed(&plan.malformed).await;
+        ok &= self.route(plan.routes).await;
+        ok &= self.fan_out(&plan.fanouts).await;
+        self.metrics
+            .batch_duration
+            .observe(started.elapsed().as_secs_f64());
+        ok
+    }
 
-        // Candidates once per event type per batch: two small set reads instead of one per entry.
+    /// Candidate subscriptions once per event type per batch: two small set reads instead of one per entry.
+    /// `None` when Redis failed (the batch stays pending).
+    async fn candidates<'a>(
+        &self,
+        decoded: &'a [Decoded],
+    ) -> Option<HashMap<&'a str, Vec<Subscription>>> {
         let mut types: Vec<&str> = decoded
             .iter()
             .filter_map(|(_, e)| e.as_ref().ok())
@@ -221,7 +159,7 @@ impl Consumer {
             .collect();
         types.sort_unstable();
         types.dedup();
-        let mut candidates: HashMap<&str, Vec<Subscription>> = HashMap::new();
+        let mut candidates = HashMap::new();
         for t in types {
             match self.store.match_candidates(t).await {
                 Ok(subs) => {
@@ -230,29 +168,33 @@ impl Consumer {
                 Err(e) => {
                     self.metrics.redis_errors.inc();
                     tracing::warn!(error = %e, event.r#type = t, "reading subscriptions failed");
-                    return false;
+                    return None;
                 }
             }
         }
+        Some(candidates)
+    }
 
-        let mut ok = true;
-        let mut malformed = Vec::new();
-        let mut routes = Vec::new();
-        // (entry id, event type, envelope, matched subscriptions)
-        let mut fanouts: Vec<(&str, &str, String, Vec<SubscriptionId>)> = Vec::new();
-        for (id, event) in &decoded {
+    /// Sorts the batch into malformed entries, add-on routes and fan-outs.
+    fn plan<'a>(
+        &self,
+        decoded: &'a [Decoded],
+        candidates: &HashMap<&str, Vec<Subscription>>,
+    ) -> Plan<'a> {
+        let mut plan = Plan::default();
+        for (id, event) in decoded {
             match event {
                 Err(reason) => {
                     tracing::warn!(entry.id = %id, reason = %reason, "malformed input entry acknowledged and skipped");
-                    malformed.push(id.clone());
+                    plan.malformed.push(id.clone());
                 }
                 Ok(e) if e.event_type == ADDON_INVOKED => match e.delivery_id {
-                    Some(d) => routes.push((id.as_str(), d)),
+                    Some(d) => plan.routes.push((id.as_str(), d)),
                     None => {
                         // TMI's own addon.invoked entries carry no delivery id (TMI's worker polls for the
                         // record); only Hookline's invoke endpoint creates addon deliveries.
                         tracing::warn!(entry.id = %id, "addon.invoked entry without delivery_id skipped");
-                        malformed.push(id.clone());
+                        plan.malformed.push(id.clone());
                     }
                 },
                 Ok(e) => {
@@ -265,7 +207,7 @@ impl Consumer {
                                 &e.event_type,
                                 e.threat_model_id.as_deref(),
                                 e.owner_id.as_deref(),
-                                self.cfg.require_owner_match,
+                                self.require_owner_match,
                             )
                         })
                         .map(|s| s.id)
@@ -277,37 +219,54 @@ impl Consumer {
                             Ok(env) => env,
                             Err(err) => {
                                 tracing::warn!(entry.id = %id, error = %err, "payload cannot be enveloped; skipped");
-                                malformed.push(id.clone());
+                                plan.malformed.push(id.clone());
                                 continue;
                             }
                         }
                     };
-                    fanouts.push((id.as_str(), e.event_type.as_str(), envelope, subs));
+                    plan.fanouts
+                        .push((id.as_str(), e.event_type.as_str(), envelope, subs));
                 }
             }
         }
+        plan
+    }
 
-        if !malformed.is_empty() {
-            match self.store.ack_events(&malformed).await {
-                Ok(()) => self
-                    .metrics
+    /// Acknowledges malformed entries. Returns `false` when they stay pending.
+    async fn ack_malformed(&self, malformed: &[String]) -> bool {
+        if malformed.is_empty() {
+            return true;
+        }
+        match self.store.ack_events(malformed).await {
+            Ok(()) => {
+                self.metrics
                     .events
                     .with_label_values(&[Processed::Malformed.label()])
-                    .inc_by(malformed.len() as u64),
-                Err(e) => {
-                    ok = false;
-                    self.metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, "acknowledging malformed entries failed; they stay pending");
-                }
+                    .inc_by(malformed.len() as u64);
+                true
+            }
+            Err(e) => {
+                self.metrics.redis_errors.inc();
+                tracing::warn!(error = %e, "acknowledging malformed entries failed; they stay pending");
+                false
             }
         }
+    }
 
-        let route_results: Vec<Result<bool, delivery_model::Error>> = futures::stream::iter(routes)
+    /// Routes add-on invocations to their pre-created deliveries. Returns `false` when some stay pending.
+    async fn route(&self, routes: Vec<(&str, DeliveryId)>) -> bool {
+        // The calls are built before they are streamed: a closure in the stream would make this future's
+        // `Send` bound unprovable (rust-lang/rust#102211).
+        let calls: Vec<_> = routes
+            .into_iter()
             .map(|(entry, delivery)| self.store.route_existing(entry, delivery))
+            .collect();
+        let results: Vec<Result<bool, delivery_model::Error>> = futures::stream::iter(calls)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for r in route_results {
+        let mut ok = true;
+        for r in results {
             match r {
                 Ok(routed) => {
                     let p = if routed {
@@ -324,7 +283,12 @@ impl Consumer {
                 }
             }
         }
+        ok
+    }
 
+    /// Writes the deliveries of resource-change events and acknowledges them, in chunks of scripts.
+    /// Returns `false` when some entries stay pending.
+    async fn fan_out(&self, fanouts: &[(&str, &str, String, Vec<SubscriptionId>)]) -> bool {
         let now = now_micros();
         let chunks: Vec<Vec<FanoutEntry<'_>>> = fanouts
             .chunks(FANOUT_CHUNK)
@@ -339,19 +303,20 @@ impl Consumer {
                     .collect()
             })
             .collect();
+        let calls: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let matched = chunk.iter().filter(|e| !e.subscriptions.is_empty()).count();
+                let call = self.store.fanout_batch(chunk, now);
+                async move { (chunk.len(), matched, call.await) }
+            })
+            .collect();
         let results: Vec<(usize, usize, Result<u64, delivery_model::Error>)> =
-            futures::stream::iter(chunks.iter())
-                .map(|chunk| async move {
-                    let matched = chunk.iter().filter(|e| !e.subscriptions.is_empty()).count();
-                    (
-                        chunk.len(),
-                        matched,
-                        self.store.fanout_batch(chunk, now).await,
-                    )
-                })
+            futures::stream::iter(calls)
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
+        let mut ok = true;
         for (entries, matched, r) in results {
             match r {
                 Ok(created) => {
@@ -372,9 +337,6 @@ impl Consumer {
                 }
             }
         }
-        self.metrics
-            .batch_duration
-            .observe(started.elapsed().as_secs_f64());
         ok
     }
 }

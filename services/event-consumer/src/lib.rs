@@ -1,27 +1,48 @@
 //! The event-consumer service: from resource-change events to delivery records.
 //!
-//! - [`consumer`]: the read loop over the input stream (batched `XREADGROUP`, own-pending recovery,
-//!   reclaiming a dead replica's entries, recreating a lost group) and the per-batch processing: match,
-//!   fan out, route addon invocations, acknowledge.
+//! - [`consumer`]: the per-batch work over the input stream (match, fan out, route addon invocations,
+//!   acknowledge) as a [`BatchHandler`](delivery_model::reader::BatchHandler) of the shared
+//!   [`GroupReader`], and the reading spec built from settings.
 //! - [`metrics`]: this service's Prometheus metrics.
 
 pub mod consumer;
 pub mod metrics;
 
+use anyhow::Context as _;
+use delivery_model::reader::GroupReader;
 use delivery_model::store::Store;
+use prometheus::Registry;
 use service_common::config::Settings;
+use service_common::ops::{self, ReadyCheck};
 use tokio_util::sync::CancellationToken;
 
-/// Runs the consumer until `token` is cancelled. The batch in hand when it fires is finished first (it
-/// takes milliseconds); entries not yet read stay in the stream for the next replica.
+/// The service's name in logs, metrics and its consumer name.
+pub const SERVICE: &str = "event-consumer";
+
+/// `/readyz`: Redis answers and the input stream's consumer group exists.
+pub fn readiness(settings: &Settings, store: &Store) -> ReadyCheck {
+    ops::group_ready(store.clone(), &consumer::group_spec(settings, store))
+}
+
+/// Creates the consumer group if missing, then consumes until `shutdown` is cancelled. The batch in hand
+/// when it fires is finished first (it takes milliseconds); entries not yet read stay in the stream for the
+/// next replica.
+///
+/// # Errors
+/// Metrics registered twice in `registry`, or the consumer group cannot be created.
 pub async fn run(
-    settings: &Settings,
+    settings: Settings,
     store: Store,
-    metrics: metrics::Metrics,
-    token: CancellationToken,
-) {
-    let cfg = consumer::ConsumerConfig::from_settings(settings);
-    consumer::Consumer::new(store, cfg, metrics)
-        .run(token)
-        .await;
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::register(&registry)?;
+    let reader = GroupReader::new(store.clone(), consumer::group_spec(&settings, &store));
+    reader
+        .ensure_groups()
+        .await
+        .context("creating the input stream's consumer group")?;
+    let consumer = consumer::Consumer::new(store, &settings, metrics);
+    reader.run(&consumer, &shutdown).await;
+    Ok(())
 }

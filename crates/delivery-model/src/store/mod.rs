@@ -884,7 +884,11 @@ impl Store {
             .await
     }
 
-    async fn ensure_group(&self, stream: &str, group: &str, start_id: &str) -> Result<()> {
+    /// Creates `group` on `stream` (and the stream) if missing, starting at `start_id`.
+    ///
+    /// # Errors
+    /// Redis failure other than `BUSYGROUP`.
+    pub async fn ensure_group(&self, stream: &str, group: &str, start_id: &str) -> Result<()> {
         match self
             .pool()
             .xgroup_create::<Value, _, _, _>(stream, group, start_id, true)

@@ -1,0 +1,61 @@
+//! The one front door of every background service's binary.
+//!
+//! Each service library exposes the same entry, `run(settings, store, registry, shutdown)`, and a
+//! readiness check; [`main`] owns what every `main.rs` would otherwise repeat around it:
+//! 1. start-up ([`startup::init`]: TLS provider, configuration, telemetry);
+//! 2. connecting to Redis, failing fast on a bad URL or credentials;
+//! 3. the process's shutdown token (SIGTERM/SIGINT);
+//! 4. the ops listener (`/healthz`, `/readyz`, `/metrics`), which outlives the service's drain so probes
+//!    and scrapes keep answering while in-flight work finishes;
+//! 5. closing the Redis connections once the service has returned.
+//!
+//! Tests call a service's `run` directly, in process, with their own store, registry and token.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use delivery_model::store::Store;
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::ops::{self, ReadyCheck};
+use crate::{redis, shutdown, startup};
+
+/// Runs one service process from start-up to exit: see the module doc. `readiness` builds the service's
+/// `/readyz` check; `run` is the service's entry, which returns once `shutdown` has fired and its work has
+/// drained.
+///
+/// # Errors
+/// Start-up failures (configuration, Redis, the ops listener) and whatever `run` returns.
+pub async fn main<R, F, Fut>(service: &'static str, readiness: R, run: F) -> anyhow::Result<()>
+where
+    R: FnOnce(&Settings, &Store) -> ReadyCheck,
+    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let (settings, _telemetry) = startup::init(service)?;
+    let store = redis::connect(&settings)
+        .await
+        .context("connecting to Redis")?;
+    let token = shutdown::token();
+    let registry = Registry::new();
+    let listener = ops::bind(settings.ops.listen, service)
+        .await
+        .context("binding the ops listener")?;
+    let ready = readiness(&settings, &store);
+    let ops_token = CancellationToken::new();
+    let ops_task = tokio::spawn(ops::serve(
+        listener,
+        registry.clone(),
+        ready,
+        ops_token.clone(),
+    ));
+
+    let result = run(settings, store.clone(), registry, token).await;
+    ops_token.cancel();
+    let _ = ops_task.await;
+    store.quit().await;
+    tracing::info!("stopped");
+    result
+}
