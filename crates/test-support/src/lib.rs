@@ -7,11 +7,14 @@
 //!   answers challenges and deliveries as the test scripts it, changeable mid-test.
 //! - [`service`]: the real service binaries as child processes (cleared environment, port 0, JSON logs read
 //!   for the `listening` address), with SIGTERM, `kill -9` and restart; killed on drop.
+//! - [`inproc`]: a service library's `run` in process against a private Redis, with its registry and a
+//!   token the test cancels.
 //! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 
 pub mod auth;
 pub mod http;
+pub mod inproc;
 pub mod postgres;
 pub mod receiver;
 pub mod redis;

@@ -1,0 +1,150 @@
+//! The delivery-worker in process (its library's `run`) against a private redis-server and a real receiver
+//! on loopback: a queued delivery reaches the receiver, a dead worker's entry is taken over, and an attempt
+//! in flight at shutdown is finished before `run` returns.
+
+use std::time::Duration;
+
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::ids::DeliveryId;
+use delivery_model::keys::QUEUE_GROUP;
+use delivery_model::store::Store;
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::time::now_micros;
+use fred::prelude::*;
+use fred::types::Value;
+use test_support::inproc::{InProcess, test_settings};
+use test_support::receiver::Receiver;
+use test_support::redis::RedisServer;
+use test_support::wait;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const DELIVERIES: &str = "hookline_worker_deliveries_total";
+
+/// Short blocking reads (a quick stop) and a short lease (a quick takeover): request timeout 1 s plus a
+/// 200 ms margin, so a dead worker's entry is taken over after 2.2 s.
+const BASE: &[(&str, &str)] = &[
+    ("HOOKLINE__WORKER__BLOCK_MS", "200"),
+    ("HOOKLINE__OUTBOUND__REQUEST_TIMEOUT_MS", "1000"),
+    ("HOOKLINE__OUTBOUND__RESPONSE_HEADER_TIMEOUT_MS", "1000"),
+    ("HOOKLINE__WORKER__LEASE_MARGIN_MS", "200"),
+    ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "5"),
+];
+
+fn settings(redis: &RedisServer, extra: &[(&str, &str)]) -> service_common::config::Settings {
+    let env: Vec<(&str, &str)> = BASE.iter().chain(extra).copied().collect();
+    test_settings(&redis.url(), &env)
+}
+
+/// Creates an active subscription to `receiver` and one queued delivery for it.
+async fn queue_one(store: &Store, receiver: &Receiver) -> DeliveryId {
+    let sub = Subscription::new(
+        "owner-1",
+        "hook",
+        format!("{}/hook", receiver.url()),
+        vec!["threat_model.created".into()],
+        SubscriptionStatus::Active,
+        now_micros(),
+    );
+    assert!(store.create_subscription(&sub).await.unwrap());
+    let record = DeliveryRecord::new_pending(
+        DeliveryId::new_v7(),
+        sub.id,
+        "threat_model.created",
+        r#"{"event_type":"threat_model.created","data":{}}"#,
+        now_micros(),
+    );
+    assert!(store.create_and_enqueue_delivery(&record).await.unwrap());
+    record.id
+}
+
+async fn status(store: &Store, id: DeliveryId) -> DeliveryStatus {
+    store.get_delivery(id).await.unwrap().unwrap().status
+}
+
+async fn queue_pending(svc: &InProcess) -> u64 {
+    let v: Value = svc
+        .raw
+        .xpending(svc.store.keys().queue_stream(), QUEUE_GROUP, ())
+        .await
+        .unwrap();
+    v.into_array().first().and_then(Value::as_u64).unwrap_or(0)
+}
+
+async fn wait_delivered(svc: &InProcess, id: DeliveryId) {
+    wait::until("the delivery is delivered", TIMEOUT, || async {
+        (status(&svc.store, id).await == DeliveryStatus::Delivered).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delivers_a_queued_delivery_and_acknowledges_it() {
+    let receiver = Receiver::start().await;
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[]);
+    let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
+    let id = queue_one(&svc.store, &receiver).await;
+
+    let got = receiver.wait_for_deliveries(1, TIMEOUT).await;
+    assert_eq!(got[0].delivery_id(), Some(id.to_string().as_str()));
+    wait_delivered(&svc, id).await;
+    assert_eq!(svc.metric(DELIVERIES, &[("outcome", "delivered")]), 1.0);
+    assert_eq!(
+        queue_pending(&svc).await,
+        0,
+        "the queue entry is acknowledged"
+    );
+    svc.stop().await.unwrap();
+    assert_eq!(receiver.deliveries().len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn takes_over_the_entry_of_a_dead_worker() {
+    let receiver = Receiver::start().await;
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[]);
+    // Before the service starts, another worker reads the entry and dies holding it.
+    let store = Store::connect(&settings.store_options()).await.unwrap();
+    store.ensure_queue_group().await.unwrap();
+    let id = queue_one(&store, &receiver).await;
+    let reader = store.reader().await.unwrap();
+    let taken = reader
+        .read_group(
+            &store.keys().queue_stream(),
+            QUEUE_GROUP,
+            "dead-worker",
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the dead worker holds the entry");
+    reader.quit().await;
+    store.quit().await;
+
+    let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
+    wait_delivered(&svc, id).await;
+    assert_eq!(svc.metric("hookline_worker_reclaimed_total", &[]), 1.0);
+    assert_eq!(queue_pending(&svc).await, 0);
+    svc.stop().await.unwrap();
+    assert_eq!(receiver.deliveries().len(), 1);
+}
+
+#[tokio::test]
+async fn finishes_an_attempt_in_flight_before_returning() {
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(700));
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[]);
+    let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
+    let id = queue_one(&svc.store, &receiver).await;
+    wait::until("an attempt is in flight", TIMEOUT, || async {
+        (svc.metric("hookline_worker_in_flight", &[]) >= 1.0).then_some(())
+    })
+    .await;
+
+    svc.stop().await.unwrap();
+    // `run` returned only after the slow receiver answered and the outcome was written.
+    assert_eq!(status(&svc.store, id).await, DeliveryStatus::Delivered);
+    assert_eq!(queue_pending(&svc).await, 0);
+}
