@@ -2,6 +2,8 @@
 //! on loopback: a queued delivery reaches the receiver, a dead worker's entry is taken over, and an attempt
 //! in flight at shutdown is finished before `run` returns.
 
+#![expect(clippy::unwrap_used, reason = "tests")]
+
 use std::time::Duration;
 
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};

@@ -2,6 +2,8 @@
 //! each kind of entry, and the reader's recovery paths (own pending entries, a stalled replica's entries, a
 //! lost group) and shutdown, each observed through Redis and the service's own metrics.
 
+#![expect(clippy::unwrap_used, reason = "tests")]
+
 use std::time::Duration;
 
 use delivery_model::event::StreamEvent;
