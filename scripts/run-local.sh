@@ -24,7 +24,9 @@ trap cleanup INT TERM EXIT
 
 if [ -z "${HOOKLINE__REDIS__URL:-}" ]; then
   port=${HOOKLINE_DEV_REDIS_PORT:-6390}
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" --appendonly yes \
+  # In a session of its own: a terminal's Ctrl-C signals the whole foreground process group at once, and
+  # Redis must outlive the draining services; only cleanup() above stops it, after they have exited.
+  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" --appendonly yes \
     --maxmemory-policy noeviction --save '' >"$RUN/redis.log" 2>&1 &
   redis_pid=$!
   export HOOKLINE__REDIS__URL="redis://127.0.0.1:$port"
