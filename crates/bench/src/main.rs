@@ -10,25 +10,25 @@
 //!    limited to the same in-flight slots: throughput per worker count and the scaling ratio.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod probes;
+mod sink;
 
-use anyhow::Context;
-use bytes::Bytes;
+use std::time::{Duration, Instant};
+
 use clap::Parser;
 use delivery_model::event::StreamEvent;
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use fred::prelude::*;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use test_support::redis::RedisServer;
 use test_support::service::{Service, ServiceBin};
+
+use probes::{
+    cpu_snapshot, memory_used, print_commandstats, print_cpu_per_delivery, print_service_metrics,
+    process_roles, redis_client, wrk,
+};
+use sink::{Sink, now_us};
 
 #[derive(Parser, Debug)]
 #[command(about = "Hookline pipeline benchmark")]
@@ -73,114 +73,6 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-/// A lean receiver: counts requests and records event→arrival latency from the `t` in the body's data.
-struct Sink {
-    addr: SocketAddr,
-    count: Arc<AtomicU64>,
-    latencies: Arc<std::sync::Mutex<Vec<i64>>>,
-}
-
-#[derive(serde::Deserialize)]
-struct Body {
-    data: Option<Data>,
-}
-#[derive(serde::Deserialize)]
-struct Data {
-    t: Option<i64>,
-}
-
-impl Sink {
-    async fn start(delay: Duration) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let count = Arc::new(AtomicU64::new(0));
-        let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(100_000)));
-        let (c, l) = (count.clone(), latencies.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (c, l) = (c.clone(), l.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let (c, l) = (c.clone(), l.clone());
-                        async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let arrived = now_us();
-                            if let Some(t) = serde_json::from_slice::<Body>(&body)
-                                .ok()
-                                .and_then(|b| b.data?.t)
-                                && let Ok(mut v) = l.lock()
-                            {
-                                v.push(arrived - t);
-                            }
-                            c.fetch_add(1, Ordering::Relaxed);
-                            if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
-                            }
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            count,
-            latencies,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn reset(&self) {
-        self.count.store(0, Ordering::Relaxed);
-        if let Ok(mut v) = self.latencies.lock() {
-            v.clear();
-        }
-    }
-
-    fn percentiles(&self) -> (f64, f64, f64) {
-        let mut v = self.latencies.lock().map(|v| v.clone()).unwrap_or_default();
-        if v.is_empty() {
-            return (0.0, 0.0, 0.0);
-        }
-        v.sort_unstable();
-        let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
-        (p(0.50), p(0.95), p(0.99))
-    }
-
-    async fn wait_for(&self, n: u64, timeout: Duration) -> anyhow::Result<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.count.load(Ordering::Relaxed) >= n {
-                return Ok(Instant::now());
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "only {} of {n} deliveries arrived within {timeout:?}",
-                self.count.load(Ordering::Relaxed)
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
 }
 
 fn env(
@@ -303,96 +195,8 @@ async fn at_rate(store: &Store, rate: u64, secs: u64) -> anyhow::Result<usize> {
     Ok(total)
 }
 
-async fn redis_client(redis: &RedisServer) -> anyhow::Result<Client> {
-    let c = Builder::from_config(Config::from_url(&redis.url())?).build()?;
-    c.init().await?;
-    Ok(c)
-}
-
-async fn memory_used(c: &Client) -> anyhow::Result<u64> {
-    let _: u64 = c.xtrim("tmi:events", ("MAXLEN", 0)).await?;
-    let info: String = c.info(Some(fred::types::InfoKind::Memory)).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("used_memory")
-}
-
-/// Redis's own time per command since start, heaviest first, and per delivery of the flood (`BENCH_DEBUG`).
-async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::Result<()> {
-    let info: String = c.info(Some(fred::types::InfoKind::CommandStats)).await?;
-    let mut rows: Vec<(String, u64, u64)> = info
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let field = |f: &str| {
-                rest.split(',')
-                    .find_map(|kv| kv.strip_prefix(f)?.strip_prefix('='))?
-                    .parse::<u64>()
-                    .ok()
-            };
-            Some((name.to_owned(), field("calls")?, field("usec")?))
-        })
-        .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
-    println!("\n    Redis time by command since start (µs per flood delivery is indicative):");
-    for (name, calls, usec) in rows.iter().take(12) {
-        println!(
-            "    {name:<16} calls {calls:>9}  usec {usec:>10}  per call {:>7.1}  per delivery {:>6.1}",
-            *usec as f64 / (*calls).max(1) as f64,
-            *usec as f64 / deliveries
-        );
-    }
-    Ok(())
-}
-
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`; None off Linux.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is parenthesised and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on (it is fixed in the kernel ABI for /proc).
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// The processes whose CPU the flood is charged to, by role.
-fn cpu_snapshot(roles: &[(String, u32)]) -> Vec<Option<Duration>> {
-    roles.iter().map(|(_, pid)| cpu_time(*pid)).collect()
-}
-
-async fn redis_pid(c: &Client) -> anyhow::Result<u32> {
-    let info: String = c.info(Some(fred::types::InfoKind::Server)).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("process_id")
-}
-
-fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
-    let script = std::env::temp_dir().join(format!("hookline-bench-{}.lua", std::process::id()));
-    let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        ),
-    )?;
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", "-c64", "-d5s", "-s"])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .context("running wrk (make bench installs it)")?;
-    let _ = std::fs::remove_file(&script);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("parsing wrk output: {text}"))
-}
-
+/// Runs the phases in order. The fast-receiver services serve the first three; they are stopped before the
+/// scaling phase, which starts its own per worker count.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -408,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
     let st = store(&redis).await?;
     subscribe(&st, &sink.url(), k).await?;
     let e = env(&redis, &[], &args.service_env);
-    let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
+    let consumer = Service::start(ServiceBin::EventConsumer, &e).await;
     let mut fast_workers = Vec::new();
     for _ in 0..args.fast_workers.max(1) {
         fast_workers.push(Service::start(ServiceBin::DeliveryWorker, &e).await);
@@ -420,6 +224,30 @@ async fn main() -> anyhow::Result<()> {
     sink.wait_for(200 * k as u64, Duration::from_secs(60))
         .await?;
 
+    rates_phase(&args, &st, &sink, k).await?;
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        print_service_metrics(std::iter::once(&consumer).chain(&fast_workers)).await;
+    }
+    let fast = FastServices {
+        raw: &raw,
+        consumer: &consumer,
+        workers: &fast_workers,
+    };
+    let pipeline = flood_phase(&args, &st, &sink, &fast, k).await?;
+    ceiling_phase(&sink, pipeline)?;
+    drop(fast_workers);
+    drop(consumer);
+    drop(redis);
+
+    // ---- slow receiver: scaling ------------------------------------------------------------------------
+    if !args.skip_scaling {
+        scaling_phase(&args).await?;
+    }
+    Ok(())
+}
+
+/// Phase 1: events at each `--rates` rate for `--rate-secs`; one table row per rate.
+async fn rates_phase(args: &Args, st: &Store, sink: &Sink, k: usize) -> anyhow::Result<()> {
     println!("\n## Fixed rates (fast receiver)\n");
     println!("| events/s | deliveries/s | p50 ms | p95 ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|");
@@ -430,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
     {
         sink.reset();
         let t0 = Instant::now();
-        let n = at_rate(&st, rate, args.rate_secs).await?;
+        let n = at_rate(st, rate, args.rate_secs).await?;
         let done = sink
             .wait_for((n * k) as u64, Duration::from_secs(120))
             .await?;
@@ -441,35 +269,31 @@ async fn main() -> anyhow::Result<()> {
             (n * k) as f64 / secs
         );
     }
+    Ok(())
+}
 
-    if std::env::var_os("BENCH_DEBUG").is_some() {
-        for svc in std::iter::once(&_consumer).chain(&fast_workers) {
-            let (_, _, m) =
-                test_support::http::request("GET", &svc.ops_url("/metrics"), &[], "").await;
-            for l in String::from_utf8_lossy(&m)
-                .lines()
-                .filter(|l| l.contains("_sum") || l.contains("_count") || l.contains("total"))
-            {
-                println!("    {l}");
-            }
-        }
-    }
+/// What the flood phase reads besides the store and the sink: Redis directly, and the processes it charges
+/// CPU time to.
+struct FastServices<'a> {
+    raw: &'a Client,
+    consumer: &'a Service,
+    workers: &'a [Service],
+}
+
+/// Phase 2: `--events` events as fast as possible. Returns the pipeline's deliveries/s for the ceiling ratio.
+async fn flood_phase(
+    args: &Args,
+    st: &Store,
+    sink: &Sink,
+    fast: &FastServices<'_>,
+    k: usize,
+) -> anyhow::Result<f64> {
     sink.reset();
-    let mem_before = memory_used(&raw).await?;
-    let mut roles = vec![
-        ("redis-server".to_owned(), redis_pid(&raw).await?),
-        ("event-consumer".to_owned(), _consumer.pid()),
-    ];
-    for (i, w) in fast_workers.iter().enumerate() {
-        roles.push((format!("delivery-worker {}", i + 1), w.pid()));
-    }
-    roles.push((
-        "bench (publisher + receiver)".to_owned(),
-        std::process::id(),
-    ));
+    let mem_before = memory_used(fast.raw).await?;
+    let roles = process_roles(fast.raw, fast.consumer, fast.workers).await?;
     let cpu_before = cpu_snapshot(&roles);
     let t0 = Instant::now();
-    flood(&st, args.events).await?;
+    flood(st, args.events).await?;
     let published = t0.elapsed().as_secs_f64();
     let done = sink
         .wait_for((args.events * k) as u64, Duration::from_secs(600))
@@ -479,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = (args.events * k) as f64 / secs;
     let cpu_after = cpu_snapshot(&roles);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mem_after = memory_used(&raw).await?;
+    let mem_after = memory_used(fast.raw).await?;
     let records = (args.events + 200) * k;
     let per_record = (mem_after.saturating_sub(mem_before)) as f64 / (args.events * k) as f64;
     println!("\n## Flood ({} events as fast as possible)\n", args.events);
@@ -497,29 +321,17 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "- Redis memory per delivery record (record + indexes, {records} records held): **{per_record:.0} bytes**"
     );
-
-    // Where the machine's time went: the ceiling ratio is bounded by the CPU all processes share.
-    let deliveries = (args.events * k) as f64;
-    let mut parts = Vec::new();
-    let mut total = 0.0;
-    for (((role, _), before), after) in roles.iter().zip(&cpu_before).zip(&cpu_after) {
-        if let (Some(b), Some(a)) = (before, after) {
-            let us = a.saturating_sub(*b).as_secs_f64() * 1e6 / deliveries;
-            total += us;
-            parts.push(format!("{role} {us:.0}"));
-        }
-    }
-    if !parts.is_empty() {
-        println!(
-            "- CPU per delivery during the flood (µs): {}; all {total:.0}",
-            parts.join(", ")
-        );
-    }
+    print_cpu_per_delivery(&roles, &cpu_before, &cpu_after, (args.events * k) as f64);
 
     if std::env::var_os("BENCH_DEBUG").is_some() {
-        print_commandstats(&raw, (args.events * k) as f64).await?;
+        print_commandstats(fast.raw, (args.events * k) as f64).await?;
     }
+    Ok(pipeline)
+}
 
+/// Phase 3: `wrk` POSTing one event's body straight to the sink, against the flood's `pipeline` rate. A
+/// missing `wrk` is reported in the output, not as a failure.
+fn ceiling_phase(sink: &Sink, pipeline: f64) -> anyhow::Result<()> {
     let body = serde_json::to_string(&serde_json::from_str::<serde_json::Value>(
         &event(0).payload,
     )?)?;
@@ -536,56 +348,60 @@ async fn main() -> anyhow::Result<()> {
         }
         Err(e) => println!("\n## Ceiling\n\n- not measured: {e:#}"),
     }
-    drop(fast_workers);
-    drop(_consumer);
-    drop(redis);
+    Ok(())
+}
 
-    // ---- slow receiver: scaling ------------------------------------------------------------------------
-    if !args.skip_scaling {
-        println!(
-            "\n## Scaling (receiver answers after {} ms; {} in-flight slots per worker; {} events)\n",
-            args.slow_ms, args.slots, args.slow_events
-        );
-        println!("| workers | deliveries/s | × one worker |");
-        println!("|---:|---:|---:|");
-        let mut base = 0.0;
-        for w in args
-            .workers
-            .split(',')
-            .filter_map(|w| w.trim().parse::<usize>().ok())
-        {
-            let redis = RedisServer::start();
-            let sink = Sink::start(Duration::from_millis(args.slow_ms)).await?;
-            let st = store(&redis).await?;
-            subscribe(&st, &sink.url(), 1).await?;
-            let slots = args.slots.to_string();
-            let e = env(
-                &redis,
-                &[
-                    ("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.clone()),
-                    ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", slots),
-                ],
-                &args.service_env,
-            );
-            let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
-            let mut workers = Vec::new();
-            for _ in 0..w {
-                workers.push(Service::start(ServiceBin::DeliveryWorker, &e).await);
-            }
-            flood(&st, 100).await?;
-            sink.wait_for(100, Duration::from_secs(60)).await?;
-            sink.reset();
-            let t0 = Instant::now();
-            flood(&st, args.slow_events).await?;
-            let done = sink
-                .wait_for(args.slow_events as u64, Duration::from_secs(600))
-                .await?;
-            let rate = args.slow_events as f64 / done.duration_since(t0).as_secs_f64();
-            if base == 0.0 {
-                base = rate;
-            }
-            println!("| {w} | {rate:.0} | {:.2} |", rate / base);
+/// Phase 4: one run per `--workers` count on a slow receiver; one table row each, relative to the first.
+async fn scaling_phase(args: &Args) -> anyhow::Result<()> {
+    println!(
+        "\n## Scaling (receiver answers after {} ms; {} in-flight slots per worker; {} events)\n",
+        args.slow_ms, args.slots, args.slow_events
+    );
+    println!("| workers | deliveries/s | × one worker |");
+    println!("|---:|---:|---:|");
+    let mut base = 0.0;
+    for w in args
+        .workers
+        .split(',')
+        .filter_map(|w| w.trim().parse::<usize>().ok())
+    {
+        let rate = scaling_run(args, w).await?;
+        if base == 0.0 {
+            base = rate;
         }
+        println!("| {w} | {rate:.0} | {:.2} |", rate / base);
     }
     Ok(())
+}
+
+/// One scaling run: a fresh Redis, slow sink, consumer and `workers` worker processes with `--slots` slots
+/// each; returns deliveries/s. Everything it started stops when it returns.
+async fn scaling_run(args: &Args, workers: usize) -> anyhow::Result<f64> {
+    let redis = RedisServer::start();
+    let sink = Sink::start(Duration::from_millis(args.slow_ms)).await?;
+    let st = store(&redis).await?;
+    subscribe(&st, &sink.url(), 1).await?;
+    let slots = args.slots.to_string();
+    let e = env(
+        &redis,
+        &[
+            ("HOOKLINE__WORKER__MAX_IN_FLIGHT", slots.clone()),
+            ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", slots),
+        ],
+        &args.service_env,
+    );
+    let _consumer = Service::start(ServiceBin::EventConsumer, &e).await;
+    let mut worker_services = Vec::new();
+    for _ in 0..workers {
+        worker_services.push(Service::start(ServiceBin::DeliveryWorker, &e).await);
+    }
+    flood(&st, 100).await?;
+    sink.wait_for(100, Duration::from_secs(60)).await?;
+    sink.reset();
+    let t0 = Instant::now();
+    flood(&st, args.slow_events).await?;
+    let done = sink
+        .wait_for(args.slow_events as u64, Duration::from_secs(600))
+        .await?;
+    Ok(args.slow_events as f64 / done.duration_since(t0).as_secs_f64())
 }

@@ -6,6 +6,11 @@
 //!
 //! Every service reads the whole file and uses its sections; one struct means one place to document a knob
 //! and a typo is caught by every service.
+//!
+//! This file holds the section structs and the loader; `validate.rs` holds the checks, one function per
+//! section.
+
+mod validate;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The defaults shipped with the repository.
-pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 
 /// Environment variable naming an extra config file.
 pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
@@ -34,13 +39,6 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -342,226 +340,6 @@ impl Settings {
             ));
         let settings: Settings = b.add_source(environment).build()?.try_deserialize()?;
         settings.validated()
-    }
-
-    fn validated(mut self) -> Result<Self, ConfigError> {
-        // An empty environment list ("") arrives as [""]: treat it as empty.
-        for list in [
-            &mut self.outbound.allowlist,
-            &mut self.subscriptions.deny_globs,
-            &mut self.subscriptions.deny_regexes,
-        ] {
-            list.retain(|s| !s.trim().is_empty());
-        }
-        if self.redis.url.is_empty() {
-            return Err(invalid("redis.url", "must not be empty"));
-        }
-        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
-            return Err(invalid(
-                "redis.url",
-                "must start with redis:// or rediss://",
-            ));
-        }
-        if self.redis.pool_size == 0 || self.redis.pool_size > 64 {
-            return Err(invalid("redis.pool_size", "must be between 1 and 64"));
-        }
-        if self.redis.events_stream.is_empty() {
-            return Err(invalid("redis.events_stream", "must not be empty"));
-        }
-        if self.redis.command_timeout_ms == 0 {
-            return Err(invalid("redis.command_timeout_ms", "must be positive"));
-        }
-        if self.delivery.active_ttl_secs == 0 {
-            return Err(invalid("delivery.active_ttl_secs", "must be positive"));
-        }
-        if self.delivery.terminal_ttl_secs == 0 {
-            return Err(invalid("delivery.terminal_ttl_secs", "must be positive"));
-        }
-        if self.api.max_body_bytes < 1024 {
-            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
-        }
-        match self.auth.jwt_algorithm.as_str() {
-            "HS256" if self.auth.jwt_secret.is_empty() => {
-                return Err(invalid(
-                    "auth.jwt_secret",
-                    "required when auth.jwt_algorithm is HS256",
-                ));
-            }
-            "RS256" | "ES256" if self.auth.jwt_public_key_pem.is_empty() => {
-                return Err(invalid(
-                    "auth.jwt_public_key_pem",
-                    "required when auth.jwt_algorithm is RS256 or ES256",
-                ));
-            }
-            "HS256" | "RS256" | "ES256" => {}
-            _ => {
-                return Err(invalid(
-                    "auth.jwt_algorithm",
-                    "must be HS256, RS256 or ES256",
-                ));
-            }
-        }
-        if self.auth.user_id_claim.is_empty() {
-            return Err(invalid("auth.user_id_claim", "must not be empty"));
-        }
-        for entry in &self.outbound.allowlist {
-            if entry.contains('/') && entry.parse::<ipnet::IpNet>().is_err() {
-                return Err(invalid(
-                    "outbound.allowlist",
-                    format!("{entry:?} is not a valid CIDR"),
-                ));
-            }
-        }
-        if self.outbound.request_timeout_ms == 0 || self.outbound.response_header_timeout_ms == 0 {
-            return Err(invalid(
-                "outbound.request_timeout_ms",
-                "timeouts must be positive",
-            ));
-        }
-        if self.outbound.connect_timeout_ms == 0 {
-            return Err(invalid("outbound.connect_timeout_ms", "must be positive"));
-        }
-        for re in &self.subscriptions.deny_regexes {
-            if let Err(e) = regex::Regex::new(re) {
-                return Err(invalid(
-                    "subscriptions.deny_regexes",
-                    format!("{re:?}: {e}"),
-                ));
-            }
-        }
-        if self.subscriptions.max_challenges == 0 {
-            return Err(invalid(
-                "subscriptions.max_challenges",
-                "must be at least 1",
-            ));
-        }
-        if !matches!(self.consumer.group_start_id.as_str(), "0" | "$") {
-            return Err(invalid("consumer.group_start_id", "must be \"0\" or \"$\""));
-        }
-        if self.consumer.batch_size == 0 || self.consumer.batch_size > 10_000 {
-            return Err(invalid(
-                "consumer.batch_size",
-                "must be between 1 and 10000",
-            ));
-        }
-        if self.worker.max_in_flight == 0 {
-            return Err(invalid("worker.max_in_flight", "must be at least 1"));
-        }
-        if self.worker.max_in_flight_per_host == 0 {
-            return Err(invalid(
-                "worker.max_in_flight_per_host",
-                "must be at least 1",
-            ));
-        }
-        if self.worker.batch_size == 0 {
-            return Err(invalid("worker.batch_size", "must be at least 1"));
-        }
-        if self.worker.max_attempts == 0 {
-            return Err(invalid("worker.max_attempts", "must be at least 1"));
-        }
-        if self.worker.retry_schedule_ms.is_empty() {
-            return Err(invalid(
-                "worker.retry_schedule_ms",
-                "must list at least one delay",
-            ));
-        }
-        if self.worker.circuit_failure_threshold == 0 {
-            return Err(invalid(
-                "worker.circuit_failure_threshold",
-                "must be at least 1",
-            ));
-        }
-        if self.worker.circuit_open_ms.is_empty() || self.worker.circuit_open_ms.contains(&0) {
-            return Err(invalid(
-                "worker.circuit_open_ms",
-                "must list at least one positive window",
-            ));
-        }
-        if self.worker.scheduler_interval_ms == 0 {
-            return Err(invalid("worker.scheduler_interval_ms", "must be positive"));
-        }
-        if self.consumer.claim_idle_ms == 0 {
-            return Err(invalid("consumer.claim_idle_ms", "must be positive"));
-        }
-        let c = &self.cleanup;
-        for (key, value) in [
-            ("cleanup.interval_ms", c.interval_ms),
-            ("cleanup.error_pause_ms", c.error_pause_ms),
-            ("cleanup.stale_after_secs", c.stale_after_secs),
-            ("cleanup.idle_after_secs", c.idle_after_secs),
-            ("cleanup.broken_after_secs", c.broken_after_secs),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be positive"));
-            }
-        }
-        if c.lease_ttl_ms < 1000 {
-            return Err(invalid("cleanup.lease_ttl_ms", "must be at least 1000"));
-        }
-        if c.chunk_size == 0 || c.chunk_size > 10_000 {
-            return Err(invalid("cleanup.chunk_size", "must be between 1 and 10000"));
-        }
-        if c.max_chunks_per_step == 0 {
-            return Err(invalid("cleanup.max_chunks_per_step", "must be at least 1"));
-        }
-        if c.broken_min_failures == 0 {
-            return Err(invalid("cleanup.broken_min_failures", "must be at least 1"));
-        }
-        // TMI's admin bounds for the per-user quotas: 1–10 active, 1–1000 per hour.
-        if !(1..=10).contains(&self.addons.max_active_invocations) {
-            return Err(invalid(
-                "addons.max_active_invocations",
-                "must be between 1 and 10",
-            ));
-        }
-        if !(1..=1000).contains(&self.addons.max_invocations_per_hour) {
-            return Err(invalid(
-                "addons.max_invocations_per_hour",
-                "must be between 1 and 1000",
-            ));
-        }
-        if self.addons.dedup_window_secs == 0 {
-            return Err(invalid("addons.dedup_window_secs", "must be positive"));
-        }
-        // TMI's admin bounds for a quota override apply to the defaults too.
-        for (key, value, max) in [
-            (
-                "quotas.max_subscriptions",
-                self.quotas.max_subscriptions,
-                100,
-            ),
-            (
-                "quotas.max_events_per_minute",
-                self.quotas.max_events_per_minute,
-                1000,
-            ),
-            (
-                "quotas.max_subscription_requests_per_minute",
-                self.quotas.max_subscription_requests_per_minute,
-                100,
-            ),
-            (
-                "quotas.max_subscription_requests_per_day",
-                self.quotas.max_subscription_requests_per_day,
-                10_000,
-            ),
-        ] {
-            if !(1..=max).contains(&value) {
-                return Err(invalid(key, format!("must be between 1 and {max}")));
-            }
-        }
-        let pg = self.migrate.postgres_url.trim();
-        let pg_ok = pg.is_empty()
-            || pg.starts_with("postgres://")
-            || pg.starts_with("postgresql://")
-            || pg.contains('=');
-        if !pg_ok {
-            return Err(invalid(
-                "migrate.postgres_url",
-                "must be a postgres:// or postgresql:// URL or a key=value connection string",
-            ));
-        }
-        Ok(self)
     }
 
     /// The store options these settings describe.

@@ -1,0 +1,240 @@
+//! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script), single
+//! deliveries created with their queue or input-stream entry, routing of pre-created records, and reads.
+
+use super::{Page, Store, created_score, push_record, read_each, scripts};
+use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
+use crate::error::Result;
+use crate::event::StreamEvent;
+use crate::ids::{DeliveryId, SubscriptionId};
+use crate::keys::EVENTS_GROUP;
+use crate::queue::{MESSAGE_FIELD, QueueMessage};
+use crate::time::Micros;
+
+/// One input entry to fan out ([`Store::fanout_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FanoutEntry<'a> {
+    pub entry_id: &'a str,
+    pub event_type: &'a str,
+    /// The body every delivery of this entry sends (empty when `subscriptions` is).
+    pub envelope: &'a str,
+    /// The subscriptions it matched; none still acknowledges the entry.
+    pub subscriptions: &'a [SubscriptionId],
+}
+
+impl Store {
+    /// Creates the deliveries of input entry `entry_id` for `subscriptions`, enqueues them, and acknowledges
+    /// the entry — all in one step. See [`fanout_batch`](Self::fanout_batch).
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn fanout(
+        &self,
+        entry_id: &str,
+        event_type: &str,
+        envelope: &str,
+        subscriptions: &[SubscriptionId],
+        now: Micros,
+    ) -> Result<u64> {
+        let entry = FanoutEntry {
+            entry_id,
+            event_type,
+            envelope,
+            subscriptions,
+        };
+        self.fanout_batch(std::slice::from_ref(&entry), now).await
+    }
+
+    /// Creates the deliveries of several input entries, enqueues them, and acknowledges the entries — all in
+    /// one step. Ids are deterministic, so running it again for the same entries creates nothing new. A
+    /// subscription that stopped being active meanwhile is skipped. Returns how many were created. Callers
+    /// keep chunks modest (tens of entries): the script runs without interruption.
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn fanout_batch(&self, entries: &[FanoutEntry<'_>], now: Micros) -> Result<u64> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let k = self.keys();
+        let mut args = vec![
+            EVENTS_GROUP.to_owned(),
+            now.to_string(),
+            created_score(now),
+            self.inner.active_ttl_secs.to_string(),
+            k.delivery_prefix(),
+            k.subscription_prefix(),
+            k.deliveries_by_subscription_prefix(),
+            k.deliveries_by_event_prefix(),
+            MESSAGE_FIELD.to_owned(),
+        ];
+        for e in entries {
+            args.push(e.entry_id.to_owned());
+            args.push(e.event_type.to_owned());
+            args.push(e.envelope.to_owned());
+            args.push(e.subscriptions.len().to_string());
+            for sub in e.subscriptions {
+                let id = DeliveryId::for_fanout(e.entry_id, *sub);
+                args.push(sub.to_string());
+                args.push(id.to_string());
+                args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());
+            }
+        }
+        let keys = vec![
+            k.events_stream().to_owned(),
+            k.queue_stream(),
+            k.deliveries_all(),
+            k.deliveries_by_status(DeliveryStatus::Pending),
+        ];
+        scripts::FANOUT.run(self.pool(), keys, args).await
+    }
+
+    pub(super) fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {
+        let k = self.keys();
+        let mut keys = vec![
+            k.deliveries_all(),
+            k.deliveries_by_subscription(r.subscription_id),
+            k.deliveries_by_status(r.status),
+            k.deliveries_by_event(&r.event_type),
+        ];
+        if let Some(a) = r.addon_id {
+            keys.push(k.deliveries_by_addon(a));
+        }
+        keys
+    }
+
+    /// Creates a `pending` delivery record (test deliveries) and enqueues it for the worker, atomically.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn create_and_enqueue_delivery(&self, record: &DeliveryRecord) -> Result<bool> {
+        let k = self.keys();
+        let msg = QueueMessage::DeliveryV1 {
+            delivery_id: record.id,
+        }
+        .encode();
+        self.create_delivery_then_append(
+            record,
+            k.queue_stream(),
+            vec![(MESSAGE_FIELD.to_owned(), msg)],
+        )
+        .await
+    }
+
+    /// Creates a `pending` record and emits `event` on the input stream in the same step (addon
+    /// invocations: the event-consumer routes the pre-created record to the worker).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn create_delivery_and_emit(
+        &self,
+        record: &DeliveryRecord,
+        event: &StreamEvent,
+    ) -> Result<bool> {
+        let fields = event
+            .to_fields()
+            .into_iter()
+            .map(|(f, v)| (f.to_owned(), v))
+            .collect();
+        self.create_delivery_then_append(record, self.keys().events_stream().to_owned(), fields)
+            .await
+    }
+
+    async fn create_delivery_then_append(
+        &self,
+        record: &DeliveryRecord,
+        stream: String,
+        entry: Vec<(String, String)>,
+    ) -> Result<bool> {
+        let mut keys = vec![self.keys().delivery(record.id), stream];
+        keys.extend(self.record_index_keys(record));
+        let ttl = if record.status.is_terminal() {
+            self.inner.terminal_ttl_secs
+        } else {
+            self.inner.active_ttl_secs
+        };
+        let mut args = vec![ttl.to_string()];
+        push_record(&mut args, record);
+        for (f, v) in entry {
+            args.push(f);
+            args.push(v);
+        }
+        let created: i64 = scripts::CREATE_DELIVERY
+            .run(self.pool(), keys, args)
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// Routes the pre-created delivery `id` named by input entry `entry_id` (an `addon.invoked` event) to the
+    /// worker and acknowledges the entry, in one step. Returns whether it was enqueued (false: the record is
+    /// gone or no longer pending).
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn route_existing(&self, entry_id: &str, id: DeliveryId) -> Result<bool> {
+        let k = self.keys();
+        let routed: i64 = scripts::ROUTE_EXISTING
+            .run(
+                self.pool(),
+                vec![
+                    k.delivery(id),
+                    k.queue_stream(),
+                    k.events_stream().to_owned(),
+                ],
+                vec![
+                    EVENTS_GROUP.to_owned(),
+                    entry_id.to_owned(),
+                    MESSAGE_FIELD.to_owned(),
+                    QueueMessage::DeliveryV1 { delivery_id: id }.encode(),
+                ],
+            )
+            .await?;
+        Ok(routed == 1)
+    }
+
+    /// Reads one delivery record.
+    ///
+    /// # Errors
+    /// Redis failure or a corrupt record.
+    pub async fn get_delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>> {
+        self.read_hash(self.keys().delivery(id), DeliveryRecord::from_hash)
+            .await
+    }
+
+    /// A delivery with its attempt log (oldest first), or `None` when the record does not exist.
+    ///
+    /// # Errors
+    /// Redis failure or a corrupt record.
+    pub async fn get_delivery_with_attempts(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptLogEntry>)>> {
+        self.read_hash(self.keys().delivery(id), |h| {
+            let log = h
+                .get(crate::delivery::field::ATTEMPT_LOG)
+                .map(|l| AttemptLogEntry::parse_log(l))
+                .unwrap_or_default();
+            Ok((DeliveryRecord::from_hash(h)?, log))
+        })
+        .await
+    }
+
+    /// Lists deliveries oldest first (TMI's order), optionally of one subscription.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn list_deliveries(
+        &self,
+        subscription: Option<SubscriptionId>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<DeliveryRecord>> {
+        let key = match subscription {
+            Some(s) => self.keys().deliveries_by_subscription(s),
+            None => self.keys().deliveries_all(),
+        };
+        let (ids, total) = self.zpage(&key, offset, limit, false).await?;
+        let ids = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok());
+        let items = read_each(ids, |id| self.get_delivery(id)).await?;
+        Ok(Page { items, total })
+    }
+}

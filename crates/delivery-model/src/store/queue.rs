@@ -1,0 +1,194 @@
+//! The queue, the schedule and the streams' plumbing: promoting due work, scheduling, acknowledgements
+//! without an outcome write, publishing to the input stream, idempotent consumer-group setup, dedicated
+//! reader connections, and the depth figures for metrics.
+
+use fred::prelude::*;
+use fred::types::Value;
+
+use super::{Store, StreamReader, scripts, streams};
+use crate::error::Result;
+use crate::event::StreamEvent;
+use crate::keys::{EVENTS_GROUP, QUEUE_GROUP};
+use crate::queue::{MESSAGE_FIELD, QueueMessage};
+
+impl Store {
+    /// Moves up to `limit` messages due by `now_ms` from the schedule to the queue; returns how many.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn promote_due(&self, now_ms: i64, limit: u32) -> Result<u64> {
+        let k = self.keys();
+        scripts::PROMOTE_DUE
+            .run(
+                self.pool(),
+                vec![k.scheduled(), k.queue_stream()],
+                vec![
+                    now_ms.to_string(),
+                    limit.to_string(),
+                    MESSAGE_FIELD.to_owned(),
+                ],
+            )
+            .await
+    }
+
+    /// Puts a message on the schedule, due at `due_ms`.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn schedule(&self, msg: &QueueMessage, due_ms: i64) -> Result<()> {
+        let _: i64 = self
+            .pool()
+            .zadd(
+                self.keys().scheduled(),
+                None,
+                None,
+                false,
+                false,
+                (due_ms as f64, msg.encode()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges and deletes queue entries handled without an outcome write (stale or finished work).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn ack_queue(&self, entry_ids: &[String]) -> Result<()> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        let q = self.keys().queue_stream();
+        let _: i64 = self
+            .pool()
+            .xack(&q, QUEUE_GROUP, entry_ids.to_vec())
+            .await?;
+        let _: i64 = self.pool().xdel(&q, entry_ids.to_vec()).await?;
+        Ok(())
+    }
+
+    /// Acknowledges input entries without fan-out (malformed entries, `addon.invoked` routing).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn ack_events(&self, entry_ids: &[String]) -> Result<()> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .pool()
+            .xack(
+                self.keys().events_stream(),
+                EVENTS_GROUP,
+                entry_ids.to_vec(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Appends an event to the input stream exactly as TMI's emitter does; returns the entry id.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn publish_event(&self, event: &StreamEvent) -> Result<String> {
+        Ok(self
+            .pool()
+            .xadd(
+                self.keys().events_stream(),
+                false,
+                None,
+                "*",
+                event.to_fields(),
+            )
+            .await?)
+    }
+
+    /// Creates the input stream's consumer group if missing (`start_id` for a new group: `0` replays what
+    /// the stream holds, `$` starts at its end).
+    ///
+    /// # Errors
+    /// Redis failure other than `BUSYGROUP`.
+    pub async fn ensure_events_group(&self, start_id: &str) -> Result<()> {
+        self.ensure_group(self.keys().events_stream(), EVENTS_GROUP, start_id)
+            .await
+    }
+
+    /// Creates the queue's consumer group if missing. The queue only ever holds live work, so a new group
+    /// starts at `0`.
+    ///
+    /// # Errors
+    /// Redis failure other than `BUSYGROUP`.
+    pub async fn ensure_queue_group(&self) -> Result<()> {
+        self.ensure_group(&self.keys().queue_stream(), QUEUE_GROUP, "0")
+            .await
+    }
+
+    /// Creates `group` on `stream` (and the stream) if missing, starting at `start_id`.
+    ///
+    /// # Errors
+    /// Redis failure other than `BUSYGROUP`.
+    pub async fn ensure_group(&self, stream: &str, group: &str, start_id: &str) -> Result<()> {
+        match self
+            .pool()
+            .xgroup_create::<Value, _, _, _>(stream, group, start_id, true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.details().starts_with("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `group` exists on `stream` (readiness).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn group_exists(&self, stream: &str, group: &str) -> Result<bool> {
+        let groups: Value = match self.pool().xinfo_groups(stream).await {
+            Ok(v) => v,
+            // "ERR no such key": the stream itself is gone.
+            Err(e) if e.details().contains("no such key") => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(streams::group_names(groups).iter().any(|g| g == group))
+    }
+
+    /// Opens a dedicated connection for blocking stream reads. A blocking `XREADGROUP` would hold up every
+    /// command multiplexed on a shared connection, so each read loop gets its own.
+    ///
+    /// # Errors
+    /// Redis unreachable.
+    pub async fn reader(&self) -> Result<StreamReader> {
+        let client = self.inner.builder.build()?;
+        client.init().await?;
+        Ok(StreamReader::new(client))
+    }
+
+    /// Length and pending count of the queue (metrics).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn queue_depth(&self) -> Result<(u64, u64)> {
+        let q = self.keys().queue_stream();
+        let len: u64 = self.pool().xlen(&q).await?;
+        let pending: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
+            Ok(v) => v,
+            Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
+            Err(e) => return Err(e.into()),
+        };
+        let pending = pending
+            .into_array()
+            .first()
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok((len, pending))
+    }
+
+    /// Number of scheduled messages (metrics).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn scheduled_len(&self) -> Result<u64> {
+        Ok(self.pool().zcard(self.keys().scheduled()).await?)
+    }
+}
