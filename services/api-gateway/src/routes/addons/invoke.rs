@@ -14,11 +14,11 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::limits::{active_limit, hourly_limit, rfc3339_secs};
-use crate::AppState;
 use crate::addon_rules::{MAX_DATA_BYTES, go_compact_len, validate_invocation_data};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AddonIdPath, JsonBody, parse_uuid};
+use crate::state::AppState;
 
 /// `object_type` of the `addon.invoked` input entry (TMI's emitter names the add-on itself).
 const ADDON_OBJECT_TYPE: &str = "addon";

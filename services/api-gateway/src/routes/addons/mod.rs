@@ -28,12 +28,12 @@ use delivery_model::store::addons::{CreateAddon, DeleteAddon};
 use delivery_model::time::{format_micros, now_micros};
 use serde::Serialize;
 
-use crate::AppState;
 use crate::addon_rules::CreateAddonRequest;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AddonIdPath, JsonBody};
 use crate::routes::{DEFAULT_ADDON_LIMIT, ListQuery};
+use crate::state::AppState;
 
 /// `AddonResponse` (keys in Go's order; empty values omitted, as TMI does).
 #[derive(Debug, Serialize)]

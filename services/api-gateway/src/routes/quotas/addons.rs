@@ -10,10 +10,10 @@ use super::{
     MAX_ACTIVE_INVOCATIONS, MAX_INVOCATIONS_PER_HOUR, UserIdPath, bounded, quota_not_found,
     quota_page, stamp,
 };
-use crate::AppState;
 use crate::auth::Admin;
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::state::AppState;
 
 /// `AddonInvocationQuota`.
 #[derive(Serialize)]

@@ -8,8 +8,8 @@ use delivery_model::store::quotas::{
 };
 use delivery_model::time::Micros;
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// `Retry-After` of the subscription-count refusal (TMI's), seconds.
 const COUNT_RETRY_AFTER_SECS: u64 = 60;

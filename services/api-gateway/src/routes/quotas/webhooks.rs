@@ -10,10 +10,10 @@ use super::{
     MAX_EVENTS_PER_MINUTE, MAX_SUBSCRIPTION_REQUESTS_PER_DAY, MAX_SUBSCRIPTION_REQUESTS_PER_MINUTE,
     MAX_SUBSCRIPTIONS, UserIdPath, bounded, quota_not_found, quota_page, stamp,
 };
-use crate::AppState;
 use crate::auth::Admin;
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::state::AppState;
 
 /// `WebhookQuota`.
 #[derive(Serialize)]
