@@ -8,9 +8,10 @@
 //! - [`WebhookIdPath`] / [`DeliveryIdPath`] / [`AddonIdPath`]: path ids, 400 `invalid_id` with TMI's sentence
 //!   when not UUIDs.
 //! - [`parse_uuid`]: the same rule for query parameters and body fields.
-//! - [`Caller`] / [`Admin`]: the bearer token, verified by the state's [`Authenticator`](crate::auth::Authenticator)
-//!   (401 with `WWW-Authenticate`; 403 for a non-admin on an admin route). The types live in [`auth`](crate::auth);
-//!   their extractors live here, next to the state they read, so that `auth` needs nothing from the state.
+//! - [`Caller`] / [`Admin`]: the bearer token, verified by the state's
+//!   [`Authenticator`](crate::auth::Authenticator) (401 with `WWW-Authenticate`; 403 for a non-admin on an
+//!   admin route). The types live in [`auth`](crate::auth); their extractors live here, next to the state
+//!   they read, so that `auth` needs nothing from the state.
 
 use std::future::{Ready, ready};
 use std::pin::Pin;

@@ -7,8 +7,8 @@
 //! them from there.
 //!
 //! - [`routes`]: every route, registered by [`routes::configure`]; one file per resource.
-//! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) extractors.
-//! - [`extract`]: body and path extractors that always fail with TMI's JSON errors.
+//! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) identities.
+//! - [`extract`]: body, path and caller extractors that always fail with TMI's JSON errors.
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
 //! - [`addon_rules`]: TMI's add-on rules: create-time fields and parameter declarations, invocation data.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
