@@ -13,20 +13,19 @@
 //! (`admin_claim` true, or `admin_group` in `groups`).
 //!
 //! Handlers ask for a [`Caller`] (any valid token) or an [`Admin`] as an extractor argument; a missing or
-//! invalid token becomes a 401 with `WWW-Authenticate`, a non-admin on an admin route a 403.
+//! invalid token becomes a 401 with `WWW-Authenticate`, a non-admin on an admin route a 403. The extractors
+//! are implemented in [`extract`](crate::extract), which reads the [`Authenticator`] from the app state; this
+//! module depends on neither.
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{FromRequest, HttpRequest, web};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use service_common::config::AuthSettings;
 
-use crate::AppState;
 use crate::error::ApiError;
+// Defined with the other error types so that `error` needs nothing from here; re-exported at its old path.
+pub use crate::error::AuthConfigError;
 
 /// Claim listing the caller's groups.
 const GROUPS_CLAIM: &str = "groups";
@@ -40,15 +39,6 @@ const EMAIL_CLAIM: &str = "email";
 const NAME_CLAIM: &str = "name";
 /// Claim with the caller's OAuth scopes, space-separated.
 const SCOPE_CLAIM: &str = "scope";
-
-/// Unusable `[auth]` key material.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthConfigError {
-    #[error("unsupported jwt_algorithm {0:?} (HS256, RS256 or ES256)")]
-    Algorithm(String),
-    #[error("cannot use the configured key: {0}")]
-    Key(#[from] jsonwebtoken::errors::Error),
-}
 
 /// Who is calling, as the token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,40 +235,9 @@ fn reason_for(kind: &ErrorKind) -> String {
     }
 }
 
-fn authenticate_request(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("application state is not registered".into()))?;
-    state.auth.authenticate(req.headers())
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate_request(req))
-    }
-}
-
 /// An authenticated administrator: the extractor of every `/admin/...` handler.
 #[derive(Clone, Debug)]
 pub struct Admin(pub Caller);
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate_request(req).and_then(|c| {
-            if c.admin {
-                Ok(Admin(c))
-            } else {
-                Err(ApiError::admin_required())
-            }
-        }))
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,8 @@
 //!   status and headers. Client errors carry readable messages; store failures are logged once, with their
 //!   details, and the client gets a generic 500 (or a 503 with `Retry-After` when Redis is unreachable).
 //! - [`RunError`] is what [`run`](crate::run) returns when the server cannot start.
+//! - [`AuthConfigError`] is unusable `[auth]` key material, refused when the
+//!   [`Authenticator`](crate::auth::Authenticator) is built (re-exported as `auth::AuthConfigError`).
 //!
 //! Two families of client errors exist because TMI has both: the request pipeline answers with a code in
 //! `error` and a sentence in `error_description` (`invalid_input`, `unauthorized`, …), while TMI's admin
@@ -94,12 +96,21 @@ pub enum ApiError {
 /// `Result` with [`ApiError`].
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Unusable `[auth]` key material.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("unsupported jwt_algorithm {0:?} (HS256, RS256 or ES256)")]
+    Algorithm(String),
+    #[error("cannot use the configured key: {0}")]
+    Key(#[from] jsonwebtoken::errors::Error),
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The `[auth]` key material is unusable.
     #[error("auth configuration: {0}")]
-    Auth(#[from] crate::auth::AuthConfigError),
+    Auth(#[from] AuthConfigError),
     /// The metrics registry refused a metric (a duplicate name: a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

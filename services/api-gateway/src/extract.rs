@@ -8,6 +8,10 @@
 //! - [`WebhookIdPath`] / [`DeliveryIdPath`] / [`AddonIdPath`]: path ids, 400 `invalid_id` with TMI's sentence
 //!   when not UUIDs.
 //! - [`parse_uuid`]: the same rule for query parameters and body fields.
+//! - [`Caller`] / [`Admin`]: the bearer token, verified by the state's
+//!   [`Authenticator`](crate::auth::Authenticator) (401 with `WWW-Authenticate`; 403 for a non-admin on an
+//!   admin route). The types live in [`auth`](crate::auth); their extractors live here, next to the state
+//!   they read, so that `auth` needs nothing from the state.
 
 use std::future::{Ready, ready};
 use std::pin::Pin;
@@ -20,8 +24,9 @@ use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::auth::{Admin, Caller};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Path parameter of the subscription routes.
 pub const WEBHOOK_ID_PARAM: &str = "webhook_id";
@@ -237,6 +242,38 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
                 None => Ok(OptionalJsonBody(None)),
             }
         })
+    }
+}
+
+/// The caller of a request, as the state's authenticator reads its bearer token.
+fn authenticate_request(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state is not registered".into()))?;
+    state.auth.authenticate(req.headers())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate_request(req))
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate_request(req).and_then(|c| {
+            if c.admin {
+                Ok(Admin(c))
+            } else {
+                Err(ApiError::admin_required())
+            }
+        }))
     }
 }
 

@@ -7,14 +7,15 @@
 //! them from there.
 //!
 //! - [`routes`]: every route, registered by [`routes::configure`]; one file per resource.
-//! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) extractors.
-//! - [`extract`]: body and path extractors that always fail with TMI's JSON errors.
+//! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) identities.
+//! - [`extract`]: body, path and caller extractors that always fail with TMI's JSON errors.
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
 //! - [`addon_rules`]: TMI's add-on rules: create-time fields and parameter declarations, invocation data.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`dev_token`]: the `dev-token` command, minting bearer tokens for a development stack.
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type answered to clients.
+//! - [`state`]: [`AppState`], what every handler shares (re-exported here).
 //!
 //! [`run`] serves until its token is cancelled, then stops accepting and lets in-flight requests finish
 //! within `shutdown.grace_period_secs`.
@@ -27,66 +28,20 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;
+pub mod state;
 pub mod url_policy;
 
+pub use state::AppState;
+
 use std::net::TcpListener;
-use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use delivery_model::store::Store;
-use delivery_model::store::addons::InvocationLimits;
-use service_common::config::{QuotaSettings, Settings};
+use service_common::config::Settings;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
 use crate::error::RunError;
-use crate::metrics::ApiMetrics;
-use crate::url_policy::UrlPolicy;
-
-/// What every handler shares. Built once; handlers get it as `web::Data<AppState>`.
-pub struct AppState {
-    pub store: Store,
-    pub auth: Authenticator,
-    pub url_policy: UrlPolicy,
-    pub metrics: Arc<ApiMetrics>,
-    /// Request bodies larger than this are refused with 413.
-    pub max_body_bytes: usize,
-    /// The scope that lets a non-admin caller use `POST /events`.
-    pub events_scope: String,
-    /// Per-invoker limits of `POST /addons/{id}/invoke` (`[addons]`), unless the invoker has an override.
-    pub addon_limits: InvocationLimits,
-    /// Per-owner webhook quotas (`[quotas]`), unless the owner has an override.
-    pub quota_defaults: QuotaSettings,
-}
-
-impl AppState {
-    /// Prepares the state from the settings.
-    ///
-    /// # Errors
-    /// Unusable `[auth]` key material, or a metrics registration failure.
-    pub fn new(settings: &Settings, store: Store) -> Result<Self, RunError> {
-        Ok(Self {
-            store,
-            auth: Authenticator::from_settings(&settings.auth)?,
-            url_policy: UrlPolicy::new(
-                settings.outbound.allow_http_targets,
-                &settings.subscriptions.deny_globs,
-                &settings.subscriptions.deny_regexes,
-            ),
-            metrics: Arc::new(ApiMetrics::new()?),
-            max_body_bytes: settings.api.max_body_bytes,
-            events_scope: settings.auth.events_scope.clone(),
-            addon_limits: InvocationLimits {
-                max_active: settings.addons.max_active_invocations,
-                max_per_hour: settings.addons.max_invocations_per_hour,
-                dedup_window: Duration::from_secs(settings.addons.dedup_window_secs),
-            },
-            quota_defaults: settings.quotas.clone(),
-        })
-    }
-}
 
 /// Builds the server. A plain function so that the (`!Send`) builder never lives in [`run`]'s future, which
 /// a caller may spawn on any thread.

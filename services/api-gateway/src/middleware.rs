@@ -17,8 +17,8 @@ use actix_web::web;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::metrics::UNMATCHED_ROUTE;
+use crate::state::AppState;
 
 /// The request-id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");

@@ -38,80 +38,12 @@ use crate::error::Result;
 use crate::lease::Lease;
 use crate::lifecycle::{Verdict, due_for_deletion, verdict};
 use crate::metrics::Metrics;
+// The metric label enums live in `metrics` (which needs nothing from here); re-exported at their old path.
+pub use crate::metrics::{Action, CycleEnd};
 use crate::state::{IndexPass, START, WalkState};
 
 /// Subscriptions read at once within a chunk.
 const READ_CONCURRENCY: usize = 32;
-
-/// What cleanup changes; the `action` label of `hookline_cleanup_items_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// An `in_progress` delivery without callbacks became `failed`.
-    StaleFailed,
-    /// An index member whose record had expired was removed.
-    IndexPruned,
-    /// An idle subscription became `pending_delete`.
-    IdlePendingDelete,
-    /// A broken subscription became `pending_delete`.
-    BrokenPendingDelete,
-    /// A `pending_delete` subscription was deleted.
-    SubscriptionDeleted,
-    /// An acknowledged stream entry was trimmed.
-    StreamTrimmed,
-}
-
-impl Action {
-    pub const ALL: [Action; 6] = [
-        Action::StaleFailed,
-        Action::IndexPruned,
-        Action::IdlePendingDelete,
-        Action::BrokenPendingDelete,
-        Action::SubscriptionDeleted,
-        Action::StreamTrimmed,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Action::StaleFailed => "stale_failed",
-            Action::IndexPruned => "index_pruned",
-            Action::IdlePendingDelete => "idle_pending_delete",
-            Action::BrokenPendingDelete => "broken_pending_delete",
-            Action::SubscriptionDeleted => "subscription_deleted",
-            Action::StreamTrimmed => "stream_trimmed",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// How a cycle ended; the `outcome` label of `hookline_cleanup_cycles_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CycleEnd {
-    Completed,
-    Interrupted,
-    LeaseBusy,
-    Failed,
-}
-
-impl CycleEnd {
-    pub const ALL: [CycleEnd; 4] = [
-        CycleEnd::Completed,
-        CycleEnd::Interrupted,
-        CycleEnd::LeaseBusy,
-        CycleEnd::Failed,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CycleEnd::Completed => "completed",
-            CycleEnd::Interrupted => "interrupted",
-            CycleEnd::LeaseBusy => "lease_busy",
-            CycleEnd::Failed => "failed",
-        }
-    }
-}
 
 /// The steps of a cycle, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -590,17 +522,6 @@ enum Run {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn action_labels_are_distinct_and_indexed_in_order() {
-        for (i, a) in Action::ALL.into_iter().enumerate() {
-            assert_eq!(a.index(), i);
-        }
-        let mut labels: Vec<_> = Action::ALL.iter().map(|a| a.label()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels.len(), Action::ALL.len());
-    }
 
     #[test]
     fn only_the_loop_has_a_chunk_budget() {

@@ -7,7 +7,8 @@
 //! - [`lifecycle`]: TMI's idle/broken/deletion rules as pure decisions.
 //! - [`state`]: where the walks stand between cycles (kept in Redis, so any replica resumes them).
 //! - [`config`]: the `[cleanup]` settings, typed.
-//! - [`metrics`]: this service's Prometheus metrics.
+//! - [`metrics`]: this service's Prometheus metrics and their label values ([`Action`](metrics::Action),
+//!   [`CycleEnd`](metrics::CycleEnd)).
 //! - [`error`]: why a cycle failed.
 //!
 //! [`run`] loops until shutdown, pacing itself like svix's `expired_message_cleaner`: when a cycle stopped

@@ -1,9 +1,79 @@
 //! Prometheus metrics of the cleanup service. Each doc comment is the metric's HELP text. Labels stay
-//! bounded: the six actions and four cycle outcomes.
+//! bounded: the six actions ([`Action`]) and four cycle outcomes ([`CycleEnd`]), both defined here so that
+//! this module depends on no other (the cycle and the lease report through it).
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::cycle::{Action, CycleEnd};
+/// What cleanup changes; the `action` label of `hookline_cleanup_items_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// An `in_progress` delivery without callbacks became `failed`.
+    StaleFailed,
+    /// An index member whose record had expired was removed.
+    IndexPruned,
+    /// An idle subscription became `pending_delete`.
+    IdlePendingDelete,
+    /// A broken subscription became `pending_delete`.
+    BrokenPendingDelete,
+    /// A `pending_delete` subscription was deleted.
+    SubscriptionDeleted,
+    /// An acknowledged stream entry was trimmed.
+    StreamTrimmed,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::StaleFailed,
+        Action::IndexPruned,
+        Action::IdlePendingDelete,
+        Action::BrokenPendingDelete,
+        Action::SubscriptionDeleted,
+        Action::StreamTrimmed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::StaleFailed => "stale_failed",
+            Action::IndexPruned => "index_pruned",
+            Action::IdlePendingDelete => "idle_pending_delete",
+            Action::BrokenPendingDelete => "broken_pending_delete",
+            Action::SubscriptionDeleted => "subscription_deleted",
+            Action::StreamTrimmed => "stream_trimmed",
+        }
+    }
+
+    /// The slot of this action in a cycle report's counts.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a cycle ended; the `outcome` label of `hookline_cleanup_cycles_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CycleEnd {
+    Completed,
+    Interrupted,
+    LeaseBusy,
+    Failed,
+}
+
+impl CycleEnd {
+    pub const ALL: [CycleEnd; 4] = [
+        CycleEnd::Completed,
+        CycleEnd::Interrupted,
+        CycleEnd::LeaseBusy,
+        CycleEnd::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CycleEnd::Completed => "completed",
+            CycleEnd::Interrupted => "interrupted",
+            CycleEnd::LeaseBusy => "lease_busy",
+            CycleEnd::Failed => "failed",
+        }
+    }
+}
 
 /// All metrics of this service.
 #[derive(Clone)]
@@ -78,5 +148,21 @@ impl Metrics {
 
     pub(crate) fn cycle_ended(&self, end: CycleEnd) {
         self.cycles.with_label_values(&[end.label()]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_labels_are_distinct_and_indexed_in_order() {
+        for (i, a) in Action::ALL.into_iter().enumerate() {
+            assert_eq!(a.index(), i);
+        }
+        let mut labels: Vec<_> = Action::ALL.iter().map(|a| a.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Action::ALL.len());
     }
 }

@@ -24,12 +24,12 @@ use delivery_model::time::{format_micros, now_micros};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{DeliveryIdPath, WebhookIdPath};
 use crate::routes::ListQuery;
 use crate::routes::subscriptions::PINNED_URL;
+use crate::state::AppState;
 
 /// `User` principal of `invoked_by` (keys in Go's order). Hookline knows only what the token said.
 #[derive(Debug, Serialize)]

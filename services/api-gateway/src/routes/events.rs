@@ -13,9 +13,9 @@ use delivery_model::event::{ADDON_INVOKED, StreamEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// Longest accepted text field, in characters (TMI's bound on event type strings).
 const MAX_FIELD_CHARS: usize = 1000;

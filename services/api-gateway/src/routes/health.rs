@@ -8,8 +8,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult, STORE_RETRY_AFTER_SECS};
+use crate::state::AppState;
 
 /// Content type of the Prometheus text format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

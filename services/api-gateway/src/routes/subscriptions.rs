@@ -16,11 +16,11 @@ use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, OptionalJsonBody, WebhookIdPath, parse_uuid};
 use crate::routes::{ListQuery, quotas};
+use crate::state::AppState;
 use delivery_model::store::quotas::QuotaCreate;
 
 /// Shown instead of the URL of operator-pinned subscriptions.

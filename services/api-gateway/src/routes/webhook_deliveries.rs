@@ -27,10 +27,10 @@ use delivery_model::subscription::Subscription;
 use delivery_model::time::{format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{DELIVERY_ID_PARAM, DeliveryIdPath, JsonBytes, decode};
 use crate::routes::deliveries::DeliveryView;
+use crate::state::AppState;
 
 /// The signature header (TMI's name).
 pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
