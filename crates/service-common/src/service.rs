@@ -34,27 +34,57 @@ where
     F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    drive(service, Some(readiness), run).await
+}
+
+/// [`main`] for a service that serves `/healthz`, `/readyz` and `/metrics` itself (the api-gateway, on its
+/// API listener): no ops listener.
+///
+/// # Errors
+/// Start-up failures (configuration, Redis) and whatever `run` returns.
+pub async fn main_without_ops<F, Fut>(service: &'static str, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    drive(service, None::<fn(&Settings, &Store) -> ReadyCheck>, run).await
+}
+
+async fn drive<R, F, Fut>(service: &'static str, readiness: Option<R>, run: F) -> anyhow::Result<()>
+where
+    R: FnOnce(&Settings, &Store) -> ReadyCheck,
+    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let (settings, _telemetry) = startup::init(service)?;
     let store = redis::connect(&settings)
         .await
         .context("connecting to Redis")?;
     let token = shutdown::token();
     let registry = Registry::new();
-    let listener = ops::bind(settings.ops.listen, service)
-        .await
-        .context("binding the ops listener")?;
-    let ready = readiness(&settings, &store);
-    let ops_token = CancellationToken::new();
-    let ops_task = tokio::spawn(ops::serve(
-        listener,
-        registry.clone(),
-        ready,
-        ops_token.clone(),
-    ));
+    let ops = match readiness {
+        Some(readiness) => {
+            let listener = ops::bind(settings.ops.listen, service)
+                .await
+                .context("binding the ops listener")?;
+            let ready = readiness(&settings, &store);
+            let ops_token = CancellationToken::new();
+            let task = tokio::spawn(ops::serve(
+                listener,
+                registry.clone(),
+                ready,
+                ops_token.clone(),
+            ));
+            Some((task, ops_token))
+        }
+        None => None,
+    };
 
     let result = run(settings, store.clone(), registry, token).await;
-    ops_token.cancel();
-    let _ = ops_task.await;
+    if let Some((task, ops_token)) = ops {
+        ops_token.cancel();
+        let _ = task.await;
+    }
     store.quit().await;
     tracing::info!("stopped");
     result

@@ -17,7 +17,7 @@
 //! - [`error`]: [`ApiError`](error::ApiError), the one error type answered to clients.
 //! - [`state`]: [`AppState`], what every handler shares (re-exported here).
 //!
-//! [`run`] serves until its token is cancelled, then stops accepting and lets in-flight requests finish
+//! [`run`] (the entry every service shares) binds `api.listen` and calls [`run_on`], which serves until its token is cancelled, then stops accepting and lets in-flight requests finish
 //! within `shutdown.grace_period_secs`.
 
 pub mod addon_rules;
@@ -34,6 +34,9 @@ pub mod url_policy;
 pub use state::AppState;
 
 use std::net::TcpListener;
+
+use anyhow::Context as _;
+use prometheus::Registry;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -62,6 +65,28 @@ fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io
     Ok(server.listen(listener)?.run())
 }
 
+/// The service's name in logs.
+pub const SERVICE: &str = "api-gateway";
+
+/// The entry every service shares: binds `api.listen` (logging `listening` with the bound address, which
+/// the e2e harness reads) and serves the API there with [`run_on`]. `/healthz`, `/readyz` and `/metrics`
+/// (rendering `registry`) are API routes, so the gateway has no separate ops listener.
+///
+/// # Errors
+/// The address cannot be bound, or what [`run_on`] returns.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.api.listen)
+        .with_context(|| format!("binding api.listen {}", settings.api.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, kind = "api", "listening");
+    Ok(run_on(settings, store, registry, listener, shutdown).await?)
+}
+
 /// Serves the API on `listener` until `token` is cancelled, then drains: no new connections are accepted
 /// and in-flight requests get up to `shutdown.grace_period_secs` to finish.
 ///
@@ -70,13 +95,18 @@ fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io
 ///
 /// # Errors
 /// Unusable `[auth]` settings, or the listener cannot be served.
-pub async fn run(
+pub async fn run_on(
     settings: Settings,
     store: Store,
+    registry: Registry,
     listener: TcpListener,
     token: CancellationToken,
 ) -> Result<(), RunError> {
-    let server = serve(&settings, AppState::new(&settings, store)?, listener)?;
+    let server = serve(
+        &settings,
+        AppState::new(&settings, store, registry)?,
+        listener,
+    )?;
     let handle = server.handle();
     let stopper = tokio::spawn(async move {
         token.cancelled().await;

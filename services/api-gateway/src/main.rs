@@ -1,7 +1,7 @@
 //! The `api-gateway` binary.
 //!
-//! - `api-gateway` (no command): configuration, telemetry, Redis, listener, then [`api_gateway::run`] until
-//!   SIGTERM/SIGINT.
+//! - `api-gateway` (no command): [`api_gateway::run`] behind the front door every service shares
+//!   (`service_common::service`), until SIGTERM/SIGINT.
 //! - `api-gateway dev-token [--admin] …`: prints a bearer token for a development stack (`make token`).
 
 use anyhow::Context as _;
@@ -89,17 +89,5 @@ fn main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    let (settings, _telemetry) = service_common::startup::init("api-gateway")?;
-    let token = service_common::shutdown::token();
-    let store = service_common::redis::connect(&settings)
-        .await
-        .context("connecting to Redis")?;
-    let listener = std::net::TcpListener::bind(settings.api.listen)
-        .with_context(|| format!("binding api.listen {}", settings.api.listen))?;
-    let local = listener.local_addr()?;
-    // The e2e harness reads this line to learn the port.
-    tracing::info!(addr = %local, kind = "api", "listening");
-    let result = api_gateway::run(settings, store.clone(), listener, token).await;
-    store.quit().await;
-    result.map_err(Into::into)
+    service_common::service::main_without_ops(api_gateway::SERVICE, api_gateway::run).await
 }

@@ -33,12 +33,12 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
-    /// Creates and registers every metric.
+    /// Creates every metric and registers it in `registry` (which `/metrics` renders).
     ///
     /// # Errors
-    /// Only on a duplicate or malformed metric name (a bug caught by the unit test).
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+    /// A duplicate or malformed metric name (a bug caught by the unit test), or a registry that already
+    /// holds these metrics.
+    pub fn register(registry: Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new(
                 "hookline_api_requests_total",
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn registers_and_renders() {
-        let m = ApiMetrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let m = ApiMetrics::register(Registry::new()).unwrap_or_else(|e| panic!("{e}"));
         m.observe_request("GET", "/healthz", 200, Duration::from_millis(3));
         m.observe_request("BREW", "/healthz", 503, Duration::from_millis(3));
         let text = service_common::ops::render_metrics(m.registry());

@@ -4,6 +4,7 @@
 //! ([`extract`](crate::extract), [`middleware`](crate::middleware)) depend on this module and never on the
 //! crate root; it depends only on the pieces it holds.
 
+use prometheus::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ impl AppState {
     ///
     /// # Errors
     /// Unusable `[auth]` key material, or a metrics registration failure.
-    pub fn new(settings: &Settings, store: Store) -> Result<Self, RunError> {
+    pub fn new(settings: &Settings, store: Store, registry: Registry) -> Result<Self, RunError> {
         Ok(Self {
             store,
             auth: Authenticator::from_settings(&settings.auth)?,
@@ -46,7 +47,7 @@ impl AppState {
                 &settings.subscriptions.deny_globs,
                 &settings.subscriptions.deny_regexes,
             ),
-            metrics: Arc::new(ApiMetrics::new()?),
+            metrics: Arc::new(ApiMetrics::register(registry)?),
             max_body_bytes: settings.api.max_body_bytes,
             events_scope: settings.auth.events_scope.clone(),
             addon_limits: InvocationLimits {

@@ -11,10 +11,11 @@
 //!   [`CycleEnd`](metrics::CycleEnd)).
 //! - [`error`]: why a cycle failed.
 //!
-//! [`run`] loops until shutdown, pacing itself like svix's `expired_message_cleaner`: when a cycle stopped
-//! with work left it starts the next at once, when it caught up it idles for `[cleanup] interval_ms`, after
-//! an error it naps for `[cleanup] error_pause_ms`. [`run_once`] runs a single cycle to completion for
-//! `cleanup --once` (a Kubernetes CronJob).
+//! [`run`] (the entry every service shares) loops until shutdown with [`cycles`], pacing itself like svix's
+//! `expired_message_cleaner`: when a cycle stopped with work left it starts the next at once, when it caught
+//! up it idles for `[cleanup] interval_ms`, after an error it naps for `[cleanup] error_pause_ms`.
+//! [`run_once`] runs a single cycle to completion with [`once`], for `cleanup --once` (a Kubernetes
+//! CronJob).
 
 pub mod config;
 pub mod cycle;
@@ -27,12 +28,83 @@ pub mod state;
 use std::time::{Duration, Instant};
 
 use delivery_model::store::Store;
+use prometheus::Registry;
+use service_common::config::Settings;
+use service_common::ops::{self, ReadyCheck};
 use service_common::shutdown;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CleanupConfig;
+use crate::config::{CleanupConfig, risky_settings};
 use crate::cycle::{Budget, Cleaner, CycleOutcome, CycleReport};
 use crate::metrics::Metrics;
+
+/// The service's name in logs and metrics.
+pub const SERVICE: &str = "cleanup";
+
+/// `/readyz`: Redis answers (cleanup reads no consumer group).
+pub fn readiness(_settings: &Settings, store: &Store) -> ReadyCheck {
+    ops::redis_ready(store.clone())
+}
+
+/// The service's loop: warns about risky settings, then runs [`cycles`] until `shutdown` is cancelled.
+///
+/// # Errors
+/// Metrics registered twice in `registry`.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for warning in risky_settings(&settings) {
+        tracing::warn!("{warning}");
+    }
+    let metrics = Metrics::register(&registry)?;
+    cycles(
+        CleanupConfig::from_settings(&settings),
+        store,
+        metrics,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// `cleanup --once`: one cycle with [`once`], its outcome logged.
+///
+/// # Errors
+/// The cycle failed or was interrupted before it completed (a CronJob then reports a failed run).
+pub async fn run_once(
+    settings: Settings,
+    store: Store,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for warning in risky_settings(&settings) {
+        tracing::warn!("{warning}");
+    }
+    let metrics = Metrics::register(&registry)?;
+    let cfg = CleanupConfig::from_settings(&settings);
+    match once(cfg, store, metrics, shutdown).await {
+        Ok(OnceOutcome::Completed(report)) => {
+            tracing::info!(
+                duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+                "cleanup cycle completed"
+            );
+            Ok(())
+        }
+        Ok(OnceOutcome::LeaseHeldElsewhere) => {
+            tracing::info!(
+                "another cleanup replica kept the lease throughout; it is doing the work"
+            );
+            Ok(())
+        }
+        Ok(OnceOutcome::Interrupted) => {
+            Err(anyhow::anyhow!("interrupted before the cycle completed"))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cleanup cycle failed")),
+    }
+}
 
 /// How often `--once` retries a lease held by another replica, until one lease TTL has passed.
 const LEASE_POLL: Duration = Duration::from_millis(500);
@@ -61,7 +133,7 @@ pub fn pace(result: &error::Result<CycleOutcome>) -> Pace {
 
 /// Runs cycles until `token` is cancelled. A cycle in progress stops after the chunk in hand, saves where it
 /// stands and releases the lease.
-pub async fn run(cfg: CleanupConfig, store: Store, metrics: Metrics, token: CancellationToken) {
+pub async fn cycles(cfg: CleanupConfig, store: Store, metrics: Metrics, token: CancellationToken) {
     tracing::info!(
         replica = %cfg.replica,
         interval_ms = u64::try_from(cfg.interval.as_millis()).unwrap_or(u64::MAX),
@@ -103,7 +175,7 @@ pub enum OnceOutcome {
 ///
 /// # Errors
 /// The cycle failed (Redis failure, lost lease).
-pub async fn run_once(
+pub async fn once(
     cfg: CleanupConfig,
     store: Store,
     metrics: Metrics,

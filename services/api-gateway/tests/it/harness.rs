@@ -102,9 +102,10 @@ impl TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let token = CancellationToken::new();
-        let server = tokio::spawn(api_gateway::run(
+        let server = tokio::spawn(api_gateway::run_on(
             settings,
             store.clone(),
+            prometheus::Registry::new(),
             listener,
             token.clone(),
         ));
