@@ -315,7 +315,7 @@ async fn check_outcome(case: OutcomeCase) {
 
     let name = outcome.name();
     assert_eq!(r, FinishResult::Written, "{name}");
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    let got = ctx.stored_delivery(rec.id).await;
     assert_eq!(
         (got.status, got.attempts, got.next_retry_at),
         (case.status, case.attempts, at),
@@ -362,7 +362,7 @@ async fn check_outcome(case: OutcomeCase) {
         .into_iter()
         .collect();
     assert_eq!(ctx.zall(&k.scheduled()).await, scheduled, "{name}");
-    let s = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    let s = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (s.publication_failures, s.last_successful_use),
         (case.failures_after, case.success.then_some(written)),
@@ -443,12 +443,7 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
         "the entry stays for B"
     );
     assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_successful_use,
+        ctx.stored_subscription(sub.id).await.last_successful_use,
         None
     );
     // A fenced retry schedules nothing either.
@@ -472,7 +467,7 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
     )
     .await;
     assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    let got = ctx.stored_delivery(rec.id).await;
     assert_eq!((got.status, got.attempts), (DeliveryStatus::Delivered, 1));
     assert!(entry_gone(&ctx, &entry).await);
 }
@@ -509,7 +504,7 @@ async fn a_callback_that_came_first_supersedes_the_outcome_but_the_attempt_count
         let r = finish(&ctx, &rec, "A", &entry, &outcome, now + SEC).await;
 
         assert_eq!(r, FinishResult::Superseded, "{outcome:?}");
-        let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+        let got = ctx.stored_delivery(rec.id).await;
         assert_eq!(
             (got.status, got.attempts),
             (DeliveryStatus::Delivered, attempts),
@@ -718,30 +713,15 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
             FinishResult::Written
         ]
     );
-    let r0 = ctx
-        .store
-        .get_delivery(items[0].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r0 = ctx.stored_delivery(items[0].0.id).await;
     assert_eq!((r0.status, r0.attempts), (DeliveryStatus::Delivered, 1));
-    let r1 = ctx
-        .store
-        .get_delivery(items[1].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r1 = ctx.stored_delivery(items[1].0.id).await;
     assert_eq!(
         (r1.status, r1.attempts),
         (DeliveryStatus::Pending, 0),
         "a fenced item writes nothing"
     );
-    let r2 = ctx
-        .store
-        .get_delivery(items[2].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r2 = ctx.stored_delivery(items[2].0.id).await;
     assert_eq!(
         (r2.status, r2.attempts, r2.next_retry_at),
         (DeliveryStatus::Pending, 1, Some(at))

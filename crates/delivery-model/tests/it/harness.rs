@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
-use delivery_model::ids::DeliveryId;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::store::BeginAttempt;
@@ -57,6 +57,16 @@ impl DerefMut for Ctx {
 impl Ctx {
     pub async fn start() -> Self {
         Self(StoreFixture::start().await)
+    }
+
+    /// The stored subscription `id`, which must exist.
+    pub async fn stored_subscription(&self, id: SubscriptionId) -> Subscription {
+        self.store.get_subscription(id).await.unwrap().unwrap()
+    }
+
+    /// The stored delivery `id`, which must exist.
+    pub async fn stored_delivery(&self, id: DeliveryId) -> DeliveryRecord {
+        self.store.get_delivery(id).await.unwrap().unwrap()
     }
 
     // ---- setup -------------------------------------------------------------------------------------------
