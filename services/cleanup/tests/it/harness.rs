@@ -15,6 +15,7 @@ use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use test_support::store::StoreFixture;
+use test_support::wait;
 use tokio_util::sync::CancellationToken;
 
 pub const LONG_TTL: Duration = Duration::from_secs(4 * 3600);
@@ -93,6 +94,23 @@ impl Ctx {
             CycleOutcome::Completed(r) => r,
             other => panic!("cycle did not complete: {other:?}"),
         }
+    }
+
+    /// Waits until the records `ids` (stored with a short TTL) have expired.
+    pub async fn wait_expired(&self, ids: &[DeliveryId]) {
+        wait::until(
+            "the short-lived records expire",
+            Duration::from_secs(10),
+            || async {
+                for id in ids {
+                    if self.exists(&self.k().delivery(*id)).await {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await;
     }
 
     pub async fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {
