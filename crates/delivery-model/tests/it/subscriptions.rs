@@ -2,13 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use delivery_model::ids::SubscriptionId;
 use delivery_model::queue::QueueMessage;
 use delivery_model::store::ChallengeFailure;
 use delivery_model::subscription::SubscriptionStatus::{
     Active, PendingDelete, PendingVerification,
 };
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
-use delivery_model::time::now_micros;
+use delivery_model::time::{Micros, now_micros};
 
 use crate::harness::{Ctx, ms, subscription};
 
@@ -32,6 +33,22 @@ async fn assert_moved(
     assert!(in_status(ctx, from).await.is_empty(), "{from} index");
     assert_eq!(in_status(ctx, to).await, ids(&[sub]), "{to} index");
 }
+
+/// A failed challenge of `id` reported at `now`, out of [`MAX_CHALLENGES`], the next due at `due_ms`.
+async fn challenge_failed(
+    ctx: &Ctx,
+    id: SubscriptionId,
+    due_ms: i64,
+    now: Micros,
+) -> ChallengeFailure {
+    ctx.store
+        .challenge_failed(id, MAX_CHALLENGES, due_ms, now)
+        .await
+        .unwrap()
+}
+
+/// The challenges a subscription gets before it is given up.
+const MAX_CHALLENGES: u32 = 3;
 
 async fn match_ids(ctx: &Ctx, event: &str) -> BTreeSet<String> {
     ctx.store
@@ -310,10 +327,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
     // failure, as in a real run.
     for (sent, due) in [(1, 1_000), (2, 2_000)] {
         assert_eq!(
-            ctx.store
-                .challenge_failed(sub.id, 3, due, now)
-                .await
-                .unwrap(),
+            challenge_failed(&ctx, sub.id, due, now).await,
             ChallengeFailure::Retry
         );
         assert_eq!(
@@ -330,10 +344,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
 
     // The third failure is the last: no further challenge is scheduled.
     assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 3_000, now + 1)
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, sub.id, 3_000, now + 1).await,
         ChallengeFailure::Exhausted
     );
     assert!(ctx.zall(&k.scheduled()).await.is_empty());
@@ -346,10 +357,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
 
     // Once out of pending_verification, a late failure report changes nothing.
     assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 4_000, now + 2)
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, sub.id, 4_000, now + 2).await,
         ChallengeFailure::Gone
     );
     assert_eq!(ctx.stored_subscription(sub.id).await.challenges_sent, 3);
@@ -363,10 +371,7 @@ async fn challenge_failure_on_an_active_or_missing_subscription_is_gone() {
     let before = ctx.stored_subscription(active.id).await;
 
     assert_eq!(
-        ctx.store
-            .challenge_failed(active.id, 3, 1_000, now_micros())
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, active.id, 1_000, now_micros()).await,
         ChallengeFailure::Gone
     );
     assert_eq!(ctx.stored_subscription(active.id).await, before);
@@ -374,10 +379,7 @@ async fn challenge_failure_on_an_active_or_missing_subscription_is_gone() {
 
     let ghost = subscription(PendingVerification, &["*"]);
     assert_eq!(
-        ctx.store
-            .challenge_failed(ghost.id, 3, 1_000, now_micros())
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, ghost.id, 1_000, now_micros()).await,
         ChallengeFailure::Gone
     );
     assert!(!ctx.exists(&ctx.k().subscription(ghost.id)).await);
