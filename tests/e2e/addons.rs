@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use test_support::receiver::Receiver;
 use test_support::{auth, wait};
 
-use crate::harness::{SECRET, Stack, WAIT, user, verified_jwt_claims};
+use crate::harness::{SECRET, Stack, WAIT, parse_id, user, verified_jwt_claims};
 
 const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
 const OTHER_TM: &str = "0f6c0000-0000-4000-8000-000000000002";
@@ -537,16 +537,9 @@ async fn active_and_hourly_limits_per_invoker() {
 
     // TMI's keys, so TMI's tooling can clear them; the refused calls wrote none of them.
     let redis = stack.redis_client().await;
+    let k = stack.keys();
     let members: Vec<String> = redis
-        .zrange(
-            "addon:ratelimit:hour:carol",
-            0,
-            -1,
-            None,
-            false,
-            None,
-            false,
-        )
+        .zrange(k.addon_hourly("carol"), 0, -1, None, false, None, false)
         .await
         .expect("zrange");
     assert_eq!(members.len(), 3, "{members:?}");
@@ -556,22 +549,22 @@ async fn active_and_hourly_limits_per_invoker() {
             .is_some_and(|(s, n)| s.len() == 10 && n.len() >= 19)),
         "{members:?}"
     );
-    let ttl: i64 = redis.ttl("addon:ratelimit:hour:carol").await.expect("ttl");
+    let ttl: i64 = redis.ttl(k.addon_hourly("carol")).await.expect("ttl");
     assert!((3600..=3660).contains(&ttl), "{ttl}");
     let dedup_ttl: i64 = redis
-        .ttl(format!("addon:dedup:{}:carol", addons[2]))
+        .ttl(k.addon_dedup(parse_id(&addons[2]), "carol"))
         .await
         .expect("ttl");
     assert!((1..=5).contains(&dedup_ttl), "{dedup_ttl}");
     assert!(
         !redis
-            .exists::<bool, _>(format!("addon:dedup:{}:carol", addons[3]))
+            .exists::<bool, _>(k.addon_dedup(parse_id(&addons[3]), "carol"))
             .await
             .expect("exists")
     );
     // Only the invocation still in progress remains in the active set (the others were pruned).
     let active: Vec<String> = redis
-        .zrange("addon:active:carol", 0, -1, None, false, None, false)
+        .zrange(k.addon_active("carol"), 0, -1, None, false, None, false)
         .await
         .expect("zrange");
     assert_eq!(active, [d3.body["delivery_id"].as_str().expect("id")]);
@@ -669,11 +662,12 @@ async fn active_invocations_block_delete_and_a_subscription_delete_takes_its_add
         .await;
     assert_eq!(list["total"], 0);
     let redis = stack.redis_client().await;
+    let k = stack.keys();
     for key in [
-        format!("webhook:addons:subscription:{sub}"),
-        format!("webhook:addons:tm:{TM}"),
-        "webhook:addons".to_owned(),
-        format!("webhook:addon:{a2}"),
+        k.addons_by_subscription(sub),
+        k.addons_by_threat_model(TM),
+        k.addons_all(),
+        k.addon(parse_id(&a2)),
     ] {
         assert!(
             !redis.exists::<bool, _>(&key).await.expect("exists"),

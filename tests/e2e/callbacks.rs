@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use test_support::receiver::{Receiver, Response, signature};
 use test_support::wait;
 
-use crate::harness::{Stack, WAIT, user};
+use crate::harness::{Stack, WAIT, parse_id, user};
 
 const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
 const NIL: &str = "00000000-0000-0000-0000-000000000000";
@@ -64,19 +64,18 @@ async fn async_receiver_reports_progress_then_completes() {
         })
         .await;
     let redis = stack.redis_client().await;
+    let k = stack.keys();
     let _: i64 = redis
-        .hset(
-            format!("webhook:subscription:{sub}"),
-            ("timeout_count", "3"),
-        )
+        .hset(k.subscription(sub), ("timeout_count", "3"))
         .await
         .expect("hset");
     let activity = |redis: &Client| {
         let redis = redis.clone();
         let d = d.clone();
+        let key = k.deliveries_activity();
         async move {
             redis
-                .zscore::<Option<f64>, _, _>("webhook:deliveries:activity", d)
+                .zscore::<Option<f64>, _, _>(key, d)
                 .await
                 .expect("zscore")
         }
@@ -223,24 +222,21 @@ async fn async_receiver_reports_progress_then_completes() {
         "a terminal delivery leaves the activity set"
     );
     let in_delivered: Option<f64> = redis
-        .zscore("webhook:deliveries:status:delivered", &d)
+        .zscore(k.deliveries_by_status(DeliveryStatus::Delivered), &d)
         .await
         .expect("zscore");
     let in_progress: Option<f64> = redis
-        .zscore("webhook:deliveries:status:in_progress", &d)
+        .zscore(k.deliveries_by_status(DeliveryStatus::InProgress), &d)
         .await
         .expect("zscore");
     assert_eq!(
         (in_delivered.map(|s| s as i64), in_progress),
         (Some(r.created_at / 1000), None)
     );
-    let ttl: i64 = redis
-        .ttl(format!("webhook:delivery:{d}"))
-        .await
-        .expect("ttl");
+    let ttl: i64 = redis.ttl(k.delivery(parse_id(&d))).await.expect("ttl");
     assert!(ttl > 4 * 3600, "terminal TTL: {ttl}");
     let timeouts: String = redis
-        .hget(format!("webhook:subscription:{sub}"), "timeout_count")
+        .hget(k.subscription(sub), "timeout_count")
         .await
         .expect("hget");
     assert_eq!(
@@ -314,7 +310,7 @@ async fn completed_before_the_async_answer_stays_delivered() {
     );
     let redis = stack.redis_client().await;
     let tracked: Option<f64> = redis
-        .zscore("webhook:deliveries:activity", &d)
+        .zscore(stack.keys().deliveries_activity(), &d)
         .await
         .expect("zscore");
     assert_eq!(tracked, None, "never left in progress for cleanup to fail");
@@ -637,22 +633,25 @@ async fn admin_list_filters_paginate_from_the_indexes_with_honest_totals() {
 
     // A record that expired while still indexed: not shown, not counted, and unindexed on the way.
     let redis = stack.redis_client().await;
+    let k = stack.keys();
     let _: i64 = redis
-        .del(format!("webhook:delivery:{}", invoked[0]))
+        .del(k.delivery(parse_id(&invoked[0])))
         .await
         .expect("del");
     let (ids, total, _) = list("?event_type=addon.invoked".into()).await;
     assert_eq!((ids, total), (invoked[1..].to_vec(), 2));
     let left: Option<f64> = redis
-        .zscore("webhook:deliveries:event:addon.invoked", &invoked[0])
+        .zscore(k.deliveries_by_event("addon.invoked"), &invoked[0])
         .await
         .expect("zscore");
     assert_eq!(left, None);
     let (ids, total, _) = list(format!("?addon_id={addon}&status=delivered")).await;
     assert_eq!((ids, total), (invoked[1..].to_vec(), 2));
-    let tmp: Vec<String> = redis
-        .custom(fred::cmd!("KEYS"), vec!["hookline:tmp:*"])
-        .await
-        .expect("keys");
-    assert!(tmp.is_empty(), "temporary keys left: {tmp:?}");
+    for pattern in [k.delivery_query_tmp("*"), k.addon_query_tmp("*")] {
+        let tmp: Vec<String> = redis
+            .custom(fred::cmd!("KEYS"), vec![pattern])
+            .await
+            .expect("keys");
+        assert!(tmp.is_empty(), "temporary keys left: {tmp:?}");
+    }
 }

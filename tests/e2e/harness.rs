@@ -1,10 +1,12 @@
 //! One harness for every scenario: a private Redis, the services, a client for the API and the store.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::keys::Keyspace;
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use serde_json::{Value, json};
@@ -370,6 +372,11 @@ impl Stack {
         .await
     }
 
+    /// The key names the services use (their store and this one share the default, empty, prefix).
+    pub fn keys(&self) -> &Keyspace {
+        self.store.keys()
+    }
+
     /// A plain client on this stack's Redis, to read (or break) what the services wrote.
     pub async fn redis_client(&self) -> fred::prelude::Client {
         use fred::prelude::*;
@@ -379,6 +386,14 @@ impl Stack {
         client.init().await.expect("redis init");
         client
     }
+}
+
+/// An id the API answered as a string, typed for a [`Keyspace`] builder.
+pub fn parse_id<T: FromStr>(id: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    id.parse().expect("an id the API answered")
 }
 
 /// The claims of an HS256 JWT, provided its signature verifies under `key`.

@@ -167,7 +167,7 @@ async fn per_minute_window_counts_successful_creates_only() {
     // TMI's key names, so TMI's test harness can clear them.
     let redis = stack.redis_client().await;
     let minute: u64 = redis
-        .zcard(format!("webhook:ratelimit:sub:minute:{OWNER}"))
+        .zcard(stack.keys().subscription_rate_minute(OWNER))
         .await
         .expect("zcard");
     assert_eq!(minute, 2, "two successful creates, nothing else");

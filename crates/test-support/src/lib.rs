@@ -1,6 +1,8 @@
 //! Test harness shared by every Hookline test: real parts, no mocks.
 //!
 //! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
+//! - [`store`]: a [`store::StoreFixture`] per test: a private redis-server, a store with a random key
+//!   prefix and a raw client; on drop it checks that no stream entry is left pending.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
 //! - [`auth`]: HS256 bearer tokens for administrators and ordinary users.
 //! - [`receiver`]: a fake webhook receiver (a real HTTP/1.1 server on loopback) that records requests and
@@ -19,4 +21,5 @@ pub mod postgres;
 pub mod receiver;
 pub mod redis;
 pub mod service;
+pub mod store;
 pub mod wait;

@@ -21,8 +21,15 @@
 //! assert!(got.iter().all(|r| r.verify_signature("the-secret")));
 //! # }
 //! ```
+//!
+//! - `request`: the contract's header names, the [`RecordedRequest`] and the expected [`signature`].
+//! - `script`: what the receiver answers ([`ChallengeMode`], scripted [`Response`]s, the default).
+//! - this module: the [`Receiver`] handle and its HTTP server.
 
-use std::collections::{HashMap, VecDeque};
+mod request;
+mod script;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,172 +41,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use ring::hmac;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// `X-Webhook-Event`: the event type of a request (`webhook.challenge` for challenges).
-pub const HEADER_EVENT: &str = "x-webhook-event";
-/// `X-Webhook-Delivery-Id`: the delivery a request carries (absent on challenges).
-pub const HEADER_DELIVERY_ID: &str = "x-webhook-delivery-id";
-/// `X-Webhook-Subscription-Id`: the subscription a request is for.
-pub const HEADER_SUBSCRIPTION_ID: &str = "x-webhook-subscription-id";
-/// `X-Webhook-Signature: sha256=<lowercase hex>`: HMAC-SHA256 of the body with the subscription secret.
-pub const HEADER_SIGNATURE: &str = "x-webhook-signature";
-/// `X-TMI-Callback`: `async` asks the sender to wait for status callbacks.
-pub const HEADER_CALLBACK: &str = "x-tmi-callback";
-/// The `X-Webhook-Event` value of verification challenges.
-pub const CHALLENGE_EVENT: &str = "webhook.challenge";
-
-/// How the receiver answers verification challenges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ChallengeMode {
-    /// 200 with `{"challenge": <the challenge from the request body>}`: verification passes.
-    #[default]
-    Echo,
-    /// 200 with an empty body: verification fails.
-    Ignore,
-    /// 200 with `{"challenge":"wrong-value"}`: verification fails.
-    Wrong,
-    /// This status with an empty body.
-    Status(u16),
-}
-
-/// A scripted answer to one delivery.
-#[derive(Clone, Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Extra response headers.
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
-    /// How long to wait before answering (the request is recorded on arrival, before the wait).
-    pub delay: Duration,
-}
-
-impl Default for Response {
-    fn default() -> Self {
-        Self {
-            status: 200,
-            headers: Vec::new(),
-            body: Bytes::new(),
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-impl Response {
-    /// An empty answer with `status`.
-    pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            ..Self::default()
-        }
-    }
-
-    /// Adds a response header.
-    #[must_use]
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Sets the body.
-    #[must_use]
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// Answers only after `delay`.
-    #[must_use]
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-}
-
-/// One request as the receiver got it.
-#[derive(Clone, Debug)]
-pub struct RecordedRequest {
-    pub method: String,
-    /// The URI path, without the query.
-    pub path: String,
-    pub query: Option<String>,
-    /// Header names lowercased, in arrival order (a repeated header appears once per value).
-    pub headers: Vec<(String, String)>,
-    /// The exact body bytes (what a signature covers).
-    pub body: Bytes,
-    /// When the request head and body had fully arrived.
-    pub received_at: Instant,
-}
-
-impl RecordedRequest {
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// `X-Webhook-Event`.
-    pub fn event(&self) -> Option<&str> {
-        self.header(HEADER_EVENT)
-    }
-
-    /// `X-Webhook-Delivery-Id`.
-    pub fn delivery_id(&self) -> Option<&str> {
-        self.header(HEADER_DELIVERY_ID)
-    }
-
-    /// `X-Webhook-Subscription-Id`.
-    pub fn subscription_id(&self) -> Option<&str> {
-        self.header(HEADER_SUBSCRIPTION_ID)
-    }
-
-    /// Whether this is a verification challenge.
-    pub fn is_challenge(&self) -> bool {
-        self.event() == Some(CHALLENGE_EVENT)
-    }
-
-    /// The body as text (lossy).
-    pub fn body_str(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON, when it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    /// Whether `X-Webhook-Signature` is `sha256=` followed by the lowercase hex HMAC-SHA256 of the exact body
-    /// bytes under `secret`.
-    pub fn verify_signature(&self, secret: &str) -> bool {
-        let Some(got) = self.header(HEADER_SIGNATURE) else {
-            return false;
-        };
-        got == signature(secret, &self.body)
-    }
-}
-
-/// `sha256=<lowercase hex HMAC-SHA256 of body under secret>`: the `X-Webhook-Signature` value a correct
-/// sender computes.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()))
-}
-
-/// What the receiver does, changed by the test through [`Receiver`]'s methods.
-struct Behaviour {
-    challenge: ChallengeMode,
-    /// Answers for the next deliveries, first in first out.
-    scripted: VecDeque<Response>,
-    default_status: u16,
-    /// Add `X-TMI-Callback: async` to default 200 answers.
-    callback_async: bool,
-    default_delay: Duration,
-}
+pub use request::{
+    CHALLENGE_EVENT, HEADER_CALLBACK, HEADER_DELIVERY_ID, HEADER_EVENT, HEADER_SIGNATURE,
+    HEADER_SUBSCRIPTION_ID, RecordedRequest, signature,
+};
+use script::{Behaviour, answer};
+pub use script::{ChallengeMode, Response};
 
 /// State shared between the [`Receiver`] handle and its connection tasks.
 struct Shared {
@@ -236,13 +87,7 @@ impl Receiver {
         #[expect(clippy::expect_used, reason = "test harness")]
         let addr = listener.local_addr().expect("receiver local addr");
         let shared = Arc::new(Shared {
-            behaviour: Mutex::new(Behaviour {
-                challenge: ChallengeMode::Echo,
-                scripted: VecDeque::new(),
-                default_status: 200,
-                callback_async: false,
-                default_delay: Duration::ZERO,
-            }),
+            behaviour: Mutex::new(Behaviour::default()),
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
         });
@@ -463,41 +308,6 @@ async fn handle(
         }
     }
     Ok(response)
-}
-
-/// Decides the answer to `req` (consuming a scripted response for deliveries).
-fn answer(b: &mut Behaviour, req: &RecordedRequest) -> Response {
-    if req.is_challenge() {
-        let json = |v: serde_json::Value| {
-            Response::status(200)
-                .header("content-type", "application/json")
-                .body(v.to_string())
-        };
-        return match b.challenge {
-            ChallengeMode::Echo => {
-                let challenge = req
-                    .json()
-                    .and_then(|v| {
-                        v.get("challenge")
-                            .and_then(|c| c.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_default();
-                json(serde_json::json!({ "challenge": challenge }))
-            }
-            ChallengeMode::Ignore => Response::status(200),
-            ChallengeMode::Wrong => json(serde_json::json!({ "challenge": "wrong-value" })),
-            ChallengeMode::Status(s) => Response::status(s),
-        };
-    }
-    if let Some(scripted) = b.scripted.pop_front() {
-        return scripted;
-    }
-    let mut r = Response::status(b.default_status).delay(b.default_delay);
-    if b.callback_async && b.default_status == 200 {
-        r = r.header(HEADER_CALLBACK, "async");
-    }
-    r
 }
 
 #[cfg(test)]

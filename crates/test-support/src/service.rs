@@ -23,171 +23,29 @@
 //! worker.restart().await;
 //! # }
 //! ```
+//!
+//! - `bin`: the [`ServiceBin`]s and where their executables are.
+//! - `output`: spawning the process and draining its pipes into the kept lines and listener addresses.
+//! - this module: the [`Service`] handle (start, restart, signals, logs).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+mod bin;
+mod output;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How many of the latest output lines each service keeps.
-pub const LOG_LINES: usize = 500;
+pub use bin::{BIN_DIR_ENV, ServiceBin, bin_dir};
+pub use output::LOG_LINES;
+use output::{ListenerKind, Output, lock, spawn};
+
 /// How long [`Service::start`] waits for the `listening` line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`Service::terminate`] waits for a graceful exit.
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The environment variable naming the directory that holds the binaries.
-pub const BIN_DIR_ENV: &str = "HOOKLINE_BIN_DIR";
-
-/// The `message` of the startup line that carries a listener's address.
-const LISTENING: &str = "listening";
-
-/// One of Hookline's four binaries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ServiceBin {
-    ApiGateway,
-    EventConsumer,
-    DeliveryWorker,
-    Cleanup,
-}
-
-impl ServiceBin {
-    /// The binary's file name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceBin::ApiGateway => "api-gateway",
-            ServiceBin::EventConsumer => "event-consumer",
-            ServiceBin::DeliveryWorker => "delivery-worker",
-            ServiceBin::Cleanup => "cleanup",
-        }
-    }
-
-    /// The `kind` of the listener whose `listening` line means "started": the gateway's API listener, the
-    /// others' ops (health and metrics) listener.
-    fn ready_kind(self) -> ListenerKind {
-        match self {
-            ServiceBin::ApiGateway => ListenerKind::Api,
-            _ => ListenerKind::Ops,
-        }
-    }
-
-    /// Where the binary is.
-    ///
-    /// # Panics
-    /// When it has not been built (or `HOOKLINE_BIN_DIR` points elsewhere).
-    pub fn path(self) -> PathBuf {
-        match locate(&bin_dir(), self) {
-            Ok(path) => path,
-            Err(msg) => panic!("{msg}"),
-        }
-    }
-}
-
-/// The path of `bin` in `dir`, or why it is not there.
-fn locate(dir: &Path, bin: ServiceBin) -> Result<PathBuf, String> {
-    let path = dir.join(format!("{}{}", bin.name(), std::env::consts::EXE_SUFFIX));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "service binary `{}` not found at {}: run `cargo build --workspace --bins` first \
-             (or set {BIN_DIR_ENV} to the directory holding the binaries)",
-            bin.name(),
-            path.display(),
-        ))
-    }
-}
-
-/// The directory holding the service binaries: `$HOOKLINE_BIN_DIR`, else `target/<profile>/` derived from the
-/// running test binary (which lives in `target/<profile>/deps/`).
-///
-/// # Panics
-/// When the test binary's own path is unknown.
-pub fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    #[expect(
-        clippy::expect_used,
-        reason = "test harness: the running test binary has a path"
-    )]
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    dir
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListenerKind {
-    Api,
-    Ops,
-}
-
-impl ListenerKind {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "api" => Some(ListenerKind::Api),
-            "ops" => Some(ListenerKind::Ops),
-            _ => None,
-        }
-    }
-}
-
-/// What the drain threads collect. One per [`Service`], kept across restarts.
-#[derive(Default)]
-struct Output {
-    lines: VecDeque<String>,
-    /// Bumped on every (re)start; a line from an older process never sets the current addresses.
-    generation: u64,
-    api: Option<SocketAddr>,
-    ops: Option<SocketAddr>,
-}
-
-impl Output {
-    fn push(&mut self, generation: u64, line: String) {
-        if generation == self.generation
-            && let Some((kind, addr)) = parse_listening(&line)
-        {
-            match kind {
-                ListenerKind::Api => self.api = Some(addr),
-                ListenerKind::Ops => self.ops = Some(addr),
-            }
-        }
-        if self.lines.len() == LOG_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(line);
-    }
-
-    fn addr(&self, kind: ListenerKind) -> Option<SocketAddr> {
-        match kind {
-            ListenerKind::Api => self.api,
-            ListenerKind::Ops => self.ops,
-        }
-    }
-}
-
-/// `{"message":"listening","addr":"127.0.0.1:41234","kind":"ops",…}` → (kind, addr).
-fn parse_listening(line: &str) -> Option<(ListenerKind, SocketAddr)> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("message")?.as_str()? != LISTENING {
-        return None;
-    }
-    let kind = ListenerKind::parse(v.get("kind")?.as_str()?)?;
-    let addr = v.get("addr")?.as_str()?.parse().ok()?;
-    Some((kind, addr))
-}
-
-// A poisoned lock only means a drain thread panicked; the lines it kept are still worth showing.
-fn lock(m: &Mutex<Output>) -> MutexGuard<'_, Output> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// A running (or stopped) service process. Killed with SIGKILL on drop if still running.
 pub struct Service {
@@ -506,113 +364,9 @@ impl Drop for Service {
     }
 }
 
-/// Spawns the process and one drain thread per pipe.
-fn spawn(
-    bin: ServiceBin,
-    path: &Path,
-    env: &[(String, String)],
-    output: &Arc<Mutex<Output>>,
-    generation: u64,
-) -> (Child, Vec<JoinHandle<()>>) {
-    let mut cmd = Command::new(path);
-    cmd.env_clear();
-    if let Some(search) = std::env::var_os("PATH") {
-        cmd.env("PATH", search);
-    }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut attempts = 0;
-    let mut child = loop {
-        match cmd.spawn() {
-            Ok(c) => break c,
-            // A binary just written (a fresh build, or a test's script) can be briefly held open for writing by
-            // a process forked meanwhile; that clears up at once.
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("spawn {} ({}): {e}", bin.name(), path.display()),
-        }
-    };
-    let mut drains = Vec::with_capacity(2);
-    if let Some(out) = child.stdout.take() {
-        drains.push(drain(out, "", output.clone(), generation));
-    }
-    if let Some(err) = child.stderr.take() {
-        drains.push(drain(err, "stderr| ", output.clone(), generation));
-    }
-    (child, drains)
-}
-
-/// Reads `pipe` line by line into `output` until it closes.
-fn drain(
-    pipe: impl Read + Send + 'static,
-    tag: &'static str,
-    output: Arc<Mutex<Output>>,
-    generation: u64,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&buf);
-                    let line = format!("{tag}{}", text.trim_end_matches(['\n', '\r']));
-                    lock(&output).push(generation, line);
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_listening_lines() {
-        let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"INFO","message":"listening","addr":"127.0.0.1:41234","service":"delivery-worker","kind":"ops"}"#;
-        assert_eq!(
-            parse_listening(line),
-            Some((
-                ListenerKind::Ops,
-                "127.0.0.1:41234".parse().unwrap_or_else(|_| unreachable!())
-            ))
-        );
-        assert_eq!(
-            parse_listening(&line.replace(r#""ops""#, r#""api""#)).map(|p| p.0),
-            Some(ListenerKind::Api)
-        );
-        assert_eq!(parse_listening(&line.replace("listening", "started")), None);
-        assert_eq!(parse_listening("listening on 127.0.0.1:1"), None);
-    }
-
-    #[test]
-    fn output_keeps_the_latest_lines_and_ignores_older_generations() {
-        let mut out = Output::default();
-        for i in 0..LOG_LINES + 10 {
-            out.push(0, format!("line {i}"));
-        }
-        assert_eq!(out.lines.len(), LOG_LINES);
-        assert_eq!(out.lines.front().map(String::as_str), Some("line 10"));
-        out.generation = 1;
-        out.push(
-            0,
-            r#"{"message":"listening","addr":"127.0.0.1:1","kind":"api"}"#.into(),
-        );
-        assert_eq!(out.api, None, "a line of the previous process");
-        out.push(
-            1,
-            r#"{"message":"listening","addr":"127.0.0.1:2","kind":"api"}"#.into(),
-        );
-        assert_eq!(out.api.map(|a| a.port()), Some(2));
-    }
-
     /// A stand-in service: logs its listening line (with a fresh port per process) and what it sees of its
     /// environment, then runs until SIGTERM, on which it logs and exits with 3.
     const FAKE: &str = r#"#!/bin/sh
@@ -749,32 +503,5 @@ while true; do sleep 0.05; done
             .status()
             .map(|s| s.success());
         assert_eq!(alive.ok(), Some(false));
-    }
-
-    #[test]
-    fn missing_binary_names_the_build_command() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let err = locate(dir.path(), ServiceBin::ApiGateway)
-            .err()
-            .unwrap_or_default();
-        assert!(
-            err.contains("`api-gateway`") && err.contains("cargo build --workspace --bins"),
-            "{err}"
-        );
-        std::fs::write(dir.path().join("api-gateway"), "").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            locate(dir.path(), ServiceBin::ApiGateway).ok(),
-            Some(dir.path().join("api-gateway"))
-        );
-    }
-
-    #[test]
-    fn bin_dir_is_the_profile_dir_of_the_test_binary() {
-        if std::env::var_os(BIN_DIR_ENV).is_some() {
-            return;
-        }
-        let dir = bin_dir();
-        assert_ne!(dir.file_name().and_then(|n| n.to_str()), Some("deps"));
-        assert!(dir.join("deps").is_dir(), "{}", dir.display());
     }
 }

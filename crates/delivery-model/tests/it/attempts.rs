@@ -70,17 +70,10 @@ async fn begin_takes_the_lease_and_another_token_is_busy_while_it_lives() {
     go(&ctx, rec.id, "B", now + 3 * SEC + LEASE).await;
     assert_eq!(ctx.hget(&key, field::LEASE).await.as_deref(), Some("B"));
 
-    let no_circuit = CircuitUpdate::none();
-    let written = ctx.store.finish_attempt(
-        &rec,
-        "B",
-        &entry,
-        &AttemptOutcome::Delivered,
-        &no_circuit,
-        now + 4 * SEC + LEASE,
-    );
-    assert_eq!(written.await.unwrap(), FinishResult::Written);
-    ctx.assert_nothing_pending().await;
+    let delivered = AttemptOutcome::Delivered;
+    let written = finish(&ctx, &rec, "B", &entry, &delivered, now + 4 * SEC + LEASE);
+    assert_eq!(written.await, FinishResult::Written);
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]
@@ -144,137 +137,245 @@ async fn begin_reports_missing_done_and_not_due() {
         );
     }
     ctx.store.ack_queue(&[entry]).await.unwrap();
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
+}
+
+/// `finish_attempt` of `rec` under `token` at `at`, telling no circuit anything.
+async fn finish(
+    ctx: &Ctx,
+    rec: &DeliveryRecord,
+    token: &str,
+    entry: &str,
+    outcome: &AttemptOutcome,
+    at: Micros,
+) -> FinishResult {
+    ctx.store
+        .finish_attempt(rec, token, entry, outcome, &CircuitUpdate::none(), at)
+        .await
+        .unwrap()
+}
+
+/// What `begin_attempt` answers after an outcome was written.
+#[derive(Debug)]
+enum Next {
+    /// Finished: `Done` with this status.
+    Done(DeliveryStatus),
+    /// Scheduled: `NotDue` until the outcome's time, then `Go` without counting another attempt.
+    NotDueUntilScheduled,
+}
+
+/// One outcome written alone by the lease holder, and everything it must leave behind.
+struct OutcomeCase {
+    /// The outcome, given the time it schedules for (if it schedules).
+    outcome: fn(Micros) -> AttemptOutcome,
+    /// When the outcome schedules the next attempt, after the lease was taken.
+    schedules_in: Option<Micros>,
+    /// When the outcome is written, after the lease was taken.
+    written_in: Micros,
+    /// The subscription's publication failures before the outcome.
+    failures_before: Option<&'static str>,
+    status: DeliveryStatus,
+    attempts: u32,
+    last_error: Option<&'static str>,
+    ttl: Duration,
+    /// The subscription's publication failures after the outcome.
+    failures_after: u32,
+    /// Whether the outcome counts as the subscription's last successful use.
+    success: bool,
+    next: Next,
+}
+
+fn outcome_cases() -> Vec<OutcomeCase> {
+    vec![
+        // Delivered is terminal, counts the attempt and resets the subscription's failures.
+        OutcomeCase {
+            outcome: |_| AttemptOutcome::Delivered,
+            schedules_in: None,
+            written_in: SEC,
+            failures_before: Some("2"),
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            last_error: None,
+            ttl: TERMINAL_TTL,
+            failures_after: 0,
+            success: true,
+            next: Next::Done(DeliveryStatus::Delivered),
+        },
+        // Retry counts the attempt and schedules the next.
+        OutcomeCase {
+            outcome: |at| AttemptOutcome::Retry {
+                error: "HTTP 500: boom".into(),
+                at,
+            },
+            schedules_in: Some(60 * SEC),
+            written_in: SEC,
+            failures_before: None,
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            last_error: Some("HTTP 500: boom"),
+            ttl: ACTIVE_TTL,
+            failures_after: 0,
+            success: false,
+            next: Next::NotDueUntilScheduled,
+        },
+        // Reschedule consumes no attempt.
+        OutcomeCase {
+            outcome: |at| AttemptOutcome::Reschedule {
+                error: "circuit open".into(),
+                at,
+            },
+            schedules_in: Some(10 * SEC),
+            written_in: 0,
+            failures_before: None,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_error: Some("circuit open"),
+            ttl: ACTIVE_TTL,
+            failures_after: 0,
+            success: false,
+            next: Next::NotDueUntilScheduled,
+        },
+        // Failed is terminal and counts a publication failure.
+        OutcomeCase {
+            outcome: |_| AttemptOutcome::Failed {
+                error: "HTTP 400".into(),
+            },
+            schedules_in: None,
+            written_in: SEC,
+            failures_before: None,
+            status: DeliveryStatus::Failed,
+            attempts: 1,
+            last_error: Some("HTTP 400"),
+            ttl: TERMINAL_TTL,
+            failures_after: 1,
+            success: false,
+            next: Next::Done(DeliveryStatus::Failed),
+        },
+        // Abandoned fails without an attempt or a publication failure.
+        OutcomeCase {
+            outcome: |_| AttemptOutcome::Abandoned {
+                error: "subscription not active".into(),
+            },
+            schedules_in: None,
+            written_in: 0,
+            failures_before: None,
+            status: DeliveryStatus::Failed,
+            attempts: 0,
+            last_error: Some("subscription not active"),
+            ttl: TERMINAL_TTL,
+            failures_after: 0,
+            success: false,
+            next: Next::Done(DeliveryStatus::Failed),
+        },
+        // In progress awaits callbacks and is tracked for staleness.
+        OutcomeCase {
+            outcome: |_| AttemptOutcome::InProgress,
+            schedules_in: None,
+            written_in: SEC,
+            failures_before: None,
+            status: DeliveryStatus::InProgress,
+            attempts: 1,
+            last_error: None,
+            ttl: ACTIVE_TTL,
+            failures_after: 0,
+            success: true,
+            next: Next::Done(DeliveryStatus::InProgress),
+        },
+    ]
 }
 
 #[tokio::test]
-async fn delivered_is_terminal_counts_the_attempt_and_acks_the_entry() {
+async fn each_outcome_writes_its_status_attempts_indexes_and_schedule_and_acks_the_entry() {
+    for case in outcome_cases() {
+        check_outcome(case).await;
+    }
+}
+
+/// Writes `case`'s outcome on a fresh delivery in flight and checks the record, its indexes and TTL, the
+/// schedule, the subscription, the queue entry and what a later `begin_attempt` answers.
+async fn check_outcome(case: OutcomeCase) {
     let ctx = Ctx::start().await;
     let k = ctx.k();
     let (rec, sub, entry) = ctx.delivery_in_flight().await;
-    ctx.hset(
-        &k.subscription(sub.id),
-        sub_field::PUBLICATION_FAILURES,
-        "2",
-    )
-    .await;
+    if let Some(failures) = case.failures_before {
+        ctx.hset(
+            &k.subscription(sub.id),
+            sub_field::PUBLICATION_FAILURES,
+            failures,
+        )
+        .await;
+    }
     let now = now_micros();
     go(&ctx, rec.id, "A", now).await;
+    let at = case.schedules_in.map(|d| now + d);
+    let outcome = (case.outcome)(at.unwrap_or(now));
+    let written = now + case.written_in;
 
-    let r = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "A",
-            &entry,
-            &AttemptOutcome::Delivered,
-            &CircuitUpdate::none(),
-            now + SEC,
-        )
-        .await
-        .unwrap();
+    let r = finish(&ctx, &rec, "A", &entry, &outcome, written).await;
 
-    assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!((got.status, got.attempts), (DeliveryStatus::Delivered, 1));
+    let name = outcome.name();
+    assert_eq!(r, FinishResult::Written, "{name}");
+    let got = ctx.stored_delivery(rec.id).await;
     assert_eq!(
-        (got.delivered_at, got.last_activity_at, got.next_retry_at),
-        (Some(now + SEC), now + SEC, None)
+        (got.status, got.attempts, got.next_retry_at),
+        (case.status, case.attempts, at),
+        "{name}"
     );
-    assert_about(ttl_secs(&ctx, rec.id).await, TERMINAL_TTL);
+    assert_eq!(
+        (got.last_error.as_deref(), got.last_activity_at),
+        (case.last_error, written),
+        "{name}"
+    );
+    let delivered = (case.status == DeliveryStatus::Delivered).then_some(written);
+    assert_eq!(got.delivered_at, delivered, "{name}");
+    assert_about(ttl_secs(&ctx, rec.id).await, case.ttl);
+    // Indexed under its new status only; the activity index (scored in microseconds) holds it while in
+    // progress.
     let member = rec.id.to_string();
     assert_eq!(
-        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &member)
+        ctx.zscore(&k.deliveries_by_status(case.status), &member)
             .await,
-        None
+        Some(ms(rec.created_at)),
+        "{name}"
     );
+    if case.status != DeliveryStatus::Pending {
+        assert_eq!(
+            ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &member)
+                .await,
+            None,
+            "{name}"
+        );
+    }
+    let in_progress = (case.status == DeliveryStatus::InProgress).then_some(written as f64);
     assert_eq!(
-        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Delivered), &member)
-            .await,
-        Some(ms(rec.created_at))
+        ctx.zscore(&k.deliveries_activity(), &member).await,
+        in_progress,
+        "{name}"
     );
-    let s = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    let scheduled: Vec<(String, f64)> = at
+        .map(|at| {
+            let msg = QueueMessage::DeliveryV1 {
+                delivery_id: rec.id,
+            };
+            (msg.encode(), ms(at))
+        })
+        .into_iter()
+        .collect();
+    assert_eq!(ctx.zall(&k.scheduled()).await, scheduled, "{name}");
+    let s = ctx.stored_subscription(sub.id).await;
     assert_eq!(
-        (s.last_successful_use, s.publication_failures),
-        (Some(now + SEC), 0)
+        (s.publication_failures, s.last_successful_use),
+        (case.failures_after, case.success.then_some(written)),
+        "{name}"
     );
     let h = ctx.hgetall(&k.delivery(rec.id)).await;
     assert!(
         !h.contains_key(field::LEASE) && !h.contains_key(field::LEASE_UNTIL),
-        "lease released: {h:?}"
+        "{name}: lease released: {h:?}"
     );
-    assert!(entry_gone(&ctx, &entry).await);
-    assert!(ctx.zall(&k.scheduled()).await.is_empty());
-}
+    assert!(entry_gone(&ctx, &entry).await, "{name}");
 
-#[tokio::test]
-async fn retry_counts_the_attempt_and_schedules_the_next() {
-    let ctx = Ctx::start().await;
-    let k = ctx.k();
-    let (rec, sub, entry) = ctx.delivery_in_flight().await;
-    let now = now_micros();
-    go(&ctx, rec.id, "A", now).await;
-    let at = now + 60 * SEC;
-
-    let outcome = AttemptOutcome::Retry {
-        error: "HTTP 500: boom".into(),
-        at,
-    };
-    let r = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "A",
-            &entry,
-            &outcome,
-            &CircuitUpdate::none(),
-            now + SEC,
-        )
-        .await
-        .unwrap();
-
-    assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!(
-        (got.status, got.attempts, got.next_retry_at),
-        (DeliveryStatus::Pending, 1, Some(at))
-    );
-    assert_eq!(
-        (got.last_error.as_deref(), got.last_activity_at),
-        (Some("HTTP 500: boom"), now + SEC)
-    );
-    assert_eq!(
-        ctx.zall(&k.scheduled()).await,
-        vec![(
-            QueueMessage::DeliveryV1 {
-                delivery_id: rec.id
-            }
-            .encode(),
-            ms(at)
-        )]
-    );
-    assert!(
-        ctx.zscore(
-            &k.deliveries_by_status(DeliveryStatus::Pending),
-            &rec.id.to_string()
-        )
-        .await
-        .is_some()
-    );
-    assert_about(ttl_secs(&ctx, rec.id).await, ACTIVE_TTL);
-    assert!(entry_gone(&ctx, &entry).await);
-    assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .publication_failures,
-        0
-    );
-
-    // Until it is due, a stale queue message for it is not attempted.
-    let early = ctx
+    let begin = ctx
         .store
         .begin_attempt(
             rec.id,
@@ -283,196 +384,24 @@ async fn retry_counts_the_attempt_and_schedules_the_next() {
             now + 2 * SEC + LEASE,
             Duration::ZERO,
         )
-        .await;
-    assert!(matches!(early.unwrap(), BeginAttempt::NotDue(t) if t == at));
-    let again = go(&ctx, rec.id, "B", at).await;
-    assert_eq!(again.attempts, 1);
-}
-
-#[tokio::test]
-async fn reschedule_consumes_no_attempt() {
-    let ctx = Ctx::start().await;
-    let k = ctx.k();
-    let (rec, _sub, entry) = ctx.delivery_in_flight().await;
-    let now = now_micros();
-    go(&ctx, rec.id, "A", now).await;
-    let at = now + 10 * SEC;
-
-    let outcome = AttemptOutcome::Reschedule {
-        error: "circuit open".into(),
-        at,
-    };
-    let r = ctx
-        .store
-        .finish_attempt(&rec, "A", &entry, &outcome, &CircuitUpdate::none(), now)
         .await
         .unwrap();
-
-    assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!(
-        (got.status, got.attempts, got.next_retry_at),
-        (DeliveryStatus::Pending, 0, Some(at))
-    );
-    assert_eq!(
-        ctx.zall(&k.scheduled()).await,
-        vec![(
-            QueueMessage::DeliveryV1 {
-                delivery_id: rec.id
-            }
-            .encode(),
-            ms(at)
-        )]
-    );
-    assert!(entry_gone(&ctx, &entry).await);
-}
-
-#[tokio::test]
-async fn failed_is_terminal_and_counts_a_publication_failure() {
-    let ctx = Ctx::start().await;
-    let k = ctx.k();
-    let (rec, sub, entry) = ctx.delivery_in_flight().await;
-    let now = now_micros();
-    go(&ctx, rec.id, "A", now).await;
-
-    let outcome = AttemptOutcome::Failed {
-        error: "HTTP 400".into(),
-    };
-    let r = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "A",
-            &entry,
-            &outcome,
-            &CircuitUpdate::none(),
-            now + SEC,
-        )
-        .await
-        .unwrap();
-
-    assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!(
-        (got.status, got.attempts, got.last_error.as_deref()),
-        (DeliveryStatus::Failed, 1, Some("HTTP 400"))
-    );
-    assert_eq!((got.next_retry_at, got.delivered_at), (None, None));
-    assert_about(ttl_secs(&ctx, rec.id).await, TERMINAL_TTL);
-    assert_eq!(
-        ctx.zscore(
-            &k.deliveries_by_status(DeliveryStatus::Failed),
-            &rec.id.to_string()
-        )
-        .await,
-        Some(ms(rec.created_at))
-    );
-    assert_eq!(
-        ctx.zscore(
-            &k.deliveries_by_status(DeliveryStatus::Pending),
-            &rec.id.to_string()
-        )
-        .await,
-        None
-    );
-    let s = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
-    assert_eq!((s.publication_failures, s.last_successful_use), (1, None));
-    assert!(entry_gone(&ctx, &entry).await);
-    let done = ctx
-        .store
-        .begin_attempt(rec.id, "B", now + 2 * SEC, now + LEASE, Duration::ZERO)
-        .await
-        .unwrap();
-    assert!(
-        matches!(done, BeginAttempt::Done(DeliveryStatus::Failed)),
-        "{done:?}"
-    );
-}
-
-#[tokio::test]
-async fn abandoned_fails_without_an_attempt_or_a_publication_failure() {
-    let ctx = Ctx::start().await;
-    let (rec, sub, entry) = ctx.delivery_in_flight().await;
-    let now = now_micros();
-    go(&ctx, rec.id, "A", now).await;
-
-    let outcome = AttemptOutcome::Abandoned {
-        error: "subscription not active".into(),
-    };
-    assert_eq!(
-        ctx.store
-            .finish_attempt(&rec, "A", &entry, &outcome, &CircuitUpdate::none(), now)
-            .await
-            .unwrap(),
-        FinishResult::Written
-    );
-
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!((got.status, got.attempts), (DeliveryStatus::Failed, 0));
-    assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .publication_failures,
-        0
-    );
-    assert!(entry_gone(&ctx, &entry).await);
-}
-
-#[tokio::test]
-async fn in_progress_awaits_callbacks_and_is_tracked_for_staleness() {
-    let ctx = Ctx::start().await;
-    let k = ctx.k();
-    let (rec, sub, entry) = ctx.delivery_in_flight().await;
-    let now = now_micros();
-    go(&ctx, rec.id, "A", now).await;
-
-    let r = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "A",
-            &entry,
-            &AttemptOutcome::InProgress,
-            &CircuitUpdate::none(),
-            now + SEC,
-        )
-        .await
-        .unwrap();
-
-    assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
-    assert_eq!(
-        (got.status, got.attempts, got.delivered_at),
-        (DeliveryStatus::InProgress, 1, None)
-    );
-    // The activity index is scored in microseconds.
-    assert_eq!(
-        ctx.zscore(&k.deliveries_activity(), &rec.id.to_string())
-            .await,
-        Some((now + SEC) as f64)
-    );
-    assert!(
-        ctx.zscore(
-            &k.deliveries_by_status(DeliveryStatus::InProgress),
-            &rec.id.to_string()
-        )
-        .await
-        .is_some()
-    );
-    assert_about(ttl_secs(&ctx, rec.id).await, ACTIVE_TTL);
-    assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_successful_use,
-        Some(now + SEC)
-    );
-    assert!(entry_gone(&ctx, &entry).await);
+    match (case.next, at) {
+        (Next::Done(want), _) => assert!(
+            matches!(begin, BeginAttempt::Done(s) if s == want),
+            "{name}: {begin:?}"
+        ),
+        // Until it is due, a stale queue message for it is not attempted.
+        (Next::NotDueUntilScheduled, Some(at)) => {
+            assert!(
+                matches!(begin, BeginAttempt::NotDue(t) if t == at),
+                "{name}: {begin:?}"
+            );
+            let again = go(&ctx, rec.id, "B", at).await;
+            assert_eq!(again.attempts, case.attempts, "{name}");
+        }
+        (next, None) => panic!("{name}: {next:?} needs a scheduled time"),
+    }
 }
 
 #[tokio::test]
@@ -492,18 +421,15 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
     go(&ctx, rec.id, "B", now + 2 * SEC).await;
     let before = ctx.hgetall(&k.delivery(rec.id)).await;
 
-    let late = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "A",
-            &entry,
-            &AttemptOutcome::Delivered,
-            &CircuitUpdate::none(),
-            now + 3 * SEC,
-        )
-        .await
-        .unwrap();
+    let late = finish(
+        &ctx,
+        &rec,
+        "A",
+        &entry,
+        &AttemptOutcome::Delivered,
+        now + 3 * SEC,
+    )
+    .await;
 
     assert_eq!(late, FinishResult::Fenced);
     assert_eq!(
@@ -517,12 +443,7 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
         "the entry stays for B"
     );
     assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_successful_use,
+        ctx.stored_subscription(sub.id).await.last_successful_use,
         None
     );
     // A fenced retry schedules nothing either.
@@ -531,35 +452,22 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
         at: now,
     };
     assert_eq!(
-        ctx.store
-            .finish_attempt(
-                &rec,
-                "A",
-                &entry,
-                &retry,
-                &CircuitUpdate::none(),
-                now + 3 * SEC
-            )
-            .await
-            .unwrap(),
+        finish(&ctx, &rec, "A", &entry, &retry, now + 3 * SEC).await,
         FinishResult::Fenced
     );
     assert!(ctx.zall(&k.scheduled()).await.is_empty());
 
-    let r = ctx
-        .store
-        .finish_attempt(
-            &rec,
-            "B",
-            &entry,
-            &AttemptOutcome::Delivered,
-            &CircuitUpdate::none(),
-            now + 4 * SEC,
-        )
-        .await
-        .unwrap();
+    let r = finish(
+        &ctx,
+        &rec,
+        "B",
+        &entry,
+        &AttemptOutcome::Delivered,
+        now + 4 * SEC,
+    )
+    .await;
     assert_eq!(r, FinishResult::Written);
-    let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+    let got = ctx.stored_delivery(rec.id).await;
     assert_eq!((got.status, got.attempts), (DeliveryStatus::Delivered, 1));
     assert!(entry_gone(&ctx, &entry).await);
 }
@@ -593,21 +501,10 @@ async fn a_callback_that_came_first_supersedes_the_outcome_but_the_attempt_count
         ctx.hset(&k.delivery(rec.id), field::STATUS, "delivered")
             .await;
 
-        let r = ctx
-            .store
-            .finish_attempt(
-                &rec,
-                "A",
-                &entry,
-                &outcome,
-                &CircuitUpdate::none(),
-                now + SEC,
-            )
-            .await
-            .unwrap();
+        let r = finish(&ctx, &rec, "A", &entry, &outcome, now + SEC).await;
 
         assert_eq!(r, FinishResult::Superseded, "{outcome:?}");
-        let got = ctx.store.get_delivery(rec.id).await.unwrap().unwrap();
+        let got = ctx.stored_delivery(rec.id).await;
         assert_eq!(
             (got.status, got.attempts),
             (DeliveryStatus::Delivered, attempts),
@@ -640,18 +537,7 @@ async fn outcomes_for_a_deleted_subscription_do_not_resurrect_it() {
         go(&ctx, rec.id, "A", now).await;
         assert!(ctx.store.delete_subscription(sub.id).await.unwrap());
 
-        let r = ctx
-            .store
-            .finish_attempt(
-                &rec,
-                "A",
-                &entry,
-                &outcome,
-                &CircuitUpdate::none(),
-                now + SEC,
-            )
-            .await
-            .unwrap();
+        let r = finish(&ctx, &rec, "A", &entry, &outcome, now + SEC).await;
 
         assert_eq!(r, FinishResult::Written, "{outcome:?}");
         assert!(
@@ -731,6 +617,8 @@ fn finish_item(
 #[tokio::test]
 async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_longer_work() {
     let ctx = Ctx::start().await;
+    // The go and busy entries stay pending: their attempts are never finished here.
+    ctx.allow_pending();
     let (sub, items) = ctx.deliveries_in_flight(5).await;
     let sub = ctx.store.get_subscription(sub.id).await.unwrap();
     let q = ctx.k().queue_stream();
@@ -783,6 +671,8 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
 #[tokio::test]
 async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_token() {
     let ctx = Ctx::start().await;
+    // The fenced item's entry stays pending: only its lease holder, who never finishes here, acknowledges it.
+    ctx.allow_pending();
     let q = ctx.k().queue_stream();
     let now = now_micros();
     let (_sub, items) = leased(&ctx, 3, now).await;
@@ -823,30 +713,15 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
             FinishResult::Written
         ]
     );
-    let r0 = ctx
-        .store
-        .get_delivery(items[0].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r0 = ctx.stored_delivery(items[0].0.id).await;
     assert_eq!((r0.status, r0.attempts), (DeliveryStatus::Delivered, 1));
-    let r1 = ctx
-        .store
-        .get_delivery(items[1].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r1 = ctx.stored_delivery(items[1].0.id).await;
     assert_eq!(
         (r1.status, r1.attempts),
         (DeliveryStatus::Pending, 0),
         "a fenced item writes nothing"
     );
-    let r2 = ctx
-        .store
-        .get_delivery(items[2].0.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let r2 = ctx.stored_delivery(items[2].0.id).await;
     assert_eq!(
         (r2.status, r2.attempts, r2.next_retry_at),
         (DeliveryStatus::Pending, 1, Some(at))
@@ -916,12 +791,14 @@ async fn in_a_finish_batch_a_subscriptions_success_and_later_failure_count_in_or
             .as_deref(),
         Some("2")
     );
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]
 async fn a_begin_batch_larger_than_a_chunk_answers_every_item_in_order() {
     let ctx = Ctx::start().await;
+    // Every entry stays pending: the attempts are begun, never finished.
+    ctx.allow_pending();
     let n = delivery_model::store::attempts::BEGIN_CHUNK * 2 + 7;
     let (_sub, items) = ctx.deliveries_in_flight(n).await;
     let (_, got) = begin_all(&ctx, &items, now_micros()).await;

@@ -4,16 +4,16 @@ use std::time::{Duration, Instant};
 
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::QueueMessage;
-use delivery_model::store::Store;
+use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::SubscriptionStatus::PendingVerification;
 use test_support::redis::free_port;
 use test_support::wait;
 
-use crate::harness::{Ctx, options, subscription};
+use crate::harness::{Ctx, subscription};
 
 #[tokio::test]
 async fn connect_fails_fast_when_redis_is_unreachable() {
-    let mut opts = options(format!("redis://127.0.0.1:{}", free_port()));
+    let mut opts = StoreOptions::new(format!("redis://127.0.0.1:{}", free_port()));
     opts.command_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let res = Store::connect(&opts).await;

@@ -143,7 +143,7 @@ async fn fanout_creates_one_pending_record_per_active_subscription_enqueues_and_
         ]
     );
     assert_eq!(ctx.zall(&k.deliveries_all()).await.len(), 2);
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]

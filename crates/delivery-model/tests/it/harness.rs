@@ -1,19 +1,19 @@
-//! The per-test fixture: a private redis-server, a [`Store`] on it, and a raw client for checking state.
+//! The per-test fixture: the shared [`StoreFixture`] (a private redis-server, a store on it, a raw client for
+//! checking state) and the store tests' builders.
 
-use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
-use delivery_model::ids::DeliveryId;
-use delivery_model::keys::{EVENTS_GROUP, Keyspace, QUEUE_GROUP};
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
-use delivery_model::store::{BeginAttempt, Store, StoreOptions};
+use delivery_model::store::BeginAttempt;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
-use fred::prelude::*;
-use fred::types::Value;
-use test_support::redis::RedisServer;
+use test_support::store::StoreFixture;
 
+/// The fixture store's record TTLs ([`delivery_model::store::StoreOptions::new`]'s defaults).
 pub const ACTIVE_TTL: Duration = Duration::from_secs(4 * 3600);
 pub const TERMINAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The consumer name tests read with.
@@ -36,168 +36,40 @@ pub async fn go(ctx: &Ctx, id: DeliveryId, token: &str, now: Micros) -> Delivery
     }
 }
 
-pub fn options(url: String) -> StoreOptions {
-    StoreOptions {
-        key_prefix: "t:".into(),
-        active_ttl: ACTIVE_TTL,
-        terminal_ttl: TERMINAL_TTL,
-        ..StoreOptions::new(url)
+/// One test's world: the shared [`StoreFixture`] (a private server, a store with TMI's default TTLs, a raw
+/// client, and the drop check that nothing is left pending) plus the store tests' own setup helpers.
+pub struct Ctx(StoreFixture);
+
+impl Deref for Ctx {
+    type Target = StoreFixture;
+
+    fn deref(&self) -> &StoreFixture {
+        &self.0
     }
 }
 
-/// One test's world. Fields drop in order: the clients first, then the server.
-pub struct Ctx {
-    pub store: Store,
-    pub raw: Client,
-    pub redis: RedisServer,
+impl DerefMut for Ctx {
+    fn deref_mut(&mut self) -> &mut StoreFixture {
+        &mut self.0
+    }
 }
 
 impl Ctx {
     pub async fn start() -> Self {
-        let redis = RedisServer::start();
-        let store = Store::connect(&options(redis.url()))
-            .await
-            .expect("store connects");
-        let raw = Builder::from_config(Config::from_url(&redis.url()).unwrap())
-            .set_policy(ReconnectPolicy::new_constant(0, 50))
-            .build()
-            .unwrap();
-        raw.init().await.expect("raw client connects");
-        Self { store, raw, redis }
+        Self(StoreFixture::start().await)
     }
 
-    /// A second, independent store (its own connections) on the same server.
-    pub async fn other_store(&self) -> Store {
-        Store::connect(&options(self.redis.url()))
-            .await
-            .expect("second store connects")
+    /// The stored subscription `id`, which must exist.
+    pub async fn stored_subscription(&self, id: SubscriptionId) -> Subscription {
+        self.store.get_subscription(id).await.unwrap().unwrap()
     }
 
-    pub fn k(&self) -> &Keyspace {
-        self.store.keys()
-    }
-
-    // ---- raw reads ---------------------------------------------------------------------------------------
-
-    pub async fn hgetall(&self, key: &str) -> HashMap<String, String> {
-        self.raw.hgetall(key).await.unwrap()
-    }
-
-    pub async fn hget(&self, key: &str, field: &str) -> Option<String> {
-        self.raw.hget(key, field).await.unwrap()
-    }
-
-    pub async fn exists(&self, key: &str) -> bool {
-        self.raw.exists::<i64, _>(key).await.unwrap() == 1
-    }
-
-    /// `KEYS pattern` (small test databases only).
-    pub async fn keys_matching(&self, pattern: &str) -> Vec<String> {
-        self.raw
-            .custom(fred::cmd!("KEYS"), vec![pattern.to_owned()])
-            .await
-            .unwrap()
-    }
-
-    /// Seconds to live (`-1` no expiry, `-2` no key).
-    pub async fn ttl(&self, key: &str) -> i64 {
-        self.raw.ttl(key).await.unwrap()
-    }
-
-    pub async fn smembers(&self, key: &str) -> BTreeSet<String> {
-        self.raw.smembers(key).await.unwrap()
-    }
-
-    pub async fn zscore(&self, key: &str, member: &str) -> Option<f64> {
-        self.raw.zscore(key, member).await.unwrap()
-    }
-
-    /// Members with scores, lowest score first.
-    pub async fn zall(&self, key: &str) -> Vec<(String, f64)> {
-        self.raw
-            .zrange(key, 0, -1, None, false, None, true)
-            .await
-            .unwrap()
-    }
-
-    /// Every entry of `stream` (`XRANGE - +`).
-    pub async fn entries(&self, stream: &str) -> Vec<(String, HashMap<String, String>)> {
-        self.raw
-            .xrange_values(stream, "-", "+", None)
-            .await
-            .unwrap()
-    }
-
-    /// The queue's entries, decoded.
-    pub async fn queue(&self) -> Vec<(String, QueueMessage)> {
-        self.entries(&self.k().queue_stream())
-            .await
-            .into_iter()
-            .map(|(id, f)| (id, QueueMessage::decode(&f[MESSAGE_FIELD]).unwrap()))
-            .collect()
-    }
-
-    /// The number of entries delivered to a consumer of `group` and not acknowledged (`XPENDING` summary).
-    pub async fn pending(&self, stream: &str, group: &str) -> u64 {
-        let v: Value = self.raw.xpending(stream, group, ()).await.unwrap();
-        v.into_array().first().and_then(Value::as_u64).unwrap()
-    }
-
-    /// The style guide's end-of-test check: nothing read from either stream is left unacknowledged.
-    pub async fn assert_nothing_pending(&self) {
-        for (stream, group) in [
-            (self.k().events_stream().to_owned(), EVENTS_GROUP),
-            (self.k().queue_stream(), QUEUE_GROUP),
-        ] {
-            if self.store.group_exists(&stream, group).await.unwrap() {
-                assert_eq!(
-                    self.pending(&stream, group).await,
-                    0,
-                    "{stream}/{group} has pending entries"
-                );
-            }
-        }
-    }
-
-    // ---- raw writes (simulating other writers) ----------------------------------------------------------
-
-    /// `HSET key field value`, as another writer (a callback, an operator) would.
-    pub async fn hset(&self, key: &str, field: &str, value: &str) {
-        let _: i64 = self.raw.hset(key, (field, value)).await.unwrap();
-    }
-
-    pub async fn del(&self, key: &str) {
-        let _: i64 = self.raw.del(key).await.unwrap();
-    }
-
-    /// `XADD stream * field value`; returns the entry id.
-    pub async fn xadd(&self, stream: &str, field: &str, value: &str) -> String {
-        self.raw
-            .xadd(stream, false, None, "*", vec![(field, value)])
-            .await
-            .unwrap()
-    }
-
-    /// `XDEL stream id`.
-    pub async fn xdel(&self, stream: &str, id: &str) {
-        let _: i64 = self.raw.xdel(stream, id).await.unwrap();
-    }
-
-    /// Everything is gone: a Redis restart without persistence.
-    pub async fn flushall(&self) {
-        let _: () = self.raw.flushall(false).await.unwrap();
+    /// The stored delivery `id`, which must exist.
+    pub async fn stored_delivery(&self, id: DeliveryId) -> DeliveryRecord {
+        self.store.get_delivery(id).await.unwrap().unwrap()
     }
 
     // ---- setup -------------------------------------------------------------------------------------------
-
-    /// Stores `sub` and checks it was new.
-    pub async fn create(&self, sub: &Subscription) {
-        assert!(
-            self.store.create_subscription(sub).await.unwrap(),
-            "subscription {} is new",
-            sub.id
-        );
-    }
 
     /// A subscription made active the way the API does it: created pending verification, then verified.
     pub async fn verified(&self, events: &[&str]) -> Subscription {
@@ -286,15 +158,6 @@ impl Ctx {
         let others: Vec<String> = read.into_iter().map(|(id, _)| id).collect();
         self.store.ack_queue(&others).await.unwrap();
         (sub, out)
-    }
-
-    /// Ids of the entries a stream holds, in order.
-    pub async fn entry_ids(&self, stream: &str) -> Vec<String> {
-        self.entries(stream)
-            .await
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
     }
 }
 

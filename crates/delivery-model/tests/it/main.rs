@@ -4,10 +4,11 @@
 //! method and then reads Redis itself (a raw client: `XRANGE`, `XPENDING`, `TTL`, `ZSCORE`, …) to check what
 //! was really written, not only what the method answered.
 //!
-//! Each test gets its own redis-server (see [`harness::Ctx`]): the input stream name is fixed and some tests
-//! `FLUSHALL`, so sharing one server would couple tests.
+//! Each test gets its own redis-server (see [`harness::Ctx`], over `test_support::store::StoreFixture`): the
+//! input stream name is fixed and some tests `FLUSHALL`, so sharing one server would couple tests.
 //!
-//! - [`harness`]: the per-test server, store and raw client, builders and raw reads.
+//! - [`harness`]: the per-test server, store and raw client (whose drop checks that no queue or events entry
+//!   is left pending), builders and raw reads.
 //! - [`subscriptions`]: create, status compare-and-set, match indexes, challenge failures, delete.
 //! - [`fanout`]: one input entry to deliveries, idempotent and acknowledged in the same step.
 //! - [`attempts`]: leases, outcomes, fencing and callback races.

@@ -129,7 +129,7 @@ async fn ensure_groups_is_idempotent_and_keeps_the_groups_position() {
         ctx.queue().await.is_empty(),
         "acked queue entries are deleted"
     );
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]
@@ -184,7 +184,7 @@ async fn after_flushall_reads_fail_with_nogroup_until_the_group_is_recreated() {
     );
     ctx.store.ack_queue(&[got[0].id.clone()]).await.unwrap();
     reader.quit().await;
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn claim_stale_takes_over_a_dead_consumers_entries_but_not_deleted_ones() 
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (1, 1));
     ctx.store.ack_queue(&[e1]).await.unwrap();
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (0, 0));
-    ctx.assert_nothing_pending().await;
+    ctx.assert_nothing_pending();
 }
 
 #[tokio::test]

@@ -1,21 +1,56 @@
 //! Subscriptions: the hash, its indexes, the status compare-and-set and the challenge bookkeeping.
 
+use std::collections::BTreeSet;
+
+use delivery_model::ids::SubscriptionId;
 use delivery_model::queue::QueueMessage;
 use delivery_model::store::ChallengeFailure;
 use delivery_model::subscription::SubscriptionStatus::{
     Active, PendingDelete, PendingVerification,
 };
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
-use delivery_model::time::now_micros;
+use delivery_model::time::{Micros, now_micros};
 
 use crate::harness::{Ctx, ms, subscription};
 
 /// The ids of `subs`, for comparing with index sets.
-fn ids(subs: &[&Subscription]) -> std::collections::BTreeSet<String> {
+fn ids(subs: &[&Subscription]) -> BTreeSet<String> {
     subs.iter().map(|s| s.id.to_string()).collect()
 }
 
-async fn match_ids(ctx: &Ctx, event: &str) -> std::collections::BTreeSet<String> {
+/// The ids in the index of subscriptions in `status`.
+async fn in_status(ctx: &Ctx, status: SubscriptionStatus) -> BTreeSet<String> {
+    ctx.smembers(&ctx.k().subscriptions_by_status(status)).await
+}
+
+/// `sub` has moved from the status index of `from` to that of `to`, where it is alone.
+async fn assert_moved(
+    ctx: &Ctx,
+    sub: &Subscription,
+    from: SubscriptionStatus,
+    to: SubscriptionStatus,
+) {
+    assert!(in_status(ctx, from).await.is_empty(), "{from} index");
+    assert_eq!(in_status(ctx, to).await, ids(&[sub]), "{to} index");
+}
+
+/// A failed challenge of `id` reported at `now`, out of [`MAX_CHALLENGES`], the next due at `due_ms`.
+async fn challenge_failed(
+    ctx: &Ctx,
+    id: SubscriptionId,
+    due_ms: i64,
+    now: Micros,
+) -> ChallengeFailure {
+    ctx.store
+        .challenge_failed(id, MAX_CHALLENGES, due_ms, now)
+        .await
+        .unwrap()
+}
+
+/// The challenges a subscription gets before it is given up.
+const MAX_CHALLENGES: u32 = 3;
+
+async fn match_ids(ctx: &Ctx, event: &str) -> BTreeSet<String> {
     ctx.store
         .match_candidates(event)
         .await
@@ -55,11 +90,7 @@ async fn create_writes_hash_indexes_and_enqueues_first_challenge() {
         ctx.smembers(&k.subscriptions_by_owner("owner-1")).await,
         ids(&[&sub])
     );
-    assert_eq!(
-        ctx.smembers(&k.subscriptions_by_status(PendingVerification))
-            .await,
-        ids(&[&sub])
-    );
+    assert_eq!(in_status(&ctx, PendingVerification).await, ids(&[&sub]));
     assert_eq!(
         ctx.store
             .count_subscriptions_by_owner("owner-1")
@@ -142,10 +173,7 @@ async fn create_active_subscription_is_matchable_without_a_challenge() {
         ctx.queue().await.is_empty(),
         "an active subscription needs no challenge"
     );
-    assert_eq!(
-        ctx.smembers(&ctx.k().subscriptions_by_status(Active)).await,
-        ids(&[&sub])
-    );
+    assert_eq!(in_status(&ctx, Active).await, ids(&[&sub]));
     assert_eq!(
         ctx.smembers(&ctx.k().subscriptions_by_event("threat_model.created"))
             .await,
@@ -173,7 +201,7 @@ async fn status_cas_keeps_status_and_event_indexes_true() {
             .await
             .unwrap()
     );
-    let stored = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    let stored = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (stored.status, stored.modified_at),
         (PendingVerification, sub.modified_at)
@@ -186,20 +214,12 @@ async fn status_cas_keeps_status_and_event_indexes_true() {
             .await
             .unwrap()
     );
-    let stored = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    let stored = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (stored.status, stored.modified_at, stored.challenges_sent),
         (Active, t1, 1)
     );
-    assert!(
-        ctx.smembers(&k.subscriptions_by_status(PendingVerification))
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        ctx.smembers(&k.subscriptions_by_status(Active)).await,
-        ids(&[&sub])
-    );
+    assert_moved(&ctx, &sub, PendingVerification, Active).await;
     for e in events {
         assert_eq!(
             ctx.smembers(&k.subscriptions_by_event(e)).await,
@@ -217,15 +237,7 @@ async fn status_cas_keeps_status_and_event_indexes_true() {
             .await
             .unwrap()
     );
-    assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .challenges_sent,
-        1
-    );
+    assert_eq!(ctx.stored_subscription(sub.id).await.challenges_sent, 1);
 
     // Leaving active drops it from every event set.
     let t2 = t1 + 1_000;
@@ -241,16 +253,7 @@ async fn status_cas_keeps_status_and_event_indexes_true() {
             "event set {e}"
         );
     }
-    assert!(
-        ctx.smembers(&k.subscriptions_by_status(Active))
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        ctx.smembers(&k.subscriptions_by_status(PendingDelete))
-            .await,
-        ids(&[&sub])
-    );
+    assert_moved(&ctx, &sub, Active, PendingDelete).await;
     assert_eq!(
         ctx.store
             .subscription_ids_by_status(PendingDelete)
@@ -272,11 +275,7 @@ async fn status_cas_on_a_missing_subscription_writes_nothing() {
             .unwrap()
     );
     assert!(!ctx.exists(&ctx.k().subscription(ghost.id)).await);
-    assert!(
-        ctx.smembers(&ctx.k().subscriptions_by_status(Active))
-            .await
-            .is_empty()
-    );
+    assert!(in_status(&ctx, Active).await.is_empty());
 }
 
 #[tokio::test]
@@ -324,80 +323,44 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
     .encode();
     let now = now_micros();
 
-    assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 1_000, now)
-            .await
-            .unwrap(),
-        ChallengeFailure::Retry
-    );
-    assert_eq!(
-        ctx.zall(&k.scheduled()).await,
-        vec![(member.clone(), 1_000.0)]
-    );
-    let stored = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
-    assert_eq!(
-        (stored.status, stored.challenges_sent, stored.modified_at),
-        (PendingVerification, 1, now)
-    );
-
-    // The retry is promoted (the worker sends it) before the next failure, as in a real run.
-    assert_eq!(ctx.store.promote_due(1_000, 10).await.unwrap(), 1);
-    assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 2_000, now)
-            .await
-            .unwrap(),
-        ChallengeFailure::Retry
-    );
-    assert_eq!(
-        ctx.zall(&k.scheduled()).await,
-        vec![(member.clone(), 2_000.0)]
-    );
-    assert_eq!(ctx.store.promote_due(2_000, 10).await.unwrap(), 1);
+    // The first two failures are retried. Each retry is promoted (the worker sends it) before the next
+    // failure, as in a real run.
+    for (sent, due) in [(1, 1_000), (2, 2_000)] {
+        assert_eq!(
+            challenge_failed(&ctx, sub.id, due, now).await,
+            ChallengeFailure::Retry
+        );
+        assert_eq!(
+            ctx.zall(&k.scheduled()).await,
+            vec![(member.clone(), due as f64)]
+        );
+        let stored = ctx.stored_subscription(sub.id).await;
+        assert_eq!(
+            (stored.status, stored.challenges_sent, stored.modified_at),
+            (PendingVerification, sent, now)
+        );
+        assert_eq!(ctx.store.promote_due(due, 10).await.unwrap(), 1);
+    }
 
     // The third failure is the last: no further challenge is scheduled.
     assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 3_000, now + 1)
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, sub.id, 3_000, now + 1).await,
         ChallengeFailure::Exhausted
     );
     assert!(ctx.zall(&k.scheduled()).await.is_empty());
-    let stored = ctx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    let stored = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (stored.status, stored.challenges_sent, stored.modified_at),
         (PendingDelete, 3, now + 1)
     );
-    assert!(
-        ctx.smembers(&k.subscriptions_by_status(PendingVerification))
-            .await
-            .is_empty()
-    );
-    assert_eq!(
-        ctx.smembers(&k.subscriptions_by_status(PendingDelete))
-            .await,
-        ids(&[&sub])
-    );
+    assert_moved(&ctx, &sub, PendingVerification, PendingDelete).await;
 
     // Once out of pending_verification, a late failure report changes nothing.
     assert_eq!(
-        ctx.store
-            .challenge_failed(sub.id, 3, 4_000, now + 2)
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, sub.id, 4_000, now + 2).await,
         ChallengeFailure::Gone
     );
-    assert_eq!(
-        ctx.store
-            .get_subscription(sub.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .challenges_sent,
-        3
-    );
+    assert_eq!(ctx.stored_subscription(sub.id).await.challenges_sent, 3);
     assert!(ctx.zall(&k.scheduled()).await.is_empty());
 }
 
@@ -405,36 +368,18 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
 async fn challenge_failure_on_an_active_or_missing_subscription_is_gone() {
     let ctx = Ctx::start().await;
     let active = ctx.verified(&["*"]).await;
-    let before = ctx
-        .store
-        .get_subscription(active.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let before = ctx.stored_subscription(active.id).await;
 
     assert_eq!(
-        ctx.store
-            .challenge_failed(active.id, 3, 1_000, now_micros())
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, active.id, 1_000, now_micros()).await,
         ChallengeFailure::Gone
     );
-    assert_eq!(
-        ctx.store
-            .get_subscription(active.id)
-            .await
-            .unwrap()
-            .unwrap(),
-        before
-    );
+    assert_eq!(ctx.stored_subscription(active.id).await, before);
     assert!(ctx.zall(&ctx.k().scheduled()).await.is_empty());
 
     let ghost = subscription(PendingVerification, &["*"]);
     assert_eq!(
-        ctx.store
-            .challenge_failed(ghost.id, 3, 1_000, now_micros())
-            .await
-            .unwrap(),
+        challenge_failed(&ctx, ghost.id, 1_000, now_micros()).await,
         ChallengeFailure::Gone
     );
     assert!(!ctx.exists(&ctx.k().subscription(ghost.id)).await);
@@ -468,9 +413,7 @@ async fn delete_removes_the_hash_and_every_index_entry() {
     );
     for status in SubscriptionStatus::ALL {
         assert!(
-            !ctx.smembers(&k.subscriptions_by_status(status))
-                .await
-                .contains(&id),
+            !in_status(&ctx, status).await.contains(&id),
             "status set {status}"
         );
     }

@@ -1,7 +1,7 @@
-//! One test's world: a private redis-server, a store on it, a raw client for checking state, and cleaners
-//! with fast settings.
+//! One test's world: the shared [`StoreFixture`] (a private redis-server, a store on it, a raw client for
+//! checking state), and cleaners with fast settings.
 
-use std::collections::BTreeSet;
+use std::ops::Deref;
 use std::time::Duration;
 
 use cleanup::config::CleanupConfig;
@@ -10,27 +10,17 @@ use cleanup::lifecycle::LifecycleRules;
 use cleanup::metrics::Metrics;
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::store::Store;
 use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
-use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
-use fred::prelude::*;
-use test_support::redis::RedisServer;
+use test_support::store::StoreFixture;
+use test_support::wait;
 use tokio_util::sync::CancellationToken;
 
-pub const PREFIX: &str = "t:";
 pub const LONG_TTL: Duration = Duration::from_secs(4 * 3600);
 pub const SECOND: Micros = 1_000_000;
 pub const DAY: Micros = 86_400 * SECOND;
-
-pub fn options(url: String, ttl: Duration) -> StoreOptions {
-    StoreOptions {
-        key_prefix: PREFIX.into(),
-        active_ttl: ttl,
-        terminal_ttl: ttl,
-        ..StoreOptions::new(url)
-    }
-}
 
 /// Settings for tests: TMI's lifecycle thresholds, small chunks so that chunking is exercised, an index
 /// pass whenever asked.
@@ -53,30 +43,37 @@ pub fn config() -> CleanupConfig {
     }
 }
 
-pub struct Ctx {
-    pub store: Store,
-    pub raw: Client,
-    pub redis: RedisServer,
+/// One test's world: the shared [`StoreFixture`] (a private server, a store whose records live
+/// [`LONG_TTL`], a raw client, and the drop check that nothing is left pending) plus cleaners and the cleanup
+/// tests' setup helpers.
+pub struct Ctx(StoreFixture);
+
+impl Deref for Ctx {
+    type Target = StoreFixture;
+
+    fn deref(&self) -> &StoreFixture {
+        &self.0
+    }
 }
 
 impl Ctx {
     pub async fn start() -> Self {
-        let redis = RedisServer::start();
-        let store = Store::connect(&options(redis.url(), LONG_TTL))
-            .await
-            .unwrap();
-        let raw = Builder::from_config(Config::from_url(&redis.url()).unwrap())
-            .build()
-            .unwrap();
-        raw.init().await.unwrap();
-        Self { store, raw, redis }
+        Self(
+            StoreFixture::start_with(|o| {
+                o.active_ttl = LONG_TTL;
+                o.terminal_ttl = LONG_TTL;
+            })
+            .await,
+        )
     }
 
     /// Another store on the same server whose records live `ttl`.
     pub async fn store_with_ttl(&self, ttl: Duration) -> Store {
-        Store::connect(&options(self.redis.url(), ttl))
-            .await
-            .unwrap()
+        self.store_with(|o| {
+            o.active_ttl = ttl;
+            o.terminal_ttl = ttl;
+        })
+        .await
     }
 
     pub fn cleaner(&self, cfg: CleanupConfig) -> (Cleaner, Metrics) {
@@ -99,34 +96,21 @@ impl Ctx {
         }
     }
 
-    pub async fn exists(&self, key: &str) -> bool {
-        self.raw.exists::<i64, _>(key).await.unwrap() == 1
-    }
-
-    pub async fn zmembers(&self, key: &str) -> BTreeSet<String> {
-        let v: Vec<String> = self
-            .raw
-            .zrange(key, 0, -1, None, false, None, false)
-            .await
-            .unwrap();
-        v.into_iter().collect()
-    }
-
-    pub async fn zscore(&self, key: &str, member: &str) -> Option<f64> {
-        self.raw.zscore(key, member).await.unwrap()
-    }
-
-    pub async fn ttl(&self, key: &str) -> i64 {
-        self.raw.ttl(key).await.unwrap()
-    }
-
-    pub async fn hset(&self, key: &str, field: &str, value: &str) {
-        let _: i64 = self.raw.hset(key, (field, value)).await.unwrap();
-    }
-
-    /// Stores `sub` (active ones enter the match indexes the way imports do).
-    pub async fn create(&self, sub: &Subscription) {
-        assert!(self.store.create_subscription(sub).await.unwrap());
+    /// Waits until the records `ids` (stored with a short TTL) have expired.
+    pub async fn wait_expired(&self, ids: &[DeliveryId]) {
+        wait::until(
+            "the short-lived records expire",
+            Duration::from_secs(10),
+            || async {
+                for id in ids {
+                    if self.exists(&self.k().delivery(*id)).await {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await;
     }
 
     pub async fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {

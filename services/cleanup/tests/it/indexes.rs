@@ -8,7 +8,6 @@ use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use delivery_model::store::cleanup::IndexPosition;
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
-use test_support::wait;
 
 use crate::harness::{Ctx, DAY, SECOND, config, record, subscription};
 
@@ -80,19 +79,7 @@ async fn expired_records_leave_every_index_and_live_ones_stay() {
         k.deliveries_by_status(DeliveryStatus::Delivered),
         k.deliveries_by_status(DeliveryStatus::Failed),
     ];
-    wait::until(
-        "the short-lived records expire",
-        Duration::from_secs(10),
-        || async {
-            for id in &dead {
-                if ctx.exists(&k.delivery(*id)).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
+    ctx.wait_expired(&dead).await;
     let ghosts = |members: &std::collections::BTreeSet<String>| {
         dead.iter()
             .filter(|id| members.contains(&id.to_string()))
@@ -173,19 +160,7 @@ async fn a_walk_in_small_chunks_visits_members_sharing_a_score_exactly_once() {
         }
     }
     let index = k.deliveries_by_subscription(sub);
-    wait::until(
-        "the short-lived records expire",
-        Duration::from_secs(10),
-        || async {
-            for id in &dead {
-                if ctx.exists(&k.delivery(*id)).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
+    ctx.wait_expired(&dead).await;
 
     let mut at = IndexPosition::default();
     let (mut examined, mut removed, mut chunks) = (0, 0, 0);
