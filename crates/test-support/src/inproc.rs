@@ -10,16 +10,17 @@
 //! ```
 
 use std::future::Future;
+use std::ops::Deref;
 use std::time::Duration;
 
 use delivery_model::store::Store;
-use fred::prelude::*;
 use prometheus::Registry;
 use service_common::config::Settings;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis::RedisServer;
+use crate::store::StoreFixture;
 
 /// Longest a stopped service may take to return before [`InProcess::stop`] gives up on it.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
@@ -56,23 +57,30 @@ pub fn test_settings(redis_url: &str, extra: &[(&str, &str)]) -> Settings {
     Settings::load_from(env).unwrap_or_else(|e| panic!("test settings: {e}"))
 }
 
-/// One service running in this process, with its Redis. Fields drop in order: the task is aborted and
-/// the clients closed before the server stops.
+/// One service running in this process, with its Redis. Derefs to the [`StoreFixture`] on the service's
+/// own store options (its `store`, `raw` client and `redis` server), so dropping it checks, like every
+/// store test, that no queue or input entry was left pending. Fields drop in order: the task is aborted
+/// before the fixture checks.
 pub struct InProcess {
     pub settings: Settings,
-    /// A store of the service's own (same prefix), for setting up and checking state.
-    pub store: Store,
-    /// A raw client, for what the store does not offer (foreign consumers, deleting a group).
-    pub raw: Client,
     /// The registry the service registered its metrics in.
     pub registry: Registry,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
-    pub redis: RedisServer,
+    fixture: StoreFixture,
+}
+
+impl Deref for InProcess {
+    type Target = StoreFixture;
+
+    fn deref(&self) -> &StoreFixture {
+        &self.fixture
+    }
 }
 
 impl InProcess {
-    /// Connects a store and a raw client to `redis`, then spawns `run` with `settings`.
+    /// Connects a store and a raw client to `redis` with the service's store options, then spawns `run`
+    /// with `settings`.
     ///
     /// # Panics
     /// Redis cannot be reached.
@@ -81,33 +89,21 @@ impl InProcess {
         F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let store = Store::connect(&settings.store_options())
-            .await
-            .unwrap_or_else(|e| panic!("store connects: {e}"));
-        let raw = Builder::from_config(
-            Config::from_url(&redis.url()).unwrap_or_else(|e| panic!("redis url: {e}")),
-        )
-        .build()
-        .unwrap_or_else(|e| panic!("raw client: {e}"));
-        raw.init()
-            .await
-            .unwrap_or_else(|e| panic!("raw client connects: {e}"));
+        let fixture = StoreFixture::on(redis, settings.store_options()).await;
         let registry = Registry::new();
         let token = CancellationToken::new();
         let task = tokio::spawn(run(
             settings.clone(),
-            store.clone(),
+            fixture.store.clone(),
             registry.clone(),
             token.clone(),
         ));
         Self {
             settings,
-            store,
-            raw,
             registry,
             token,
             task: Some(task),
-            redis,
+            fixture,
         }
     }
 

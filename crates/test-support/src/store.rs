@@ -66,6 +66,15 @@ impl StoreFixture {
             ..StoreOptions::new(redis.url())
         };
         adjust(&mut options);
+        Self::on(redis, options).await
+    }
+
+    /// A fixture on a server the test started itself, with a store connected with `options` (a service's
+    /// own, for in-process service tests).
+    ///
+    /// # Panics
+    /// When the store or the raw client cannot connect.
+    pub async fn on(redis: RedisServer, options: StoreOptions) -> Self {
         let store = Store::connect(&options).await.expect("store connects");
         // Reconnect at once: some tests restart the server under the raw client.
         let raw = Builder::from_config(Config::from_url(&redis.url()).unwrap())

@@ -12,8 +12,6 @@ use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::store::Store;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::now_micros;
-use fred::prelude::*;
-use fred::types::Value;
 use test_support::inproc::{InProcess, test_settings};
 use test_support::receiver::Receiver;
 use test_support::redis::RedisServer;
@@ -64,12 +62,7 @@ async fn status(store: &Store, id: DeliveryId) -> DeliveryStatus {
 }
 
 async fn queue_pending(svc: &InProcess) -> u64 {
-    let v: Value = svc
-        .raw
-        .xpending(svc.store.keys().queue_stream(), QUEUE_GROUP, ())
-        .await
-        .unwrap();
-    v.into_array().first().and_then(Value::as_u64).unwrap_or(0)
+    svc.pending(&svc.k().queue_stream(), QUEUE_GROUP).await
 }
 
 async fn wait_delivered(svc: &InProcess, id: DeliveryId) {

@@ -57,16 +57,11 @@ async fn subscribe(svc: &InProcess, events: &[&str]) -> Subscription {
 
 /// Entries of the input group not yet acknowledged.
 async fn pending(svc: &InProcess) -> u64 {
-    let v: Value = svc
-        .raw
-        .xpending(svc.store.keys().events_stream(), EVENTS_GROUP, ())
-        .await
-        .unwrap();
-    v.into_array().first().and_then(Value::as_u64).unwrap_or(0)
+    svc.pending(svc.k().events_stream(), EVENTS_GROUP).await
 }
 
-async fn queue_len(svc: &InProcess) -> u64 {
-    svc.raw.xlen(svc.store.keys().queue_stream()).await.unwrap()
+async fn queue_len(svc: &InProcess) -> usize {
+    svc.queue().await.len()
 }
 
 /// Waits until the counter `name{labels}` reaches `n`.
@@ -123,17 +118,8 @@ async fn fans_out_matching_events_and_acknowledges_every_entry() {
 async fn acknowledges_and_counts_a_malformed_entry() {
     let mut svc = start(RedisServer::start(), &[]).await;
     wait_group(&svc).await;
-    let _: String = svc
-        .raw
-        .xadd(
-            svc.store.keys().events_stream(),
-            false,
-            None,
-            "*",
-            vec![("unexpected", "field")],
-        )
-        .await
-        .unwrap();
+    svc.xadd(svc.k().events_stream(), "unexpected", "field")
+        .await;
     wait_metric(&svc, EVENTS, &[("outcome", "malformed")], 1.0).await;
     assert_eq!(pending(&svc).await, 0, "a malformed entry is never retried");
     svc.stop().await.unwrap();
