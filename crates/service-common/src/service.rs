@@ -1,7 +1,6 @@
 //! The one front door of every background service's binary.
 //!
-//! Each service library exposes the same entry, `run(settings, store, registry, shutdown)`, and a
-//! readiness check; [`main`] owns what every `main.rs` would otherwise repeat around it:
+//! Each service library exposes the same entry, `run(`[`Context`]`)`, and a readiness check; [`main`] owns what every `main.rs` would otherwise repeat around it:
 //! 1. start-up ([`startup::init`]: TLS provider, configuration, telemetry);
 //! 2. connecting to Redis, failing fast on a bad URL or credentials;
 //! 3. the process's shutdown token (SIGTERM/SIGINT);
@@ -19,6 +18,17 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+
+/// What a service's `run` is given: its settings, its Redis, where it registers its metrics, and when to
+/// stop.
+pub struct Context {
+    pub settings: Settings,
+    pub store: Store,
+    /// Rendered by `/metrics`.
+    pub registry: Registry,
+    /// Fired by SIGTERM/SIGINT (or by a test): stop taking work, drain, return.
+    pub shutdown: CancellationToken,
+}
 use crate::ops::{self, ReadyCheck};
 use crate::{redis, shutdown, startup};
 
@@ -31,7 +41,7 @@ use crate::{redis, shutdown, startup};
 pub async fn main<R, F, Fut>(service: &'static str, readiness: R, run: F) -> anyhow::Result<()>
 where
     R: FnOnce(&Settings, &Store) -> ReadyCheck,
-    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     drive(service, Some(readiness), run).await
@@ -44,7 +54,7 @@ where
 /// Start-up failures (configuration, Redis) and whatever `run` returns.
 pub async fn main_without_ops<F, Fut>(service: &'static str, run: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     drive(service, None::<fn(&Settings, &Store) -> ReadyCheck>, run).await
@@ -53,7 +63,7 @@ where
 async fn drive<R, F, Fut>(service: &'static str, readiness: Option<R>, run: F) -> anyhow::Result<()>
 where
     R: FnOnce(&Settings, &Store) -> ReadyCheck,
-    F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+    F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let (settings, _telemetry) = startup::init(service)?;
@@ -80,7 +90,13 @@ where
         None => None,
     };
 
-    let result = run(settings, store.clone(), registry, token).await;
+    let result = run(Context {
+        settings,
+        store: store.clone(),
+        registry,
+        shutdown: token,
+    })
+    .await;
     if let Some((task, ops_token)) = ops {
         ops_token.cancel();
         let _ = task.await;

@@ -1,5 +1,5 @@
 //! A service run in process, the way mini-redis starts its server in its tests: the service library's
-//! `run(settings, store, registry, shutdown)` on a spawned task against a private redis-server, with a
+//! `run(Context)` on a spawned task against a private redis-server, with a
 //! registry the test reads counters from and a token the test cancels.
 //!
 //! ```ignore
@@ -13,9 +13,9 @@ use std::future::Future;
 use std::ops::Deref;
 use std::time::Duration;
 
-use delivery_model::store::Store;
 use prometheus::Registry;
 use service_common::config::Settings;
+use service_common::service::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -86,18 +86,28 @@ impl InProcess {
     /// Redis cannot be reached.
     pub async fn start<F, Fut>(redis: RedisServer, settings: Settings, run: F) -> Self
     where
-        F: FnOnce(Settings, Store, Registry, CancellationToken) -> Fut,
+        F: FnOnce(Context) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let fixture = StoreFixture::on(redis, settings.store_options()).await;
+        Self::start_on(fixture, settings, run)
+    }
+
+    /// As [`start`](Self::start), on a fixture the test has already prepared state with (connected with
+    /// `settings.store_options()`).
+    pub fn start_on<F, Fut>(fixture: StoreFixture, settings: Settings, run: F) -> Self
+    where
+        F: FnOnce(Context) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let registry = Registry::new();
         let token = CancellationToken::new();
-        let task = tokio::spawn(run(
-            settings.clone(),
-            fixture.store.clone(),
-            registry.clone(),
-            token.clone(),
-        ));
+        let task = tokio::spawn(run(Context {
+            settings: settings.clone(),
+            store: fixture.store.clone(),
+            registry: registry.clone(),
+            shutdown: token.clone(),
+        }));
         Self {
             settings,
             registry,

@@ -12,10 +12,13 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use delivery_model::delivery::DeliveryRecord;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{EVENTS_GROUP, Keyspace, QUEUE_GROUP};
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::Subscription;
+use delivery_model::time::now_micros;
 use fred::prelude::*;
 use fred::types::Value;
 
@@ -269,6 +272,26 @@ impl StoreFixture {
             "subscription {} is new",
             sub.id
         );
+    }
+
+    /// Creates and queues a pending `threat_model.created` delivery for `subscription`, as fan-out would.
+    pub async fn queue_delivery(&self, subscription: SubscriptionId) -> DeliveryRecord {
+        let record = DeliveryRecord::new_pending(
+            DeliveryId::new_v7(),
+            subscription,
+            "threat_model.created",
+            r#"{"event_type":"threat_model.created","data":{}}"#,
+            now_micros(),
+        );
+        assert!(
+            self.store
+                .create_and_enqueue_delivery(&record)
+                .await
+                .unwrap(),
+            "delivery {} is new",
+            record.id
+        );
+        record
     }
 }
 

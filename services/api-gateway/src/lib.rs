@@ -42,6 +42,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use delivery_model::store::Store;
 use service_common::config::Settings;
+use service_common::service::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::RunError;
@@ -74,17 +75,19 @@ pub const SERVICE: &str = "api-gateway";
 ///
 /// # Errors
 /// The address cannot be bound, or what [`run_on`] returns.
-pub async fn run(
-    settings: Settings,
-    store: Store,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.api.listen)
-        .with_context(|| format!("binding api.listen {}", settings.api.listen))?;
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let addr = ctx.settings.api.listen;
+    let listener = TcpListener::bind(addr).with_context(|| format!("binding api.listen {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, kind = "api", "listening");
-    Ok(run_on(settings, store, registry, listener, shutdown).await?)
+    Ok(run_on(
+        ctx.settings,
+        ctx.store,
+        ctx.registry,
+        listener,
+        ctx.shutdown,
+    )
+    .await?)
 }
 
 /// Serves the API on `listener` until `token` is cancelled, then drains: no new connections are accepted

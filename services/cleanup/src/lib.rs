@@ -28,9 +28,9 @@ pub mod state;
 use std::time::{Duration, Instant};
 
 use delivery_model::store::Store;
-use prometheus::Registry;
 use service_common::config::Settings;
 use service_common::ops::{self, ReadyCheck};
+use service_common::service::Context;
 use service_common::shutdown;
 use tokio_util::sync::CancellationToken;
 
@@ -46,27 +46,13 @@ pub fn readiness(_settings: &Settings, store: &Store) -> ReadyCheck {
     ops::redis_ready(store.clone())
 }
 
-/// The service's loop: warns about risky settings, then runs [`cycles`] until `shutdown` is cancelled.
+/// The service's loop: runs [`cycles`] until the context's `shutdown` is cancelled.
 ///
 /// # Errors
-/// Metrics registered twice in `registry`.
-pub async fn run(
-    settings: Settings,
-    store: Store,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    for warning in risky_settings(&settings) {
-        tracing::warn!("{warning}");
-    }
-    let metrics = Metrics::register(&registry)?;
-    cycles(
-        CleanupConfig::from_settings(&settings),
-        store,
-        metrics,
-        shutdown,
-    )
-    .await;
+/// Metrics registered twice in the context's registry.
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let (cfg, metrics) = prepare(&ctx)?;
+    cycles(cfg, ctx.store, metrics, ctx.shutdown).await;
     Ok(())
 }
 
@@ -74,18 +60,9 @@ pub async fn run(
 ///
 /// # Errors
 /// The cycle failed or was interrupted before it completed (a CronJob then reports a failed run).
-pub async fn run_once(
-    settings: Settings,
-    store: Store,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    for warning in risky_settings(&settings) {
-        tracing::warn!("{warning}");
-    }
-    let metrics = Metrics::register(&registry)?;
-    let cfg = CleanupConfig::from_settings(&settings);
-    match once(cfg, store, metrics, shutdown).await {
+pub async fn run_once(ctx: Context) -> anyhow::Result<()> {
+    let (cfg, metrics) = prepare(&ctx)?;
+    match once(cfg, ctx.store, metrics, ctx.shutdown).await {
         Ok(OnceOutcome::Completed(report)) => {
             tracing::info!(
                 duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
@@ -104,6 +81,15 @@ pub async fn run_once(
         }
         Err(e) => Err(anyhow::Error::new(e).context("cleanup cycle failed")),
     }
+}
+
+/// What both modes start with: warnings about risky settings, the typed config, the metrics.
+fn prepare(ctx: &Context) -> anyhow::Result<(CleanupConfig, Metrics)> {
+    for warning in risky_settings(&ctx.settings) {
+        tracing::warn!("{warning}");
+    }
+    let metrics = Metrics::register(&ctx.registry)?;
+    Ok((CleanupConfig::from_settings(&ctx.settings), metrics))
 }
 
 /// How often `--once` retries a lease held by another replica, until one lease TTL has passed.

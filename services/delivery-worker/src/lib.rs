@@ -22,10 +22,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use delivery_model::reader::GroupReader;
 use delivery_model::store::Store;
-use prometheus::Registry;
 use service_common::config::Settings;
 use service_common::ops::{self, ReadyCheck};
-use tokio_util::sync::CancellationToken;
+use service_common::service::Context;
 
 /// The service's name in logs, metrics and its consumer name.
 pub const SERVICE: &str = "delivery-worker";
@@ -41,14 +40,10 @@ pub fn readiness(settings: &Settings, store: &Store) -> ReadyCheck {
 /// # Errors
 /// Invalid outbound settings, metrics registered twice in `registry`, or the consumer group cannot be
 /// created.
-pub async fn run(
-    settings: Settings,
-    store: Store,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let metrics = metrics::Metrics::register(&registry)?;
-    let reader = GroupReader::new(store.clone(), worker::group_spec(&settings, &store));
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let (settings, store) = (&ctx.settings, ctx.store);
+    let metrics = metrics::Metrics::register(&ctx.registry)?;
+    let reader = GroupReader::new(store.clone(), worker::group_spec(settings, &store));
     reader
         .ensure_groups()
         .await
@@ -60,7 +55,7 @@ pub async fn run(
         &settings.worker.delegation_issuer,
         settings.worker.delegation_ttl_secs,
     );
-    let cfg = dispatch::DispatchConfig::from_settings(&settings)?;
+    let cfg = dispatch::DispatchConfig::from_settings(settings)?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         store.clone(),
         client,
@@ -72,9 +67,9 @@ pub async fn run(
         reader,
         store,
         dispatcher,
-        worker::WorkerConfig::from_settings(&settings),
+        worker::WorkerConfig::from_settings(settings),
         metrics,
-        shutdown,
+        ctx.shutdown,
     )
     .await;
     Ok(())

@@ -11,10 +11,9 @@ pub mod metrics;
 use anyhow::Context as _;
 use delivery_model::reader::GroupReader;
 use delivery_model::store::Store;
-use prometheus::Registry;
 use service_common::config::Settings;
 use service_common::ops::{self, ReadyCheck};
-use tokio_util::sync::CancellationToken;
+use service_common::service::Context;
 
 /// The service's name in logs, metrics and its consumer name.
 pub const SERVICE: &str = "event-consumer";
@@ -24,25 +23,23 @@ pub fn readiness(settings: &Settings, store: &Store) -> ReadyCheck {
     ops::group_ready(store.clone(), &consumer::group_spec(settings, store))
 }
 
-/// Creates the consumer group if missing, then consumes until `shutdown` is cancelled. The batch in hand
+/// Creates the consumer group if missing, then consumes until the context's `shutdown` is cancelled. The batch in hand
 /// when it fires is finished first (it takes milliseconds); entries not yet read stay in the stream for the
 /// next replica.
 ///
 /// # Errors
-/// Metrics registered twice in `registry`, or the consumer group cannot be created.
-pub async fn run(
-    settings: Settings,
-    store: Store,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let metrics = metrics::Metrics::register(&registry)?;
-    let reader = GroupReader::new(store.clone(), consumer::group_spec(&settings, &store));
+/// Metrics registered twice in the context's registry, or the consumer group cannot be created.
+pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::register(&ctx.registry)?;
+    let reader = GroupReader::new(
+        ctx.store.clone(),
+        consumer::group_spec(&ctx.settings, &ctx.store),
+    );
     reader
         .ensure_groups()
         .await
         .context("creating the input stream's consumer group")?;
-    let consumer = consumer::Consumer::new(store, &settings, metrics);
-    reader.run(&consumer, &shutdown).await;
+    let consumer = consumer::Consumer::new(ctx.store, &ctx.settings, metrics);
+    reader.run(&consumer, &ctx.shutdown).await;
     Ok(())
 }

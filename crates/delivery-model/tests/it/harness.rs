@@ -127,20 +127,7 @@ impl Ctx {
         let sub = self.verified(&["threat_model.created"]).await;
         let mut records = Vec::new();
         for _ in 0..n {
-            let record = DeliveryRecord::new_pending(
-                DeliveryId::new_v7(),
-                sub.id,
-                "threat_model.created",
-                r#"{"event_type":"threat_model.created","data":{}}"#,
-                now_micros(),
-            );
-            assert!(
-                self.store
-                    .create_and_enqueue_delivery(&record)
-                    .await
-                    .unwrap()
-            );
-            records.push(record);
+            records.push(self.queue_delivery(sub.id).await);
         }
         // The subscription's challenge is on the queue too: handle it (ack) so only the deliveries stay pending.
         let mut read = self.read_queue().await;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::delivery::DeliveryStatus;
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::store::Store;
@@ -15,6 +15,7 @@ use delivery_model::time::now_micros;
 use test_support::inproc::{InProcess, test_settings};
 use test_support::receiver::Receiver;
 use test_support::redis::RedisServer;
+use test_support::store::StoreFixture;
 use test_support::wait;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +37,7 @@ fn settings(redis: &RedisServer, extra: &[(&str, &str)]) -> service_common::conf
 }
 
 /// Creates an active subscription to `receiver` and one queued delivery for it.
-async fn queue_one(store: &Store, receiver: &Receiver) -> DeliveryId {
+async fn queue_one(fixture: &StoreFixture, receiver: &Receiver) -> DeliveryId {
     let sub = Subscription::new(
         "owner-1",
         "hook",
@@ -45,16 +46,8 @@ async fn queue_one(store: &Store, receiver: &Receiver) -> DeliveryId {
         SubscriptionStatus::Active,
         now_micros(),
     );
-    assert!(store.create_subscription(&sub).await.unwrap());
-    let record = DeliveryRecord::new_pending(
-        DeliveryId::new_v7(),
-        sub.id,
-        "threat_model.created",
-        r#"{"event_type":"threat_model.created","data":{}}"#,
-        now_micros(),
-    );
-    assert!(store.create_and_enqueue_delivery(&record).await.unwrap());
-    record.id
+    fixture.create(&sub).await;
+    fixture.queue_delivery(sub.id).await.id
 }
 
 async fn status(store: &Store, id: DeliveryId) -> DeliveryStatus {
@@ -78,7 +71,7 @@ async fn delivers_a_queued_delivery_and_acknowledges_it() {
     let redis = RedisServer::start();
     let settings = settings(&redis, &[]);
     let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
-    let id = queue_one(&svc.store, &receiver).await;
+    let id = queue_one(&svc, &receiver).await;
 
     let got = receiver.wait_for_deliveries(1, TIMEOUT).await;
     assert_eq!(got[0].delivery_id(), Some(id.to_string().as_str()));
@@ -99,13 +92,13 @@ async fn takes_over_the_entry_of_a_dead_worker() {
     let redis = RedisServer::start();
     let settings = settings(&redis, &[]);
     // Before the service starts, another worker reads the entry and dies holding it.
-    let store = Store::connect(&settings.store_options()).await.unwrap();
-    store.ensure_queue_group().await.unwrap();
-    let id = queue_one(&store, &receiver).await;
-    let reader = store.reader().await.unwrap();
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    fixture.store.ensure_queue_group().await.unwrap();
+    let id = queue_one(&fixture, &receiver).await;
+    let reader = fixture.store.reader().await.unwrap();
     let taken = reader
         .read_group(
-            &store.keys().queue_stream(),
+            &fixture.k().queue_stream(),
             QUEUE_GROUP,
             "dead-worker",
             10,
@@ -115,9 +108,8 @@ async fn takes_over_the_entry_of_a_dead_worker() {
         .unwrap();
     assert_eq!(taken.len(), 1, "the dead worker holds the entry");
     reader.quit().await;
-    store.quit().await;
 
-    let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
+    let mut svc = InProcess::start_on(fixture, settings, delivery_worker::run);
     wait_delivered(&svc, id).await;
     assert_eq!(svc.metric("hookline_worker_reclaimed_total", &[]), 1.0);
     assert_eq!(queue_pending(&svc).await, 0);
@@ -132,7 +124,7 @@ async fn finishes_an_attempt_in_flight_before_returning() {
     let redis = RedisServer::start();
     let settings = settings(&redis, &[]);
     let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
-    let id = queue_one(&svc.store, &receiver).await;
+    let id = queue_one(&svc, &receiver).await;
     wait::until("an attempt is in flight", TIMEOUT, || async {
         (svc.metric("hookline_worker_in_flight", &[]) >= 1.0).then_some(())
     })

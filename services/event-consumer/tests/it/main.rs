@@ -14,6 +14,7 @@ use fred::prelude::*;
 use fred::types::Value;
 use test_support::inproc::{InProcess, test_settings};
 use test_support::redis::RedisServer;
+use test_support::store::StoreFixture;
 use test_support::wait;
 
 const EVENTS: &str = "hookline_consumer_events_total";
@@ -126,12 +127,13 @@ async fn acknowledges_and_counts_a_malformed_entry() {
 }
 
 /// Before the service starts: publishes one event and reads it as `consumer`, which then dies with the
-/// entry pending in its list.
-async fn left_pending_by(redis: &RedisServer, extra: &[(&str, &str)], consumer: &str) {
-    let settings = test_settings(&redis.url(), extra);
-    let store = delivery_model::store::Store::connect(&settings.store_options())
-        .await
-        .unwrap();
+/// entry pending in its list. Returns the service, started on that state.
+async fn start_after_left_pending_by(extra: &[(&str, &str)], consumer: &str) -> InProcess {
+    let redis = RedisServer::start();
+    let env: Vec<(&str, &str)> = BASE.iter().chain(extra).copied().collect();
+    let settings = test_settings(&redis.url(), &env);
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    let store = &fixture.store;
     store.ensure_events_group("0").await.unwrap();
     store
         .publish_event(&event("threat_model.created"))
@@ -144,21 +146,18 @@ async fn left_pending_by(redis: &RedisServer, extra: &[(&str, &str)], consumer: 
         .unwrap();
     assert_eq!(taken.len(), 1, "{consumer} holds the entry");
     reader.quit().await;
-    store.quit().await;
+    InProcess::start_on(fixture, settings, event_consumer::run)
 }
 
 #[tokio::test]
 async fn rereads_its_own_pending_entries_at_start() {
-    let redis = RedisServer::start();
     // Claiming is pushed out of reach, so only the re-read of the replica's own pending list can pick the
     // entry up.
     let extra = [
         ("HOOKLINE__CONSUMER__CONSUMER_NAME", "replica-0"),
         ("HOOKLINE__CONSUMER__CLAIM_IDLE_MS", "3600000"),
     ];
-    left_pending_by(&redis, &extra, "replica-0").await;
-
-    let mut svc = start(redis, &extra).await;
+    let mut svc = start_after_left_pending_by(&extra, "replica-0").await;
     wait_metric(&svc, EVENTS, &[("outcome", "no_match")], 1.0).await;
     assert_eq!(pending(&svc).await, 0);
     assert_eq!(svc.metric("hookline_consumer_reclaimed_total", &[]), 0.0);
@@ -167,11 +166,8 @@ async fn rereads_its_own_pending_entries_at_start() {
 
 #[tokio::test]
 async fn takes_over_the_entries_of_a_stalled_replica() {
-    let redis = RedisServer::start();
     let extra = [("HOOKLINE__CONSUMER__CLAIM_IDLE_MS", "300")];
-    left_pending_by(&redis, &extra, "stalled").await;
-
-    let mut svc = start(redis, &extra).await;
+    let mut svc = start_after_left_pending_by(&extra, "stalled").await;
     wait_metric(&svc, "hookline_consumer_reclaimed_total", &[], 1.0).await;
     wait_metric(&svc, EVENTS, &[("outcome", "no_match")], 1.0).await;
     assert_eq!(pending(&svc).await, 0);
