@@ -34,6 +34,7 @@ mod queue;
 pub mod quotas;
 pub mod retries;
 mod scripts;
+mod sentinel;
 mod streams;
 mod subscriptions;
 
@@ -54,6 +55,7 @@ pub use attempts::{
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
 pub use deliveries::FanoutEntry;
+pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader};
 pub use subscriptions::ChallengeFailure;
 
@@ -74,6 +76,8 @@ pub struct StoreOptions {
     pub terminal_ttl: Duration,
     /// Upper bound on any single command (blocking reads add their block time).
     pub command_timeout: Duration,
+    /// Sentinels naming the primary; `None` connects to the URL's host. See [`SentinelOptions`].
+    pub sentinel: Option<SentinelOptions>,
 }
 
 impl StoreOptions {
@@ -89,6 +93,7 @@ impl StoreOptions {
             active_ttl: Duration::from_secs(4 * 3600),
             terminal_ttl: Duration::from_secs(7 * 24 * 3600),
             command_timeout: Duration::from_secs(5),
+            sentinel: None,
         }
     }
 }
@@ -169,7 +174,8 @@ impl Store {
     /// # Errors
     /// Bad URL, or Redis unreachable within the command timeout.
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
-        let config = Config::from_url(&opts.url)?;
+        let mut config = Config::from_url(&opts.url)?;
+        sentinel::apply(&mut config, opts.sentinel.as_ref());
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {

@@ -10,7 +10,10 @@
 //! This file holds the section structs and the loader; `validate.rs` holds the checks, one function per
 //! section.
 
+mod sentinel;
 mod validate;
+
+pub use sentinel::Redacted;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +33,7 @@ const LIST_KEYS: &[&str] = &[
     "subscriptions.deny_regexes",
     "worker.retry_schedule_ms",
     "worker.circuit_open_ms",
+    "redis.sentinels",
 ];
 
 /// A configuration that cannot be used, naming the key at fault.
@@ -70,6 +74,16 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub events_stream: String,
     pub command_timeout_ms: u64,
+    /// Sentinels (`host:port`) that name the primary; empty connects to the URL's host (see `sentinel.rs`).
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under; required with `sentinels`.
+    pub sentinel_master_name: String,
+    /// ACL user for the sentinels themselves (empty: none).
+    pub sentinel_username: String,
+    /// Password for the sentinels; after validation it also holds what `sentinel_password_file` contained.
+    pub sentinel_password: Redacted,
+    /// A file holding the sentinels' password (a mounted Secret).
+    pub sentinel_password_file: String,
 }
 
 /// `[delivery]`
@@ -352,6 +366,7 @@ impl Settings {
             active_ttl: Duration::from_secs(self.delivery.active_ttl_secs),
             terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),
             command_timeout: Duration::from_millis(self.redis.command_timeout_ms),
+            sentinel: self.redis.sentinel_options(),
         }
     }
 }

@@ -29,6 +29,7 @@ impl Settings {
             list.retain(|s| !s.trim().is_empty());
         }
         self.redis.validate()?;
+        self.redis.validate_sentinel()?;
         self.delivery.validate()?;
         self.api.validate()?;
         self.auth.validate()?;
