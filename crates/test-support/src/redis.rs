@@ -125,7 +125,7 @@ impl Drop for RedisServer {
 
 /// Waits until the redis-server `child` answers on `127.0.0.1:port`: its `INFO server` names the child's
 /// process id. False when the child exits first (its port was taken) or another process answers there.
-fn wait_for_own_server(child: &mut Child, port: u16, timeout: Duration) -> bool {
+pub(crate) fn wait_for_own_server(child: &mut Child, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if !matches!(child.try_wait(), Ok(None)) {

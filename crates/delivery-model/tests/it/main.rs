@@ -16,6 +16,7 @@
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
+//! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -26,4 +27,5 @@ mod fanout;
 mod harness;
 mod queue;
 mod retries;
+mod sentinel;
 mod subscriptions;
