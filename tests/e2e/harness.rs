@@ -21,7 +21,7 @@ pub const SECRET: &str = "e2e-jwt-secret";
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// Settings every e2e run uses: loopback receivers reachable only through the allowlist, short schedules.
-fn base_env(redis_url: &str) -> Vec<(String, String)> {
+pub fn base_env(redis_url: &str) -> Vec<(String, String)> {
     [
         ("HOOKLINE__REDIS__URL", redis_url),
         ("HOOKLINE__AUTH__JWT_SECRET", SECRET),
@@ -47,7 +47,7 @@ fn base_env(redis_url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn merge(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn merge(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     for (k, v) in extra {
         env.retain(|(ek, _)| ek != k);
         env.push(((*k).to_owned(), (*v).to_owned()));

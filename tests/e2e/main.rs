@@ -6,6 +6,7 @@ mod addons;
 mod callbacks;
 mod cleanup;
 mod contract;
+mod failover;
 mod harness;
 mod pipeline;
 mod quotas;
