@@ -47,11 +47,14 @@ struct FailoverStack {
     cleanup: Service,
     store: Store,
     topo: Topology,
+    /// When the topology was up (readiness answers after it count as "ready before the kill").
+    topo_started: Instant,
 }
 
 impl FailoverStack {
     async fn start() -> Self {
         let topo = Topology::start().await;
+        let topo_started = Instant::now();
         let sentinels = topo.sentinel_addrs().join(",");
         // The URL's host is never used with sentinels: point it at nothing to prove it.
         let url = format!("redis://127.0.0.1:{}", test_support::redis::free_port());
@@ -91,6 +94,7 @@ impl FailoverStack {
             cleanup,
             store,
             topo,
+            topo_started,
         }
     }
 
@@ -176,43 +180,120 @@ fn pending(port: u16, stream: &str, group: &str) -> Option<i64> {
     }
 }
 
+const SERVICES: [&str; 3] = ["event-consumer", "delivery-worker", "cleanup"];
+
+/// When each service first answered ready after `since`; `None` until all have.
+fn ready_after(readiness: &Readiness, since: Instant) -> Option<Vec<Instant>> {
+    let seen = lock(readiness);
+    SERVICES
+        .iter()
+        .map(|n| {
+            seen.iter()
+                .filter(|(s, at, ok)| s == n && *ok && *at > since)
+                .map(|(_, at, _)| *at)
+                .min()
+        })
+        .collect()
+}
+
+/// For each service, the span from its first to its last not-ready answer after `since`.
+///
+/// # Panics
+/// When a service never answered not-ready.
+fn not_ready_spans(readiness: &Readiness, since: Instant) -> Vec<(&'static str, Duration)> {
+    let seen = lock(readiness);
+    SERVICES
+        .iter()
+        .map(|n| {
+            let down: Vec<Instant> = seen
+                .iter()
+                .filter(|(s, at, ok)| s == n && !*ok && *at >= since)
+                .map(|(_, at, _)| *at)
+                .collect();
+            match (down.first(), down.last()) {
+                (Some(a), Some(b)) => (*n, b.duration_since(*a)),
+                _ => panic!("{n} never reported not-ready while no primary answered"),
+            }
+        })
+        .collect()
+}
+
+/// Event numbers acknowledged at or after `since` (or before it, with `before`).
+fn acked_around(acked: &Acked, since: Instant, before: bool) -> Vec<u64> {
+    lock(acked)
+        .iter()
+        .filter(|(_, at)| (*at < since) == before)
+        .map(|(i, _)| *i)
+        .collect()
+}
+
+/// Waits until an event acknowledged after `promoted_at` reaches the receiver; returns when it arrived.
+async fn wait_resumed(acked: &Acked, rx: &Receiver, promoted_at: Instant) -> Instant {
+    wait::until(
+        "delivery resumes after the promotion",
+        RESUME_BOUND,
+        || async {
+            let after: HashSet<u64> = acked_around(acked, promoted_at, false)
+                .into_iter()
+                .collect();
+            delivered(rx)
+                .into_iter()
+                .filter(|(i, _)| after.contains(i))
+                .map(|(_, at)| at)
+                .min()
+        },
+    )
+    .await
+}
+
+/// Waits until every event of `must` is delivered and no entry is left pending on the node at `port`.
+async fn wait_drained(s: &FailoverStack, rx: &Receiver, must: &[u64], port: u16) {
+    wait::until(
+        "every event acknowledged after the kill is delivered",
+        RESUME_BOUND,
+        || async {
+            let got = delivered(rx);
+            must.iter().all(|i| got.contains_key(i)).then_some(())
+        },
+    )
+    .await;
+    // The groups carried on: nothing is left pending on the new primary once the work is done.
+    let q = s.store.keys().queue_stream();
+    wait::until("no entry left pending", RESUME_BOUND, || async {
+        (pending(port, DEFAULT_EVENTS_STREAM, EVENTS_GROUP) == Some(0)
+            && pending(port, &q, QUEUE_GROUP) == Some(0))
+        .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn services_follow_a_sentinel_failover_under_load() {
     let mut s = FailoverStack::start().await;
     let rx = Receiver::start().await;
-    let now = delivery_model::time::now_micros();
     let sub = Subscription {
         secret: Some("failover-secret-0123456789".into()),
         ..Subscription::new(
             "admin-1",
             "failover",
-            &rx.url(),
+            rx.url(),
             vec![EVENT.to_owned()],
             SubscriptionStatus::Active,
-            now,
+            delivery_model::time::now_micros(),
         )
     };
     assert!(s.store.create_subscription(&sub).await.unwrap());
 
-    let stop_publishing = CancellationToken::new();
-    let (acked, publisher) = s.publish(stop_publishing.clone());
+    let stop = CancellationToken::new();
+    let (acked, publisher) = s.publish(stop.clone());
+    let readiness = s.watch_readiness(stop.clone());
     wait::until(
         "steady delivery before the kill",
         Duration::from_secs(20),
-        || async { (delivered(&rx).len() >= 2 * RATE as usize).then_some(()) },
-    )
-    .await;
-    let stop_watching = CancellationToken::new();
-    let readiness = s.watch_readiness(stop_watching.clone());
-    wait::until(
-        "every service ready before the kill",
-        Duration::from_secs(5),
         || async {
-            let seen = lock(&readiness);
-            ["event-consumer", "delivery-worker", "cleanup"]
-                .iter()
-                .all(|n| seen.iter().any(|(s, _, ok)| s == n && *ok))
-                .then_some(())
+            (delivered(&rx).len() >= 2 * RATE as usize
+                && ready_after(&readiness, s.topo_started).is_some())
+            .then_some(())
         },
     )
     .await;
@@ -221,102 +302,30 @@ async fn services_follow_a_sentinel_failover_under_load() {
     s.topo.kill_primary();
     let promotion = s.topo.wait_for_promotion(Duration::from_secs(20)).await;
     let promoted_at = Instant::now();
-    let new_primary = s.topo.replica_port();
 
-    // Delivery resumes: an event acknowledged after the promotion reaches the receiver.
-    let resumed_at = wait::until(
-        "delivery resumes after the promotion",
-        RESUME_BOUND,
-        || async {
-            let after: HashSet<u64> = lock(&acked)
-                .iter()
-                .filter(|(_, at)| *at > promoted_at)
-                .map(|(i, _)| *i)
-                .collect();
-            delivered(&rx)
-                .into_iter()
-                .filter(|(i, _)| after.contains(i))
-                .map(|(_, at)| at)
-                .min()
-        },
-    )
-    .await;
-    let resume = resumed_at.saturating_duration_since(promoted_at);
+    let resume = wait_resumed(&acked, &rx, promoted_at)
+        .await
+        .saturating_duration_since(promoted_at);
     assert!(
         resume < RESUME_BOUND,
         "resumed {resume:?} after the promotion"
     );
-
-    // Readiness: every service reports not-ready after the kill, and ready again after the promotion.
-    let services = ["event-consumer", "delivery-worker", "cleanup"];
     let ready_again = wait::until("every service ready again", RESUME_BOUND, || async {
-        let seen = lock(&readiness);
-        services
-            .iter()
-            .map(|n| {
-                seen.iter()
-                    .filter(|(s, at, ok)| s == n && *ok && *at > promoted_at)
-                    .map(|(_, at, _)| *at)
-                    .min()
-            })
-            .collect::<Option<Vec<Instant>>>()
+        ready_after(&readiness, promoted_at)
     })
     .await;
     tokio::time::sleep_until((promoted_at + AFTER_PROMOTION).into()).await;
-    stop_publishing.cancel();
+    stop.cancel();
     let sent = publisher.await.unwrap();
-    stop_watching.cancel();
-    let not_ready: Vec<(&str, Duration)> = {
-        let seen = lock(&readiness);
-        services
-            .iter()
-            .map(|n| {
-                let down: Vec<Instant> = seen
-                    .iter()
-                    .filter(|(s, at, ok)| s == n && !*ok && *at >= killed_at)
-                    .map(|(_, at, _)| *at)
-                    .collect();
-                let span = match (down.first(), down.last()) {
-                    (Some(a), Some(b)) => b.duration_since(*a),
-                    _ => panic!("{n} never reported not-ready while no primary answered"),
-                };
-                (*n, span)
-            })
-            .collect()
-    };
+    let not_ready = not_ready_spans(&readiness, killed_at);
 
     // Every event acknowledged at or after the kill is delivered; those acknowledged before it may have
     // been lost with the primary (asynchronous replication).
-    let acked_all: Vec<(u64, Instant)> = lock(&acked).clone();
-    let must: HashSet<u64> = acked_all
-        .iter()
-        .filter(|(_, at)| *at >= killed_at)
-        .map(|(i, _)| *i)
-        .collect();
-    wait::until(
-        "every event acknowledged after the kill is delivered",
-        RESUME_BOUND,
-        || async {
-            let got = delivered(&rx);
-            must.iter().all(|i| got.contains_key(i)).then_some(())
-        },
-    )
-    .await;
-    // The groups carried on: nothing is left pending on the new primary once the work is done.
-    wait::until("no entry left pending", RESUME_BOUND, || async {
-        let q = s.store.keys().queue_stream();
-        (pending(new_primary, DEFAULT_EVENTS_STREAM, EVENTS_GROUP) == Some(0)
-            && pending(new_primary, &q, QUEUE_GROUP) == Some(0))
-        .then_some(())
-    })
-    .await;
+    let must = acked_around(&acked, killed_at, false);
+    wait_drained(&s, &rx, &must, s.topo.replica_port()).await;
 
     let got = delivered(&rx);
-    let before: Vec<u64> = acked_all
-        .iter()
-        .filter(|(_, at)| *at < killed_at)
-        .map(|(i, _)| *i)
-        .collect();
+    let before = acked_around(&acked, killed_at, true);
     let lost: Vec<u64> = before
         .iter()
         .copied()
@@ -328,11 +337,12 @@ async fn services_follow_a_sentinel_failover_under_load() {
         .filter(|&&c| c > 1)
         .count();
     eprintln!(
-        "failover figures: sent {sent}, acknowledged {} ({} before the kill); promotion {promotion:?} after \
-         the kill; delivery resumed {resume:?} after the promotion; ready again {:?} after the promotion; \
-         not-ready spans {not_ready:?}; acknowledged before the kill and lost: {} {lost:?}; sent twice: {twice}",
-        acked_all.len(),
+        "failover figures: sent {sent}, acknowledged {} before the kill and {} after; promotion \
+         {promotion:?} after the kill; delivery resumed {resume:?} after the promotion; ready again \
+         {:?} after the promotion; not-ready spans {not_ready:?}; acknowledged before the kill and \
+         lost: {} {lost:?}; deliveries sent twice: {twice}",
         before.len(),
+        must.len(),
         ready_again
             .iter()
             .map(|t| t.duration_since(promoted_at))
@@ -343,18 +353,18 @@ async fn services_follow_a_sentinel_failover_under_load() {
         !before.is_empty() && !must.is_empty(),
         "load ran on both sides of the kill"
     );
-    // Without WAIT, what can be lost is bounded by what the primary acknowledged but had not yet
-    // replicated: well under a second of events at this rate.
+    // Without WAIT, what can be lost is what the primary acknowledged but had not yet replicated: well
+    // under a second of events at this rate.
     assert!(
         lost.len() < RATE as usize,
-        "lost {} events acknowledged before the kill",
+        "lost {} acknowledged events",
         lost.len()
     );
-    assert!(
-        s.api.is_running()
-            && s.consumer.is_running()
-            && s.worker.is_running()
-            && s.cleanup.is_running(),
-        "no service restarted or exited"
-    );
+    for svc in [&mut s.api, &mut s.consumer, &mut s.worker, &mut s.cleanup] {
+        assert!(
+            svc.is_running(),
+            "{:?} exited: services follow without a restart",
+            svc.bin()
+        );
+    }
 }
