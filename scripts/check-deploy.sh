@@ -188,6 +188,15 @@ chart_refuses_bad_values() {
   helm_refuses "credentials in redis.url" "must not hold credentials" --set redis.url=redis://u:p@r:6379 || bad=1
   helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
   helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
+  helm_refuses "Sentinel without a master name" "redis.sentinel.enabled needs redis.sentinel.masterName" \
+    --set redis.sentinel.enabled=true --set 'redis.sentinel.hosts={s:26379}' || bad=1
+  helm_refuses "Sentinel without hosts" "redis.sentinel.enabled needs redis.sentinel.hosts" \
+    --set redis.sentinel.enabled=true --set redis.sentinel.masterName=m || bad=1
+  helm_refuses "a sentinel password without a Secret" "redis.sentinel.password.enabled needs" \
+    --set redis.sentinel.enabled=true --set redis.sentinel.masterName=m --set 'redis.sentinel.hosts={s:26379}' \
+    --set redis.sentinel.password.enabled=true || bad=1
+  helm_refuses "config.redis.sentinels" "config.redis.sentinels is set by the chart" \
+    --set 'config.redis.sentinels={s:26379}' || bad=1
   helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
   helm_refuses "the migrate Job without a PostgreSQL URL" "migrate.enabled needs" --set migrate.enabled=true || bad=1
   helm_refuses "two CA sources for the migrate Job" "set secretName or configMapName, not both" \

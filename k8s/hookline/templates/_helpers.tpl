@@ -113,7 +113,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{/* The config file: values.config plus the listen addresses, as TOML. */}}
 {{- define "hookline.configToml" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
-{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
+{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url" "sentinels" "sentinel_master_name" "sentinel_username" "sentinel_password" "sentinel_password_file") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
 {{- range $section, $kv := $cfg -}}
 {{- if not (kindIs "map" $kv) -}}
 {{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) -}}
@@ -237,6 +237,7 @@ key: {{ .Values.secrets.keys.postgresUrl }}
 {{- end }}
 - name: HOOKLINE__REDIS__URL
   value: {{ include "hookline.redisUrl" $root | quote }}
+{{- include "hookline.sentinelEnv" $root }}
 - name: HOOKLINE__AUTH__JWT_SECRET
   valueFrom:
     secretKeyRef:
@@ -441,4 +442,56 @@ spec:
 {{- $out := list "api-gateway" "event-consumer" "delivery-worker" -}}
 {{- if eq .Values.cleanup.mode "deployment" }}{{ $out = append $out "cleanup" }}{{ end -}}
 {{- toJson $out -}}
+{{- end -}}
+
+{{/* Sentinel settings (redis.sentinel) as environment variables; nothing when disabled. */}}
+{{- define "hookline.sentinelEnv" -}}
+{{- $s := .Values.redis.sentinel -}}
+{{- if $s.enabled }}
+{{- if not $s.masterName -}}
+{{- fail "redis.sentinel.enabled needs redis.sentinel.masterName" -}}
+{{- end -}}
+{{- if not $s.hosts -}}
+{{- fail "redis.sentinel.enabled needs redis.sentinel.hosts (host:port of each sentinel)" -}}
+{{- end }}
+- name: HOOKLINE__REDIS__SENTINELS
+  value: {{ join "," $s.hosts | quote }}
+- name: HOOKLINE__REDIS__SENTINEL_MASTER_NAME
+  value: {{ $s.masterName | quote }}
+{{- with $s.username }}
+- name: HOOKLINE__REDIS__SENTINEL_USERNAME
+  value: {{ . | quote }}
+{{- end }}
+{{- if $s.password.enabled }}
+{{- if not $s.password.secretName -}}
+{{- fail "redis.sentinel.password.enabled needs redis.sentinel.password.secretName" -}}
+{{- end }}
+- name: HOOKLINE__REDIS__SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.password.secretName }}
+      key: {{ $s.password.secretKey | default "sentinel-password" }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy egress rules to the sentinels' ports (redis.sentinel); nothing when disabled. */}}
+{{- define "hookline.sentinelEgress" -}}
+{{- $s := .root.Values.redis.sentinel -}}
+{{- if $s.enabled }}
+{{- $ports := list -}}
+{{- range $s.hosts -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" .) -}}
+{{- end }}
+# Redis Sentinel
+- ports:
+    {{- range uniq $ports }}
+    - port: {{ . | int }}
+      protocol: TCP
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end -}}
