@@ -7,7 +7,7 @@ use std::time::Duration;
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::store::{SentinelOptions, Store, StoreOptions};
 use delivery_model::subscription::SubscriptionStatus::PendingVerification;
-use test_support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, Topology, info_field};
+use test_support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, Reply, Topology, command, info_field};
 use test_support::wait;
 
 use crate::harness::subscription;
@@ -18,9 +18,9 @@ fn cached_scripts(port: u16) -> Option<u64> {
         .ok()
 }
 
-#[tokio::test]
-async fn over_sentinel_the_store_follows_a_failover_and_reloads_its_scripts() {
-    let mut topo = Topology::start().await;
+/// A store that knows only the sentinels: the URL names a port nothing listens on, so every connection
+/// must come from asking them.
+async fn sentinel_store(topo: &Topology) -> Store {
     let opts = StoreOptions {
         command_timeout: Duration::from_secs(1),
         sentinel: Some(SentinelOptions {
@@ -34,13 +34,18 @@ async fn over_sentinel_the_store_follows_a_failover_and_reloads_its_scripts() {
             username: None,
             password: None,
         }),
-        // The URL's host is not used: a port nothing listens on proves the sentinels were asked.
         ..StoreOptions::new(format!(
             "redis://127.0.0.1:{}",
             test_support::redis::free_port()
         ))
     };
-    let store = Store::connect(&opts).await.unwrap();
+    Store::connect(&opts).await.unwrap()
+}
+
+#[tokio::test]
+async fn over_sentinel_the_store_follows_a_failover_and_reloads_its_scripts() {
+    let mut topo = Topology::start().await;
+    let store = sentinel_store(&topo).await;
     store.ensure_queue_group().await.unwrap();
     let reader = store.reader().await.unwrap();
     let before = subscription(PendingVerification, &["*"]);
@@ -89,5 +94,46 @@ async fn over_sentinel_the_store_follows_a_failover_and_reloads_its_scripts() {
         },
     )
     .await;
+    store.quit().await;
+}
+
+#[tokio::test]
+async fn a_manual_failover_with_the_old_primary_alive_is_followed_too() {
+    // `SENTINEL FAILOVER` demotes a primary that keeps running: the store must not stay on it (its writes
+    // would fail with READONLY). Sentinel disconnects the demoted node's clients, so they rediscover.
+    let topo = Topology::start().await;
+    let store = sentinel_store(&topo).await;
+    assert!(
+        store
+            .create_subscription(&subscription(PendingVerification, &["*"]))
+            .await
+            .unwrap()
+    );
+    let reply = command(
+        topo.sentinel_addrs()[0]
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap(),
+        &["SENTINEL", "FAILOVER", MASTER_NAME],
+    );
+    assert_eq!(reply, Some(Reply::Simple("OK".into())));
+    topo.wait_for_promotion(Duration::from_secs(20)).await;
+    wait::until(
+        "the old primary is a replica",
+        Duration::from_secs(20),
+        || async {
+            (info_field(topo.primary_port(), "replication", "role").as_deref() == Some("slave"))
+                .then_some(())
+        },
+    )
+    .await;
+    let after = subscription(PendingVerification, &["*"]);
+    wait::until(
+        "writes reach the new primary",
+        Duration::from_secs(15),
+        || async { store.create_subscription(&after).await.ok() },
+    )
+    .await;
+    assert!(store.get_subscription(after.id).await.unwrap().is_some());
     store.quit().await;
 }
