@@ -54,9 +54,11 @@ impl Proxy {
     /// # Panics
     /// When no loopback port can be bound.
     pub async fn start(target: u16) -> Self {
+        #[expect(clippy::expect_used, reason = "test harness: no port means no test")]
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind proxy listener");
+        #[expect(clippy::expect_used, reason = "test harness")]
         let addr = listener.local_addr().expect("proxy address");
         let (path, _) = watch::channel(Path {
             open: true,
@@ -188,6 +190,8 @@ async fn copy(
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
     use std::time::Duration;
 
     use super::*;
