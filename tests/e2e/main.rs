@@ -6,6 +6,7 @@ mod addons;
 mod callbacks;
 mod cleanup;
 mod contract;
+mod halfopen;
 mod harness;
 mod pipeline;
 mod quotas;
