@@ -152,12 +152,14 @@ async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_l
     // state): each service must replace them by itself.
     let accepted_before = proxy.accepted();
     proxy.restore_new_only();
+    let restored_at = Instant::now();
     wait::until(
         "every /readyz answers 200 again",
         Duration::from_secs(20),
         || async { (all_ready(&urls).await == vec![200; 4]).then_some(()) },
     )
     .await;
+    let ready_again = restored_at.elapsed();
     assert!(
         proxy.accepted() > accepted_before,
         "services opened new connections"
@@ -170,6 +172,7 @@ async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_l
         (got == expected).then_some(got)
     })
     .await;
+    let caught_up = restored_at.elapsed();
     assert_eq!(got, expected);
     let all = delivered(&rx);
     let twice = all.len() - got.len();
@@ -178,7 +181,8 @@ async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_l
         "{twice} deliveries sent twice (at most the 4 slots)"
     );
     eprintln!(
-        "half-open: noticed in {noticed:?}; {before_silence} delivered before, {} after; {twice} sent twice",
+        "half-open: noticed in {noticed:?}; ready {ready_again:?} and all delivered {caught_up:?} after the \
+         path returned; {before_silence} delivered before, {} after; {twice} sent twice",
         got.len() - before_silence
     );
     drop(cleanup);
