@@ -9,7 +9,7 @@ use serde_json::json;
 use test_support::proxy::Proxy;
 use test_support::receiver::Receiver;
 use test_support::redis::RedisServer;
-use test_support::service::ServiceBin;
+use test_support::service::{Service, ServiceBin};
 use test_support::{http, wait};
 
 use crate::harness::Stack;
@@ -49,8 +49,16 @@ fn delivered(rx: &Receiver) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
-async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_lost() {
+/// The pipeline services and cleanup, reaching Redis only through a proxy, with a short command timeout.
+struct Behind {
+    proxy: Proxy,
+    stack: Stack,
+    cleanup: Service,
+    /// Every service's `/readyz`: api-gateway, event-consumer, delivery-worker, cleanup.
+    urls: [String; 4],
+}
+
+async fn start_behind_proxy() -> Behind {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port()).await;
     let timeout_ms = COMMAND_TIMEOUT.as_millis().to_string();
@@ -73,14 +81,18 @@ async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_l
         format!("http://{}/readyz", stack.worker.ops_addr()),
         format!("http://{}/readyz", cleanup.ops_addr()),
     ];
-    let rx = Receiver::start().await;
-    stack.verified_subscription(&rx, &[EVENT], None).await;
-    assert_eq!(all_ready(&urls).await, vec![200; 4], "ready before");
+    Behind {
+        proxy,
+        stack,
+        cleanup,
+        urls,
+    }
+}
 
-    // Deliveries flowing: events acknowledged by the API and events appended straight to Redis.
-    rx.set_delay(Duration::from_millis(150));
-    const N: i64 = 40;
-    for i in 0..N {
+/// Publishes events `0..n` carrying `data.i`: even ones through `POST /events` (acknowledged by the API),
+/// odd ones appended straight to Redis.
+async fn publish_events(stack: &Stack, n: i64) {
+    for i in 0..n {
         if i % 2 == 0 {
             let body = json!({"event_type": EVENT, "object_id": format!("obj-{i}"), "object_type": "threat_model", "data": {"i": i}});
             let (status, answer) = stack.api("POST", "/events", Some(body)).await;
@@ -89,6 +101,24 @@ async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_l
             stack.publish(EVENT, None, json!({"i": i})).await;
         }
     }
+}
+
+#[tokio::test]
+async fn blackholed_redis_is_noticed_within_the_command_timeout_and_nothing_is_lost() {
+    let Behind {
+        proxy,
+        stack,
+        cleanup,
+        urls,
+    } = start_behind_proxy().await;
+    let rx = Receiver::start().await;
+    stack.verified_subscription(&rx, &[EVENT], None).await;
+    assert_eq!(all_ready(&urls).await, vec![200; 4], "ready before");
+
+    // Deliveries flowing: events acknowledged by the API and events appended straight to Redis.
+    rx.set_delay(Duration::from_millis(150));
+    const N: i64 = 40;
+    publish_events(&stack, N).await;
     wait::until("deliveries flowing", Duration::from_secs(15), || async {
         (rx.deliveries().len() >= 4).then_some(())
     })
