@@ -78,7 +78,14 @@ impl Stack {
     /// Starts Redis and the three pipeline services with `extra` settings on top of the e2e defaults.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start();
-        let env = merge(base_env(&redis.url()), extra);
+        let url = redis.url();
+        Self::start_via(redis, &url, extra).await
+    }
+
+    /// As [`start_with`](Self::start_with), but the services reach `redis` at `services_url` (a proxy in
+    /// front of it); the test's own store still talks to `redis` directly.
+    pub async fn start_via(redis: RedisServer, services_url: &str, extra: &[(&str, &str)]) -> Self {
+        let env = merge(base_env(services_url), extra);
         let api = Service::start(ServiceBin::ApiGateway, &env).await;
         let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
         let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;

@@ -7,6 +7,7 @@ mod callbacks;
 mod cleanup;
 mod contract;
 mod failover;
+mod halfopen;
 mod harness;
 mod pipeline;
 mod quotas;

@@ -37,6 +37,12 @@ impl Error {
         }
     }
 
+    /// Redis gave no answer within the command timeout: the connection may be half-open, so a caller that
+    /// owns a dedicated connection replaces it.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Redis(e) if *e.kind() == fred::error::ErrorKind::Timeout)
+    }
+
     /// The same failure again, for each caller waiting on one batched call (errors of the libraries below are
     /// not all `Clone`; their text is kept).
     #[must_use]

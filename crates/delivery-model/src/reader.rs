@@ -18,7 +18,9 @@
 //!
 //! On `NOGROUP` (Redis lost its data) the group is recreated and reading goes on. Any other error is logged
 //! and followed by a pause; a non-retryable one also closes the connection and opens a new one
-//! ([`SessionEnd::Reconnect`]). Every error is also reported to the handler as a [`ReaderEvent`], which is
+//! ([`SessionEnd::Reconnect`]). A call that gets no answer is bounded (a blocking read by `block` plus the
+//! store's command timeout); after such a timeout the connection, which may be half-open, is replaced in
+//! place ([`StreamReader::reconnect`]) and this consumer's own pending entries are re-read. Every error is also reported to the handler as a [`ReaderEvent`], which is
 //! where the services count them.
 //!
 //! # Shutdown
@@ -305,6 +307,14 @@ impl GroupReader {
                         error: &error,
                     });
                     tracing::warn!(%error, stream, "reading the stream failed; retrying");
+                    if error.is_timeout() {
+                        // No answer: the connection may be half-open, and a blocking read holds it, so
+                        // replace it; a reply lost with it may have handed entries to this consumer.
+                        own_pending_done = false;
+                        if let Err(error) = conn.reconnect().await {
+                            tracing::warn!(%error, stream, "cannot replace the read connection");
+                        }
+                    }
                     pause(token).await;
                     if !error.is_retryable() {
                         return SessionEnd::Reconnect;

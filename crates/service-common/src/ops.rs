@@ -2,14 +2,18 @@
 //!
 //! - `/healthz` answers 200 while the process runs (liveness).
 //! - `/readyz` answers 200 only when the service's readiness check passes — Redis answers a PING and the
-//!   consumer group the service reads from exists — and 503 otherwise (readiness).
+//!   consumer group the service reads from exists — and 503 otherwise (readiness). The whole check is
+//!   bounded by `redis.command_timeout_ms`: a Redis that stops answering (a half-open connection) makes it
+//!   answer 503 within that bound, not hang until the probe gives up.
 //! - `/metrics` is the Prometheus text exposition of the service's registry.
 //!
 //! The api-gateway serves the same three paths on its API listener instead.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use delivery_model::reader::GroupSpec;
@@ -30,8 +34,21 @@ pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + S
 pub fn redis_ready(store: Store) -> ReadyCheck {
     Arc::new(move || {
         let store = store.clone();
-        Box::pin(async move { store.ping().await.map_err(|e| format!("redis: {e}")) })
+        Box::pin(bounded(store.command_timeout(), async move {
+            store.ping().await.map_err(|e| format!("redis: {e}"))
+        }))
     })
+}
+
+/// `check`, or not ready once `limit` has passed: a readiness check makes several calls, each bounded by
+/// the command timeout, and the probe must get its answer within one.
+async fn bounded(
+    limit: Duration,
+    check: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(limit, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("redis: no answer within {limit:?}")))
 }
 
 /// Readiness of a service that reads the streams of `spec` in its consumer group: Redis answers and the
@@ -42,7 +59,8 @@ pub fn group_ready(store: Store, spec: &GroupSpec) -> ReadyCheck {
     Arc::new(move || {
         let store = store.clone();
         let streams = streams.clone();
-        Box::pin(async move {
+        let limit = store.command_timeout();
+        Box::pin(bounded(limit, async move {
             store.ping().await.map_err(|e| format!("redis: {e}"))?;
             for stream in streams.iter() {
                 match store.group_exists(stream, group).await {
@@ -54,7 +72,7 @@ pub fn group_ready(store: Store, spec: &GroupSpec) -> ReadyCheck {
                 }
             }
             Ok(())
-        })
+        }))
     })
 }
 

@@ -74,7 +74,8 @@ pub struct StoreOptions {
     pub active_ttl: Duration,
     /// TTL of `delivered`/`failed` records.
     pub terminal_ttl: Duration,
-    /// Upper bound on any single command (blocking reads add their block time).
+    /// Upper bound on any single command (blocking reads add their block time). Also the bound on a
+    /// half-open connection: one whose oldest unanswered command is this old is closed and replaced.
     pub command_timeout: Duration,
     /// Sentinels naming the primary; `None` connects to the URL's host. See [`SentinelOptions`].
     pub sentinel: Option<SentinelOptions>,
@@ -107,6 +108,8 @@ pub struct Store {
 struct Inner {
     pool: Pool,
     builder: Builder,
+    /// [`StoreOptions::command_timeout`], for bounds the store applies itself (readiness, blocking reads).
+    command_timeout: Duration,
     keys: Keyspace,
     active_ttl_secs: i64,
     terminal_ttl_secs: i64,
@@ -121,6 +124,20 @@ pub struct Page<T> {
 
 /// Longest wait for `QUIT` when a service closes its connections.
 pub(crate) const QUIT_WAIT: Duration = Duration::from_secs(1);
+
+/// Half-open connections (Redis stops answering, nothing closes the socket) are found by fred's
+/// unresponsive check: a connection whose oldest unanswered command is older than the command timeout is
+/// closed and re-established under the reconnect policy. Without it a caller only sees its own command
+/// time out, and the dead connection keeps every later command until the kernel gives up on the socket
+/// (about 15 minutes of TCP retransmissions). The check skips a connection held by a blocking command;
+/// the reader replaces those itself ([`StreamReader::reconnect`]).
+fn unresponsive(command_timeout: Duration) -> fred::types::config::UnresponsiveConfig {
+    fred::types::config::UnresponsiveConfig {
+        max_timeout: Some(command_timeout),
+        // fred advises checking at least twice per bound; a check is a timer and a clock read.
+        interval: (command_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+    }
+}
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
@@ -182,6 +199,7 @@ impl Store {
                 c.connection_timeout = opts.command_timeout;
                 c.internal_command_timeout = opts.command_timeout;
                 c.max_command_attempts = 3;
+                c.unresponsive = unresponsive(opts.command_timeout);
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = opts.command_timeout;
@@ -208,6 +226,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 builder,
+                command_timeout: opts.command_timeout,
                 keys: Keyspace::new(opts.key_prefix.clone(), opts.events_stream.clone()),
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
@@ -218,6 +237,11 @@ impl Store {
     /// The key builder this store uses.
     pub fn keys(&self) -> &Keyspace {
         &self.inner.keys
+    }
+
+    /// The bound on any single command ([`StoreOptions::command_timeout`]).
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.command_timeout
     }
 
     fn pool(&self) -> &Pool {

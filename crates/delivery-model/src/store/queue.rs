@@ -160,8 +160,22 @@ impl Store {
     /// Redis unreachable.
     pub async fn reader(&self) -> Result<StreamReader> {
         let client = self.inner.builder.build()?;
-        client.init().await?;
-        Ok(StreamReader::new(client))
+        // Bounded: a half-open path may accept the connection and then answer nothing.
+        let timeout = self.command_timeout();
+        match tokio::time::timeout(timeout, client.init()).await {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => {
+                // Stop the connection task, which would otherwise go on reconnecting.
+                let _ = tokio::time::timeout(super::QUIT_WAIT, client.quit()).await;
+                return Err(super::streams::timeout_error(
+                    "opening a read connection",
+                    timeout,
+                ));
+            }
+        }
+        Ok(StreamReader::new(client, timeout))
     }
 
     /// Length and pending count of the queue (metrics).

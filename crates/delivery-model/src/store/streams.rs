@@ -1,9 +1,16 @@
 //! Blocking stream reads on a dedicated connection, and decoding of stream replies.
+//!
+//! Every call is bounded: a blocking read by its block time plus the command timeout, any other by the
+//! command timeout. A blocking read holds its connection, and fred's check for half-open connections skips
+//! a connection held that way, so after a timed-out call the reader replaces the connection itself
+//! ([`StreamReader::reconnect`]) instead of queueing more calls behind a reply that may never come.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::Value;
+use fred::types::config::Options;
 
 use crate::error::Result;
 
@@ -17,11 +24,29 @@ pub struct StreamEntry {
 /// A dedicated connection for one read loop (see [`Store::reader`](super::Store::reader)).
 pub struct StreamReader {
     client: Client,
+    /// The store's command timeout: added to a blocking read's block time, and the bound on reconnecting.
+    command_timeout: Duration,
 }
 
 impl StreamReader {
-    pub(crate) fn new(client: Client) -> Self {
-        Self { client }
+    pub(crate) fn new(client: Client, command_timeout: Duration) -> Self {
+        Self {
+            client,
+            command_timeout,
+        }
+    }
+
+    /// Closes this connection and opens a new one in its place, after a call timed out (the connection may
+    /// be half-open). Calls that timed out are not sent again; entries a lost reply handed to this consumer
+    /// stay in its pending list, which the reader re-reads.
+    ///
+    /// # Errors
+    /// Redis unreachable within the command timeout (the caller pauses and tries again).
+    pub async fn reconnect(&self) -> Result<()> {
+        match tokio::time::timeout(self.command_timeout, self.client.force_reconnection()).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(timeout_error("reconnecting", self.command_timeout)),
+        }
     }
 
     /// `XREADGROUP GROUP group consumer COUNT count BLOCK block_ms STREAMS stream >`: new entries only.
@@ -36,8 +61,15 @@ impl StreamReader {
         count: u64,
         block_ms: u64,
     ) -> Result<Vec<StreamEntry>> {
+        // The server answers a healthy blocking read within `block_ms`; the command timeout on top bounds
+        // one that gets no answer at all.
+        let bound = Options {
+            timeout: Some(Duration::from_millis(block_ms) + self.command_timeout),
+            ..Options::default()
+        };
         let v: Value = self
             .client
+            .with_options(&bound)
             .xreadgroup(
                 group,
                 consumer,
@@ -106,6 +138,14 @@ impl StreamReader {
     pub async fn quit(&self) {
         let _ = tokio::time::timeout(super::QUIT_WAIT, self.client.quit()).await;
     }
+}
+
+/// A timeout error like fred's own, for bounds this crate applies around fred calls.
+pub(crate) fn timeout_error(what: &str, after: Duration) -> crate::Error {
+    crate::Error::Redis(fred::error::Error::new(
+        fred::error::ErrorKind::Timeout,
+        format!("{what}: no answer from Redis within {after:?}"),
+    ))
 }
 
 /// `[[stream, [[id, [f, v, …]], …]], …]` (or nil on timeout) → entries.

@@ -66,3 +66,53 @@ async fn after_a_redis_restart_the_store_reconnects_and_reloads_its_scripts() {
         }]
     );
 }
+
+/// A Redis that stops answering without closing the connection (blackholed by a proxy): every call fails
+/// within its bound (a blocking read within block + command timeout), and once the path returns the store
+/// and the read connection work again, though the connections open during the silence never do.
+#[tokio::test]
+async fn half_open_connections_time_out_within_the_bound_and_are_replaced() {
+    let redis = test_support::redis::RedisServer::start();
+    let proxy = test_support::proxy::Proxy::start(redis.port()).await;
+    let mut opts = StoreOptions::new(proxy.redis_url());
+    opts.command_timeout = Duration::from_millis(500);
+    let store = Store::connect(&opts).await.unwrap();
+    store.ensure_queue_group().await.unwrap();
+    let queue = store.keys().queue_stream();
+    let reader = store.reader().await.unwrap();
+    let block_ms = 300;
+
+    proxy.blackhole();
+    let started = Instant::now();
+    let err = reader
+        .read_group(&queue, QUEUE_GROUP, "c1", 10, block_ms)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_timeout(), "{err}");
+    let bound = Duration::from_millis(block_ms) + opts.command_timeout;
+    assert!(
+        took >= bound && took < bound + Duration::from_millis(700),
+        "read took {took:?}"
+    );
+    let started = Instant::now();
+    assert!(store.ping().await.unwrap_err().is_timeout());
+    assert!(started.elapsed() < opts.command_timeout + Duration::from_millis(700));
+
+    proxy.restore_new_only();
+    wait::until(
+        "the pool replaced its silent connections",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move { store.ping().await.ok() }
+        },
+    )
+    .await;
+    reader.reconnect().await.unwrap();
+    let entries = reader
+        .read_group(&queue, QUEUE_GROUP, "c1", 10, 50)
+        .await
+        .unwrap();
+    assert!(entries.is_empty());
+}
