@@ -70,6 +70,11 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub events_stream: String,
     pub command_timeout_ms: u64,
+    // ---- loss budget (issue #14) ----
+    /// Replicas that must confirm (`WAIT`) a write Hookline acknowledges before it answers; 0 = none.
+    pub wait_replicas: u32,
+    /// Longest such a write waits for them, milliseconds (below `command_timeout_ms`).
+    pub wait_timeout_ms: u64,
 }
 
 /// `[delivery]`
@@ -125,6 +130,8 @@ pub struct ApiSettings {
     pub base_url: String,
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// How long the first answer to an `Idempotency-Key` is kept for replay, seconds (issue #14).
+    pub idempotency_window_secs: u64,
 }
 
 /// `[auth]`
@@ -352,6 +359,8 @@ impl Settings {
             active_ttl: Duration::from_secs(self.delivery.active_ttl_secs),
             terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),
             command_timeout: Duration::from_millis(self.redis.command_timeout_ms),
+            wait_replicas: self.redis.wait_replicas,
+            wait_timeout: Duration::from_millis(self.redis.wait_timeout_ms),
         }
     }
 }
