@@ -1,6 +1,7 @@
 //! Test harness shared by every Hookline test: real parts, no mocks.
 //!
 //! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
+//! - [`replica`]: a replica of such a server (`--replicaof`), for the `WAIT` (loss budget) tests.
 //! - [`store`]: a [`store::StoreFixture`] per test: a private redis-server, a store with a random key
 //!   prefix and a raw client; on drop it checks that no stream entry is left pending.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
@@ -20,6 +21,7 @@ pub mod inproc;
 pub mod postgres;
 pub mod receiver;
 pub mod redis;
+pub mod replica;
 pub mod service;
 pub mod store;
 pub mod wait;
