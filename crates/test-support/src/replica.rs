@@ -50,7 +50,9 @@ impl ReplicaServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn redis-server");
-            if wait_link_up(&mut child, port, Duration::from_secs(10)) {
+            if wait_link_up(&mut child, port, Duration::from_secs(10))
+                && wait_online(primary.port(), port, Duration::from_secs(10))
+            {
                 return Self {
                     child: Some(child),
                     port,
@@ -98,6 +100,21 @@ fn wait_link_up(child: &mut Child, port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Waits until the primary on `primary` counts the replica on `port` as `online`: only online replicas
+/// take part in `WAIT` (after a diskless sync the primary puts a replica online on its first ACK, a moment
+/// after the replica itself reports its link up).
+fn wait_online(primary: u16, port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let wanted = format!("port={port},state=online");
+    while Instant::now() < deadline {
+        if info_replication(primary).is_some_and(|i| i.contains(&wanted)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// The first reply bytes of one inline command to the server on `127.0.0.1:port`.
 fn command(port: u16, cmd: &[u8]) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -122,11 +139,21 @@ fn info_replication(port: u16) -> Option<String> {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if buf.ends_with(b"\r\n\r\n")
-            || String::from_utf8_lossy(&buf).contains("master_link_status")
-        {
+        if bulk_complete(&buf) {
             break;
         }
     }
     Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Whether `buf` holds a whole RESP bulk string (`$LEN\r\n` + LEN bytes + `\r\n`).
+fn bulk_complete(buf: &[u8]) -> bool {
+    let Some(header_end) = buf.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    let len: usize = std::str::from_utf8(&buf[1..header_end])
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    buf.len() >= header_end + 2 + len + 2
 }

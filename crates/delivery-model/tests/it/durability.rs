@@ -18,8 +18,9 @@ use test_support::replica::ReplicaServer;
 
 use crate::harness::{CONSUMER, Ctx};
 
-/// Short, so the "replica down" cases stay quick; long enough for a loopback replica to answer.
-const WAIT_TIMEOUT: Duration = Duration::from_millis(300);
+/// Short, so the "replica down" cases stay quick; long enough for a loopback replica to answer on a busy
+/// 2-core machine.
+const WAIT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn event(n: u32) -> StreamEvent {
     StreamEvent {
