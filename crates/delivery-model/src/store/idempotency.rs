@@ -160,3 +160,17 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_cover_target_and_exact_body() {
+        let fp = request_fingerprint("/events", br#"{"a":1}"#);
+        assert_eq!(fp, request_fingerprint("/events", br#"{"a":1}"#));
+        assert_ne!(fp, request_fingerprint("/events", br#"{"a": 1}"#));
+        assert_ne!(fp, request_fingerprint("/addons/x/invoke", br#"{"a":1}"#));
+        assert_eq!(fp.len(), 40, "hex SHA-1");
+    }
+}
