@@ -18,6 +18,10 @@ pub enum Error {
     /// A Lua script returned something this crate does not understand (a bug or a contract mismatch).
     #[error("unexpected script reply: {0}")]
     Script(String),
+    /// The write is applied on the primary, but fewer replicas than `redis.wait_replicas` confirmed it in
+    /// time (`WAIT`): a failover now could still lose it. Retryable; the caller must not report success.
+    #[error("write not confirmed by replicas: {confirmed} of {wanted} within the wait timeout")]
+    NotReplicated { wanted: u32, confirmed: u32 },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -34,6 +38,7 @@ impl Error {
                     | fred::error::ErrorKind::Parse
             ),
             Error::Decode(_) | Error::Json(_) | Error::Script(_) => false,
+            Error::NotReplicated { .. } => true,
         }
     }
 
@@ -52,7 +57,16 @@ impl Error {
             Error::Decode(s) => Error::Decode(s.clone()),
             Error::Json(e) => Error::Decode(e.to_string()),
             Error::Script(s) => Error::Script(s.clone()),
+            Error::NotReplicated { wanted, confirmed } => Error::NotReplicated {
+                wanted: *wanted,
+                confirmed: *confirmed,
+            },
         }
+    }
+
+    /// Replicas did not confirm an acknowledged write in time ([`Error::NotReplicated`]).
+    pub fn is_not_replicated(&self) -> bool {
+        matches!(self, Error::NotReplicated { .. })
     }
 
     /// Redis reported `NOGROUP`: the stream or its consumer group is gone (a Redis restart without persistence).

@@ -276,6 +276,19 @@ impl Keyspace {
     }
 }
 
+// ---- idempotency keys (issue #14) ---------------------------------------------------------------------
+
+impl Keyspace {
+    /// HASH: the first answer to one caller's `Idempotency-Key` on one route (`fp` request fingerprint,
+    /// `state` `pending`/`done`, `status`, `body`, `replays`). `route` is a fixed word (`events`, `invoke`);
+    /// the caller and the client's key are hashed together (SHA-1), so neither can shape the key name.
+    /// TTL: a short lease while the first request runs, then `api.idempotency_window_secs`.
+    pub fn idempotency(&self, route: &str, caller: &str, key: &str) -> String {
+        let digest = fred::util::sha1_hash(&format!("{caller}\n{key}"));
+        self.k(format_args!("hookline:idempotency:{route}:{digest}"))
+    }
+}
+
 // ---- quotas (issue #6) ----------------------------------------------------------------------------------
 
 impl Keyspace {
@@ -356,5 +369,20 @@ mod tests {
             "t1:webhook:deliveries:status:pending"
         );
         assert_eq!(k.events_stream(), "tmi:events");
+    }
+
+    #[test]
+    fn idempotency_keys_are_per_caller_and_route() {
+        let k = Keyspace::new("t1:", "tmi:events");
+        let a = k.idempotency("events", "alice", "k1");
+        assert!(a.starts_with("t1:hookline:idempotency:events:"), "{a}");
+        assert_eq!(a, k.idempotency("events", "alice", "k1"));
+        assert_ne!(a, k.idempotency("events", "bob", "k1"));
+        assert_ne!(a, k.idempotency("invoke", "alice", "k1"));
+        // The separator cannot be forged by moving characters between caller and key.
+        assert_ne!(
+            k.idempotency("events", "a", "b:c"),
+            k.idempotency("events", "a:b", "c")
+        );
     }
 }

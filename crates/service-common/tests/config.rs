@@ -82,3 +82,37 @@ fn unknown_keys_are_rejected_by_name() {
     let e = err(&[("HOOKLINE__NOPE__X", "1")]);
     assert!(e.contains("nope"), "{e}");
 }
+
+#[test]
+fn loss_budget_settings_load_and_bad_ones_name_the_key() {
+    let s = Settings::load_from(env(&[
+        ("HOOKLINE__REDIS__WAIT_REPLICAS", "1"),
+        ("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "250"),
+    ]))
+    .unwrap();
+    let opts = s.store_options();
+    assert_eq!(opts.wait_replicas, 1);
+    assert_eq!(opts.wait_timeout, std::time::Duration::from_millis(250));
+    assert_eq!(s.api.idempotency_window_secs, 86_400);
+    for (pairs, key) in [
+        (
+            &[("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "5000")][..],
+            "redis.wait_timeout_ms",
+        ),
+        (
+            &[("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "0")],
+            "redis.wait_timeout_ms",
+        ),
+        (
+            &[("HOOKLINE__REDIS__WAIT_REPLICAS", "17")],
+            "redis.wait_replicas",
+        ),
+        (
+            &[("HOOKLINE__API__IDEMPOTENCY_WINDOW_SECS", "10")],
+            "api.idempotency_window_secs",
+        ),
+    ] {
+        let e = err(pairs);
+        assert!(e.contains(key), "{pairs:?}: {e}");
+    }
+}

@@ -3,6 +3,7 @@
 //! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
 //! - [`sentinel`]: a primary, a replica and three sentinels on loopback, for failover tests.
 //! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (half-open Redis).
+//! - [`replica`]: a replica of such a server (`--replicaof`), for the `WAIT` (loss budget) tests.
 //! - [`store`]: a [`store::StoreFixture`] per test: a private redis-server, a store with a random key
 //!   prefix and a raw client; on drop it checks that no stream entry is left pending.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
@@ -23,6 +24,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod receiver;
 pub mod redis;
+pub mod replica;
 pub mod sentinel;
 pub mod service;
 pub mod store;

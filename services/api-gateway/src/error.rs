@@ -3,7 +3,8 @@
 //! - [`ApiError`] is what handlers and extractors return. Its one [`ResponseError`] impl turns it into TMI's
 //!   error body `{"error": …, "error_description": …}` (the description is always present) with the right
 //!   status and headers. Client errors carry readable messages; store failures are logged once, with their
-//!   details, and the client gets a generic 500 (or a 503 with `Retry-After` when Redis is unreachable).
+//!   details, and the client gets a generic 500 (or a 503 with `Retry-After` when Redis is unreachable or
+//!   its replicas did not confirm a write in time: `redis.wait_replicas`).
 //! - [`RunError`] is what [`run`](crate::run) returns when the server cannot start.
 //! - [`AuthConfigError`] is unusable `[auth]` key material, refused when the
 //!   [`Authenticator`](crate::auth::Authenticator) is built (re-exported as `auth::AuthConfigError`).
@@ -22,6 +23,10 @@ use serde::Serialize;
 
 /// `Retry-After` of a 503 caused by Redis being unreachable, seconds.
 pub const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+/// `Retry-After` of a 503 for a write the replicas did not confirm in time (`redis.wait_replicas`), seconds:
+/// a replica that is only slow usually catches up within a second or two.
+pub const REPLICAS_RETRY_AFTER_SECS: u64 = 2;
 
 /// Longest error description sent, in characters (TMI truncates at 1000).
 const MAX_DESCRIPTION_CHARS: usize = 1000;
@@ -288,6 +293,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(e) if e.is_not_replicated() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) if self.store_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -346,6 +352,18 @@ impl ResponseError for ApiError {
             } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
                 ("service_unavailable", description.clone())
+            }
+            ApiError::Store(e) if e.is_not_replicated() => {
+                // Logged here, once. The write is applied on the primary: a retry with the same
+                // Idempotency-Key replays its answer once the replicas confirm.
+                tracing::warn!(error = %e, "write not confirmed by replicas; answering 503");
+                res.insert_header((header::RETRY_AFTER, REPLICAS_RETRY_AFTER_SECS.to_string()));
+                (
+                    "service_unavailable",
+                    "The write was not yet confirmed by enough Redis replicas - please retry; \
+                     send an Idempotency-Key to avoid a duplicate"
+                        .into(),
+                )
             }
             ApiError::Store(e) if self.store_unavailable() => {
                 // Logged here, once: the handler only propagated it.

@@ -9,6 +9,7 @@
 //! - [`routes`]: every route, registered by [`routes::configure`]; one file per resource.
 //! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) identities.
 //! - [`extract`]: body, path and caller extractors that always fail with TMI's JSON errors.
+//! - [`idempotency`]: `Idempotency-Key` on `POST /events` and invoke: first answer stored, retries replayed.
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
 //! - [`addon_rules`]: TMI's add-on rules: create-time fields and parameter declarations, invocation data.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod dev_token;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;

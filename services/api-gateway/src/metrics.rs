@@ -30,6 +30,8 @@ pub struct ApiMetrics {
     /// Receiver status callbacks, by outcome (`in_progress`, `delivered`, `failed`, `conflict`,
     /// `unauthorized`, `not_found`).
     pub delivery_callbacks: IntCounterVec,
+    /// Retries answered with the stored first answer of their `Idempotency-Key`.
+    pub idempotent_replays: IntCounter,
 }
 
 impl ApiMetrics {
@@ -94,6 +96,11 @@ impl ApiMetrics {
         registry.register(Box::new(test_deliveries.clone()))?;
         registry.register(Box::new(deliveries_retried.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
+        let idempotent_replays = IntCounter::new(
+            "hookline_api_idempotent_replays_total",
+            "Retries answered with the stored first answer of their Idempotency-Key.",
+        )?;
+        registry.register(Box::new(idempotent_replays.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -102,6 +109,7 @@ impl ApiMetrics {
             test_deliveries,
             deliveries_retried,
             events_published,
+            idempotent_replays,
             addon_invocations,
             delivery_callbacks,
         })

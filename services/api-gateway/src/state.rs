@@ -31,6 +31,8 @@ pub struct AppState {
     pub addon_limits: InvocationLimits,
     /// Per-owner webhook quotas (`[quotas]`), unless the owner has an override.
     pub quota_defaults: QuotaSettings,
+    /// How long the first answer to an `Idempotency-Key` is replayed (`api.idempotency_window_secs`).
+    pub idempotency_window: Duration,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
                 dedup_window: Duration::from_secs(settings.addons.dedup_window_secs),
             },
             quota_defaults: settings.quotas.clone(),
+            idempotency_window: Duration::from_secs(settings.api.idempotency_window_secs),
         })
     }
 }

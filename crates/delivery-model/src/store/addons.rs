@@ -240,7 +240,8 @@ impl Store {
     /// written only once the duplicate check has passed.
     ///
     /// # Errors
-    /// Redis failure (nothing was written), or a reply this crate does not understand.
+    /// Redis failure (nothing was written), a reply this crate does not understand, or
+    /// [`Error::NotReplicated`] (recorded, not yet confirmed by replicas).
     pub async fn invoke_addon(
         &self,
         inv: &Invocation<'_>,
@@ -283,11 +284,15 @@ impl Store {
             args.push(f.to_owned());
             args.push(v);
         }
-        let reply: Vec<Value> = scripts::INVOKE_ADDON.run(self.pool(), keys, args).await?;
+        let client = self.writer();
+        let reply: Vec<Value> = scripts::INVOKE_ADDON.run_on(&client, keys, args).await?;
         let mut it = reply.into_iter();
         let kind = text(it.next());
         match kind.as_str() {
-            "created" => Ok(InvokeOutcome::Created),
+            "created" => {
+                self.confirm(&client).await?;
+                Ok(InvokeOutcome::Created)
+            }
             "gone" => Ok(InvokeOutcome::AddonGone),
             "duplicate" => Ok(InvokeOutcome::Duplicate),
             "active" => {

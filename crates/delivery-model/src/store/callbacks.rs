@@ -42,7 +42,8 @@ impl Store {
     /// `Delivered` it also resets the subscription's `timeout_count`, as TMI does.
     ///
     /// # Errors
-    /// Redis failure (nothing was written), or an update asking for `Pending`.
+    /// Redis failure (nothing was written), an update asking for `Pending`, or [`Error::NotReplicated`]
+    /// (applied, not yet confirmed by replicas).
     pub async fn apply_callback(
         &self,
         id: DeliveryId,
@@ -56,9 +57,10 @@ impl Store {
             ));
         }
         let k = self.keys();
+        let client = self.writer();
         let reply: Vec<Value> = scripts::DELIVERY_CALLBACK
-            .run(
-                self.pool(),
+            .run_on(
+                &client,
                 vec![
                     k.delivery(id),
                     k.subscription(subscription),
@@ -79,10 +81,12 @@ impl Store {
             .await?;
         let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
         match it.next().as_deref() {
-            Some("updated") => Ok(CallbackResult::Updated {
-                status: it.next().unwrap_or_default().parse()?,
-                percent: it.next().and_then(|p| p.parse().ok()).unwrap_or(0),
-            }),
+            Some("updated") => {
+                let status = it.next().unwrap_or_default().parse()?;
+                let percent = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                self.confirm(&client).await?;
+                Ok(CallbackResult::Updated { status, percent })
+            }
             Some("missing") => Ok(CallbackResult::Missing),
             Some("terminal") => Ok(CallbackResult::Terminal(
                 it.next().unwrap_or_default().parse()?,

@@ -1,6 +1,8 @@
 //! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script), single
 //! deliveries created with their queue or input-stream entry, routing of pre-created records, and reads.
 
+use fred::prelude::*;
+
 use super::{Page, Store, created_score, push_record, read_each, scripts};
 use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::Result;
@@ -49,8 +51,13 @@ impl Store {
     /// subscription that stopped being active meanwhile is skipped. Returns how many were created. Callers
     /// keep chunks modest (tens of entries): the script runs without interruption.
     ///
+    /// With replicas to wait for ([`AckWait`](super::AckWait)) the order changes: the script writes without
+    /// acknowledging, `WAIT` confirms the writes, and only then are the entries acknowledged — so an entry is
+    /// never acknowledged before its deliveries are on the replicas.
+    ///
     /// # Errors
-    /// Redis failure (nothing was written).
+    /// Redis failure (nothing was written, or, with replicas to wait for, written but the entries left
+    /// pending), or [`Error::NotReplicated`](crate::Error::NotReplicated) (written, entries left pending).
     pub async fn fanout_batch(&self, entries: &[FanoutEntry<'_>], now: Micros) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
@@ -66,6 +73,8 @@ impl Store {
             k.deliveries_by_subscription_prefix(),
             k.deliveries_by_event_prefix(),
             MESSAGE_FIELD.to_owned(),
+            // With replicas to wait for, the entries are acknowledged only after they confirmed the writes.
+            if self.ack_wait().is_on() { "0" } else { "1" }.to_owned(),
         ];
         for e in entries {
             args.push(e.entry_id.to_owned());
@@ -85,7 +94,18 @@ impl Store {
             k.deliveries_all(),
             k.deliveries_by_status(DeliveryStatus::Pending),
         ];
-        scripts::FANOUT.run(self.pool(), keys, args).await
+        let client = self.writer();
+        let created: u64 = scripts::FANOUT.run_on(&client, keys, args).await?;
+        if self.ack_wait().is_on() {
+            // The deliveries are written but the entries still pending: if the replicas do not confirm, the
+            // error leaves them pending and the consumer fans them out again (same ids, nothing twice).
+            self.confirm(&client).await?;
+            let ids: Vec<String> = entries.iter().map(|e| e.entry_id.to_owned()).collect();
+            let _: i64 = client
+                .xack(self.keys().events_stream(), EVENTS_GROUP, ids)
+                .await?;
+        }
+        Ok(created)
     }
 
     pub(super) fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {

@@ -29,6 +29,8 @@ pub mod callbacks;
 pub mod cleanup;
 mod deliveries;
 pub mod delivery_queries;
+mod durability;
+pub mod idempotency;
 pub mod import;
 mod queue;
 pub mod quotas;
@@ -55,6 +57,7 @@ pub use attempts::{
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
 pub use deliveries::FanoutEntry;
+pub use durability::AckWait;
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader};
 pub use subscriptions::ChallengeFailure;
@@ -79,6 +82,12 @@ pub struct StoreOptions {
     pub command_timeout: Duration,
     /// Sentinels naming the primary; `None` connects to the URL's host. See [`SentinelOptions`].
     pub sentinel: Option<SentinelOptions>,
+    // ---- loss budget (issue #14): WAIT before acknowledging -------------------------------------------
+    /// Replicas that must confirm a write Hookline acknowledges to a caller before it answers (`WAIT`);
+    /// 0 = answer at once (Redis's asynchronous replication). See [`AckWait`].
+    pub wait_replicas: u32,
+    /// Longest a write waits for those replicas (below `command_timeout`).
+    pub wait_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -95,6 +104,8 @@ impl StoreOptions {
             terminal_ttl: Duration::from_secs(7 * 24 * 3600),
             command_timeout: Duration::from_secs(5),
             sentinel: None,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -103,6 +114,8 @@ impl StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Outside `inner` so that [`Store::without_ack_wait`] is a cheap copy.
+    ack: AckWait,
 }
 
 struct Inner {
@@ -231,6 +244,7 @@ impl Store {
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
             }),
+            ack: AckWait::new(opts.wait_replicas, opts.wait_timeout),
         })
     }
 

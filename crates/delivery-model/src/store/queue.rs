@@ -86,13 +86,14 @@ impl Store {
         Ok(())
     }
 
-    /// Appends an event to the input stream exactly as TMI's emitter does; returns the entry id.
+    /// Appends an event to the input stream exactly as TMI's emitter does; returns the entry id. Waits for
+    /// replicas as configured ([`AckWait`](super::AckWait)).
     ///
     /// # Errors
-    /// Redis failure.
+    /// Redis failure, or [`Error::NotReplicated`](crate::Error::NotReplicated) (the entry is appended).
     pub async fn publish_event(&self, event: &StreamEvent) -> Result<String> {
-        Ok(self
-            .pool()
+        let client = self.writer();
+        let id: String = client
             .xadd(
                 self.keys().events_stream(),
                 false,
@@ -100,7 +101,9 @@ impl Store {
                 "*",
                 event.to_fields(),
             )
-            .await?)
+            .await?;
+        self.confirm(&client).await?;
+        Ok(id)
     }
 
     /// Creates the input stream's consumer group if missing (`start_id` for a new group: `0` replays what

@@ -209,8 +209,8 @@ impl Store {
     /// creates record nothing.
     ///
     /// # Errors
-    /// Redis failure (nothing was written), a subscription that is not `pending_verification`, or an id
-    /// that exists already.
+    /// Redis failure (nothing was written), a subscription that is not `pending_verification`, an id
+    /// that exists already, or [`Error::NotReplicated`] (created, not yet confirmed by replicas).
     pub async fn create_subscription_within_quota(
         &self,
         sub: &Subscription,
@@ -246,11 +246,15 @@ impl Store {
             limits.per_day.to_string(),
         ]);
         super::push_fields(&mut args, sub);
+        let client = self.writer();
         let reply: Vec<Value> = scripts::CREATE_SUBSCRIPTION_QUOTA
-            .run(self.pool(), keys, args)
+            .run_on(&client, keys, args)
             .await?;
         let mut it = reply.into_iter();
         let kind = text(it.next());
+        if kind == "created" {
+            self.confirm(&client).await?;
+        }
         let current = text(it.next()).parse().unwrap_or(0);
         let minute = MinuteWindow {
             count: text(it.next()).parse().unwrap_or(0),

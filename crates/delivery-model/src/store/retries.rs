@@ -106,13 +106,15 @@ impl Store {
     /// subscription is active, and returns it as it is then. The checks and the change are one atomic step.
     ///
     /// # Errors
-    /// Redis failure (nothing was written), a corrupt record, or a reply the script never gives.
+    /// Redis failure (nothing was written), a corrupt record, a reply the script never gives, or
+    /// [`Error::NotReplicated`] (queued, not yet confirmed by replicas; retrying it again answers 409).
     pub async fn retry_delivery(&self, id: DeliveryId, now: Micros) -> Result<RetryResult> {
         let k = self.keys();
         let msg = QueueMessage::DeliveryV1 { delivery_id: id }.encode();
+        let client = self.writer();
         let reply: Vec<Value> = scripts::RETRY_DELIVERY
-            .run(
-                self.pool(),
+            .run_on(
+                &client,
                 vec![k.delivery(id), k.queue_stream()],
                 vec![
                     now.to_string(),
@@ -131,9 +133,9 @@ impl Store {
         match tag.as_deref() {
             Some("queued") => {
                 let record = reply.next().map(flat).unwrap_or_default();
-                Ok(RetryResult::Queued(Box::new(DeliveryRecord::from_hash(
-                    &record,
-                )?)))
+                let record = DeliveryRecord::from_hash(&record)?;
+                self.confirm(&client).await?;
+                Ok(RetryResult::Queued(Box::new(record)))
             }
             Some("missing") => Ok(RetryResult::Missing),
             Some("addon") => Ok(RetryResult::AddonInvocation),

@@ -28,7 +28,17 @@ impl Script {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<R> {
-        let client = pool.next();
+        self.run_on(pool.next(), keys, args).await
+    }
+
+    /// [`run`](Self::run) on one chosen connection: a write followed by `WAIT` must use the connection that
+    /// sent it (see [`AckWait`](super::AckWait)).
+    pub(crate) async fn run_on<R: FromValue>(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<R> {
         // Shared buffers: the retry after NOSCRIPT needs the arguments again, and cloning these costs a
         // reference count per argument instead of a copy of every payload.
         let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
@@ -86,3 +96,6 @@ script!(
 );
 script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
 script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
+script!(IDEMPOTENCY_BEGIN, "lua/idempotency_begin.lua");
+script!(IDEMPOTENCY_FINISH, "lua/idempotency_finish.lua");
+script!(IDEMPOTENCY_RELEASE, "lua/idempotency_release.lua");

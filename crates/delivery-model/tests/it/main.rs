@@ -15,6 +15,7 @@
 //! - [`deliveries`]: test deliveries and listing.
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
+//! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
 
@@ -23,6 +24,7 @@
 mod attempts;
 mod connection;
 mod deliveries;
+mod durability;
 mod fanout;
 mod harness;
 mod queue;

@@ -84,6 +84,11 @@ pub struct RedisSettings {
     pub sentinel_password: Redacted,
     /// A file holding the sentinels' password (a mounted Secret).
     pub sentinel_password_file: String,
+    // ---- loss budget (issue #14) ----
+    /// Replicas that must confirm (`WAIT`) a write Hookline acknowledges before it answers; 0 = none.
+    pub wait_replicas: u32,
+    /// Longest such a write waits for them, milliseconds (below `command_timeout_ms`).
+    pub wait_timeout_ms: u64,
 }
 
 /// `[delivery]`
@@ -139,6 +144,8 @@ pub struct ApiSettings {
     pub base_url: String,
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// How long the first answer to an `Idempotency-Key` is kept for replay, seconds (issue #14).
+    pub idempotency_window_secs: u64,
 }
 
 /// `[auth]`
@@ -367,6 +374,8 @@ impl Settings {
             terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),
             command_timeout: Duration::from_millis(self.redis.command_timeout_ms),
             sentinel: self.redis.sentinel_options(),
+            wait_replicas: self.redis.wait_replicas,
+            wait_timeout: Duration::from_millis(self.redis.wait_timeout_ms),
         }
     }
 }

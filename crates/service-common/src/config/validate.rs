@@ -65,6 +65,17 @@ impl RedisSettings {
         if self.command_timeout_ms == 0 {
             return Err(invalid("redis.command_timeout_ms", "must be positive"));
         }
+        if self.wait_replicas > 16 {
+            return Err(invalid("redis.wait_replicas", "must be between 0 and 16"));
+        }
+        // The WAIT must end before the command timeout cuts it off, or a slow replica would look like a dead
+        // primary. Checked even at 0 replicas, so turning waiting on cannot reveal a bad value later.
+        if self.wait_timeout_ms == 0 || self.wait_timeout_ms >= self.command_timeout_ms {
+            return Err(invalid(
+                "redis.wait_timeout_ms",
+                "must be positive and below redis.command_timeout_ms",
+            ));
+        }
         Ok(())
     }
 }
@@ -85,6 +96,13 @@ impl ApiSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        // At least the lease of a first request in flight, or a stored answer could expire before its claim.
+        if self.idempotency_window_secs < 60 || self.idempotency_window_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "api.idempotency_window_secs",
+                "must be between 60 and 604800",
+            ));
         }
         Ok(())
     }

@@ -4,10 +4,11 @@
 //! emitter would (same entry fields, `payload` = TMI's `EventPayload` JSON), so the event-consumer cannot
 //! tell the two apart. Callers need to be administrators or hold the `auth.events_scope` scope.
 //! `addon.invoked` is refused: only the invoke endpoint may emit it, together with its delivery record.
-//! Unlike TMI's emitter there is no same-second de-duplication: a producer calling the API means to send.
+//! Unlike TMI's emitter there is no same-second de-duplication: a producer calling the API means to send;
+//! a producer that retries sends an `Idempotency-Key` ([`crate::idempotency`]).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use delivery_model::event::{ADDON_INVOKED, StreamEvent};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBytes, decode};
+use crate::idempotency::{self, ROUTE_EVENTS};
 use crate::state::AppState;
 
 /// Longest accepted text field, in characters (TMI's bound on event type strings).
@@ -161,12 +164,14 @@ impl EventInput {
     }
 }
 
-/// `POST /events`
+/// `POST /events` (with an optional `Idempotency-Key`: [`crate::idempotency`]).
 pub async fn publish_event(
+    req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
-    body: crate::extract::JsonBody<EventInput>,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<HttpResponse> {
+    let input: EventInput = decode(&body)?;
     if !(caller.admin || caller.has_scope(&state.events_scope)) {
         return Err(ApiError::Forbidden {
             description: format!(
@@ -175,11 +180,15 @@ pub async fn publish_event(
             ),
         });
     }
-    let PreparedEvent(event) = body.0.prepare(Utc::now())?;
-    let id = state.store.publish_event(&event).await?;
-    state.metrics.events_published.inc();
-    tracing::info!(event.r#type = %event.event_type, stream.entry = %id, caller.id = %caller.id, "event published");
-    Ok(HttpResponse::build(StatusCode::ACCEPTED).json(Published { id }))
+    let PreparedEvent(event) = input.prepare(Utc::now())?;
+    let (metrics, caller_id) = (state.metrics.clone(), caller.id.clone());
+    idempotency::once(&state, &req, &caller, ROUTE_EVENTS, &body, |store| async move {
+        let id = store.publish_event(&event).await?;
+        metrics.events_published.inc();
+        tracing::info!(event.r#type = %event.event_type, stream.entry = %id, caller.id = %caller_id, "event published");
+        Ok(HttpResponse::build(StatusCode::ACCEPTED).json(Published { id }))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod deliveries;
+mod durability;
 mod events;
 mod health;
 mod input_rules;

@@ -202,3 +202,52 @@ async fn an_idle_consumer_stops_cleanly() {
     svc.stop().await.unwrap();
     assert!(svc.finished());
 }
+
+/// Loss budget (issue #14): with `redis.wait_replicas = 1`, an input entry is acknowledged only once a real
+/// replica has confirmed its deliveries; with the replica down it stays pending (its deliveries written on
+/// the primary), and once a replica is back the entry is fanned out again — creating nothing twice — and
+/// acknowledged.
+#[tokio::test]
+async fn with_a_replica_to_wait_for_entries_are_acknowledged_only_once_it_confirms() {
+    let redis = RedisServer::start();
+    let mut replica = test_support::replica::ReplicaServer::start(&redis);
+    let mut svc = start(
+        redis,
+        &[
+            ("HOOKLINE__REDIS__WAIT_REPLICAS", "1"),
+            ("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let sub = subscribe(&svc, &["threat_model.created"]).await;
+    wait_group(&svc).await;
+    replica.kill();
+    // The producer is not Hookline: it does not wait.
+    svc.store
+        .without_ack_wait()
+        .publish_event(&event("threat_model.created"))
+        .await
+        .unwrap();
+    wait_metric(&svc, "hookline_consumer_redis_errors_total", &[], 1.0).await;
+    let deliveries = || async {
+        svc.store
+            .list_deliveries(Some(sub.id), 0, 10)
+            .await
+            .unwrap()
+    };
+    assert_eq!(deliveries().await.items.len(), 1, "written on the primary");
+    assert_eq!(
+        pending(&svc).await,
+        1,
+        "not acknowledged without the replica"
+    );
+
+    let _replica = test_support::replica::ReplicaServer::start(&svc.redis);
+    wait::until("the entry is acknowledged", TIMEOUT, || async {
+        (pending(&svc).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(deliveries().await.items.len(), 1, "nothing created twice");
+    assert_eq!(queue_len(&svc).await, 1, "queued once");
+    svc.stop().await.unwrap();
+}

@@ -5,11 +5,12 @@
 -- KEYS[1] input stream, KEYS[2] queue stream, KEYS[3] all-deliveries zset, KEYS[4] pending-status zset
 -- ARGV[1] input group, ARGV[2] now (us), ARGV[3] score (created ms), ARGV[4] TTL (s),
 -- ARGV[5] delivery-key prefix, ARGV[6] subscription-key prefix, ARGV[7] by-subscription zset prefix,
--- ARGV[8] by-event zset prefix, ARGV[9] queue message field,
+-- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
+-- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
 -- then per entry: entry id, event type, payload, n, and n triples (subscription id, delivery id, message)
 -- Returns the number of deliveries created.
 local created = 0
-local i = 10
+local i = 11
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
 local active, acks = {}, {}
 while i <= #ARGV do
@@ -35,5 +36,5 @@ while i <= #ARGV do
   end
   acks[#acks + 1] = entry
 end
-if #acks > 0 then redis.call('XACK', KEYS[1], ARGV[1], unpack(acks)) end
+if ARGV[10] == '1' and #acks > 0 then redis.call('XACK', KEYS[1], ARGV[1], unpack(acks)) end
 return created

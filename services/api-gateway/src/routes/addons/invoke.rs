@@ -2,11 +2,12 @@
 //! per-invoker limits and records the delivery with its input-stream entry.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::addon::{Addon, OBJECT_TYPES};
 use delivery_model::delivery::{DeliveryRecord, Invoker};
 use delivery_model::event::{ADDON_INVOKED, Envelope, StreamEvent};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
+use delivery_model::store::Store;
 use delivery_model::store::addons::{Invocation, InvocationLimits, InvokeOutcome};
 use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,8 @@ use super::limits::{active_limit, hourly_limit, rfc3339_secs};
 use crate::addon_rules::{MAX_DATA_BYTES, go_compact_len, validate_invocation_data};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{AddonIdPath, JsonBody, parse_uuid};
+use crate::extract::{AddonIdPath, JsonBytes, decode, parse_uuid};
+use crate::idempotency::{self, ROUTE_INVOKE};
 use crate::state::AppState;
 
 /// `object_type` of the `addon.invoked` input entry (TMI's emitter names the add-on itself).
@@ -155,13 +157,15 @@ fn envelope(addon: AddonId, inv: &ValidInvocation, timestamp: &str) -> ApiResult
     .map_err(encode_err)
 }
 
-/// `POST /addons/{id}/invoke`
+/// `POST /addons/{id}/invoke` (with an optional `Idempotency-Key`: [`crate::idempotency`]).
 pub async fn invoke_addon(
+    req: HttpRequest,
     AddonIdPath(id): AddonIdPath,
     caller: Caller,
     state: web::Data<AppState>,
-    JsonBody(input): JsonBody<InvokeAddonRequest>,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<HttpResponse> {
+    let input: InvokeAddonRequest = decode(&body)?;
     // TMI needs the e-mail (and the subject) to attribute the invocation.
     let Some(email) = caller.email.clone() else {
         return Err(ApiError::Unauthorized {
@@ -169,8 +173,22 @@ pub async fn invoke_addon(
         });
     };
     let inv = input.validate()?;
-    let addon = state
-        .store
+    idempotency::once(&state, &req, &caller, ROUTE_INVOKE, &body, |store| {
+        invoke_validated(store, &state, id, &caller, email, inv)
+    })
+    .await
+}
+
+/// The invocation once the request is valid: the checks against the add-on, the limits, the record.
+async fn invoke_validated(
+    store: Store,
+    state: &AppState,
+    id: AddonId,
+    caller: &Caller,
+    email: String,
+    inv: ValidInvocation,
+) -> ApiResult<HttpResponse> {
+    let addon = store
         .get_addon(id)
         .await?
         .ok_or_else(ApiError::addon_not_found)?;
@@ -178,17 +196,16 @@ pub async fn invoke_addon(
 
     let now = now_micros();
     let timestamp = format_micros(now);
-    let record = invocation_record(&addon, &inv, &caller, email, now, &timestamp)?;
-    let event = invoked_event(&addon, &inv, &caller, &record, now, &timestamp)?;
+    let record = invocation_record(&addon, &inv, caller, email, now, &timestamp)?;
+    let event = invoked_event(&addon, &inv, caller, &record, now, &timestamp)?;
     // An administrator's override for this invoker (`PUT /admin/quotas/addons/{user_id}`) replaces the
     // `[addons]` defaults; the dedup window is not part of TMI's quota.
     let mut limits = state.addon_limits;
-    if let Some(q) = state.store.get_addon_quota(&caller.id).await? {
+    if let Some(q) = store.get_addon_quota(&caller.id).await? {
         limits.max_active = q.max_active_invocations;
         limits.max_per_hour = q.max_invocations_per_hour;
     }
-    let outcome = state
-        .store
+    let outcome = store
         .invoke_addon(
             &Invocation {
                 addon: addon.id,
