@@ -96,7 +96,10 @@ fn loss_budget_settings_load_and_bad_ones_name_the_key() {
     assert_eq!(s.api.idempotency_window_secs, 86_400);
     for (pairs, key) in [
         (
-            &[("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "5000")][..],
+            &[
+                ("HOOKLINE__REDIS__WAIT_REPLICAS", "1"),
+                ("HOOKLINE__REDIS__WAIT_TIMEOUT_MS", "5000"),
+            ][..],
             "redis.wait_timeout_ms",
         ),
         (

@@ -51,7 +51,21 @@ pub struct Topology {
 /// another port when the one probed is taken meanwhile.
 fn spawn(dir: &Path, name: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> Node {
     for _ in 0..5 {
-        let port = free_port();
+        if let Some(node) = spawn_at(dir, name, free_port(), &args) {
+            return node;
+        }
+    }
+    panic!("{name} did not come up on any of 5 free ports");
+}
+
+/// Starts `redis-server` with `args` on `port`; `None` when it does not come up there.
+fn spawn_at(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    args: impl Fn(u16, &Path) -> Vec<String>,
+) -> Option<Node> {
+    {
         let node_dir = dir.join(format!("{name}-{port}"));
         #[expect(clippy::expect_used, reason = "test harness")]
         std::fs::create_dir_all(&node_dir).expect("node dir");
@@ -66,15 +80,15 @@ fn spawn(dir: &Path, name: &str, args: impl Fn(u16, &Path) -> Vec<String>) -> No
             .spawn()
             .expect("spawn redis-server");
         if wait_for_own_server(&mut child, port, Duration::from_secs(10)) {
-            return Node {
+            return Some(Node {
                 child: Some(child),
                 port,
-            };
+            });
         }
         let _ = child.kill();
         let _ = child.wait();
     }
-    panic!("{name} did not come up on any of 5 free ports");
+    None
 }
 
 fn data_node_args(port: u16, dir: &Path, replica_of: Option<u16>) -> Vec<String> {
@@ -194,6 +208,34 @@ impl Topology {
     /// SIGKILLs the primary: no shutdown, no last replication of what it acknowledged.
     pub fn kill_primary(&mut self) {
         self.primary.kill();
+    }
+
+    /// Starts an empty redis-server again on the killed primary's port, as an operator (or Kubernetes)
+    /// would; the sentinels turn it into a replica of the promoted one. Returns once the new primary counts
+    /// it as an online replica, so `WAIT 1` can be satisfied again.
+    ///
+    /// # Panics
+    /// When the port cannot be bound again or the replica is not online within `timeout`.
+    pub async fn restart_old_primary(&mut self, timeout: Duration) {
+        let port = self.primary.port;
+        let node = spawn_at(self.dir.path(), "old-primary", port, |p, d| {
+            data_node_args(p, d, None)
+        });
+        let Some(node) = node else {
+            panic!("the old primary's port {port} cannot be bound again")
+        };
+        self.primary = node;
+        let new_primary = self.replica.port;
+        crate::wait::until(
+            "the old primary is back as an online replica",
+            timeout,
+            || async {
+                info_field(new_primary, "replication", "slave0")
+                    .is_some_and(|s| s.contains("state=online"))
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     /// The primary's port as the first sentinel that answers names it (`SENTINEL get-master-addr-by-name`).

@@ -69,8 +69,11 @@ impl RedisSettings {
             return Err(invalid("redis.wait_replicas", "must be between 0 and 16"));
         }
         // The WAIT must end before the command timeout cuts it off, or a slow replica would look like a dead
-        // primary. Checked even at 0 replicas, so turning waiting on cannot reveal a bad value later.
-        if self.wait_timeout_ms == 0 || self.wait_timeout_ms >= self.command_timeout_ms {
+        // primary. Only checked when waiting is on: an operator who lowers the command timeout should not
+        // have to tune a setting that is not in use.
+        if self.wait_timeout_ms == 0
+            || (self.wait_replicas > 0 && self.wait_timeout_ms >= self.command_timeout_ms)
+        {
             return Err(invalid(
                 "redis.wait_timeout_ms",
                 "must be positive and below redis.command_timeout_ms",
