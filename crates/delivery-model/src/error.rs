@@ -18,6 +18,10 @@ pub enum Error {
     /// A Lua script returned something this crate does not understand (a bug or a contract mismatch).
     #[error("unexpected script reply: {0}")]
     Script(String),
+    /// The connection settings cannot be used (URL, credentials, TLS files); the message never holds the
+    /// password.
+    #[error("redis settings: {0}")]
+    Config(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -33,7 +37,7 @@ impl Error {
                     | fred::error::ErrorKind::InvalidCommand
                     | fred::error::ErrorKind::Parse
             ),
-            Error::Decode(_) | Error::Json(_) | Error::Script(_) => false,
+            Error::Decode(_) | Error::Json(_) | Error::Script(_) | Error::Config(_) => false,
         }
     }
 
@@ -46,6 +50,7 @@ impl Error {
             Error::Decode(s) => Error::Decode(s.clone()),
             Error::Json(e) => Error::Decode(e.to_string()),
             Error::Script(s) => Error::Script(s.clone()),
+            Error::Config(s) => Error::Config(s.clone()),
         }
     }
 

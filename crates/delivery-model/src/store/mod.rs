@@ -27,6 +27,7 @@ pub mod addons;
 pub mod attempts;
 pub mod callbacks;
 pub mod cleanup;
+pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
 pub mod import;
@@ -53,14 +54,15 @@ pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
+pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use streams::{StreamEntry, StreamReader};
 pub use subscriptions::ChallengeFailure;
 
-/// How to reach Redis and how long records live.
-#[derive(Clone, Debug)]
+/// How to reach Redis and how long records live. `Debug` redacts the password (see the impl below).
+#[derive(Clone)]
 pub struct StoreOptions {
-    /// `redis://[:password@]host:port[/db]` or `rediss://…` for TLS.
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS.
     pub url: String,
     /// Multiplexed connections shared by all non-blocking commands.
     pub pool_size: usize,
@@ -74,6 +76,30 @@ pub struct StoreOptions {
     pub terminal_ttl: Duration,
     /// Upper bound on any single command (blocking reads add their block time).
     pub command_timeout: Duration,
+    /// ACL user, when the URL names none (`None`: the URL's, else `default`).
+    pub username: Option<String>,
+    /// Password, when the URL carries none; given in both places it is refused.
+    pub password: Option<Secret>,
+    /// TLS settings for a `rediss://` URL; refused with a plain one.
+    pub tls: TlsOptions,
+}
+
+// By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("events_stream", &self.events_stream)
+            .field("active_ttl", &self.active_ttl)
+            .field("terminal_ttl", &self.terminal_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreOptions {
@@ -89,6 +115,9 @@ impl StoreOptions {
             active_ttl: Duration::from_secs(4 * 3600),
             terminal_ttl: Duration::from_secs(7 * 24 * 3600),
             command_timeout: Duration::from_secs(5),
+            username: None,
+            password: None,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -167,9 +196,10 @@ impl Store {
     /// are re-established with capped exponential backoff.
     ///
     /// # Errors
-    /// Bad URL, or Redis unreachable within the command timeout.
+    /// [`Error::Config`] for a bad URL or TLS setting; Redis unreachable, refusing the credentials or the
+    /// TLS handshake failing within the command timeout.
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
-        let config = Config::from_url(&opts.url)?;
+        let config = connection::fred_config(opts)?;
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {

@@ -10,6 +10,7 @@
 //! This file holds the section structs and the loader; `validate.rs` holds the checks, one function per
 //! section.
 
+mod redis_access;
 mod validate;
 
 use std::net::SocketAddr;
@@ -22,6 +23,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 
 /// Environment variable naming an extra config file.
 pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
+
+/// Keys whose environment value is taken verbatim as a string: the `config` crate's parsing would turn a
+/// password such as `0123` into the number 123.
+const STRING_KEYS: &[&str] = &["redis.password", "redis.username"];
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
@@ -61,8 +66,8 @@ pub struct Settings {
     pub quotas: QuotaSettings,
 }
 
-/// `[redis]`
-#[derive(Clone, Debug, Deserialize)]
+/// `[redis]`. `Debug` is written by hand (in `redis_access.rs`) so that the URL's password is redacted.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: String,
@@ -70,6 +75,22 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub events_stream: String,
     pub command_timeout_ms: u64,
+    // Credentials and TLS (checks and mapping in `redis_access.rs`).
+    /// ACL user; empty: the URL's, else `default`.
+    pub username: String,
+    /// Password; empty: none, or `password_file`'s. After loading it holds the file's content when
+    /// `password_file` is set.
+    pub password: delivery_model::store::Secret,
+    /// File whose content (without a trailing newline) is the password; empty: none.
+    pub password_file: String,
+    /// PEM bundle of CA certificates trusted in addition to the public roots; empty: none.
+    pub tls_ca_file: String,
+    /// PEM client certificate chain for mutual TLS (with `tls_client_key_file`); empty: none.
+    pub tls_client_cert_file: String,
+    /// PEM private key of `tls_client_cert_file`; empty: none.
+    pub tls_client_key_file: String,
+    /// Name the server certificate must carry when it is not the URL's host; empty: the URL's host.
+    pub tls_server_name: String,
 }
 
 /// `[delivery]`
@@ -329,6 +350,12 @@ impl Settings {
                 b = b.set_override(*key, items)?;
             }
         }
+        for key in STRING_KEYS {
+            let var = format!("HOOKLINE__{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Some(v) = env.remove(&var) {
+                b = b.set_override(*key, v)?;
+            }
+        }
         let environment = config::Environment::with_prefix("HOOKLINE")
             .prefix_separator("__")
             .separator("__")
@@ -352,6 +379,9 @@ impl Settings {
             active_ttl: Duration::from_secs(self.delivery.active_ttl_secs),
             terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),
             command_timeout: Duration::from_millis(self.redis.command_timeout_ms),
+            username: self.redis.store_username(),
+            password: self.redis.store_password(),
+            tls: self.redis.store_tls(),
         }
     }
 }

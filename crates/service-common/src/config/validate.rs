@@ -10,7 +10,7 @@ use super::{
     SubscriptionSettings, WorkerSettings,
 };
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),
@@ -29,6 +29,7 @@ impl Settings {
             list.retain(|s| !s.trim().is_empty());
         }
         self.redis.validate()?;
+        self.redis.read_password_file()?;
         self.delivery.validate()?;
         self.api.validate()?;
         self.auth.validate()?;
@@ -64,6 +65,7 @@ impl RedisSettings {
         if self.command_timeout_ms == 0 {
             return Err(invalid("redis.command_timeout_ms", "must be positive"));
         }
+        self.validate_access()?;
         Ok(())
     }
 }
