@@ -1,6 +1,7 @@
 //! Test harness shared by every Hookline test: real parts, no mocks.
 //!
-//! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
+//! - [`redis`]: a private `redis-server` on a free loopback port (plain, TLS-only or ACL users only),
+//!   killed on drop; [`certs`]: the certificates of its TLS variant.
 //! - [`store`]: a [`store::StoreFixture`] per test: a private redis-server, a store with a random key
 //!   prefix and a raw client; on drop it checks that no stream entry is left pending.
 //! - [`wait`]: waiting on a condition with a deadline instead of sleeping.
@@ -15,6 +16,7 @@
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 
 pub mod auth;
+pub mod certs;
 pub mod http;
 pub mod inproc;
 pub mod postgres;

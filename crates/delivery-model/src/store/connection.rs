@@ -99,10 +99,12 @@ pub fn redact_url(url: &str) -> String {
 /// The fred configuration `opts` describe: the URL parsed by fred, credentials from the options where the
 /// URL has none, and for `rediss://` this module's rustls connector.
 ///
+/// Public for tools and tests that need a raw fred client reaching Redis as the store does.
+///
 /// # Errors
 /// [`Error::Config`] for a URL fred cannot parse, a password given twice, TLS options with a plain URL, or a
 /// CA, certificate or key file that cannot be used.
-pub(crate) fn fred_config(opts: &StoreOptions) -> Result<Config> {
+pub fn fred_config(opts: &StoreOptions) -> Result<Config> {
     let url = opts.url.trim();
     // fred would build its own TLS connector for `rediss://` (from the platform's CA store); parsing the
     // plain form and adding ours keeps one place that decides what is trusted.
@@ -127,6 +129,23 @@ pub(crate) fn fred_config(opts: &StoreOptions) -> Result<Config> {
         )));
     }
     Ok(config)
+}
+
+/// The error of a failed first connection: where to (password redacted), what failed, and for the two ways
+/// of mixing up TLS and plain text, which one it probably was.
+pub(crate) fn connect_error(url: &str, tls: bool, cause: &fred::error::Error) -> Error {
+    let details = cause.details();
+    let hint = if tls && *cause.kind() == fred::error::ErrorKind::Timeout {
+        " (over TLS: a server that does not speak TLS leaves the handshake unanswered)"
+    } else if !tls && details.contains("Connection reset") {
+        " (a TLS-only server resets plain-text connections: use rediss://)"
+    } else {
+        ""
+    };
+    Error::Redis(fred::error::Error::new(
+        cause.kind().clone(),
+        format!("connecting to {}: {details}{hint}", redact_url(url)),
+    ))
 }
 
 /// Takes the username and password from the options when set, refusing a password given twice (in the URL

@@ -45,7 +45,7 @@ use std::time::Duration;
 use fred::prelude::*;
 
 use crate::delivery::DeliveryRecord;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::Keyspace;
 use crate::subscription::Subscription;
 use crate::time::Micros;
@@ -196,10 +196,11 @@ impl Store {
     /// are re-established with capped exponential backoff.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad URL or TLS setting; Redis unreachable, refusing the credentials or the
+    /// [`crate::error::Error::Config`] for a bad URL or TLS setting; Redis unreachable, refusing the credentials or the
     /// TLS handshake failing within the command timeout.
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
         let config = connection::fred_config(opts)?;
+        let config_uses_tls = config.uses_tls();
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {
@@ -216,17 +217,16 @@ impl Store {
             pool.init().await?;
             pool.ping::<()>(None).await
         };
-        match tokio::time::timeout(opts.command_timeout, connect).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::Redis(fred::error::Error::new(
-                    fred::error::ErrorKind::Timeout,
-                    format!(
-                        "could not connect to Redis within {:?}",
-                        opts.command_timeout
-                    ),
-                )));
-            }
+        let failure = match tokio::time::timeout(opts.command_timeout, connect).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(fred::error::Error::new(
+                fred::error::ErrorKind::Timeout,
+                format!("no answer within {:?}", opts.command_timeout),
+            )),
+        };
+        if let Some(e) = failure {
+            return Err(connection::connect_error(&opts.url, config_uses_tls, &e));
         }
         Ok(Self {
             inner: Arc::new(Inner {

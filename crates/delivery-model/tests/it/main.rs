@@ -16,6 +16,7 @@
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
+//! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -27,3 +28,4 @@ mod harness;
 mod queue;
 mod retries;
 mod subscriptions;
+mod tls;
