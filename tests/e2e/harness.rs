@@ -7,7 +7,7 @@ use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::Keyspace;
-use delivery_model::store::{Store, StoreOptions};
+use delivery_model::store::Store;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use serde_json::{Value, json};
 use test_support::receiver::Receiver;
@@ -77,12 +77,22 @@ impl Stack {
 
     /// Starts Redis and the three pipeline services with `extra` settings on top of the e2e defaults.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
-        let redis = RedisServer::start();
-        let env = merge(base_env(&redis.url()), extra);
+        Self::start_on(RedisServer::start(), extra).await
+    }
+
+    /// The three pipeline services on `redis` (a TLS or ACL variant: the services get what they need to
+    /// reach it, the test's own store and clients the harness's admin access), `extra` on top.
+    pub async fn start_on(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
+        let access = redis.service_env();
+        let access: Vec<(&str, &str)> = access
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let env = merge(merge(base_env(&redis.url()), &access), extra);
         let api = Service::start(ServiceBin::ApiGateway, &env).await;
         let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
         let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
-        let store = Store::connect(&StoreOptions::new(redis.url()))
+        let store = Store::connect(&redis.admin_options())
             .await
             .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
@@ -380,9 +390,9 @@ impl Stack {
     /// A plain client on this stack's Redis, to read (or break) what the services wrote.
     pub async fn redis_client(&self) -> fred::prelude::Client {
         use fred::prelude::*;
-        let client = Builder::from_config(Config::from_url(&self.redis.url()).expect("redis url"))
-            .build()
-            .expect("redis client");
+        let config = delivery_model::store::connection::fred_config(&self.redis.admin_options())
+            .expect("redis config");
+        let client = Builder::from_config(config).build().expect("redis client");
         client.init().await.expect("redis init");
         client
     }

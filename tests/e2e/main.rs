@@ -8,6 +8,7 @@ mod cleanup;
 mod contract;
 mod harness;
 mod pipeline;
+mod production;
 mod quotas;
 mod resilience;
 mod worker;
