@@ -48,6 +48,9 @@ async fn run_to_exit(
     (out.status.code(), text)
 }
 
+/// Settings a case changes, as (environment variable, value).
+type Settings<'a> = Vec<(&'a str, &'a str)>;
+
 /// `env` with `changes` applied (an empty value removes the key).
 fn with(env: &[(String, String)], changes: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = env.to_vec();
@@ -96,7 +99,7 @@ async fn the_pipeline_runs_over_mutual_tls_and_a_bad_tls_setup_fails_at_start() 
     let plain = RedisServer::start();
     let plain_url = format!("rediss://127.0.0.1:{}", plain.port());
     let fast = ("HOOKLINE__REDIS__COMMAND_TIMEOUT_MS", "1500");
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let cases: [(&str, Settings<'_>, &str); 4] = [
         (
             "untrusted CA",
             vec![("HOOKLINE__REDIS__TLS_CA_FILE", &untrusted)],
