@@ -188,6 +188,12 @@ chart_refuses_bad_values() {
   helm_refuses "credentials in redis.url" "must not hold credentials" --set redis.url=redis://u:p@r:6379 || bad=1
   helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
   helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
+  helm_refuses "a Redis password in config" "config.redis.password is set by the chart" \
+    --set config.redis.password=s || bad=1
+  helm_refuses "Redis TLS settings without TLS" "need TLS: set redis.tls or a rediss:// redis.url" \
+    --set redis.tlsCa.secretName=ca || bad=1
+  helm_refuses "two CA sources for Redis" "redis.tlsCa: set secretName or configMapName, not both" \
+    --set redis.tls=true --set redis.tlsCa.secretName=a --set redis.tlsCa.configMapName=b || bad=1
   helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
   helm_refuses "the migrate Job without a PostgreSQL URL" "migrate.enabled needs" --set migrate.enabled=true || bad=1
   helm_refuses "two CA sources for the migrate Job" "set secretName or configMapName, not both" \
