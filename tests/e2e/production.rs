@@ -207,3 +207,17 @@ async fn the_whole_pipeline_runs_as_the_minimal_acl_user() {
     let refused: Result<fred::types::Value, _> = restricted.get("some:other:key").await;
     assert!(refused.is_err_and(|e| e.details().contains("NOPERM")));
 }
+
+#[test]
+fn the_documented_acl_rule_is_the_tested_one() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .expect("docs/operations.md");
+    let documented = format!("ACL SETUSER hookline on >PASSWORD {HOOKLINE_ACL_RULE}\n");
+    assert!(
+        doc.contains(&documented),
+        "docs/operations.md must give the rule the tests use: {HOOKLINE_ACL_RULE}"
+    );
+}
