@@ -8,7 +8,7 @@ use delivery_model::delivery::DeliveryStatus;
 use serde_json::json;
 use test_support::certs::SERVER_NAME;
 use test_support::receiver::Receiver;
-use test_support::redis::{HOOKLINE_ACL_RULE, RedisServer};
+use test_support::redis::{ACL_PASSWORD, ACL_USER, HOOKLINE_ACL_RULE, RedisServer};
 use test_support::service::ServiceBin;
 
 use crate::harness::{Stack, WAIT, user};
@@ -190,13 +190,38 @@ async fn the_whole_pipeline_runs_as_the_minimal_acl_user() {
     let denied = acl_log(&stack).await;
     assert!(denied.is_empty(), "Redis refused the ACL user: {denied:#?}");
 
+    // The password is in no log line: not of the running services, not of one refused at start with a
+    // wrong password in its URL.
+    for service in [&stack.api, &stack.consumer, &stack.worker] {
+        let logs = service.logs().join("\n");
+        assert!(!logs.contains(ACL_PASSWORD), "{logs}");
+    }
+    let wrong_url = format!(
+        "redis://{ACL_USER}:wrong-secret-77@127.0.0.1:{}",
+        stack.redis.port()
+    );
+    let env = with(
+        &stack.env,
+        &[
+            ("HOOKLINE__REDIS__URL", &wrong_url),
+            ("HOOKLINE__REDIS__USERNAME", ""),
+            ("HOOKLINE__REDIS__PASSWORD_FILE", ""),
+        ],
+    );
+    let (code, out) = run_to_exit(ServiceBin::EventConsumer, &[], &env).await;
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("WRONGPASS"), "{out}");
+    assert!(!out.contains("wrong-secret-77"), "{out}");
+    assert!(
+        out.contains(&format!("{ACL_USER}:***@")),
+        "the URL, redacted: {out}"
+    );
+
     // And the restriction is real: a command outside the rule is refused.
     use fred::prelude::*;
     let mut opts = stack.redis.admin_options();
-    opts.username = Some(test_support::redis::ACL_USER.into());
-    opts.password = Some(delivery_model::store::Secret::new(
-        test_support::redis::ACL_PASSWORD,
-    ));
+    opts.username = Some(ACL_USER.into());
+    opts.password = Some(delivery_model::store::Secret::new(ACL_PASSWORD));
     let config = delivery_model::store::connection::fred_config(&opts).unwrap();
     let restricted = Builder::from_config(config).build().unwrap();
     restricted.init().await.unwrap();

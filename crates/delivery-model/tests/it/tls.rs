@@ -72,11 +72,10 @@ async fn tls_verifies_the_chain_and_the_host_name() {
     assert!(e.contains("NotValidForName"), "{e}");
 
     // Plain text to the TLS port: refused, never a silent downgrade.
-    let mut plain = with_timeout(StoreOptions::new(format!(
+    let plain = with_timeout(StoreOptions::new(format!(
         "redis://127.0.0.1:{}",
         redis.port()
     )));
-    plain.tls = Default::default();
     let e = refused(&plain).await;
     assert!(e.contains("use rediss://"), "{e}");
 }
