@@ -197,6 +197,12 @@ chart_refuses_bad_values() {
     --set redis.sentinel.password.enabled=true || bad=1
   helm_refuses "config.redis.sentinels" "config.redis.sentinels is set by the chart" \
     --set 'config.redis.sentinels={s:26379}' || bad=1
+  helm_refuses "a Redis password in config" "config.redis.password is set by the chart" \
+    --set config.redis.password=s || bad=1
+  helm_refuses "Redis TLS settings without TLS" "need TLS: set redis.tls or a rediss:// redis.url" \
+    --set redis.tlsCa.secretName=ca || bad=1
+  helm_refuses "two CA sources for Redis" "redis.tlsCa: set secretName or configMapName, not both" \
+    --set redis.tls=true --set redis.tlsCa.secretName=a --set redis.tlsCa.configMapName=b || bad=1
   helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
   helm_refuses "the migrate Job without a PostgreSQL URL" "migrate.enabled needs" --set migrate.enabled=true || bad=1
   helm_refuses "two CA sources for the migrate Job" "set secretName or configMapName, not both" \

@@ -630,7 +630,12 @@ def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, 
             p.check(ca_key in {i["path"] for i in src.get("items", [])} or not src.get("items"),
                     f"{where}: the CA volume does not project {ca_key}")
     allowed = {cfg_path.rpartition("/")[0]} | ({str(ca).rpartition("/")[0]} if ca is not None else set())
-    p.check(set(mounts) <= allowed, f"{where}: mounts beyond the config file and the CA bundle: {sorted(mounts)}")
+    # The Redis CA bundle and client certificate, where the chart's TLS settings name them.
+    redis_files = (str((env.get(f"HOOKLINE__REDIS__{k}") or {}).get("value", ""))
+                   for k in ("TLS_CA_FILE", "TLS_CLIENT_CERT_FILE", "TLS_CLIENT_KEY_FILE"))
+    allowed |= {f.rpartition("/")[0] for f in redis_files if f}
+    p.check(set(mounts) <= allowed,
+            f"{where}: mounts beyond the config file, the CA bundles and the Redis client certificate: {sorted(mounts)}")
 
 
 def check_manifests(docs: list[dict]) -> Problems:

@@ -7,7 +7,7 @@ use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::Keyspace;
-use delivery_model::store::{Store, StoreOptions};
+use delivery_model::store::Store;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use serde_json::{Value, json};
 use test_support::receiver::Receiver;
@@ -77,19 +77,31 @@ impl Stack {
 
     /// Starts Redis and the three pipeline services with `extra` settings on top of the e2e defaults.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
-        let redis = RedisServer::start();
+        Self::start_on(RedisServer::start(), extra).await
+    }
+
+    /// The three pipeline services on `redis` (a TLS or ACL variant: the services get what they need to
+    /// reach it, the test's own store and clients the harness's admin access), `extra` on top.
+    pub async fn start_on(redis: RedisServer, extra: &[(&str, &str)]) -> Self {
         let url = redis.url();
         Self::start_via(redis, &url, extra).await
     }
 
-    /// As [`start_with`](Self::start_with), but the services reach `redis` at `services_url` (a proxy in
-    /// front of it); the test's own store still talks to `redis` directly.
+    /// As [`start_on`](Self::start_on), but the services reach `redis` at `services_url` (a proxy in front
+    /// of it); the test's own store still talks to `redis` directly.
     pub async fn start_via(redis: RedisServer, services_url: &str, extra: &[(&str, &str)]) -> Self {
-        let env = merge(base_env(services_url), extra);
+        let access = redis.service_env();
+        // The URL is `services_url`'s; the rest (credentials, TLS files) is the server's.
+        let access: Vec<(&str, &str)> = access
+            .iter()
+            .filter(|(k, _)| k != "HOOKLINE__REDIS__URL")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let env = merge(merge(base_env(services_url), &access), extra);
         let api = Service::start(ServiceBin::ApiGateway, &env).await;
         let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
         let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
-        let store = Store::connect(&StoreOptions::new(redis.url()))
+        let store = Store::connect(&redis.admin_options())
             .await
             .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
@@ -387,9 +399,9 @@ impl Stack {
     /// A plain client on this stack's Redis, to read (or break) what the services wrote.
     pub async fn redis_client(&self) -> fred::prelude::Client {
         use fred::prelude::*;
-        let client = Builder::from_config(Config::from_url(&self.redis.url()).expect("redis url"))
-            .build()
-            .expect("redis client");
+        let config = delivery_model::store::connection::fred_config(&self.redis.admin_options())
+            .expect("redis config");
+        let client = Builder::from_config(config).build().expect("redis client");
         client.init().await.expect("redis init");
         client
     }

@@ -10,6 +10,7 @@ mod failover;
 mod halfopen;
 mod harness;
 mod pipeline;
+mod production;
 mod quotas;
 mod resilience;
 mod worker;

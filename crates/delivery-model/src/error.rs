@@ -22,6 +22,10 @@ pub enum Error {
     /// time (`WAIT`): a failover now could still lose it. Retryable; the caller must not report success.
     #[error("write not confirmed by replicas: {confirmed} of {wanted} within the wait timeout")]
     NotReplicated { wanted: u32, confirmed: u32 },
+    /// The connection settings cannot be used (URL, credentials, TLS files); the message never holds the
+    /// password.
+    #[error("redis settings: {0}")]
+    Config(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -37,7 +41,7 @@ impl Error {
                     | fred::error::ErrorKind::InvalidCommand
                     | fred::error::ErrorKind::Parse
             ),
-            Error::Decode(_) | Error::Json(_) | Error::Script(_) => false,
+            Error::Decode(_) | Error::Json(_) | Error::Script(_) | Error::Config(_) => false,
             Error::NotReplicated { .. } => true,
         }
     }
@@ -61,6 +65,7 @@ impl Error {
                 wanted: *wanted,
                 confirmed: *confirmed,
             },
+            Error::Config(s) => Error::Config(s.clone()),
         }
     }
 

@@ -119,3 +119,148 @@ fn loss_budget_settings_load_and_bad_ones_name_the_key() {
         assert!(e.contains(key), "{pairs:?}: {e}");
     }
 }
+
+/// A file in a fresh temp dir (kept alive by the returned guard).
+fn temp_file(content: &str) -> (std::path::PathBuf, TempDirGuard) {
+    let dir = std::env::temp_dir().join(format!("hookline-config-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file");
+    std::fs::write(&path, content).unwrap();
+    (path, TempDirGuard(dir))
+}
+
+struct TempDirGuard(std::path::PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[test]
+fn the_password_comes_from_one_place_and_is_never_printed() {
+    let (file, _guard) = temp_file("from-file-0123\n");
+    let file = file.to_str().unwrap();
+    let s = Settings::load_from(env(&[
+        ("HOOKLINE__REDIS__URL", "redis://127.0.0.1:6380"),
+        ("HOOKLINE__REDIS__USERNAME", "hookline"),
+        ("HOOKLINE__REDIS__PASSWORD_FILE", file),
+    ]))
+    .unwrap();
+    let opts = s.store_options();
+    assert_eq!(opts.username.as_deref(), Some("hookline"));
+    assert_eq!(
+        opts.password.as_ref().map(|p| p.expose()),
+        Some("from-file-0123"),
+        "one trailing newline dropped"
+    );
+    for printed in [format!("{s:?}"), format!("{opts:?}")] {
+        assert!(!printed.contains("from-file"), "{printed}");
+    }
+
+    // A numeric-looking password keeps its leading zero (not parsed as a number).
+    let s = Settings::load_from(env(&[("HOOKLINE__REDIS__PASSWORD", "0123")])).unwrap();
+    assert_eq!(s.redis.password.expose(), "0123");
+    assert!(!format!("{s:?}").contains("0123"));
+
+    let s = Settings::load_from(env(&[("HOOKLINE__REDIS__URL", "redis://u:url-pw@h:1")])).unwrap();
+    let printed = format!("{s:?}");
+    assert!(
+        !printed.contains("url-pw") && printed.contains("u:***@h:1"),
+        "{printed}"
+    );
+
+    let e = err(&[
+        ("HOOKLINE__REDIS__PASSWORD", "a-secret"),
+        ("HOOKLINE__REDIS__PASSWORD_FILE", file),
+    ]);
+    assert!(
+        e.contains("redis.password_file") && !e.contains("a-secret"),
+        "{e}"
+    );
+    let e = err(&[
+        ("HOOKLINE__REDIS__URL", "redis://:url-pw@h:1"),
+        ("HOOKLINE__REDIS__PASSWORD", "a-secret"),
+    ]);
+    assert!(
+        e.contains("redis.password") && !e.contains("url-pw") && !e.contains("a-secret"),
+        "{e}"
+    );
+    let e = err(&[
+        ("HOOKLINE__REDIS__URL", "redis://u:url-pw@h:1"),
+        ("HOOKLINE__REDIS__USERNAME", "v"),
+    ]);
+    assert!(e.contains("redis.username") && !e.contains("url-pw"), "{e}");
+    assert!(
+        err(&[("HOOKLINE__REDIS__PASSWORD_FILE", "/nonexistent/pw")])
+            .contains("redis.password_file")
+    );
+    let (empty, _g) = temp_file("\n");
+    assert!(
+        err(&[("HOOKLINE__REDIS__PASSWORD_FILE", empty.to_str().unwrap())])
+            .contains("redis.password_file")
+    );
+}
+
+#[test]
+fn tls_settings_need_rediss_and_usable_files() {
+    let (pem, _guard) = temp_file("not checked until connect");
+    let pem = pem.to_str().unwrap();
+    let s = Settings::load_from(env(&[
+        ("HOOKLINE__REDIS__URL", "rediss://10.0.0.5:6380"),
+        ("HOOKLINE__REDIS__TLS_CA_FILE", pem),
+        ("HOOKLINE__REDIS__TLS_CLIENT_CERT_FILE", pem),
+        ("HOOKLINE__REDIS__TLS_CLIENT_KEY_FILE", pem),
+        ("HOOKLINE__REDIS__TLS_SERVER_NAME", "redis.internal"),
+    ]))
+    .unwrap();
+    let tls = s.store_options().tls;
+    assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new(pem)));
+    assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
+
+    for key in [
+        "TLS_CA_FILE",
+        "TLS_CLIENT_CERT_FILE",
+        "TLS_CLIENT_KEY_FILE",
+        "TLS_SERVER_NAME",
+    ] {
+        let var = format!("HOOKLINE__REDIS__{key}");
+        let e = err(&[("HOOKLINE__REDIS__URL", "redis://h:1"), (&var, pem)]);
+        assert!(
+            e.contains(&format!("redis.{}", key.to_ascii_lowercase())),
+            "{e}"
+        );
+        assert!(e.contains("rediss://"), "{e}");
+    }
+    let rediss = ("HOOKLINE__REDIS__URL", "rediss://h:1");
+    assert!(
+        err(&[rediss, ("HOOKLINE__REDIS__TLS_CLIENT_CERT_FILE", pem)])
+            .contains("redis.tls_client_key_file")
+    );
+    assert!(
+        err(&[rediss, ("HOOKLINE__REDIS__TLS_CLIENT_KEY_FILE", pem)])
+            .contains("redis.tls_client_cert_file")
+    );
+    assert!(
+        err(&[
+            rediss,
+            ("HOOKLINE__REDIS__TLS_CA_FILE", "/nonexistent/ca.pem")
+        ])
+        .contains("redis.tls_ca_file")
+    );
+    assert!(
+        err(&[rediss, ("HOOKLINE__REDIS__TLS_SERVER_NAME", "not a name!")])
+            .contains("redis.tls_server_name")
+    );
+    assert!(err(&[("HOOKLINE__REDIS__URL", "valkeys://h:1")]).contains("redis.url"));
+}

@@ -1,6 +1,7 @@
 //! Test harness shared by every Hookline test: real parts, no mocks.
 //!
-//! - [`redis`]: a private `redis-server` on a free loopback port, killed on drop.
+//! - [`redis`]: a private `redis-server` on a free loopback port (plain, TLS-only or ACL users only),
+//!   killed on drop; [`certs`]: the certificates of its TLS variant.
 //! - [`sentinel`]: a primary, a replica and three sentinels on loopback, for failover tests.
 //! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (half-open Redis).
 //! - [`replica`]: a replica of such a server (`--replicaof`), for the `WAIT` (loss budget) tests.
@@ -18,6 +19,7 @@
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 
 pub mod auth;
+pub mod certs;
 pub mod http;
 pub mod inproc;
 pub mod postgres;

@@ -80,7 +80,10 @@ impl StoreFixture {
     pub async fn on(redis: RedisServer, options: StoreOptions) -> Self {
         let store = Store::connect(&options).await.expect("store connects");
         // Reconnect at once: some tests restart the server under the raw client.
-        let raw = Builder::from_config(Config::from_url(&redis.url()).unwrap())
+        // As the harness's admin user, whatever user `options` name (a restricted service's, for ACL tests).
+        let raw_config = delivery_model::store::connection::fred_config(&redis.admin_options())
+            .expect("raw client config");
+        let raw = Builder::from_config(raw_config)
             .set_policy(ReconnectPolicy::new_constant(0, 50))
             .build()
             .unwrap();

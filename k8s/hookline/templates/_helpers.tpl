@@ -113,7 +113,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{/* The config file: values.config plus the listen addresses, as TOML. */}}
 {{- define "hookline.configToml" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
-{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url" "sentinels" "sentinel_master_name" "sentinel_username" "sentinel_password" "sentinel_password_file") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
+{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url" "password" "password_file" "sentinels" "sentinel_master_name" "sentinel_username" "sentinel_password" "sentinel_password_file") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
 {{- range $section, $kv := $cfg -}}
 {{- if not (kindIs "map" $kv) -}}
 {{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) -}}
@@ -148,7 +148,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- add (int $grace) (int .Values.terminationGraceExtraSeconds) -}}
 {{- end -}}
 
-{{/* Redis URL as the pods see it; $(REDIS_PASSWORD) is expanded by the kubelet from the env var before it. */}}
+{{/* Redis URL as the pods see it: no credentials (the user and password are variables of their own). */}}
 {{- define "hookline.redisUrl" -}}
 {{- $r := .Values.redis -}}
 {{- $u := urlParse $r.url -}}
@@ -165,14 +165,111 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- fail (printf "redis.url has no host (got %q)" $r.url) -}}
 {{- end -}}
 {{- $scheme := ternary "rediss" $u.scheme (eq (toString $r.tls) "true") -}}
-{{- $auth := "" -}}
-{{- if $r.password.enabled -}}
-{{- $auth = printf "%s:$(REDIS_PASSWORD)@" ($r.username | urlquery) -}}
-{{- else if $r.username -}}
-{{- $auth = printf "%s@" ($r.username | urlquery) -}}
-{{- end -}}
-{{- printf "%s://%s%s%s" $scheme $auth $u.host $u.path -}}
+{{- printf "%s://%s%s" $scheme $u.host $u.path -}}
 {{- if $u.query }}?{{ $u.query }}{{ end -}}
+{{- end -}}
+
+{{/* "true" when the pods reach Redis over TLS (redis.tls or a rediss:// URL), else empty. */}}
+{{- define "hookline.redisTls" -}}
+{{- if hasPrefix "rediss://" (include "hookline.redisUrl" .) }}true{{ end -}}
+{{- end -}}
+
+{{/* "secret" or "configMap" when the pods get a CA bundle for Redis, else empty. TLS settings without TLS
+     are refused, as the binaries would refuse them at start. */}}
+{{- define "hookline.redisCaSource" -}}
+{{- $r := .Values.redis -}}
+{{- $ca := $r.tlsCa -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail "redis.tlsCa: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if and (or $ca.secretName $ca.configMapName $r.tlsClientCert.secretName $r.tlsServerName) (not (include "hookline.redisTls" .)) -}}
+{{- fail "redis.tlsCa, redis.tlsClientCert and redis.tlsServerName need TLS: set redis.tls or a rediss:// redis.url" -}}
+{{- end -}}
+{{- if $ca.secretName }}secret{{ else if $ca.configMapName }}configMap{{ end -}}
+{{- end -}}
+
+{{/* Where the Redis CA bundle and client certificate are mounted (read-only). */}}
+{{- define "hookline.redisCaDir" -}}/etc/hookline/redis-ca{{- end -}}
+{{- define "hookline.redisClientDir" -}}/etc/hookline/redis-client{{- end -}}
+
+{{/* Environment for reaching Redis: URL, user, password from a Secret, TLS files. */}}
+{{- define "hookline.redisEnv" -}}
+{{- $r := .Values.redis -}}
+- name: HOOKLINE__REDIS__URL
+  value: {{ include "hookline.redisUrl" . | quote }}
+{{- if $r.username }}
+- name: HOOKLINE__REDIS__USERNAME
+  value: {{ $r.username | quote }}
+{{- end }}
+{{- if $r.password.enabled }}
+- name: HOOKLINE__REDIS__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- include "hookline.redisPasswordSecret" . | nindent 6 }}
+{{- end }}
+{{- if include "hookline.redisCaSource" . }}
+- name: HOOKLINE__REDIS__TLS_CA_FILE
+  value: {{ printf "%s/%s" (include "hookline.redisCaDir" .) $r.tlsCa.key | quote }}
+{{- end }}
+{{- with $r.tlsClientCert }}
+{{- if .secretName }}
+- name: HOOKLINE__REDIS__TLS_CLIENT_CERT_FILE
+  value: {{ printf "%s/%s" (include "hookline.redisClientDir" $) .certKey | quote }}
+- name: HOOKLINE__REDIS__TLS_CLIENT_KEY_FILE
+  value: {{ printf "%s/%s" (include "hookline.redisClientDir" $) .keyKey | quote }}
+{{- end }}
+{{- end }}
+{{- if $r.tlsServerName }}
+- name: HOOKLINE__REDIS__TLS_SERVER_NAME
+  value: {{ $r.tlsServerName | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Volume mounts for the Redis CA and client certificate. */}}
+{{- define "hookline.redisVolumeMounts" -}}
+{{- if include "hookline.redisCaSource" . }}
+- name: redis-ca
+  mountPath: {{ include "hookline.redisCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.redis.tlsClientCert.secretName }}
+- name: redis-client-cert
+  mountPath: {{ include "hookline.redisClientDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Volumes for the Redis CA and client certificate. */}}
+{{- define "hookline.redisVolumes" -}}
+{{- $r := .Values.redis -}}
+{{- $source := include "hookline.redisCaSource" . -}}
+{{- if $source }}
+- name: redis-ca
+  {{- if eq $source "secret" }}
+  secret:
+    secretName: {{ $r.tlsCa.secretName }}
+  {{- else }}
+  configMap:
+    name: {{ $r.tlsCa.configMapName }}
+  {{- end }}
+    defaultMode: 0444
+    items:
+      - key: {{ $r.tlsCa.key }}
+        path: {{ $r.tlsCa.key }}
+{{- end }}
+{{- with $r.tlsClientCert }}
+{{- if .secretName }}
+- name: redis-client-cert
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .certKey }}
+        path: {{ .certKey }}
+      - key: {{ .keyKey }}
+        path: {{ .keyKey }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* TCP port of the Redis server, for the NetworkPolicy. */}}
@@ -229,14 +326,7 @@ key: {{ .Values.secrets.keys.postgresUrl }}
 {{- $secret := include "hookline.secretName" $root -}}
 - name: HOOKLINE_CONFIG
   value: {{ printf "%s/%s" (include "hookline.configDir" $root) (include "hookline.configFile" $root) | quote }}
-{{- if $root.Values.redis.password.enabled }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      {{- include "hookline.redisPasswordSecret" $root | nindent 6 }}
-{{- end }}
-- name: HOOKLINE__REDIS__URL
-  value: {{ include "hookline.redisUrl" $root | quote }}
+{{ include "hookline.redisEnv" $root }}
 {{- include "hookline.sentinelEnv" $root }}
 - name: HOOKLINE__AUTH__JWT_SECRET
   valueFrom:
@@ -395,10 +485,16 @@ spec:
           mountPath: {{ include "hookline.migrateCaDir" $root }}
           readOnly: true
         {{- end }}
+        {{- with include "hookline.redisVolumeMounts" $root | trim }}
+        {{- . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "hookline.fullname" $root }}-config
+    {{- with include "hookline.redisVolumes" $root | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- if and (eq .name "migrate") (include "hookline.migrateCaSource" $root) }}
     {{- $ca := $root.Values.migrate.postgresCa }}
     - name: postgres-ca

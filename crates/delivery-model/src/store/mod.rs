@@ -27,6 +27,7 @@ pub mod addons;
 pub mod attempts;
 pub mod callbacks;
 pub mod cleanup;
+pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
 mod durability;
@@ -47,7 +48,7 @@ use std::time::Duration;
 use fred::prelude::*;
 
 use crate::delivery::DeliveryRecord;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::Keyspace;
 use crate::subscription::Subscription;
 use crate::time::Micros;
@@ -56,16 +57,17 @@ pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
+pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader};
 pub use subscriptions::ChallengeFailure;
 
-/// How to reach Redis and how long records live.
-#[derive(Clone, Debug)]
+/// How to reach Redis and how long records live. `Debug` redacts the password (see the impl below).
+#[derive(Clone)]
 pub struct StoreOptions {
-    /// `redis://[:password@]host:port[/db]` or `rediss://…` for TLS.
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS.
     pub url: String,
     /// Multiplexed connections shared by all non-blocking commands.
     pub pool_size: usize,
@@ -88,6 +90,33 @@ pub struct StoreOptions {
     pub wait_replicas: u32,
     /// Longest a write waits for those replicas (below `command_timeout`).
     pub wait_timeout: Duration,
+    /// ACL user, when the URL names none (`None`: the URL's, else `default`).
+    pub username: Option<String>,
+    /// Password, when the URL carries none; given in both places it is refused.
+    pub password: Option<Secret>,
+    /// TLS settings for a `rediss://` URL; refused with a plain one.
+    pub tls: TlsOptions,
+}
+
+// By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("events_stream", &self.events_stream)
+            .field("active_ttl", &self.active_ttl)
+            .field("terminal_ttl", &self.terminal_ttl)
+            .field("command_timeout", &self.command_timeout)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .field("sentinel", &self.sentinel)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreOptions {
@@ -106,6 +135,9 @@ impl StoreOptions {
             sentinel: None,
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(500),
+            username: None,
+            password: None,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -202,10 +234,12 @@ impl Store {
     /// are re-established with capped exponential backoff.
     ///
     /// # Errors
-    /// Bad URL, or Redis unreachable within the command timeout.
+    /// [`crate::error::Error::Config`] for a bad URL or TLS setting; Redis unreachable, refusing the credentials or the
+    /// TLS handshake failing within the command timeout.
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
-        let mut config = Config::from_url(&opts.url)?;
+        let mut config = connection::fred_config(opts)?;
         sentinel::apply(&mut config, opts.sentinel.as_ref());
+        let config_uses_tls = config.uses_tls();
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {
@@ -223,17 +257,16 @@ impl Store {
             pool.init().await?;
             pool.ping::<()>(None).await
         };
-        match tokio::time::timeout(opts.command_timeout, connect).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::Redis(fred::error::Error::new(
-                    fred::error::ErrorKind::Timeout,
-                    format!(
-                        "could not connect to Redis within {:?}",
-                        opts.command_timeout
-                    ),
-                )));
-            }
+        let failure = match tokio::time::timeout(opts.command_timeout, connect).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(fred::error::Error::new(
+                fred::error::ErrorKind::Timeout,
+                format!("no answer within {:?}", opts.command_timeout),
+            )),
+        };
+        if let Some(e) = failure {
+            return Err(connection::connect_error(&opts.url, config_uses_tls, &e));
         }
         Ok(Self {
             inner: Arc::new(Inner {

@@ -10,6 +10,7 @@
 //! This file holds the section structs and the loader; `validate.rs` holds the checks, one function per
 //! section.
 
+mod redis_access;
 mod sentinel;
 mod validate;
 
@@ -25,6 +26,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
 
 /// Environment variable naming an extra config file.
 pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
+
+/// Keys whose environment value is taken verbatim as a string: the `config` crate's parsing would turn a
+/// password such as `0123` into the number 123.
+const STRING_KEYS: &[&str] = &["redis.password", "redis.username"];
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
@@ -65,8 +70,8 @@ pub struct Settings {
     pub quotas: QuotaSettings,
 }
 
-/// `[redis]`
-#[derive(Clone, Debug, Deserialize)]
+/// `[redis]`. `Debug` is written by hand (in `redis_access.rs`) so that the URL's password is redacted.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: String,
@@ -89,6 +94,22 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     /// Longest such a write waits for them, milliseconds (below `command_timeout_ms`).
     pub wait_timeout_ms: u64,
+    // Credentials and TLS (checks and mapping in `redis_access.rs`).
+    /// ACL user; empty: the URL's, else `default`.
+    pub username: String,
+    /// Password; empty: none, or `password_file`'s. After loading it holds the file's content when
+    /// `password_file` is set.
+    pub password: delivery_model::store::Secret,
+    /// File whose content (without a trailing newline) is the password; empty: none.
+    pub password_file: String,
+    /// PEM bundle of CA certificates trusted in addition to the public roots; empty: none.
+    pub tls_ca_file: String,
+    /// PEM client certificate chain for mutual TLS (with `tls_client_key_file`); empty: none.
+    pub tls_client_cert_file: String,
+    /// PEM private key of `tls_client_cert_file`; empty: none.
+    pub tls_client_key_file: String,
+    /// Name the server certificate must carry when it is not the URL's host; empty: the URL's host.
+    pub tls_server_name: String,
 }
 
 /// `[delivery]`
@@ -350,6 +371,12 @@ impl Settings {
                 b = b.set_override(*key, items)?;
             }
         }
+        for key in STRING_KEYS {
+            let var = format!("HOOKLINE__{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Some(v) = env.remove(&var) {
+                b = b.set_override(*key, v)?;
+            }
+        }
         let environment = config::Environment::with_prefix("HOOKLINE")
             .prefix_separator("__")
             .separator("__")
@@ -376,6 +403,9 @@ impl Settings {
             sentinel: self.redis.sentinel_options(),
             wait_replicas: self.redis.wait_replicas,
             wait_timeout: Duration::from_millis(self.redis.wait_timeout_ms),
+            username: self.redis.store_username(),
+            password: self.redis.store_password(),
+            tls: self.redis.store_tls(),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{
     SubscriptionSettings, WorkerSettings,
 };
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),
@@ -30,6 +30,7 @@ impl Settings {
         }
         self.redis.validate()?;
         self.redis.validate_sentinel()?;
+        self.redis.read_password_file()?;
         self.delivery.validate()?;
         self.api.validate()?;
         self.auth.validate()?;
@@ -79,6 +80,7 @@ impl RedisSettings {
                 "must be positive and below redis.command_timeout_ms",
             ));
         }
+        self.validate_access()?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use delivery_model::store::{Store, StoreOptions};
+use delivery_model::store::Store;
 use fred::prelude::*;
 use test_support::postgres::PostgresServer;
 use test_support::redis::RedisServer;
@@ -198,13 +198,18 @@ impl World {
 
     /// A world around an already started PostgreSQL (e.g. one with TLS).
     pub async fn with_postgres(pg: PostgresServer) -> Self {
-        let redis = RedisServer::start();
-        let store = Store::connect(&StoreOptions::new(redis.url()))
+        Self::on(pg, RedisServer::start()).await
+    }
+
+    /// A world on a started PostgreSQL and Redis (e.g. Redis with ACL users only): the runs get what they
+    /// need to reach it, the test's store and client the harness's admin access.
+    pub async fn on(pg: PostgresServer, redis: RedisServer) -> Self {
+        let store = Store::connect(&redis.admin_options())
             .await
             .expect("connect store");
-        let redis_client = Builder::from_config(Config::from_url(&redis.url()).unwrap())
-            .build()
-            .unwrap();
+        let config =
+            delivery_model::store::connection::fred_config(&redis.admin_options()).unwrap();
+        let redis_client = Builder::from_config(config).build().unwrap();
         redis_client.init().await.unwrap();
         Self {
             pg,
@@ -216,19 +221,20 @@ impl World {
 
     /// What every service of a test gets: this Redis, loopback receivers allowed (as the e2e harness).
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("HOOKLINE__REDIS__URL", self.redis.url()),
-            ("HOOKLINE__AUTH__JWT_SECRET", SECRET.to_owned()),
-            ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".to_owned()),
-            ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".to_owned()),
-            ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", String::new()),
-            ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50".to_owned()),
-            ("HOOKLINE__WORKER__BLOCK_MS", "200".to_owned()),
-            ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "2".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        let mut env = self.redis.service_env();
+        env.extend(
+            [
+                ("HOOKLINE__AUTH__JWT_SECRET", SECRET.to_owned()),
+                ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".to_owned()),
+                ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".to_owned()),
+                ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", String::new()),
+                ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50".to_owned()),
+                ("HOOKLINE__WORKER__BLOCK_MS", "200".to_owned()),
+                ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "2".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        env
     }
 
     /// Runs `hookline-migrate args…` with this world's settings (the database from the config section);

@@ -5,6 +5,7 @@
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod acl;
 mod harness;
 mod import;
 mod legacy_drop;
