@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use delivery_model::keys::{DEFAULT_EVENTS_STREAM, EVENTS_GROUP, QUEUE_GROUP};
-use delivery_model::store::{SentinelOptions, Store, StoreOptions};
+use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use serde_json::json;
 use test_support::receiver::Receiver;
@@ -85,17 +85,7 @@ impl FailoverStack {
         let cleanup = Service::start(ServiceBin::Cleanup, &env).await;
         let store = Store::connect(&StoreOptions {
             command_timeout: Duration::from_secs(1),
-            sentinel: Some(SentinelOptions {
-                hosts: topo
-                    .sentinel_addrs()
-                    .iter()
-                    .filter_map(|a| a.rsplit_once(':'))
-                    .map(|(h, p)| (h.to_owned(), p.parse().unwrap()))
-                    .collect(),
-                master_name: MASTER_NAME.into(),
-                username: None,
-                password: None,
-            }),
+            sentinel: Some(topo.sentinel_options()),
             ..StoreOptions::new(url)
         })
         .await

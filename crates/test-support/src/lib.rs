@@ -4,6 +4,7 @@
 //!   killed on drop; [`certs`]: the certificates of its TLS variant.
 //! - [`sentinel`]: a primary, a replica and three sentinels on loopback, for failover tests.
 //! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (half-open Redis).
+//! - [`resp`]: one command and its reply over a plain TCP connection, for checks of the nodes above.
 //! - [`replica`]: a replica of such a server (`--replicaof`), for the `WAIT` (loss budget) tests.
 //! - [`store`]: a [`store::StoreFixture`] per test: a private redis-server, a store with a random key
 //!   prefix and a raw client; on drop it checks that no stream entry is left pending.
@@ -27,6 +28,7 @@ pub mod proxy;
 pub mod receiver;
 pub mod redis;
 pub mod replica;
+pub mod resp;
 pub mod sentinel;
 pub mod service;
 pub mod store;

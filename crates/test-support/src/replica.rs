@@ -5,12 +5,11 @@
 //! The Sentinel failover harness (issue #14) builds its own topology; this one is the smallest: one primary,
 //! one replica, no failover.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::redis::{RedisServer, free_port};
+use crate::resp::{Reply, command};
 
 /// A replica child process. Killed (and its directory removed) on drop.
 pub struct ReplicaServer {
@@ -29,8 +28,10 @@ impl ReplicaServer {
         let dir = tempfile::tempdir().expect("tempdir");
         // Redis 7 delays a diskless full sync by 5 s by default, waiting for more replicas to share it.
         assert!(
-            command(primary.port(), b"CONFIG SET repl-diskless-sync-delay 0\r\n")
-                .is_some_and(|r| r.starts_with("+OK")),
+            command(
+                primary.port(),
+                &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]
+            ) == Some(Reply::Simple("OK".into())),
             "could not configure the primary on 127.0.0.1:{}",
             primary.port()
         );
@@ -115,45 +116,10 @@ fn wait_online(primary: u16, port: u16, timeout: Duration) -> bool {
     false
 }
 
-/// The first reply bytes of one inline command to the server on `127.0.0.1:port`.
-fn command(port: u16, cmd: &[u8]) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.write_all(cmd).ok()?;
-    let mut chunk = [0u8; 512];
-    let n = s.read(&mut chunk).ok()?;
-    Some(String::from_utf8_lossy(&chunk[..n]).into_owned())
-}
-
 /// `INFO replication` of the server on `127.0.0.1:port`, if one answers.
 fn info_replication(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.write_all(b"INFO replication\r\n").ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // The reply is one bulk string; a few hundred bytes. Read until its last field has arrived.
-    while buf.len() < 64 * 1024 {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if bulk_complete(&buf) {
-            break;
-        }
+    match command(port, &["INFO", "replication"])? {
+        Reply::Bulk(Some(text)) => Some(text),
+        _ => None,
     }
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-/// Whether `buf` holds a whole RESP bulk string (`$LEN\r\n` + LEN bytes + `\r\n`).
-fn bulk_complete(buf: &[u8]) -> bool {
-    let Some(header_end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return false;
-    };
-    let len: usize = std::str::from_utf8(&buf[1..header_end])
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    buf.len() >= header_end + 2 + len + 2
 }

@@ -7,13 +7,14 @@
 //! [`DOWN_AFTER_MS`] without an answer, and a failover may take [`FAILOVER_TIMEOUT_MS`]. A quorum of two of
 //! three must agree, as in production.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use delivery_model::store::SentinelOptions;
+
 use crate::redis::{free_port, wait_for_own_server};
+pub use crate::resp::{Reply, command, info_field};
 
 /// The name the sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "hookline";
@@ -205,6 +206,20 @@ impl Topology {
         self.dir.path()
     }
 
+    /// Store options that reach the primary through these sentinels only (no credentials).
+    pub fn sentinel_options(&self) -> SentinelOptions {
+        SentinelOptions {
+            hosts: self
+                .sentinels
+                .iter()
+                .map(|s| ("127.0.0.1".to_owned(), s.port))
+                .collect(),
+            master_name: MASTER_NAME.into(),
+            username: None,
+            password: None,
+        }
+    }
+
     /// SIGKILLs the primary: no shutdown, no last replication of what it acknowledged.
     pub fn kill_primary(&mut self) {
         self.primary.kill();
@@ -282,86 +297,6 @@ impl Drop for Topology {
     }
 }
 
-/// A RESP reply, as far as the harness needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<String>),
-    Array(Vec<Reply>),
-}
-
-/// Sends one command to `127.0.0.1:port` and reads its reply; `None` when the node does not answer.
-pub fn command(port: u16, args: &[&str]) -> Option<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    s.write_all(req.as_bytes()).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some((reply, _)) = parse(&buf) {
-            return Some(reply);
-        }
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Parses one reply from the start of `buf`: the reply and the bytes it used, `None` when incomplete.
-fn parse(buf: &[u8]) -> Option<(Reply, usize)> {
-    let end = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(buf.get(1..end)?).ok()?;
-    let next = end + 2;
-    match buf.first()? {
-        b'+' => Some((Reply::Simple(line.to_owned()), next)),
-        b'-' => Some((Reply::Error(line.to_owned()), next)),
-        b':' => Some((Reply::Int(line.parse().ok()?), next)),
-        b'$' => {
-            let len: i64 = line.parse().ok()?;
-            let Ok(len) = usize::try_from(len) else {
-                return Some((Reply::Bulk(None), next));
-            };
-            let body = buf.get(next..next + len)?;
-            buf.get(next + len..next + len + 2)?;
-            Some((
-                Reply::Bulk(Some(String::from_utf8_lossy(body).into_owned())),
-                next + len + 2,
-            ))
-        }
-        b'*' => {
-            let n: i64 = line.parse().ok()?;
-            let mut items = Vec::new();
-            let mut at = next;
-            for _ in 0..n.max(0) {
-                let (item, used) = parse(buf.get(at..)?)?;
-                items.push(item);
-                at += used;
-            }
-            Some((Reply::Array(items), at))
-        }
-        _ => None,
-    }
-}
-
-/// A field of `INFO section` on a data node.
-pub fn info_field(port: u16, section: &str, name: &str) -> Option<String> {
-    let Some(Reply::Bulk(Some(text))) = command(port, &["INFO", section]) else {
-        return None;
-    };
-    let prefix = format!("{name}:");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().to_owned())
-}
-
 /// `SENTINEL master <name>` as field/value pairs (empty when the sentinel does not answer).
 fn sentinel_master(port: u16) -> Vec<(String, String)> {
     let Some(Reply::Array(items)) = command(port, &["SENTINEL", "master", MASTER_NAME]) else {
@@ -386,24 +321,6 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_nested_replies_and_waits_for_complete_ones() {
-        let raw = b"*3\r\n$9\r\n127.0.0.1\r\n:42\r\n*1\r\n$-1\r\n";
-        let Some((reply, used)) = parse(raw) else {
-            panic!("incomplete")
-        };
-        assert_eq!(used, raw.len());
-        assert_eq!(
-            reply,
-            Reply::Array(vec![
-                Reply::Bulk(Some("127.0.0.1".into())),
-                Reply::Int(42),
-                Reply::Array(vec![Reply::Bulk(None)]),
-            ])
-        );
-        assert!(parse(&raw[..raw.len() - 3]).is_none());
-    }
 
     #[tokio::test]
     async fn a_sentinel_promotes_the_replica_when_the_primary_is_killed() {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use delivery_model::keys::QUEUE_GROUP;
-use delivery_model::store::{SentinelOptions, Store, StoreOptions};
+use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::SubscriptionStatus::PendingVerification;
 use test_support::sentinel::{DOWN_AFTER_MS, MASTER_NAME, Reply, Topology, command, info_field};
 use test_support::wait;
@@ -23,17 +23,7 @@ fn cached_scripts(port: u16) -> Option<u64> {
 async fn sentinel_store(topo: &Topology) -> Store {
     let opts = StoreOptions {
         command_timeout: Duration::from_secs(1),
-        sentinel: Some(SentinelOptions {
-            hosts: topo
-                .sentinel_addrs()
-                .iter()
-                .filter_map(|a| a.rsplit_once(':'))
-                .map(|(h, p)| (h.to_owned(), p.parse().unwrap()))
-                .collect(),
-            master_name: MASTER_NAME.into(),
-            username: None,
-            password: None,
-        }),
+        sentinel: Some(topo.sentinel_options()),
         ..StoreOptions::new(format!(
             "redis://127.0.0.1:{}",
             test_support::redis::free_port()
