@@ -4,7 +4,6 @@
 //! single cycle.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use delivery_model::addon::Addon;
@@ -22,7 +21,7 @@ use test_support::receiver::{self, Receiver};
 use test_support::service::{Service, ServiceBin};
 use test_support::{http, wait};
 
-use crate::harness::{Stack, WAIT};
+use crate::harness::{Stack, WAIT, run_to_exit};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -525,33 +524,12 @@ async fn two_cleanup_processes_fail_each_stale_delivery_exactly_once() {
 
 /// Runs `cleanup --once` with the stack's settings plus `extra`; returns its exit code and output.
 async fn run_once(stack: &Stack, extra: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = tokio::process::Command::new(ServiceBin::Cleanup.path());
-    cmd.arg("--once")
-        .env_clear()
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
     let mut env: HashMap<String, String> = stack.env.iter().cloned().collect();
     for (k, v) in FAST.iter().chain(extra) {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
-    env.insert("HOOKLINE__OPS__LISTEN".into(), "127.0.0.1:0".into());
-    env.insert("HOOKLINE__TELEMETRY__LOG_FORMAT".into(), "json".into());
-    cmd.envs(env);
-    let out = tokio::time::timeout(WAIT, cmd.output())
-        .await
-        .expect("cleanup --once finishes")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    run_to_exit(ServiceBin::Cleanup, &["--once"], &env).await
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! One harness for every scenario: a private Redis, the services, a client for the API and the store.
 
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -459,4 +460,37 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Runs `bin args…` to its exit with `env` (on top of a cleared environment); returns its exit code and
+/// output. For runs expected to stop by themselves: `cleanup --once`, or a service that cannot start.
+pub async fn run_to_exit(
+    bin: ServiceBin,
+    args: &[&str],
+    env: &[(String, String)],
+) -> (Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(bin.path());
+    cmd.args(args)
+        .env_clear()
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(env.iter().cloned())
+        .env("HOOKLINE__OPS__LISTEN", "127.0.0.1:0")
+        .env("HOOKLINE__API__LISTEN", "127.0.0.1:0")
+        .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json");
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("the process exits by itself")
+        .expect("run the binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }

@@ -2,8 +2,6 @@
 //! `docs/operations.md` gives. Each is one whole-pipeline scenario on its own redis-server variant
 //! (`test_support::redis::RedisServer::start_tls` / `start_acl`), plus the ways a bad setup fails at start.
 
-use std::process::Stdio;
-
 use delivery_model::delivery::DeliveryStatus;
 use serde_json::json;
 use test_support::certs::SERVER_NAME;
@@ -11,42 +9,9 @@ use test_support::receiver::Receiver;
 use test_support::redis::{ACL_PASSWORD, ACL_USER, HOOKLINE_ACL_RULE, RedisServer};
 use test_support::service::ServiceBin;
 
-use crate::harness::{Stack, WAIT, user};
+use crate::harness::{Stack, WAIT, run_to_exit, user};
 
 const TM: &str = "0f6c0000-0000-4000-8000-00000000abcd";
-
-/// Runs `bin args…` to its exit with `env` (on top of a cleared environment); returns its exit code and
-/// output. For runs expected to stop by themselves: `cleanup --once`, or a service that cannot start.
-async fn run_to_exit(
-    bin: ServiceBin,
-    args: &[&str],
-    env: &[(String, String)],
-) -> (Option<i32>, String) {
-    let mut cmd = tokio::process::Command::new(bin.path());
-    cmd.args(args)
-        .env_clear()
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.envs(env.iter().cloned())
-        .env("HOOKLINE__OPS__LISTEN", "127.0.0.1:0")
-        .env("HOOKLINE__API__LISTEN", "127.0.0.1:0")
-        .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json");
-    let out = tokio::time::timeout(WAIT, cmd.output())
-        .await
-        .expect("the process exits by itself")
-        .expect("run the binary");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
 
 /// Settings a case changes, as (environment variable, value).
 type Settings<'a> = Vec<(&'a str, &'a str)>;
