@@ -18,6 +18,7 @@
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
+//! - [`stale_entries`]: a `not_due` queue entry goes back on the schedule.
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
@@ -31,5 +32,6 @@ mod harness;
 mod queue;
 mod retries;
 mod sentinel;
+mod stale_entries;
 mod subscriptions;
 mod tls;

@@ -1,6 +1,7 @@
 //! The delivery-worker in process (its library's `run`) against a private redis-server and a real receiver
 //! on loopback: a queued delivery reaches the receiver, a dead worker's entry is taken over, and an attempt
-//! in flight at shutdown is finished before `run` returns.
+//! in flight at shutdown is finished before `run` returns; and entries dropped without an attempt
+//! are counted.
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -134,4 +135,24 @@ async fn finishes_an_attempt_in_flight_before_returning() {
     // `run` returned only after the slow receiver answered and the outcome was written.
     assert_eq!(status(&svc.store, id).await, DeliveryStatus::Delivered);
     assert_eq!(queue_pending(&svc).await, 0);
+}
+
+#[tokio::test]
+async fn counts_queue_entries_it_drops_without_an_attempt() {
+    let receiver = Receiver::start().await;
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[]);
+    // Before the service starts: a queued delivery whose record expired (a worker outage longer than the
+    // active TTL).
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    let id = queue_one(&fixture, &receiver).await;
+    fixture.del(&fixture.k().delivery(id)).await;
+    let mut svc = InProcess::start_on(fixture, settings, delivery_worker::run);
+    wait::until("the expired delivery is counted", TIMEOUT, || async {
+        (svc.metric("hookline_worker_dropped_total", &[("reason", "expired")]) == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(queue_pending(&svc).await, 0, "its entry is acknowledged");
+    svc.stop().await.unwrap();
+    assert!(receiver.deliveries().is_empty(), "nothing was sent");
 }
