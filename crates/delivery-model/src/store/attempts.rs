@@ -459,6 +459,29 @@ impl Store {
             .collect()
     }
 
+    /// Moves the lease of delivery `id` to `lease_until` if `token` still holds it (and the record is still
+    /// pending). An attempt that waited for its host's slot calls this before it sends, so the wait does
+    /// not eat into the lease its request needs. `false`: the lease is no longer this attempt's; it must
+    /// not send.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn renew_lease(
+        &self,
+        id: DeliveryId,
+        token: &str,
+        lease_until: Micros,
+    ) -> Result<bool> {
+        let renewed: i64 = scripts::RENEW_LEASE
+            .run(
+                self.pool(),
+                vec![self.keys().delivery(id)],
+                vec![token.to_owned(), lease_until.to_string()],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
     /// Asks `host`'s circuit breaker whether an attempt may go now (see [`CircuitState`]).
     ///
     /// # Errors
