@@ -114,6 +114,26 @@ fn waits_longer_than_the_active_ttl_are_refused_by_name() {
 }
 
 #[test]
+fn wide_allowlist_cidrs_need_an_explicit_setting() {
+    for wide in ["0.0.0.0/0", "10.0.0.0/7", "::/0", "2001::/31"] {
+        let e = err(&[("HOOKLINE__OUTBOUND__ALLOWLIST", wide)]);
+        assert!(
+            e.contains("outbound.allowlist") && e.contains("outbound.allow_wide_allowlist"),
+            "{wide}: {e}"
+        );
+        let s = Settings::load_from(env(&[
+            ("HOOKLINE__OUTBOUND__ALLOWLIST", wide),
+            ("HOOKLINE__OUTBOUND__ALLOW_WIDE_ALLOWLIST", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.outbound.allowlist, [wide]);
+    }
+    for narrow in ["10.0.0.0/8", "fd00:1234::/32", "192.168.1.7"] {
+        Settings::load_from(env(&[("HOOKLINE__OUTBOUND__ALLOWLIST", narrow)])).unwrap();
+    }
+}
+
+#[test]
 fn unknown_keys_are_rejected_by_name() {
     let e = err(&[("HOOKLINE__WORKER__MAX_INFLIGHT", "3")]);
     assert!(e.contains("max_inflight"), "{e}");

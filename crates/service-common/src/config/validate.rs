@@ -185,10 +185,27 @@ impl AuthSettings {
 impl OutboundSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         for entry in &self.allowlist {
-            if entry.contains('/') && entry.parse::<ipnet::IpNet>().is_err() {
+            if !entry.contains('/') {
+                continue;
+            }
+            let Ok(net) = entry.trim().parse::<ipnet::IpNet>() else {
                 return Err(invalid(
                     "outbound.allowlist",
                     format!("{entry:?} is not a valid CIDR"),
+                ));
+            };
+            // A very wide entry (0.0.0.0/0 at worst) silently switches the SSRF guard off: it must be a
+            // deliberate choice.
+            let wide = match net {
+                ipnet::IpNet::V4(n) => n.prefix_len() < 8,
+                ipnet::IpNet::V6(n) => n.prefix_len() < 32,
+            };
+            if wide && !self.allow_wide_allowlist {
+                return Err(invalid(
+                    "outbound.allowlist",
+                    format!(
+                        "{entry:?} is wider than /8 (IPv4) or /32 (IPv6); set outbound.allow_wide_allowlist to accept it"
+                    ),
                 ));
             }
         }
