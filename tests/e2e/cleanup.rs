@@ -227,10 +227,14 @@ async fn short_lived_store(stack: &Stack) -> Store {
 
 #[tokio::test]
 async fn expired_deliveries_leave_every_index() {
-    // Every service writes records that live one second.
+    // Every service writes records that live two seconds (the shortest active TTL the configuration
+    // accepts: the stale limit, the retry steps and the circuit windows must fit inside it).
     let stack = Stack::start_with(&[
-        ("HOOKLINE__DELIVERY__ACTIVE_TTL_SECS", "1"),
+        ("HOOKLINE__DELIVERY__ACTIVE_TTL_SECS", "2"),
         ("HOOKLINE__DELIVERY__TERMINAL_TTL_SECS", "1"),
+        ("HOOKLINE__CLEANUP__STALE_AFTER_SECS", "1"),
+        ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "1000"),
+        ("HOOKLINE__WORKER__CIRCUIT_OPEN_MS", "1000"),
     ])
     .await;
     let k = stack.store.keys().clone();

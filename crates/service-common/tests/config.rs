@@ -76,6 +76,64 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn waits_longer_than_the_active_ttl_are_refused_by_name() {
+    let ttl = ("HOOKLINE__DELIVERY__ACTIVE_TTL_SECS", "600");
+    let fits = [
+        ttl,
+        ("HOOKLINE__CLEANUP__STALE_AFTER_SECS", "599"),
+        ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "1000,599999"),
+        ("HOOKLINE__WORKER__CIRCUIT_OPEN_MS", "599999"),
+    ];
+    Settings::load_from(env(&fits)).unwrap();
+    for (key, name, value) in [
+        (
+            "HOOKLINE__CLEANUP__STALE_AFTER_SECS",
+            "cleanup.stale_after_secs",
+            "600",
+        ),
+        (
+            "HOOKLINE__WORKER__RETRY_SCHEDULE_MS",
+            "worker.retry_schedule_ms",
+            "1000,600000",
+        ),
+        (
+            "HOOKLINE__WORKER__CIRCUIT_OPEN_MS",
+            "worker.circuit_open_ms",
+            "600000",
+        ),
+    ] {
+        let mut pairs = fits.to_vec();
+        pairs.retain(|(k, _)| *k != key);
+        pairs.push((key, value));
+        let e = err(&pairs);
+        assert!(
+            e.contains(name) && e.contains("delivery.active_ttl_secs"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn wide_allowlist_cidrs_need_an_explicit_setting() {
+    for wide in ["0.0.0.0/0", "10.0.0.0/7", "::/0", "2001::/31"] {
+        let e = err(&[("HOOKLINE__OUTBOUND__ALLOWLIST", wide)]);
+        assert!(
+            e.contains("outbound.allowlist") && e.contains("outbound.allow_wide_allowlist"),
+            "{wide}: {e}"
+        );
+        let s = Settings::load_from(env(&[
+            ("HOOKLINE__OUTBOUND__ALLOWLIST", wide),
+            ("HOOKLINE__OUTBOUND__ALLOW_WIDE_ALLOWLIST", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.outbound.allowlist, [wide]);
+    }
+    for narrow in ["10.0.0.0/8", "fd00:1234::/32", "192.168.1.7"] {
+        Settings::load_from(env(&[("HOOKLINE__OUTBOUND__ALLOWLIST", narrow)])).unwrap();
+    }
+}
+
+#[test]
 fn unknown_keys_are_rejected_by_name() {
     let e = err(&[("HOOKLINE__WORKER__MAX_INFLIGHT", "3")]);
     assert!(e.contains("max_inflight"), "{e}");

@@ -53,13 +53,6 @@ impl CleanupConfig {
 /// Settings that are valid but probably not what the operator meant; logged as warnings at startup.
 pub fn risky_settings(s: &Settings) -> Vec<String> {
     let mut out = Vec::new();
-    if s.cleanup.stale_after_secs >= s.delivery.active_ttl_secs {
-        out.push(format!(
-            "cleanup.stale_after_secs ({}) is not below delivery.active_ttl_secs ({}): in_progress deliveries \
-             expire before they can be failed as stale",
-            s.cleanup.stale_after_secs, s.delivery.active_ttl_secs
-        ));
-    }
     if s.cleanup.interval_ms / 1000 >= s.cleanup.stale_after_secs {
         out.push(format!(
             "cleanup.interval_ms ({}) is not below cleanup.stale_after_secs ({} s): stale deliveries are found \

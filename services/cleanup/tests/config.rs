@@ -81,13 +81,9 @@ fn invalid_values_name_the_key() {
 }
 
 #[test]
-fn a_stale_limit_beyond_the_record_ttl_is_flagged() {
-    let s = load(&[("HOOKLINE__DELIVERY__ACTIVE_TTL_SECS", "600")]).unwrap();
-    let warnings = risky_settings(&s);
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("cleanup.stale_after_secs")),
-        "{warnings:?}"
-    );
+fn a_stale_limit_beyond_the_record_ttl_is_refused() {
+    let err = load(&[("HOOKLINE__DELIVERY__ACTIVE_TTL_SECS", "600")])
+        .err()
+        .unwrap_or_default();
+    assert!(err.contains("cleanup.stale_after_secs"), "{err}");
 }

@@ -71,6 +71,8 @@ impl HttpClient {
     /// A malformed allowlist entry.
     pub fn new(cfg: &OutboundSettings, pool_per_host: usize) -> anyhow::Result<Self> {
         let policy = Arc::new(Policy::new(cfg.allow_http_targets, &cfg.allowlist)?);
+        // Operators must be able to see what the worker may reach, allowlist included.
+        tracing::info!(policy = %policy, "outbound address policy");
         let mut http = HttpConnector::new_with_resolver(GuardedResolver {
             policy: policy.clone(),
         });
@@ -125,7 +127,6 @@ impl HttpClient {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()
-            && !self.policy.host_allowed(host)
         {
             self.policy.check_ip(host, ip)?;
         }
@@ -229,12 +230,10 @@ impl tower_service::Service<Name> for GuardedResolver {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !policy.host_allowed(&host) {
-                for a in &addrs {
-                    policy.check_ip(&host, a.ip()).map_err(|r| {
-                        std::io::Error::new(std::io::ErrorKind::PermissionDenied, r)
-                    })?;
-                }
+            for a in &addrs {
+                policy
+                    .check_ip(&host, a.ip())
+                    .map_err(|r| std::io::Error::new(std::io::ErrorKind::PermissionDenied, r))?;
             }
             if addrs.is_empty() {
                 return Err(std::io::Error::new(

@@ -9,7 +9,9 @@
 //! into ordinary addresses, which are then checked).
 //!
 //! An explicit allowlist (host names, `*.domain` patterns, or CIDRs) lets operators reach self-hosted
-//! internal receivers; the tests allow loopback only through it.
+//! internal receivers; the tests allow loopback only through it. Some addresses no allowlist opens
+//! ([`never_allowed`]): link-local and cloud metadata endpoints (credentials live there), and NAT64
+//! local-use (64:ff9b:1::/48, whose layout is operator-defined, so its IPv4 target cannot be known).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -81,18 +83,28 @@ impl Policy {
         }
     }
 
-    /// Whether the host name itself is allowlisted (its addresses are then not checked).
+    /// Whether the host name itself is allowlisted (its addresses then skip every check but
+    /// [`never_allowed`]).
     pub fn host_allowed(&self, host: &str) -> bool {
         let h = host.trim_end_matches('.').to_ascii_lowercase();
         self.hosts.contains(&h) || self.suffixes.iter().any(|s| h.ends_with(s.as_str()))
     }
 
-    /// Checks one resolved address of `host`.
+    /// Checks one resolved address of `host`: never an address no allowlist opens; otherwise allowed when
+    /// the host name or the address is allowlisted, or the address is not internal.
     ///
     /// # Errors
-    /// The address is internal and not allowlisted.
+    /// The address is never allowed, or internal and not allowlisted.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
-        if self.nets.iter().any(|n| n.contains(&ip)) {
+        let blocked = |range| Refusal::BlockedAddress {
+            host: host.to_owned(),
+            ip,
+            range,
+        };
+        if let Some(range) = never_allowed(ip) {
+            return Err(blocked(range));
+        }
+        if self.host_allowed(host) || self.nets.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
         match blocked_range(ip) {
@@ -106,8 +118,62 @@ impl Policy {
     }
 }
 
+/// The effective policy in one line, for the startup log.
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nets: Vec<String> = self.nets.iter().map(ToString::to_string).collect();
+        let suffixes: Vec<String> = self.suffixes.iter().map(|s| format!("*{s}")).collect();
+        write!(
+            f,
+            "schemes: {}; internal addresses refused except allowlisted hosts [{}], patterns [{}], nets [{}]; \
+             always refused: link-local and cloud metadata (169.254.0.0/16, fe80::/10, fd00:ec2::254, \
+             100.100.100.200), NAT64 local-use 64:ff9b:1::/48",
+            if self.allow_http {
+                "https, http"
+            } else {
+                "https"
+            },
+            self.hosts.join(", "),
+            suffixes.join(", "),
+            nets.join(", "),
+        )
+    }
+}
+
+/// Addresses refused whatever the allowlist says, with their range's name: link-local (where cloud
+/// metadata services answer with instance credentials), the metadata endpoints outside it, and NAT64
+/// local-use, also when written in an IPv6 form that embeds them.
+pub fn never_allowed(ip: IpAddr) -> Option<&'static str> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                return Some("NAT64 local-use");
+            }
+            if s[0] & 0xffc0 == 0xfe80 {
+                return Some("link-local");
+            }
+            // AWS's IPv6 instance metadata endpoint.
+            if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                return Some("cloud metadata");
+            }
+            embedded_v4(v6)?
+        }
+    };
+    match v4.octets() {
+        [169, 254, ..] => Some("link-local"),
+        // Alibaba Cloud's metadata endpoint (in the CGNAT range, which an allowlist may open).
+        [100, 100, 100, 200] => Some("cloud metadata"),
+        _ => None,
+    }
+}
+
 /// The name of the blocked range `ip` falls in, if any.
 pub fn blocked_range(ip: IpAddr) -> Option<&'static str> {
+    if let Some(range) = never_allowed(ip) {
+        return Some(range);
+    }
     match ip {
         IpAddr::V4(v4) => blocked_v4(v4),
         IpAddr::V6(v6) => blocked_v6(v6),
@@ -140,8 +206,13 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) && !(s[5] == 0 && s[6] == 0) {
         return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
-    // NAT64 well-known prefix 64:ff9b::/96 and local-use 64:ff9b:1::/48
-    if s[0] == 0x64 && s[1] == 0xff9b {
+    // SIIT IPv4-translated ::ffff:0:a.b.c.d (RFC 6145)
+    if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    // NAT64 well-known prefix 64:ff9b::/96 only: local-use 64:ff9b:1::/48 has an operator-chosen layout
+    // and is refused outright (see `never_allowed`).
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
     // 6to4 2002:AABB:CCDD::/48
@@ -255,6 +326,74 @@ mod tests {
         assert!(p.host_allowed("HOOKS.internal"));
         assert!(p.host_allowed("a.b.corp.example"));
         assert!(!p.host_allowed("corp.example.evil.com"));
+    }
+
+    #[test]
+    fn metadata_link_local_and_nat64_local_use_are_refused_even_when_allowlisted() {
+        let p = Policy::new(
+            true,
+            &[
+                "metadata.internal".into(),
+                "169.254.0.0/16".into(),
+                "fd00::/8".into(),
+                "fe80::/10".into(),
+                "100.64.0.0/10".into(),
+                "64:ff9b::/32".into(),
+                "::ffff:0:0/96".into(),
+            ],
+        )
+        .unwrap_or_default();
+        for s in [
+            "169.254.169.254",
+            "169.254.1.1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "100.100.100.200",
+            "::ffff:169.254.169.254",
+            "::ffff:0:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a",
+            "64:ff9b:1:ffff::",
+        ] {
+            assert!(
+                p.check_ip("metadata.internal", ip(s)).is_err(),
+                "{s} must be refused by name"
+            );
+            assert!(
+                p.check_ip("x", ip(s)).is_err(),
+                "{s} must be refused by net"
+            );
+        }
+        // What the allowlist opens stays open.
+        assert!(p.check_ip("metadata.internal", ip("10.0.0.1")).is_ok());
+        assert!(p.check_ip("x", ip("100.64.0.1")).is_ok());
+        assert!(p.check_ip("x", ip("fd00::1")).is_ok());
+    }
+
+    #[test]
+    fn siit_addresses_are_decoded_and_nat64_local_use_is_blocked() {
+        assert_eq!(blocked_range(ip("::ffff:0:127.0.0.1")), Some("loopback"));
+        assert_eq!(blocked_range(ip("::ffff:0:10.1.2.3")), Some("private"));
+        assert_eq!(blocked_range(ip("::ffff:0:8.8.8.8")), None);
+        // Local-use NAT64 with a public IPv4 in the /96 position is still refused: its layout is unknown.
+        assert_eq!(
+            blocked_range(ip("64:ff9b:1::808:808")),
+            Some("NAT64 local-use")
+        );
+        assert_eq!(blocked_range(ip("64:ff9b::808:808")), None);
+    }
+
+    #[test]
+    fn the_effective_policy_is_described() {
+        let p = Policy::new(false, &["hooks.internal".into(), "10.9.0.0/16".into()])
+            .unwrap_or_default();
+        let line = p.to_string();
+        assert!(line.contains("schemes: https;"), "{line}");
+        assert!(
+            line.contains("hooks.internal") && line.contains("10.9.0.0/16"),
+            "{line}"
+        );
+        assert!(line.contains("169.254.0.0/16"), "{line}");
     }
 
     #[test]

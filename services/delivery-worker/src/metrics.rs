@@ -39,6 +39,10 @@ pub struct Metrics {
     pub group_recreated: IntCounter,
     /// Failed Redis operations (the work stays pending and is retried).
     pub redis_errors: IntCounter,
+    /// Queue entries acknowledged without an attempt, by reason: `expired` (the record is gone, e.g. after a
+    /// worker outage longer than the active TTL: the delivery is lost) or `not_due` (promoted early; the
+    /// delivery went back on the schedule at its due time).
+    pub dropped: IntCounterVec,
     /// Whether this worker last saw a host's circuit open (1) or closed (0). At most
     /// [`MAX_CIRCUIT_HOSTS`] hosts get their own label; the rest share `host="other"`.
     pub circuit_state: IntGaugeVec,
@@ -125,6 +129,13 @@ impl Metrics {
                 "hookline_worker_redis_errors_total",
                 "Failed Redis operations.",
             )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_dropped_total",
+                    "Queue entries acknowledged without an attempt, by reason (expired: the delivery is lost; not_due: rescheduled).",
+                ),
+                &["reason"],
+            )?,
             circuit_state: IntGaugeVec::new(
                 Opts::new(
                     "hookline_worker_circuit_open",
@@ -148,6 +159,7 @@ impl Metrics {
         registry.register(Box::new(m.challenges.clone()))?;
         registry.register(Box::new(m.group_recreated.clone()))?;
         registry.register(Box::new(m.redis_errors.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
         Ok(m)
     }
 }

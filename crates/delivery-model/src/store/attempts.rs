@@ -42,7 +42,8 @@ pub enum BeginAttempt {
     Done(DeliveryStatus),
     /// Another attempt holds a live lease: leave the entry to be reclaimed later.
     Busy,
-    /// Scheduled for later; this queue entry is stale.
+    /// Scheduled for later (at this time): this queue entry was stale. Its queue entry was acknowledged and
+    /// the delivery put back on the schedule at its due time in the same step.
     NotDue(Micros),
 }
 
@@ -238,7 +239,8 @@ impl Store {
 
     /// Takes the leases of a batch of deliveries and returns, per item in order, whether its attempt may go
     /// (with the record and its subscription). Entries that are no longer work (record gone, out of
-    /// `pending`, scheduled for later) are acknowledged and deleted from the queue in the same step; a busy
+    /// `pending`, scheduled for later) are acknowledged and deleted from the queue in the same step (one
+    /// scheduled for later goes back on the schedule at its due time, so it is not lost); a busy
     /// one (another attempt's live lease) stays pending.
     ///
     /// The batch goes as one script per [`BEGIN_CHUNK`] items, the calls in flight together: a reply holds
@@ -282,10 +284,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let k = self.keys();
-        let mut keys = Vec::with_capacity(items.len() + 1);
+        let mut keys = Vec::with_capacity(items.len() + 2);
         keys.push(k.queue_stream());
+        keys.push(k.scheduled());
         keys.extend(items.iter().map(|i| k.delivery(i.id)));
-        let mut args = Vec::with_capacity(5 + 2 * items.len());
+        let mut args = Vec::with_capacity(5 + 3 * items.len());
         args.extend([
             now.to_string(),
             lease_until.to_string(),
@@ -296,6 +299,7 @@ impl Store {
         for i in items {
             args.push(i.token.to_owned());
             args.push(i.entry_id.to_owned());
+            args.push(QueueMessage::DeliveryV1 { delivery_id: i.id }.encode());
         }
         let reply: Value = scripts::BEGIN_ATTEMPTS.run(self.pool(), keys, args).await?;
         let mut reply = reply.into_array().into_iter();
@@ -453,6 +457,29 @@ impl Store {
                 other => Err(Error::Script(format!("finish_attempts: {other}"))),
             })
             .collect()
+    }
+
+    /// Moves the lease of delivery `id` to `lease_until` if `token` still holds it (and the record is still
+    /// pending). An attempt that waited for its host's slot calls this before it sends, so the wait does
+    /// not eat into the lease its request needs. `false`: the lease is no longer this attempt's; it must
+    /// not send.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn renew_lease(
+        &self,
+        id: DeliveryId,
+        token: &str,
+        lease_until: Micros,
+    ) -> Result<bool> {
+        let renewed: i64 = scripts::RENEW_LEASE
+            .run(
+                self.pool(),
+                vec![self.keys().delivery(id)],
+                vec![token.to_owned(), lease_until.to_string()],
+            )
+            .await?;
+        Ok(renewed == 1)
     }
 
     /// Asks `host`'s circuit breaker whether an attempt may go now (see [`CircuitState`]).

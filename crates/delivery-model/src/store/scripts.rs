@@ -72,6 +72,7 @@ script!(FANOUT, "lua/fanout.lua");
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 script!(BEGIN_ATTEMPTS, "lua/begin_attempts.lua");
 script!(FINISH_ATTEMPTS, "lua/finish_attempts.lua");
+script!(RENEW_LEASE, "lua/renew_lease.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
 script!(CIRCUIT_CHECK, "lua/circuit_check.lua");

@@ -18,6 +18,8 @@
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
+//! - [`lease_renewal`]: an attempt that waited renews its lease, only while it holds it.
+//! - [`stale_entries`]: a `not_due` queue entry goes back on the schedule.
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
@@ -28,8 +30,10 @@ mod deliveries;
 mod durability;
 mod fanout;
 mod harness;
+mod lease_renewal;
 mod queue;
 mod retries;
 mod sentinel;
+mod stale_entries;
 mod subscriptions;
 mod tls;

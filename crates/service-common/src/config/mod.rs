@@ -190,6 +190,9 @@ pub struct AuthSettings {
 pub struct OutboundSettings {
     pub allow_http_targets: bool,
     pub allowlist: Vec<String>,
+    /// Accept allowlist CIDRs wider than /8 (IPv4) or /32 (IPv6), e.g. `0.0.0.0/0`, which would switch the
+    /// address policy off. Off by default: such an entry is refused at start.
+    pub allow_wide_allowlist: bool,
     pub user_agent: String,
     pub connect_timeout_ms: u64,
     pub response_header_timeout_ms: u64,

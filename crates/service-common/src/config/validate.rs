@@ -1,8 +1,9 @@
 //! Validation of loaded [`Settings`]: one function per section, run one after another; the first value
 //! rejected is the error, and it names the key.
 //!
-//! The checks only read their own section (the one cross-section step, emptying blank list entries, runs
-//! first in [`Settings::validated`]), so a new knob's check goes beside its section's others.
+//! The checks only read their own section (the cross-section steps, emptying blank list entries first and
+//! checking that every wait fits inside the active TTL last, run in [`Settings::validated`]), so a new
+//! knob's check goes beside its section's others.
 
 use super::{
     AddonSettings, ApiSettings, AuthSettings, CleanupSettings, ConfigError, ConsumerSettings,
@@ -42,7 +43,45 @@ impl Settings {
         self.addons.validate()?;
         self.quotas.validate()?;
         self.migrate.validate()?;
+        self.validate_lifetimes()?;
         Ok(self)
+    }
+
+    /// The one cross-section check: every wait a pending delivery goes through must end while its record
+    /// lives. A record's active TTL is renewed by each write (creation, every outcome), so the longest gap
+    /// between two writes must fit inside it; otherwise the record expires and its queue entry or schedule
+    /// entry finds nothing (counted as `hookline_worker_dropped_total{reason="expired"}`, but lost).
+    fn validate_lifetimes(&self) -> Result<(), ConfigError> {
+        let ttl_ms = self.delivery.active_ttl_secs.saturating_mul(1000);
+        let longest = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+        if self.cleanup.stale_after_secs >= self.delivery.active_ttl_secs {
+            return Err(invalid(
+                "cleanup.stale_after_secs",
+                format!(
+                    "must be below delivery.active_ttl_secs ({}), or in_progress deliveries expire before they are failed as stale",
+                    self.delivery.active_ttl_secs
+                ),
+            ));
+        }
+        if longest(&self.worker.retry_schedule_ms) >= ttl_ms {
+            return Err(invalid(
+                "worker.retry_schedule_ms",
+                format!(
+                    "every step must be below delivery.active_ttl_secs ({} s), or a delivery waiting for its retry expires",
+                    self.delivery.active_ttl_secs
+                ),
+            ));
+        }
+        if longest(&self.worker.circuit_open_ms) >= ttl_ms {
+            return Err(invalid(
+                "worker.circuit_open_ms",
+                format!(
+                    "every window must be below delivery.active_ttl_secs ({} s), or a delivery held by an open circuit expires",
+                    self.delivery.active_ttl_secs
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -146,10 +185,27 @@ impl AuthSettings {
 impl OutboundSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         for entry in &self.allowlist {
-            if entry.contains('/') && entry.parse::<ipnet::IpNet>().is_err() {
+            if !entry.contains('/') {
+                continue;
+            }
+            let Ok(net) = entry.trim().parse::<ipnet::IpNet>() else {
                 return Err(invalid(
                     "outbound.allowlist",
                     format!("{entry:?} is not a valid CIDR"),
+                ));
+            };
+            // A very wide entry (0.0.0.0/0 at worst) silently switches the SSRF guard off: it must be a
+            // deliberate choice.
+            let wide = match net {
+                ipnet::IpNet::V4(n) => n.prefix_len() < 8,
+                ipnet::IpNet::V6(n) => n.prefix_len() < 32,
+            };
+            if wide && !self.allow_wide_allowlist {
+                return Err(invalid(
+                    "outbound.allowlist",
+                    format!(
+                        "{entry:?} is wider than /8 (IPv4) or /32 (IPv6); set outbound.allow_wide_allowlist to accept it"
+                    ),
                 ));
             }
         }

@@ -134,12 +134,37 @@ impl Dispatcher {
         let record = leased.record;
         let concluded = match self.prepare(leased.subscription).await? {
             Prepared::Ready(prepared) => {
+                if !self.renew_if_waited(&record, &token, now).await? {
+                    self.metrics.deliveries.with_label_values(&["fenced"]).inc();
+                    tracing::warn!("lease lost while waiting for the host's slot; not sent");
+                    return Ok(Handled::LeftPending);
+                }
                 let sent = self.send(&record, prepared, now).await;
                 self.classify_sent(&record, sent)
             }
             Prepared::Concluded(c) => c,
         };
         self.finish(entry_id, token, &record, concluded).await
+    }
+
+    /// Renews the lease taken at `leased_at` if the attempt has since spent long enough (waiting for its
+    /// host's slot) that the request could outlive it, and another worker could take the delivery over and
+    /// POST it a second time. `false`: the lease is no longer ours; the attempt must not send.
+    ///
+    /// # Errors
+    /// Redis failure: nothing is sent; the entry stays pending.
+    async fn renew_if_waited(
+        &self,
+        record: &DeliveryRecord,
+        token: &str,
+        leased_at: Micros,
+    ) -> delivery_model::Result<bool> {
+        let now = now_micros();
+        if now - leased_at <= super::micros(self.cfg.renew_after) {
+            return Ok(true);
+        }
+        let until = now + super::micros(self.cfg.lease);
+        self.store.renew_lease(record.id, token, until).await
     }
 
     /// Checks everything that may stop an attempt before its request, in order: the subscription, the

@@ -16,9 +16,15 @@ pub struct DispatchConfig {
     pub max_challenges: u32,
     pub challenge_interval: Duration,
     pub per_host: usize,
-    /// How long an attempt may wait for a slot of its host: the lease's margin less a second, so the
-    /// request that follows still fits in the lease.
+    /// How long an attempt may wait for a slot of its host: one request timeout (the longest a slot can
+    /// stay taken by one request). The wait does not eat into the request's lease: an attempt that waited
+    /// renews its lease before it sends (see `renew_after`).
     pub host_wait: Duration,
+    /// An attempt that has spent longer than this since its lease was taken (waiting for its host's slot)
+    /// renews the lease before it sends: half the lease's margin, so a request always starts with at least
+    /// its timeout plus half the margin ahead of it, and an attempt that got its slot at once costs no
+    /// extra Redis call.
+    pub renew_after: Duration,
     pub circuit: CircuitPolicy,
 }
 
@@ -40,9 +46,8 @@ impl DispatchConfig {
             max_challenges: s.subscriptions.max_challenges,
             challenge_interval: Duration::from_millis(s.subscriptions.challenge_retry_interval_ms),
             per_host: s.worker.max_in_flight_per_host,
-            host_wait: Duration::from_millis(
-                s.worker.lease_margin_ms.saturating_sub(1000).max(100),
-            ),
+            host_wait: s.outbound.request_timeout(),
+            renew_after: Duration::from_millis(s.worker.lease_margin_ms / 2),
             circuit: CircuitPolicy {
                 failure_threshold: s.worker.circuit_failure_threshold,
                 open_windows: s
@@ -91,7 +96,8 @@ pub(super) mod tests {
             max_challenges: 3,
             challenge_interval: Duration::from_secs(30),
             per_host: 4,
-            host_wait: Duration::from_secs(9),
+            host_wait: Duration::from_secs(30),
+            renew_after: Duration::from_secs(5),
             circuit: CircuitPolicy::default(),
         }
     }

@@ -52,14 +52,28 @@ impl Dispatcher {
             .into_iter()
             .zip(tokens)
             .zip(results)
-            .map(|(((entry_id, _), token), r)| match r {
+            .map(|(((entry_id, id), token), r)| match r {
                 Ok(BeginAttempt::Go(leased)) => Some(Attempt {
                     entry_id,
                     token,
                     now,
                     leased: *leased,
                 }),
-                Ok(_) => None,
+                Ok(BeginAttempt::Missing) => {
+                    // Its record outlived the active TTL (a long worker outage): the delivery is lost, so
+                    // it must show up somewhere an operator looks.
+                    self.metrics.dropped.with_label_values(&["expired"]).inc();
+                    tracing::warn!(delivery.id = %id, entry.id = %entry_id, "queue entry for an expired delivery record acknowledged; the delivery is lost");
+                    None
+                }
+                Ok(BeginAttempt::NotDue(at)) => {
+                    // Promoted early (worker clocks differ by more than the due tolerance); the store put
+                    // it back on the schedule in the same step.
+                    self.metrics.dropped.with_label_values(&["not_due"]).inc();
+                    tracing::info!(delivery.id = %id, entry.id = %entry_id, due_at_us = at, "queue entry not due yet; the delivery is back on the schedule at its due time");
+                    None
+                }
+                Ok(BeginAttempt::Done(_) | BeginAttempt::Busy) => None,
                 Err(e) => {
                     match &mut failed {
                         Some((n, _)) => *n += 1,

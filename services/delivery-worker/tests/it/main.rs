@@ -1,6 +1,7 @@
 //! The delivery-worker in process (its library's `run`) against a private redis-server and a real receiver
 //! on loopback: a queued delivery reaches the receiver, a dead worker's entry is taken over, and an attempt
-//! in flight at shutdown is finished before `run` returns.
+//! in flight at shutdown is finished before `run` returns; entries dropped without an attempt are counted,
+//! and an attempt that waited for its host keeps its lease for its whole request.
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use delivery_model::delivery::DeliveryStatus;
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::QUEUE_GROUP;
-use delivery_model::store::Store;
+use delivery_model::store::{BeginAttempt, Store};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::now_micros;
 use test_support::inproc::{InProcess, test_settings};
@@ -134,4 +135,75 @@ async fn finishes_an_attempt_in_flight_before_returning() {
     // `run` returned only after the slow receiver answered and the outcome was written.
     assert_eq!(status(&svc.store, id).await, DeliveryStatus::Delivered);
     assert_eq!(queue_pending(&svc).await, 0);
+}
+
+#[tokio::test]
+async fn counts_queue_entries_it_drops_without_an_attempt() {
+    let receiver = Receiver::start().await;
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[]);
+    // Before the service starts: a queued delivery whose record expired (a worker outage longer than the
+    // active TTL).
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    let id = queue_one(&fixture, &receiver).await;
+    fixture.del(&fixture.k().delivery(id)).await;
+    let mut svc = InProcess::start_on(fixture, settings, delivery_worker::run);
+    wait::until("the expired delivery is counted", TIMEOUT, || async {
+        (svc.metric("hookline_worker_dropped_total", &[("reason", "expired")]) == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(queue_pending(&svc).await, 0, "its entry is acknowledged");
+    svc.stop().await.unwrap();
+    assert!(receiver.deliveries().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_attempt_that_waited_for_its_host_keeps_its_lease_for_the_whole_request() {
+    // One slot per host and a receiver slower than the lease margin (200 ms): the second delivery waits
+    // about 700 ms for the slot, then sends a request that may take the whole 1 s timeout.
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_millis(700));
+    let redis = RedisServer::start();
+    let settings = settings(&redis, &[("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", "1")]);
+    let request_timeout = settings.outbound.request_timeout();
+    // Both queued before the worker starts, so they are leased together in one batch.
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    let first = queue_one(&fixture, &receiver).await;
+    let sub = fixture
+        .store
+        .get_delivery(first)
+        .await
+        .unwrap()
+        .unwrap()
+        .subscription_id;
+    let second = fixture.queue_delivery(sub).await.id;
+    let mut svc = InProcess::start_on(fixture, settings, delivery_worker::run);
+
+    let got = receiver.wait_for_deliveries(2, TIMEOUT).await;
+    let arrived = now_micros();
+    let waited: DeliveryId = got[1].delivery_id().unwrap().parse().unwrap();
+    assert!(waited == first || waited == second);
+    // Another worker looking at the delivery any time before that request can time out finds the lease
+    // live: it cannot POST the delivery a second time.
+    let until = arrived + i64::try_from(request_timeout.as_micros()).unwrap();
+    let competitor = svc
+        .store
+        .begin_attempt(
+            waited,
+            "competitor",
+            until,
+            until + 1_000_000,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(competitor, BeginAttempt::Busy),
+        "the lease ran out before the request could: {competitor:?}"
+    );
+    wait_delivered(&svc, first).await;
+    wait_delivered(&svc, second).await;
+    assert_eq!(svc.metric(DELIVERIES, &[("outcome", "delivered")]), 2.0);
+    svc.stop().await.unwrap();
+    assert_eq!(receiver.deliveries().len(), 2, "each sent once");
 }

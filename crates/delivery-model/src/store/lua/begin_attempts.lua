@@ -1,19 +1,23 @@
 -- Takes the leases of a batch of pending deliveries, one attempt each, and returns every record with its
 -- subscription (read once per batch however many of its deliveries the batch holds). Entries that are no
 -- longer work (record gone, already out of `pending`, or scheduled for later) are acknowledged and deleted
--- from the queue here, so a read batch costs one script whatever it holds.
+-- from the queue here, so a read batch costs one script whatever it holds. A 'not_due' entry (promoted early by
+-- a worker whose clock runs ahead) goes back on the schedule at the record's due time in the same step, so
+-- acknowledging it never loses the delivery (NX: a schedule entry already there is left as it is).
 -- Hookline runs on a single Redis node, where a script may read keys it derives (the subscriptions).
--- KEYS[1] queue stream, KEYS[2..] delivery hashes
+-- KEYS[1] queue stream, KEYS[2] schedule zset (score: due time in ms), KEYS[3..] delivery hashes
 -- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix,
--- ARGV[5] queue group, then per delivery: lease token, queue entry id ('' = acknowledge nothing)
+-- ARGV[5] queue group, then per delivery: lease token, queue entry id ('' = acknowledge nothing), its queue
+-- message (what goes back on the schedule)
 -- Returns {results, subscriptions}: results[i] is {'missing'} | {'done', status} | {'busy'}
 --   | {'not_due', next_retry_at} | {'go', {record field, value, …}}; subscriptions is
 --   {subscription id, {field, value, …}, …} for the subscriptions of the 'go' records.
 local now, lease_until, tolerance = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local results, subs, seen, acks = {}, {}, {}, {}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local key = KEYS[i]
-  local token, entry = ARGV[6 + (i - 2) * 2], ARGV[7 + (i - 2) * 2]
+  local base = 6 + (i - 3) * 3
+  local token, entry, msg = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   -- One read of the whole record: the checks need five fields and an attempt needs all of them.
   local flat = redis.call('HGETALL', key)
   local h = {}
@@ -27,6 +31,9 @@ for i = 2, #KEYS do
     r = {'busy'}
   elseif h.next_retry_at and tonumber(h.next_retry_at) > now + tolerance then
     r = {'not_due', h.next_retry_at}
+    if entry ~= '' then
+      redis.call('ZADD', KEYS[2], 'NX', math.ceil(tonumber(h.next_retry_at) / 1000), msg)
+    end
   else
     redis.call('HSET', key, 'lease', token, 'lease_until', lease_until)
     local sub = h.subscription_id or ''
