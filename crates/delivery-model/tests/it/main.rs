@@ -16,6 +16,7 @@
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
+//! - [`secrets`]: subscription secrets encrypted at rest, legacy plain text, key rotation and resealing.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
@@ -30,6 +31,7 @@ mod fanout;
 mod harness;
 mod queue;
 mod retries;
+mod secrets;
 mod sentinel;
 mod subscriptions;
 mod tls;

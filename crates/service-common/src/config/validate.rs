@@ -42,6 +42,7 @@ impl Settings {
         self.addons.validate()?;
         self.quotas.validate()?;
         self.migrate.validate()?;
+        self.secret_keys.validate_and_build()?;
         Ok(self)
     }
 }
