@@ -44,7 +44,10 @@ async fn secrets_are_sealed_in_redis_deliveries_verify_and_rotation_reseals() {
 
     stack.publish(EVENT, None, json!({"sealed": true})).await;
     let got = rx.wait_for_deliveries(1, WAIT).await;
-    assert!(got[0].verify_signature(&secret), "the worker signed with the opened secret");
+    assert!(
+        got[0].verify_signature(&secret),
+        "the worker signed with the opened secret"
+    );
 
     // Rotation: k2 seals, k1 still opens; the command reseals, and a rerun has nothing left to do.
     let env = merge(
@@ -58,9 +61,28 @@ async fn secrets_are_sealed_in_redis_deliveries_verify_and_rotation_reseals() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("resealed=1"), "{out}");
     let stored: String = raw.hget(&key, field::SECRET).await.unwrap();
-    assert!(stored.starts_with("enc:v1:k2:") && !stored.contains(&secret), "{stored}");
+    assert!(
+        stored.starts_with("enc:v1:k2:") && !stored.contains(&secret),
+        "{stored}"
+    );
     let (code, out) = run_to_exit(ServiceBin::Migrate, &["--reencrypt-secrets"], &env).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("resealed=0") && out.contains("already_current=1"), "{out}");
-    assert!(!out.contains(&secret) && !out.contains(K1) && !out.contains(K2), "{out}");
+    assert!(
+        out.contains("resealed=0") && out.contains("already_current=1"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&secret) && !out.contains(K1) && !out.contains(K2),
+        "{out}"
+    );
+
+    // Without keys: today's behaviour, a warning at start, and nothing to re-encrypt with (refused).
+    let plain = merge(stack.env.clone(), &[]);
+    let plain: Vec<(String, String)> = plain
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("HOOKLINE__SECRET_KEYS__"))
+        .collect();
+    let (code, out) = run_to_exit(ServiceBin::Migrate, &["--reencrypt-secrets"], &plain).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("stored in Redis in plain text"), "{out}");
 }

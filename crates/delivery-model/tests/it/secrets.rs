@@ -31,6 +31,15 @@ async fn redis_holds_no_secret_in_clear_and_every_read_opens_it() {
     let sub = subscription(Active, &["threat_model.created"]);
     fx.create(&sub).await;
 
+    // hookline-migrate's import path writes through the same encode.
+    let imported = subscription(Active, &["threat_model.created"]);
+    fx.store.import_subscription(&imported).await.unwrap();
+    let stored = fx
+        .hget(&fx.k().subscription(imported.id), field::SECRET)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("enc:v1:k1:"), "{stored}");
+
     let raw = fx.hgetall(&fx.k().subscription(sub.id)).await;
     assert!(raw.values().all(|v| !v.contains(SECRET)), "{raw:?}");
     assert!(raw[field::SECRET].starts_with("enc:v1:k1:"), "{raw:?}");
