@@ -13,4 +13,5 @@ mod pipeline;
 mod production;
 mod quotas;
 mod resilience;
+mod secrets;
 mod worker;

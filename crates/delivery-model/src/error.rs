@@ -26,6 +26,10 @@ pub enum Error {
     /// password.
     #[error("redis settings: {0}")]
     Config(String),
+    /// A stored secret could not be encrypted or decrypted (unknown key id, failed authentication); the
+    /// message never holds the secret or the key.
+    #[error("secret encryption: {0}")]
+    Crypto(String),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -41,7 +45,11 @@ impl Error {
                     | fred::error::ErrorKind::InvalidCommand
                     | fred::error::ErrorKind::Parse
             ),
-            Error::Decode(_) | Error::Json(_) | Error::Script(_) | Error::Config(_) => false,
+            Error::Decode(_)
+            | Error::Json(_)
+            | Error::Script(_)
+            | Error::Config(_)
+            | Error::Crypto(_) => false,
             Error::NotReplicated { .. } => true,
         }
     }
@@ -66,6 +74,7 @@ impl Error {
                 confirmed: *confirmed,
             },
             Error::Config(s) => Error::Config(s.clone()),
+            Error::Crypto(s) => Error::Crypto(s.clone()),
         }
     }
 

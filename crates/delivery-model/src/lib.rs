@@ -16,6 +16,7 @@
 //! - [`reader`]: the one consumer-group reader every stream loop runs (own pending entries at start, taking
 //!   over a stalled consumer's entries, blocking reads, group recreation, reconnects, the shutdown rule).
 //! - [`quota`]: per-owner quota overrides (subscriptions, add-on invocations) and their defaults' shape.
+//! - [`secret_box`]: AES-256-GCM encryption at rest of subscription secrets under configured keys.
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod queue;
 pub mod quota;
 pub mod reader;
+pub mod secret_box;
 pub mod signing;
 pub mod store;
 pub mod subscription;

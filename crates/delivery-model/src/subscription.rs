@@ -80,8 +80,8 @@ pub mod field {
     pub const OPERATOR_PINNED: &str = "operator_pinned";
 }
 
-/// A stored webhook subscription.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stored webhook subscription. `Debug` redacts the secret and the challenge token (see the impl below).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub id: SubscriptionId,
     /// The caller id of the admin who created it (TMI: internal user UUID).
@@ -105,6 +105,35 @@ pub struct Subscription {
     /// Permanent delivery failures since the last success.
     pub publication_failures: u32,
     pub operator_pinned: bool,
+}
+
+/// Shown in place of a secret by `Debug`.
+const REDACTED: &str = "<redacted>";
+
+// By hand rather than derived, so a secret never reaches a log line through `{:?}`. A new field must be
+// added here too.
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| REDACTED);
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("owner_id", &self.owner_id)
+            .field("threat_model_id", &self.threat_model_id)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &redact(&self.secret))
+            .field("status", &self.status)
+            .field("challenge", &redact(&self.challenge))
+            .field("challenges_sent", &self.challenges_sent)
+            .field("timeout_count", &self.timeout_count)
+            .field("created_at", &self.created_at)
+            .field("modified_at", &self.modified_at)
+            .field("last_successful_use", &self.last_successful_use)
+            .field("publication_failures", &self.publication_failures)
+            .field("operator_pinned", &self.operator_pinned)
+            .finish()
+    }
 }
 
 fn get<'a>(h: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
@@ -300,6 +329,16 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(Subscription::from_hash(&h).ok(), Some(s));
+    }
+
+    #[test]
+    fn debug_redacts_the_secret_and_challenge() {
+        let mut s = sample();
+        s.challenge = Some("challenge-token-xyz".into());
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(!printed.contains("challenge-token-xyz"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

@@ -322,3 +322,59 @@ fn tls_settings_need_rediss_and_usable_files() {
     );
     assert!(err(&[("HOOKLINE__REDIS__URL", "valkeys://h:1")]).contains("redis.url"));
 }
+
+const KEK_1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEK_2: &str = "HxwdHhscGRoXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+
+#[test]
+fn secret_keys_load_from_env_and_file_and_bad_ones_name_the_key() {
+    // Default: no keys, secrets stay in plain text.
+    assert!(
+        !Settings::load_from(env(&[]))
+            .unwrap()
+            .store_options()
+            .secrets
+            .is_enabled()
+    );
+    // From the environment, one current and one old key; the store seals under the current one.
+    let s = Settings::load_from(env(&[
+        ("HOOKLINE__SECRET_KEYS__CURRENT", "k2"),
+        ("HOOKLINE__SECRET_KEYS__KEYS__K1", KEK_1),
+        ("HOOKLINE__SECRET_KEYS__KEYS__K2", KEK_2),
+    ]))
+    .unwrap();
+    let secrets = s.store_options().secrets;
+    assert_eq!(secrets.current_id(), Some("k2"));
+    assert!(!format!("{s:?}").contains(KEK_1));
+    // From a file (a mounted Secret).
+    let (path, _guard) = temp_file(&format!("# keys\nold={KEK_1}\nnew={KEK_2}\n"));
+    let p = path.to_string_lossy().into_owned();
+    let s = Settings::load_from(env(&[
+        ("HOOKLINE__SECRET_KEYS__CURRENT", "new"),
+        ("HOOKLINE__SECRET_KEYS__KEYS_FILE", &p),
+    ]))
+    .unwrap();
+    let sealed = s.store_options().secrets.seal("x").unwrap();
+    assert!(sealed.starts_with("enc:v1:new:"), "{sealed}");
+    // Refusals name the key and never print the material.
+    let e = err(&[
+        ("HOOKLINE__SECRET_KEYS__CURRENT", "k1"),
+        ("HOOKLINE__SECRET_KEYS__KEYS__K1", "c2hvcnQ="),
+    ]);
+    assert!(e.contains("secret_keys.keys") && e.contains("32"), "{e}");
+    let e = err(&[
+        ("HOOKLINE__SECRET_KEYS__CURRENT", "k9"),
+        ("HOOKLINE__SECRET_KEYS__KEYS__K1", KEK_1),
+    ]);
+    assert!(
+        e.contains("secret_keys.current") && !e.contains(KEK_1),
+        "{e}"
+    );
+    let e = err(&[("HOOKLINE__SECRET_KEYS__KEYS__K1", KEK_1)]);
+    assert!(e.contains("secret_keys.current"), "{e}");
+    let e = err(&[
+        ("HOOKLINE__SECRET_KEYS__CURRENT", "k1"),
+        ("HOOKLINE__SECRET_KEYS__KEYS_FILE", "/nonexistent/keys"),
+    ]);
+    assert!(e.contains("secret_keys.keys_file"), "{e}");
+}

@@ -113,7 +113,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{/* The config file: values.config plus the listen addresses, as TOML. */}}
 {{- define "hookline.configToml" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
-{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url" "password" "password_file" "sentinels" "sentinel_master_name" "sentinel_username" "sentinel_password" "sentinel_password_file") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") -}}
+{{- $chartOwned := dict "api" (list "listen") "ops" (list "listen") "redis" (list "url" "password" "password_file" "sentinels" "sentinel_master_name" "sentinel_username" "sentinel_password" "sentinel_password_file") "auth" (list "jwt_secret" "jwt_public_key_pem") "worker" (list "delegation_key" "consumer_name") "consumer" (list "consumer_name") "secret_keys" (list "current" "keys" "keys_file") -}}
 {{- range $section, $kv := $cfg -}}
 {{- if not (kindIs "map" $kv) -}}
 {{- fail (printf "config.%s must be a map of keys (a [%s] section)" $section $section) -}}
@@ -223,6 +223,26 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 - name: HOOKLINE__REDIS__TLS_SERVER_NAME
   value: {{ $r.tlsServerName | quote }}
 {{- end }}
+{{- include "hookline.secretKeysEnv" . }}
+{{- end -}}
+
+{{/* Secrets at rest (issue #16): the key-encryption keys as a mounted file, the current id as a variable.
+     Rendered with the Redis environment so that every pod that reads subscriptions gets them. */}}
+{{- define "hookline.secretKeysDir" -}}/etc/hookline/secret-keys{{- end -}}
+{{- define "hookline.secretKeysEnv" -}}
+{{- $k := .Values.secretKeys -}}
+{{- if $k.enabled }}
+{{- if not $k.secretName -}}
+{{- fail "secretKeys.enabled needs secretKeys.secretName (a Secret holding id=base64 lines)" -}}
+{{- end -}}
+{{- if not $k.current -}}
+{{- fail "secretKeys.enabled needs secretKeys.current (the key id that encrypts)" -}}
+{{- end }}
+- name: HOOKLINE__SECRET_KEYS__CURRENT
+  value: {{ $k.current | quote }}
+- name: HOOKLINE__SECRET_KEYS__KEYS_FILE
+  value: {{ printf "%s/%s" (include "hookline.secretKeysDir" .) $k.secretKey | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Volume mounts for the Redis CA and client certificate. */}}
@@ -235,6 +255,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if .Values.redis.tlsClientCert.secretName }}
 - name: redis-client-cert
   mountPath: {{ include "hookline.redisClientDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.secretKeys.enabled }}
+- name: secret-keys
+  mountPath: {{ include "hookline.secretKeysDir" . }}
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -268,6 +293,17 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
         path: {{ .certKey }}
       - key: {{ .keyKey }}
         path: {{ .keyKey }}
+{{- end }}
+{{- end }}
+{{- with .Values.secretKeys }}
+{{- if .enabled }}
+- name: secret-keys
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .secretKey }}
+        path: {{ .secretKey }}
 {{- end }}
 {{- end }}
 {{- end -}}

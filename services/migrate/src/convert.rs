@@ -19,7 +19,8 @@ use delivery_model::time::Micros;
 pub type Reason = String;
 
 /// A `webhook_subscriptions` row. Timestamps are microseconds since the epoch (the query converts them).
-#[derive(Debug, Clone, Default)]
+/// `Debug` is by hand: the secret and challenge are redacted.
+#[derive(Clone, Default)]
 pub struct SubscriptionRow {
     pub id: String,
     pub owner_internal_uuid: String,

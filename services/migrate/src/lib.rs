@@ -8,6 +8,7 @@
 //! - [`drop_legacy`]: dropping `webhook_deliveries` once every row is in Redis or too old, checked under a
 //!   table lock in the transaction that drops it.
 //! - [`report`]: per-table counts and the invalid rows, as printed.
+//! - `redact`: the redacting `Debug` of rows that carry a receiver's secret.
 //! - [`error`]: the failures that stop a run.
 
 pub mod convert;
@@ -15,6 +16,7 @@ pub mod drop_legacy;
 pub mod error;
 pub mod import;
 pub mod postgres;
+mod redact;
 pub mod report;
 pub mod source;
 

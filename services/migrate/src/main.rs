@@ -1,6 +1,10 @@
 //! `hookline-migrate`: imports TMI's PostgreSQL webhook tables into Hookline's Redis (or, with
 //! `--drop-legacy`, drops TMI's legacy `webhook_deliveries` table once everything in it is imported).
 //!
+//! With `--reencrypt-secrets` it touches no database: it seals every subscription secret in Redis under
+//! `[secret_keys] current` (after a key rotation, or to encrypt secrets stored before encryption at rest).
+//! Idempotent and resumable: rerun it until it reports `resealed=0`.
+//!
 //! Exit status: 0 when everything was imported (or skipped) and any drop done; 2 when rows were invalid
 //! (named in the summary); 3 when `--drop-legacy` refused; 1 on any other failure.
 
@@ -36,12 +40,41 @@ struct Args {
     /// Import nothing; drop `webhook_deliveries` if every row is in Redis or older than the terminal TTL.
     #[arg(long)]
     drop_legacy: bool,
+    /// Import nothing; seal every subscription secret under `[secret_keys] current` (no database needed).
+    #[arg(long, conflicts_with_all = ["drop_legacy", "dry_run", "postgres_url"])]
+    reencrypt_secrets: bool,
+}
+
+/// Ids read per page by `--reencrypt-secrets`.
+const RESEAL_PAGE: u64 = 500;
+
+/// `--reencrypt-secrets`: see the module doc.
+async fn reencrypt_secrets(
+    settings: &service_common::config::Settings,
+) -> anyhow::Result<ExitCode> {
+    let store = service_common::redis::connect(settings)
+        .await
+        .context("connecting to Redis")?;
+    let result = store.reseal_subscription_secrets(RESEAL_PAGE).await;
+    store.quit().await;
+    let r = result.context("re-encrypting subscription secrets")?;
+    println!(
+        "subscription secrets: scanned={} resealed={} already_current={} unsigned={} changed_meanwhile={}",
+        r.scanned, r.resealed, r.current, r.unsigned, r.raced
+    );
+    if r.raced > 0 {
+        println!("some records changed during the pass: run it again");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let (settings, _telemetry) = startup::init(SERVICE)?;
+    if args.reencrypt_secrets {
+        return reencrypt_secrets(&settings).await;
+    }
     let url = args
         .postgres_url
         .clone()

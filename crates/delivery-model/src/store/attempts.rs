@@ -312,7 +312,7 @@ impl Store {
             let sub = if h.is_empty() {
                 Ok(None)
             } else {
-                Subscription::from_hash(&h)
+                self.decode_subscription(&h)
                     .map(Some)
                     .map_err(|e| e.to_string())
             };

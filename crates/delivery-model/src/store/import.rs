@@ -110,7 +110,7 @@ impl Store {
         });
         args.push(sub.events.len().to_string());
         args.extend(sub.events.iter().cloned());
-        super::push_fields(&mut args, sub);
+        super::push_fields(&mut args, sub, self.secrets())?;
         let created: i64 = scripts::IMPORT_SUBSCRIPTION
             .run(self.pool(), keys, args)
             .await?;

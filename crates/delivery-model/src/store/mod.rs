@@ -37,6 +37,7 @@ mod queue;
 pub mod quotas;
 pub mod retries;
 mod scripts;
+pub mod secrets;
 mod sentinel;
 mod streams;
 mod subscriptions;
@@ -50,6 +51,7 @@ use fred::prelude::*;
 use crate::delivery::DeliveryRecord;
 use crate::error::Result;
 use crate::keys::Keyspace;
+use crate::secret_box::SecretBox;
 use crate::subscription::Subscription;
 use crate::time::Micros;
 
@@ -60,6 +62,7 @@ pub use attempts::{
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
+pub use secrets::ResealReport;
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader};
 pub use subscriptions::ChallengeFailure;
@@ -96,6 +99,9 @@ pub struct StoreOptions {
     pub password: Option<Secret>,
     /// TLS settings for a `rediss://` URL; refused with a plain one.
     pub tls: TlsOptions,
+    // ---- secrets at rest (issue #16 item 4) ------------------------------------------------------------
+    /// Key-encryption keys for subscription secrets; [`SecretBox::disabled`] stores them in plain text.
+    pub secrets: SecretBox,
 }
 
 // By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
@@ -115,6 +121,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("sentinel", &self.sentinel)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +145,7 @@ impl StoreOptions {
             username: None,
             password: None,
             tls: TlsOptions::default(),
+            secrets: SecretBox::disabled(),
         }
     }
 }
@@ -158,6 +166,8 @@ struct Inner {
     keys: Keyspace,
     active_ttl_secs: i64,
     terminal_ttl_secs: i64,
+    /// Seals subscription secrets on write, opens them on read.
+    secrets: SecretBox,
 }
 
 /// A page of results and the total number of matches.
@@ -188,12 +198,23 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
 }
 
-/// Appends a subscription's stored fields as field/value pairs (the tail of every subscription-writing script).
-pub(crate) fn push_fields(args: &mut Vec<String>, sub: &Subscription) {
+/// Appends a subscription's stored fields as field/value pairs (the tail of every subscription-writing
+/// script), with the secret sealed under the current key: the one place a secret is written.
+pub(crate) fn push_fields(
+    args: &mut Vec<String>,
+    sub: &Subscription,
+    secrets: &SecretBox,
+) -> Result<()> {
     for (f, v) in sub.to_fields() {
+        let v = if f == crate::subscription::field::SECRET {
+            secrets.seal(&v)?
+        } else {
+            v
+        };
         args.push(f.to_owned());
         args.push(v);
     }
+    Ok(())
 }
 
 /// Appends a delivery record as the record-writing scripts take it: creation score, id, field count, then
@@ -276,9 +297,24 @@ impl Store {
                 keys: Keyspace::new(opts.key_prefix.clone(), opts.events_stream.clone()),
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
+                secrets: opts.secrets.clone(),
             }),
             ack: AckWait::new(opts.wait_replicas, opts.wait_timeout),
         })
+    }
+
+    /// The key-encryption keys of subscription secrets.
+    pub fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    /// Decodes a stored subscription hash and opens its secret: the one place a secret is read.
+    pub(crate) fn decode_subscription(&self, h: &HashMap<String, String>) -> Result<Subscription> {
+        let mut sub = Subscription::from_hash(h)?;
+        if let Some(s) = &sub.secret {
+            sub.secret = Some(self.inner.secrets.open(s)?);
+        }
+        Ok(sub)
     }
 
     /// The key builder this store uses.

@@ -245,7 +245,7 @@ impl Store {
             limits.per_minute.to_string(),
             limits.per_day.to_string(),
         ]);
-        super::push_fields(&mut args, sub);
+        super::push_fields(&mut args, sub, self.secrets())?;
         let client = self.writer();
         let reply: Vec<Value> = scripts::CREATE_SUBSCRIPTION_QUOTA
             .run_on(&client, keys, args)

@@ -74,7 +74,7 @@ impl Store {
     /// Redis failure.
     pub async fn create_subscription(&self, sub: &Subscription) -> Result<bool> {
         let (keys, mut args) = self.subscription_write(sub, Vec::new());
-        push_fields(&mut args, sub);
+        push_fields(&mut args, sub, self.secrets())?;
         let created: i64 = scripts::CREATE_SUBSCRIPTION
             .run(self.pool(), keys, args)
             .await?;
@@ -97,8 +97,10 @@ impl Store {
     /// # Errors
     /// Redis failure or a corrupt record.
     pub async fn get_subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>> {
-        self.read_hash(self.keys().subscription(id), Subscription::from_hash)
-            .await
+        self.read_hash(self.keys().subscription(id), |h| {
+            self.decode_subscription(h)
+        })
+        .await
     }
 
     async fn get_subscriptions(&self, ids: &[String]) -> Result<Vec<Subscription>> {

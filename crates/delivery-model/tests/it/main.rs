@@ -16,6 +16,7 @@
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
+//! - [`secrets`]: subscription secrets encrypted at rest, legacy plain text, key rotation and resealing.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
 //! - [`lease_renewal`]: an attempt that waited renews its lease, only while it holds it.
@@ -33,6 +34,7 @@ mod harness;
 mod lease_renewal;
 mod queue;
 mod retries;
+mod secrets;
 mod sentinel;
 mod stale_entries;
 mod subscriptions;

@@ -11,9 +11,11 @@
 //! section.
 
 mod redis_access;
+mod secret_keys;
 mod sentinel;
 mod validate;
 
+pub use secret_keys::SecretKeySettings;
 pub use sentinel::Redacted;
 
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
 
 /// Keys whose environment value is taken verbatim as a string: the `config` crate's parsing would turn a
 /// password such as `0123` into the number 123.
-const STRING_KEYS: &[&str] = &["redis.password", "redis.username"];
+const STRING_KEYS: &[&str] = &["redis.password", "redis.username", "secret_keys.current"];
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
@@ -68,6 +70,8 @@ pub struct Settings {
     pub cleanup: CleanupSettings,
     pub migrate: MigrateSettings,
     pub quotas: QuotaSettings,
+    /// Encryption at rest of subscription secrets (issue #16 item 4; see `secret_keys.rs`).
+    pub secret_keys: SecretKeySettings,
 }
 
 /// `[redis]`. `Debug` is written by hand (in `redis_access.rs`) so that the URL's password is redacted.
@@ -409,6 +413,7 @@ impl Settings {
             username: self.redis.store_username(),
             password: self.redis.store_password(),
             tls: self.redis.store_tls(),
+            secrets: self.secret_keys.secret_box(),
         }
     }
 }

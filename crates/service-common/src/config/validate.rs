@@ -44,6 +44,7 @@ impl Settings {
         self.quotas.validate()?;
         self.migrate.validate()?;
         self.validate_lifetimes()?;
+        self.secret_keys.validate_and_build()?;
         Ok(self)
     }
 

@@ -15,6 +15,8 @@ pub enum ServiceBin {
     EventConsumer,
     DeliveryWorker,
     Cleanup,
+    /// `hookline-migrate` (run to exit, e.g. `--reencrypt-secrets`).
+    Migrate,
 }
 
 impl ServiceBin {
@@ -25,6 +27,7 @@ impl ServiceBin {
             ServiceBin::EventConsumer => "event-consumer",
             ServiceBin::DeliveryWorker => "delivery-worker",
             ServiceBin::Cleanup => "cleanup",
+            ServiceBin::Migrate => "hookline-migrate",
         }
     }
 

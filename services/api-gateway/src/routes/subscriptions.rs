@@ -35,7 +35,8 @@ const TEST_MESSAGE: &str = "This is a test webhook delivery";
 const TEST_QUEUED_MESSAGE: &str = "Test delivery created and queued for sending";
 
 /// `WebhookSubscriptionInput`.
-#[derive(Debug, Deserialize)]
+/// `Debug` is by hand: the secret is redacted.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionInput {
     pub name: String,
@@ -45,6 +46,18 @@ pub struct SubscriptionInput {
     pub secret: Option<String>,
     #[serde(default)]
     pub threat_model_id: Option<String>,
+}
+
+impl std::fmt::Debug for SubscriptionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionInput")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("threat_model_id", &self.threat_model_id)
+            .finish()
+    }
 }
 
 fn has_control_chars(s: &str) -> bool {
