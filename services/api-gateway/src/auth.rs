@@ -265,6 +265,7 @@ mod tests {
             admin_claim: "tmi_is_administrator".into(),
             admin_group: "administrators".into(),
             events_scope: "hookline:events:write".into(),
+            allow_development_secret: false,
         }
     }
 
