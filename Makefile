@@ -19,8 +19,9 @@ build: ## Build every service binary (debug)
 run: deps ## Start a local stack: its own redis-server (unless HOOKLINE__REDIS__URL is set) and the services
 	@scripts/run-local.sh
 
-token: ## Print a development admin JWT for the `make run` stack
-	@$(CARGO) run -q -p api-gateway -- dev-token --admin
+token: ## Print a development admin JWT for the `make run` stack (signed with config/dev.toml's secret, or HOOKLINE_DEV_JWT_SECRET)
+	@HOOKLINE_DEV_JWT_SECRET="$${HOOKLINE_DEV_JWT_SECRET:-$$(sed -n 's/^jwt_secret = "\(.*\)"$$/\1/p' config/dev.toml)}" \
+		$(CARGO) run -q -p api-gateway -- dev-token --admin
 
 fmt-check:
 	$(CARGO) fmt --all --check

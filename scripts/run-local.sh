@@ -57,7 +57,7 @@ Hookline is running.
   delivery-worker http://127.0.0.1:9092/metrics
   cleanup        http://127.0.0.1:9093/metrics
   Redis          $HOOKLINE__REDIS__URL
-  Admin token    make token      (or: target/debug/api-gateway dev-token --admin)
+  Admin token    make token      (or: target/debug/api-gateway dev-token --admin --secret <config/dev.toml jwt_secret>)
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" ${redis_pid:+"$redis_pid"} 2>/dev/null || true

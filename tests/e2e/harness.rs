@@ -18,7 +18,7 @@ use test_support::{auth, http, wait};
 
 use crate::contract::Contract;
 
-pub const SECRET: &str = "e2e-jwt-secret";
+pub const SECRET: &str = "e2e-jwt-secret-0123456789abcdef0123";
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// Settings every e2e run uses: loopback receivers reachable only through the allowlist, short schedules.

@@ -82,7 +82,10 @@ fn env(
 ) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = [
         ("HOOKLINE__REDIS__URL", redis.url()),
-        ("HOOKLINE__AUTH__JWT_SECRET", "bench".into()),
+        (
+            "HOOKLINE__AUTH__JWT_SECRET",
+            "bench-jwt-secret-0123456789abcdef".into(),
+        ),
         ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".into()),
         ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".into()),
         (

@@ -324,7 +324,24 @@ impl Keyspace {
     pub fn subscription_rate_day(&self, owner: &str) -> String {
         self.k(format_args!("webhook:ratelimit:sub:day:{owner}"))
     }
+
+    // ---- token revocation (issue #16) --------------------------------------------------------------------
+
+    /// STRING (TMI's key, written by TMI when it revokes a token, e.g. on logout): present while `raw_token`
+    /// is revoked. The name carries the lowercase hex SHA-256 of the raw token string, never the token.
+    /// Unprefixed, like the events stream: TMI owns it and Hookline only reads it, so a `redis.key_prefix`
+    /// must not hide TMI's revocations.
+    pub fn revoked_token(&self, raw_token: &str) -> String {
+        use sha2::Digest as _;
+        format!(
+            "{REVOKED_TOKEN_PREFIX}{}",
+            hex::encode(sha2::Sha256::digest(raw_token.as_bytes()))
+        )
+    }
 }
+
+/// The prefix of [`Keyspace::revoked_token`] keys (TMI's name).
+pub const REVOKED_TOKEN_PREFIX: &str = "blacklist:token:";
 
 // ---- import from TMI's PostgreSQL (issue #7) --------------------------------------------------------------
 
@@ -348,6 +365,11 @@ mod tests {
         let id: DeliveryId = DeliveryId::new_v7();
         assert_eq!(k.delivery(id), format!("webhook:delivery:{id}"));
         assert_eq!(k.events_stream(), "tmi:events");
+        // TMI's revocation key for the token "abc": echo -n abc | sha256sum.
+        assert_eq!(
+            Keyspace::new("test:", DEFAULT_EVENTS_STREAM).revoked_token("abc"),
+            "blacklist:token:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(
             k.subscription_rate_minute("u"),
             "webhook:ratelimit:sub:minute:u"

@@ -5,7 +5,10 @@
 use service_common::config::{ConfigError, LogFormat, Settings};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = vec![("HOOKLINE__AUTH__JWT_SECRET".into(), "s".into())];
+    let mut v: Vec<(String, String)> = vec![(
+        "HOOKLINE__AUTH__JWT_SECRET".into(),
+        "config-test-secret-abcdefghijklmnopqrstuv".into(),
+    )];
     v.extend(
         pairs
             .iter()
@@ -377,4 +380,54 @@ fn secret_keys_load_from_env_and_file_and_bad_ones_name_the_key() {
         ("HOOKLINE__SECRET_KEYS__KEYS_FILE", "/nonexistent/keys"),
     ]);
     assert!(e.contains("secret_keys.keys_file"), "{e}");
+}
+
+/// `config/dev.toml`, as `make run` loads it.
+fn dev_toml() -> String {
+    format!("{}/../../config/dev.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn short_hs256_secrets_are_refused() {
+    let e = err(&[(
+        "HOOKLINE__AUTH__JWT_SECRET",
+        "0123456789abcdef0123456789abcde",
+    )]);
+    assert!(
+        e.contains("auth.jwt_secret") && e.contains("32 bytes"),
+        "{e}"
+    );
+    assert!(
+        Settings::load_from(env(&[(
+            "HOOKLINE__AUTH__JWT_SECRET",
+            "0123456789abcdef0123456789abcdef"
+        )]))
+        .is_ok()
+    );
+}
+
+#[test]
+fn the_dev_secret_needs_the_development_switch() {
+    use service_common::config::DEV_JWT_SECRET;
+    // What `make run` loads: the file's secret is the one the services know, and its switch is on.
+    let dev = Settings::load_from([("HOOKLINE_CONFIG".to_owned(), dev_toml())]).unwrap();
+    assert_eq!(dev.auth.jwt_secret, DEV_JWT_SECRET);
+    assert!(dev.auth.allow_development_secret);
+    // The same secret anywhere else (compose's default, a copied value) is refused, naming the key.
+    let e = err(&[("HOOKLINE__AUTH__JWT_SECRET", DEV_JWT_SECRET)]);
+    assert!(
+        e.contains("auth.jwt_secret") && e.contains("development"),
+        "{e}"
+    );
+    let e = Settings::load_from([
+        ("HOOKLINE_CONFIG".to_owned(), dev_toml()),
+        (
+            "HOOKLINE__AUTH__ALLOW_DEVELOPMENT_SECRET".to_owned(),
+            "false".to_owned(),
+        ),
+    ])
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("auth.jwt_secret"), "{e}");
 }

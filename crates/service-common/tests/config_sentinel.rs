@@ -4,7 +4,10 @@
 use service_common::config::{ConfigError, Settings};
 
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    let mut v: Vec<(String, String)> = vec![("HOOKLINE__AUTH__JWT_SECRET".into(), "s".into())];
+    let mut v: Vec<(String, String)> = vec![(
+        "HOOKLINE__AUTH__JWT_SECRET".into(),
+        "config-test-secret-abcdefghijklmnopqrstuv".into(),
+    )];
     v.extend(
         pairs
             .iter()

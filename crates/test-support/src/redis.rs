@@ -21,12 +21,12 @@ pub const ACL_USER: &str = "hookline";
 pub const ACL_PASSWORD: &str = "hookline-acl-pw-0123";
 
 /// The minimal ACL rule Hookline's services and `hookline-migrate` need with the default key prefix and input
-/// stream, exactly as `docs/operations.md` gives it (an e2e test checks that the two agree): its keys and
-/// the input stream; reads, writes and streams but nothing dangerous; Lua scripts by EVALSHA with SCRIPT
+/// stream, exactly as `docs/operations.md` gives it (an e2e test checks that the two agree): its keys, the
+/// input stream and read-only TMI's token revocations (`blacklist:token:*`, issue #16); reads, writes and streams but nothing dangerous; Lua scripts by EVALSHA with SCRIPT
 /// LOAD; and what fred sends on each new connection (`INFO server` for the version, `CLIENT ID` for
 /// blocking reads), plus PING.
-pub const HOOKLINE_ACL_RULE: &str = "resetkeys ~webhook:* ~hookline:* ~addon:* ~tmi:events resetchannels \
-     -@all +@read +@write +@stream -@dangerous +evalsha +eval +script|load +ping +info +client|id +wait +role";
+pub const HOOKLINE_ACL_RULE: &str = "resetkeys ~webhook:* ~hookline:* ~addon:* ~tmi:events %R~blacklist:token:* \
+     resetchannels -@all +@read +@write +@stream -@dangerous +evalsha +eval +script|load +ping +info +client|id +wait +role";
 
 /// How a test server is reached.
 #[derive(Clone, Debug)]

@@ -12,8 +12,9 @@
 //! the claim named by `user_id_claim` taken as is, and administrators are recognised from the token
 //! (`admin_claim` true, or `admin_group` in `groups`).
 //!
-//! Handlers ask for a [`Caller`] (any valid token) or an [`Admin`] as an extractor argument; a missing or
-//! invalid token becomes a 401 with `WWW-Authenticate`, a non-admin on an admin route a 403. The extractors
+//! Handlers ask for a [`Caller`] (any valid, unrevoked token) or an [`Admin`] as an extractor argument; a
+//! missing, invalid or revoked token becomes a 401 with `WWW-Authenticate`, a non-admin or a delegation token
+//! (one with a `delegation` claim, never admin) on an admin route a 403. The extractors
 //! are implemented in [`extract`](crate::extract), which reads the [`Authenticator`] from the app state; this
 //! module depends on neither.
 
@@ -39,6 +40,8 @@ const EMAIL_CLAIM: &str = "email";
 const NAME_CLAIM: &str = "name";
 /// Claim with the caller's OAuth scopes, space-separated.
 const SCOPE_CLAIM: &str = "scope";
+/// Claim that marks an add-on delegation token (TMI's `delegation{addon_id,delivery_id,threat_model_id}`).
+const DELEGATION_CLAIM: &str = "delegation";
 
 /// Who is calling, as the token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub struct Caller {
     pub groups: Vec<String>,
     /// The `tmi_is_security_reviewer` claim.
     pub security_reviewer: bool,
+    /// The token carries a `delegation` claim: it was minted for a third-party add-on, so it never acts as an
+    /// administrator, whatever its groups or admin claim say ([`admin`](Self::admin) is then false).
+    pub delegated: bool,
 }
 
 impl Caller {
@@ -123,19 +129,11 @@ impl Authenticator {
         })
     }
 
-    /// Authenticates a request from its headers.
+    /// Verifies one token's signature and claims. Revocation is checked by
+    /// [`extract::authenticate`](crate::extract::authenticate), the only way requests are authenticated.
     ///
     /// # Errors
     /// [`ApiError::Unauthorized`] naming what is wrong (it goes to `WWW-Authenticate`, never to the body).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let token = bearer_token(headers)?;
-        self.verify(token)
-    }
-
-    /// Verifies one token.
-    ///
-    /// # Errors
-    /// As [`authenticate`](Self::authenticate).
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|e| unauthorized(reason_for(e.kind())))?;
@@ -178,11 +176,16 @@ impl Authenticator {
                     .collect()
             })
             .unwrap_or_default();
+        // A delegation token is sent to an add-on: with `delegation_key = jwt_secret` (TMI's setup) it is signed
+        // like a user's token, so it must never grant admin, even if the minting worker let an admin group
+        // or flag through.
+        let delegated = claims.contains_key(DELEGATION_CLAIM);
         Ok(Caller {
             id,
             email: text(EMAIL_CLAIM),
             name: text(NAME_CLAIM),
-            admin: admin_by_claim || admin_by_group,
+            admin: (admin_by_claim || admin_by_group) && !delegated,
+            delegated,
             scopes,
             idp: text(IDP_CLAIM),
             groups,
@@ -199,7 +202,10 @@ fn unauthorized(reason: impl Into<String>) -> ApiError {
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive, as TMI).
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+///
+/// # Errors
+/// [`ApiError::Unauthorized`]: no header, several, or not a bearer token.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION);
     let value = values
         .next()
@@ -259,6 +265,7 @@ mod tests {
             admin_claim: "tmi_is_administrator".into(),
             admin_group: "administrators".into(),
             events_scope: "hookline:events:write".into(),
+            allow_development_secret: false,
         }
     }
 
@@ -312,6 +319,19 @@ mod tests {
             &json!({"sub": "bob", "exp": now() + 60, "tmi_is_administrator": true}),
         );
         assert!(a.verify(&t).unwrap_or_else(|e| panic!("{e}")).admin);
+    }
+
+    #[test]
+    fn a_delegation_token_is_never_admin() {
+        let a = auth(&settings());
+        let t = mint(
+            Algorithm::HS256,
+            &json!({"sub": "u", "exp": now() + 60, "groups": ["administrators"],
+                    "tmi_is_administrator": true, "delegation": {"addon_id": "a"}}),
+        );
+        let c = a.verify(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.delegated);
+        assert!(!c.admin, "neither the group nor the flag counts");
     }
 
     #[test]
@@ -405,6 +425,7 @@ mod tests {
             idp: None,
             groups: Vec::new(),
             security_reviewer: false,
+            delegated: false,
         }
     }
 }

@@ -1,18 +1,20 @@
 //! `api-gateway dev-token`: mints an HS256 bearer token for a development stack (`make token`).
 //!
 //! It only signs with a secret the caller already has, so it grants nothing the secret does not. The secret
-//! is, in order: `--secret`, `HOOKLINE_DEV_JWT_SECRET`, the configured `auth.jwt_secret` when the
-//! configuration loads with HS256, else the secret of `config/dev.toml` (the one `make run` uses). The
-//! configured issuer and audience, when set, are put in the token so the gateway accepts it.
+//! must be given explicitly, with `--secret` or `HOOKLINE_DEV_JWT_SECRET` (`make token` passes
+//! `config/dev.toml`'s): it never falls back to the configured `auth.jwt_secret`, so a shell on a production
+//! host does not turn into an admin token by accident (issue #16). The lifetime is capped at
+//! [`MAX_TTL_SECS`]. The configured issuer and audience, when set, are put in the token so the gateway
+//! accepts it.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 
-/// Environment variable overriding the development secret (the compose stack's).
+/// Environment variable holding the secret when `--secret` is not given (the compose stack's).
 pub const SECRET_ENV: &str = "HOOKLINE_DEV_JWT_SECRET";
 
-/// The development settings `make run` uses, embedded so the command works from any directory.
-const DEV_TOML: &str = include_str!("../../../config/dev.toml");
+/// Longest lifetime a development token may have, seconds (24 h).
+pub const MAX_TTL_SECS: u64 = 86_400;
 
 /// What to put in the token.
 #[derive(Clone, Debug)]
@@ -57,32 +59,16 @@ pub fn mint(
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &Value::Object(c), &key)
 }
 
-/// The `auth.jwt_secret` of `config/dev.toml`.
-pub fn dev_secret() -> Option<String> {
-    config::Config::builder()
-        .add_source(config::File::from_str(DEV_TOML, config::FileFormat::Toml))
-        .build()
-        .ok()?
-        .get_string("auth.jwt_secret")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::Authenticator;
 
     #[test]
-    fn dev_secret_is_read_from_dev_toml() {
-        assert!(dev_secret().is_some_and(|s| !s.is_empty()));
-    }
-
-    #[test]
     fn minted_tokens_are_accepted_by_the_gateway() {
         let settings = service_common::config::AuthSettings {
             jwt_algorithm: "HS256".into(),
-            jwt_secret: "dev-secret".into(),
+            jwt_secret: "dev-secret-0123456789abcdef0123456".into(),
             jwt_public_key_pem: String::new(),
             jwt_issuer: "http://localhost:8080".into(),
             jwt_audience: "hookline".into(),
@@ -90,6 +76,7 @@ mod tests {
             admin_claim: "tmi_is_administrator".into(),
             admin_group: "administrators".into(),
             events_scope: "hookline:events:write".into(),
+            allow_development_secret: false,
         };
         let auth = Authenticator::from_settings(&settings).unwrap_or_else(|e| panic!("{e}"));
         let claims = DevClaims {
@@ -100,8 +87,12 @@ mod tests {
             issuer: Some(settings.jwt_issuer.clone()),
             audience: Some(settings.jwt_audience.clone()),
         };
-        let token = mint("dev-secret", &claims, chrono::Utc::now().timestamp())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let token = mint(
+            &settings.jwt_secret,
+            &claims,
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let caller = auth.verify(&token).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(caller.id, "dev-admin");
         assert!(caller.admin);

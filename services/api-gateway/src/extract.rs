@@ -9,23 +9,24 @@
 //!   when not UUIDs.
 //! - [`parse_uuid`]: the same rule for query parameters and body fields.
 //! - [`Caller`] / [`Admin`]: the bearer token, verified by the state's
-//!   [`Authenticator`](crate::auth::Authenticator) (401 with `WWW-Authenticate`; 403 for a non-admin on an
-//!   admin route). The types live in [`auth`](crate::auth); their extractors live here, next to the state
+//!   [`Authenticator`](crate::auth::Authenticator) and checked against TMI's revocation key
+//!   ([`authenticate`]: 401 with `WWW-Authenticate`, 503 when Redis cannot say; 403 for a non-admin or a
+//!   delegation token on an admin route). The types live in [`auth`](crate::auth); their extractors live here, next to the state
 //!   they read, so that `auth` needs nothing from the state.
 
 use std::future::{Ready, ready};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::auth::{Admin, Caller};
-use crate::error::ApiError;
+use crate::auth::{Admin, Caller, bearer_token};
+use crate::error::{ApiError, STORE_RETRY_AFTER_SECS};
 use crate::state::AppState;
 
 /// Path parameter of the subscription routes.
@@ -245,35 +246,76 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
     }
 }
 
-/// The caller of a request, as the state's authenticator reads its bearer token.
-fn authenticate_request(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("application state is not registered".into()))?;
-    state.auth.authenticate(req.headers())
+/// What a request with a revoked token, or one whose revocation cannot be checked, is told (TMI's words).
+const AUTH_UNAVAILABLE: &str = "Authentication service temporarily unavailable - please retry";
+
+/// Authenticates `headers`: the bearer token must verify and must not be revoked.
+///
+/// Revocation is TMI's `blacklist:token:<sha256>` key, checked with one `EXISTS` after the signature (so a
+/// forged token costs no Redis round trip). When Redis cannot answer, the request is refused with 503 and
+/// `Retry-After` (fail closed, as TMI): a revoked admin must never get through because Redis is down.
+///
+/// # Errors
+/// 401 for a missing, invalid or revoked token; 503 when the revocation check fails.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer_token(headers)?;
+    let caller = state.auth.verify(token)?;
+    match state.store.is_token_revoked(token).await {
+        Ok(false) => Ok(caller),
+        Ok(true) => Err(ApiError::Unauthorized {
+            reason: "token revoked".into(),
+        }),
+        Err(e) => {
+            // Logged here, once; the error names a key made of a hash, never the token.
+            tracing::warn!(error = %e, "token revocation check failed; refusing the request");
+            Err(ApiError::Unavailable {
+                description: AUTH_UNAVAILABLE.into(),
+                retry_after_secs: STORE_RETRY_AFTER_SECS,
+            })
+        }
+    }
+}
+
+/// The caller of a request: the state and the headers are taken before the future so that it is `'static`.
+fn authenticate_request(req: &HttpRequest) -> BodyFuture<Caller> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let headers = req.headers().clone();
+    Box::pin(async move {
+        let state = state
+            .ok_or_else(|| ApiError::Internal("application state is not registered".into()))?;
+        authenticate(&state, &headers).await
+    })
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = BodyFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate_request(req))
+        authenticate_request(req)
     }
 }
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = BodyFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate_request(req).and_then(|c| {
-            if c.admin {
+        let caller = authenticate_request(req);
+        Box::pin(async move {
+            let c = caller.await?;
+            if c.delegated {
+                // An add-on's delegation token acts for its invoker, never as an administrator.
+                Err(ApiError::Forbidden {
+                    description: "Delegation tokens cannot perform administrative operations"
+                        .into(),
+                })
+            } else if c.admin {
                 Ok(Admin(c))
             } else {
                 Err(ApiError::admin_required())
             }
-        }))
+        })
     }
 }
 

@@ -33,10 +33,12 @@ enum Command {
         /// Scopes to grant (repeatable), e.g. `hookline:events:write`.
         #[arg(long)]
         scope: Vec<String>,
-        /// Lifetime, seconds.
-        #[arg(long, default_value_t = 86_400)]
+        /// Lifetime, seconds (at most 86400: development tokens do not live long).
+        #[arg(long, default_value_t = dev_token::MAX_TTL_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=dev_token::MAX_TTL_SECS))]
         ttl_secs: u64,
-        /// Sign with this secret instead of the development one.
+        /// The HS256 secret to sign with; else `HOOKLINE_DEV_JWT_SECRET`. Required: the configured
+        /// `auth.jwt_secret` is never used.
         #[arg(long)]
         secret: Option<String>,
     },
@@ -52,25 +54,25 @@ fn main() -> anyhow::Result<()> {
             ttl_secs,
             secret,
         }) => {
-            // Configuration that loads with HS256 supplies the secret, issuer and audience the gateway checks.
+            // Configuration that loads with HS256 supplies the issuer and audience the gateway checks; never
+            // the secret, which must be given explicitly.
             let configured = Settings::load()
                 .ok()
                 .map(|s| s.auth)
                 .filter(|a| a.jwt_algorithm == "HS256");
             let secret = secret
+                .filter(|s| !s.is_empty())
                 .or_else(|| {
                     std::env::var(dev_token::SECRET_ENV)
                         .ok()
                         .filter(|s| !s.is_empty())
                 })
-                .or_else(|| {
-                    configured
-                        .as_ref()
-                        .map(|a| a.jwt_secret.clone())
-                        .filter(|s| !s.is_empty())
-                })
-                .or_else(dev_token::dev_secret)
-                .context("no secret: pass --secret or set HOOKLINE_DEV_JWT_SECRET")?;
+                .with_context(|| {
+                    format!(
+                        "no secret: pass --secret or set {} (`make token` passes config/dev.toml's)",
+                        dev_token::SECRET_ENV
+                    )
+                })?;
             let non_empty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
             let claims = DevClaims {
                 sub,

@@ -8,7 +8,10 @@ use cleanup::config::{CleanupConfig, risky_settings};
 use service_common::config::Settings;
 
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, String> {
-    let mut env: Vec<(String, String)> = vec![("HOOKLINE__AUTH__JWT_SECRET".into(), "s".into())];
+    let mut env: Vec<(String, String)> = vec![(
+        "HOOKLINE__AUTH__JWT_SECRET".into(),
+        "config-test-secret-abcdefghijklmnopqrstuv".into(),
+    )];
     env.extend(
         pairs
             .iter()

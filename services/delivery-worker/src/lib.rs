@@ -54,6 +54,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         &settings.worker.delegation_key,
         &settings.worker.delegation_issuer,
         settings.worker.delegation_ttl_secs,
+        &settings.auth.admin_group,
     );
     let cfg = dispatch::DispatchConfig::from_settings(settings)?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(

@@ -7,7 +7,10 @@ use service_common::config::Settings;
 
 /// `pairs` on top of what every service needs (the whole file is validated, auth included).
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = vec![("HOOKLINE__AUTH__JWT_SECRET".to_owned(), "s".to_owned())];
+    let mut env = vec![(
+        "HOOKLINE__AUTH__JWT_SECRET".to_owned(),
+        "config-test-secret-abcdefghijklmnopqrstuv".to_owned(),
+    )];
     env.extend(
         pairs
             .iter()

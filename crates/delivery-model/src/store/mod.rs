@@ -36,6 +36,7 @@ pub mod import;
 mod queue;
 pub mod quotas;
 pub mod retries;
+mod revocation;
 mod scripts;
 pub mod secrets;
 mod sentinel;

@@ -186,7 +186,17 @@ pub struct AuthSettings {
     pub admin_claim: String,
     pub admin_group: String,
     pub events_scope: String,
+    /// Accept [`DEV_JWT_SECRET`] (the public secret of `config/dev.toml`) as `jwt_secret`: the explicit
+    /// development switch, on only in `config/dev.toml` and the compose stack (issue #16).
+    pub allow_development_secret: bool,
 }
+
+/// The HS256 secret of `config/dev.toml` (`make run`, the compose stack). It is public, so a service
+/// refuses it unless `auth.allow_development_secret` is on; a unit test keeps it equal to the file's.
+pub const DEV_JWT_SECRET: &str = "hookline-dev-secret-change-me-not-for-production";
+
+/// Shortest HS256 secret accepted, bytes: the hash's output size (RFC 7518 §3.2 requires at least that).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 /// `[outbound]`
 #[derive(Clone, Debug, Deserialize)]

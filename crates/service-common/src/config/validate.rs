@@ -10,6 +10,7 @@ use super::{
     DeliverySettings, MigrateSettings, OutboundSettings, QuotaSettings, RedisSettings, Settings,
     SubscriptionSettings, WorkerSettings,
 };
+use super::{DEV_JWT_SECRET, MIN_HS256_SECRET_BYTES};
 
 pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -166,6 +167,19 @@ impl AuthSettings {
                 return Err(invalid(
                     "auth.jwt_public_key_pem",
                     "required when auth.jwt_algorithm is RS256 or ES256",
+                ));
+            }
+            "HS256" if self.jwt_secret.len() < MIN_HS256_SECRET_BYTES => {
+                return Err(invalid(
+                    "auth.jwt_secret",
+                    format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
+                ));
+            }
+            "HS256" if self.jwt_secret == DEV_JWT_SECRET && !self.allow_development_secret => {
+                return Err(invalid(
+                    "auth.jwt_secret",
+                    "is the public development secret of config/dev.toml; set a secret of your own \
+                     (or auth.allow_development_secret = true on a development stack)",
                 ));
             }
             "HS256" | "RS256" | "ES256" => {}

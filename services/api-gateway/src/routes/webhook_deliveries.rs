@@ -210,7 +210,7 @@ pub async fn get_delivery_status(
             (record, Some(sub))
         }
         None => {
-            let caller = state.auth.authenticate(req.headers())?;
+            let caller = crate::extract::authenticate(&state, req.headers()).await?;
             let record = state
                 .store
                 .get_delivery(id)

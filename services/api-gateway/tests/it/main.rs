@@ -13,5 +13,6 @@ mod health;
 mod input_rules;
 mod quotas;
 mod routing;
+mod security;
 mod subscriptions;
 mod validation;

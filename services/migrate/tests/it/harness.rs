@@ -9,7 +9,7 @@ use fred::prelude::*;
 use test_support::postgres::PostgresServer;
 use test_support::redis::RedisServer;
 
-pub const SECRET: &str = "migrate-jwt-secret";
+pub const SECRET: &str = "migrate-jwt-secret-0123456789abcdef";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// TMI's tables as its GORM models create them (docs: shared reference `tmi-postgres-schema.md`).
