@@ -15,7 +15,10 @@
 //! without a secret refuses callbacks with 401 "Webhook secret not configured" (TMI then skips the check, so
 //! anyone could forge an outcome); a delivery whose subscription is gone answers 401 "Failed to verify
 //! delivery" (TMI: 500); a bearer-token read authenticates before looking the delivery up, so an unknown id
-//! answers 401, not 404, without credentials.
+//! answers 401, not 404, without credentials; with a signature (read or callback) an unknown id answers 401
+//! "Invalid webhook signature" like a wrong signature (TMI: 404), and a callback without a signature is 401
+//! before any lookup, so nobody without the secret or a token learns whether an id exists. 404 remains for
+//! an authenticated caller (a bearer token, or a callback whose record expired after it was verified).
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -97,6 +100,10 @@ fn record_not_found() -> ApiError {
     ApiError::not_found("Delivery record not found or expired")
 }
 
+fn invalid_signature() -> ApiError {
+    ApiError::signature_rejected("Invalid webhook signature")
+}
+
 /// The first `X-Webhook-Signature` value, when present and not blank (TMI treats an empty one as absent).
 fn signature(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -140,23 +147,28 @@ pub async fn update_delivery_status(
             .with_label_values(&[outcome])
             .inc();
     };
-    let Some(record) = state.store.get_delivery(id).await? else {
-        count("not_found");
-        return Err(record_not_found());
-    };
-    let verified = match signing_secret(&state, &record).await {
-        Ok((_, secret)) => match signature(req.headers()) {
-            None => Err(ApiError::signature_rejected("Missing webhook signature")),
-            Some(sig) if signing::verify(&secret, &body, sig) => Ok(()),
-            Some(_) => Err(ApiError::signature_rejected("Invalid webhook signature")),
+    // Authentication comes before the lookup: an unknown id answers exactly like a wrong signature, so
+    // only the holder of the secret learns whether a delivery exists.
+    let verified = match (
+        signature(req.headers()),
+        state.store.get_delivery(id).await?,
+    ) {
+        (None, _) => Err(ApiError::signature_rejected("Missing webhook signature")),
+        (Some(_), None) => Err(invalid_signature()),
+        (Some(sig), Some(record)) => match signing_secret(&state, &record).await {
+            Ok((_, secret)) if signing::verify(&secret, &body, sig) => Ok(record),
+            Ok(_) => Err(invalid_signature()),
+            Err(e) => Err(e),
         },
-        Err(e) => Err(e),
     };
-    if let Err(e) = verified {
-        count("unauthorized");
-        tracing::warn!(delivery.id = %id, reason = %e, "delivery status callback refused");
-        return Err(e);
-    }
+    let record = match verified {
+        Ok(record) => record,
+        Err(e) => {
+            count("unauthorized");
+            tracing::warn!(delivery.id = %id, reason = %e, "delivery status callback refused");
+            return Err(e);
+        }
+    };
     let now = now_micros();
     match state
         .store
@@ -196,16 +208,17 @@ pub async fn get_delivery_status(
     let (record, sub) = match signature(req.headers()) {
         // HMAC mode whenever the header is present, even next to a bearer token (TMI's rule).
         Some(sig) => {
+            // Unknown id: the same 401 as a wrong signature (no existence oracle without the secret).
             let record = state
                 .store
                 .get_delivery(id)
                 .await?
-                .ok_or_else(record_not_found)?;
+                .ok_or_else(invalid_signature)?;
             let (sub, secret) = signing_secret(&state, &record).await?;
             // The message is the id exactly as the caller wrote it in the path.
             let path_id = req.match_info().get(DELIVERY_ID_PARAM).unwrap_or_default();
             if !signing::verify(&secret, path_id.as_bytes(), sig) {
-                return Err(ApiError::signature_rejected("Invalid webhook signature"));
+                return Err(invalid_signature());
             }
             (record, Some(sub))
         }
