@@ -9,6 +9,7 @@ mod auth;
 mod deliveries;
 mod durability;
 mod events;
+mod exposure;
 mod health;
 mod input_rules;
 mod quotas;
