@@ -14,5 +14,6 @@ mod health;
 mod input_rules;
 mod quotas;
 mod routing;
+mod slow_clients;
 mod subscriptions;
 mod validation;
