@@ -96,6 +96,10 @@ pub struct StoreOptions {
     pub password: Option<Secret>,
     /// TLS settings for a `rediss://` URL; refused with a plain one.
     pub tls: TlsOptions,
+    // ---- fan-out delivery ids (issue #16) ----
+    /// Keys the fan-out delivery ids ([`DeliveryId::for_fanout_keyed`](crate::ids::DeliveryId)); `None`:
+    /// the unkeyed (predictable) derivation.
+    pub fanout_id_key: Option<crate::ids::FanoutKey>,
 }
 
 // By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
@@ -115,6 +119,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("sentinel", &self.sentinel)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)
+            .field("fanout_id_key", &self.fanout_id_key)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +143,7 @@ impl StoreOptions {
             username: None,
             password: None,
             tls: TlsOptions::default(),
+            fanout_id_key: None,
         }
     }
 }
@@ -158,6 +164,8 @@ struct Inner {
     keys: Keyspace,
     active_ttl_secs: i64,
     terminal_ttl_secs: i64,
+    /// [`StoreOptions::fanout_id_key`].
+    fanout_id_key: Option<crate::ids::FanoutKey>,
 }
 
 /// A page of results and the total number of matches.
@@ -276,6 +284,7 @@ impl Store {
                 keys: Keyspace::new(opts.key_prefix.clone(), opts.events_stream.clone()),
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
+                fanout_id_key: opts.fanout_id_key.clone(),
             }),
             ack: AckWait::new(opts.wait_replicas, opts.wait_timeout),
         })

@@ -233,6 +233,8 @@ pub struct ConsumerSettings {
     pub block_ms: u64,
     pub claim_idle_ms: u64,
     pub require_owner_match: bool,
+    /// Keys fan-out delivery ids (issue #16); empty: the unkeyed, predictable derivation (warned at start).
+    pub fanout_id_key: delivery_model::store::Secret,
 }
 
 /// `[worker]`
@@ -415,6 +417,9 @@ impl Settings {
             username: self.redis.store_username(),
             password: self.redis.store_password(),
             tls: self.redis.store_tls(),
+            fanout_id_key: Some(&self.consumer.fanout_id_key)
+                .filter(|k| !k.is_empty())
+                .map(|k| delivery_model::ids::FanoutKey::new(k.expose())),
         }
     }
 }

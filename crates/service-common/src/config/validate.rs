@@ -224,6 +224,14 @@ impl ConsumerSettings {
         if self.claim_idle_ms == 0 {
             return Err(invalid("consumer.claim_idle_ms", "must be positive"));
         }
+        // A short key could be guessed, and then every id computed again.
+        let key = self.fanout_id_key.expose();
+        if !key.is_empty() && key.len() < 32 {
+            return Err(invalid(
+                "consumer.fanout_id_key",
+                "must be empty or at least 32 bytes",
+            ));
+        }
         Ok(())
     }
 }
