@@ -254,10 +254,11 @@ async fn async_receiver_reports_progress_then_completes() {
     let unknown = stack
         .callback(NIL, &secret, r#"{"status":"completed"}"#)
         .await;
-    assert_eq!(unknown.status, 404);
+    // Unknown id: the same 401 as a wrong signature, so an id's existence is not revealed (issue #16).
+    assert_eq!(unknown.status, 401);
     assert_eq!(
         unknown.body["error_description"],
-        "Delivery record not found or expired"
+        "Invalid webhook signature"
     );
     assert_eq!(
         stack

@@ -4,10 +4,13 @@
 //! index order and id order agree. A delivery created by event fan-out gets a *deterministic* UUIDv7 derived
 //! from the stream entry and the subscription ([`DeliveryId::for_fanout`]): reprocessing an entry after a crash
 //! produces the same ids, so the create script sees the records already exist and creates nothing twice.
+//! With a deployment key ([`FanoutKey`], issue #16) the derivation is an HMAC, so nobody who sees the event
+//! stream and a subscription id can compute a delivery id; without one it is the older, public SHA-256.
 
 use std::fmt;
 use std::str::FromStr;
 
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -73,19 +76,60 @@ impl DeliveryId {
     /// The timestamp part is the entry's millisecond time (so ids still sort by event time); the random part
     /// is a SHA-256 of the entry id and the subscription id. Same inputs, same id.
     pub fn for_fanout(entry_id: &str, subscription: SubscriptionId) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(entry_id.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(subscription.0.as_bytes());
+        Self::from_entry_and_digest(entry_id, &hasher.finalize())
+    }
+
+    /// [`for_fanout`](Self::for_fanout) keyed with the deployment's `key`: the random part is an
+    /// HMAC-SHA256 of the same inputs, so it cannot be computed without the key. Same key and inputs, same
+    /// id; with `None`, the unkeyed derivation.
+    pub fn for_fanout_keyed(
+        key: Option<&FanoutKey>,
+        entry_id: &str,
+        subscription: SubscriptionId,
+    ) -> Self {
+        let Some(key) = key else {
+            return Self::for_fanout(entry_id, subscription);
+        };
+        let mut ctx = hmac::Context::with_key(&key.0);
+        ctx.update(entry_id.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(subscription.0.as_bytes());
+        Self::from_entry_and_digest(entry_id, ctx.sign().as_ref())
+    }
+
+    /// The entry's millisecond time as the UUIDv7 timestamp, the first 10 bytes of `digest` as the rest.
+    fn from_entry_and_digest(entry_id: &str, digest: &[u8]) -> Self {
         let millis = entry_id
             .split_once('-')
             .map_or(entry_id, |(ms, _)| ms)
             .parse::<u64>()
             .unwrap_or(0);
-        let mut hasher = Sha256::new();
-        hasher.update(entry_id.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(subscription.0.as_bytes());
-        let digest = hasher.finalize();
         let mut random = [0u8; 10];
-        random.copy_from_slice(&digest[..10]);
+        for (r, d) in random.iter_mut().zip(digest) {
+            *r = *d;
+        }
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+}
+
+/// The deployment's key for fan-out delivery ids (`consumer.fanout_id_key`). Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct FanoutKey(hmac::Key);
+
+impl FanoutKey {
+    /// A key from the configured secret text.
+    pub fn new(secret: &str) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()))
+    }
+}
+
+impl fmt::Debug for FanoutKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FanoutKey([redacted])")
     }
 }
 
@@ -107,6 +151,25 @@ mod tests {
             secs * 1000 + u64::from(nanos) / 1_000_000,
             1_775_044_800_123
         );
+    }
+
+    #[test]
+    fn keyed_fanout_ids_depend_on_the_key_and_stay_deterministic() {
+        let sub = SubscriptionId::new_v4();
+        let entry = "1775044800123-0";
+        let k1 = FanoutKey::new("first-deployment-key-0123456789abcdef");
+        let k2 = FanoutKey::new("second-deployment-key-0123456789abcdef");
+        let a = DeliveryId::for_fanout_keyed(Some(&k1), entry, sub);
+        assert_eq!(a, DeliveryId::for_fanout_keyed(Some(&k1), entry, sub));
+        // Not the public derivation, and not another deployment's.
+        assert_ne!(a, DeliveryId::for_fanout(entry, sub));
+        assert_ne!(a, DeliveryId::for_fanout_keyed(Some(&k2), entry, sub));
+        assert_eq!(
+            DeliveryId::for_fanout_keyed(None, entry, sub),
+            DeliveryId::for_fanout(entry, sub)
+        );
+        assert_eq!(a.0.get_version_num(), 7);
+        assert!(!format!("{k1:?}").contains("first"));
     }
 
     #[test]

@@ -382,6 +382,13 @@ key: {{ .Values.secrets.keys.postgresUrl }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+# Keys fan-out delivery ids (issue #16).
+- name: HOOKLINE__CONSUMER__FANOUT_ID_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $root.Values.secrets.keys.fanoutIdKey }}
+      optional: true
 {{- end }}
 {{- if eq .name "delivery-worker" }}
 - name: HOOKLINE__WORKER__CONSUMER_NAME

@@ -84,6 +84,9 @@ pub enum ApiError {
     /// 413: a body over `api.max_body_bytes`.
     #[error("payload over {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 408: the request body did not arrive within `api.body_read_timeout_ms`; the connection is closed.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// 503 with `Retry-After` (a dependency is down; the request may succeed later).
     #[error("service unavailable: {description}")]
     Unavailable {
@@ -292,6 +295,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(e) if e.is_not_replicated() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) if self.store_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -346,6 +350,14 @@ impl ResponseError for ApiError {
                 "payload_too_large",
                 format!("Request body exceeds the maximum of {limit} bytes"),
             ),
+            ApiError::RequestTimeout => {
+                // The rest of the body may still be on its way: the connection cannot be reused.
+                res.force_close();
+                (
+                    "request_timeout",
+                    "The request body was not received in time".into(),
+                )
+            }
             ApiError::Unavailable {
                 description,
                 retry_after_secs,

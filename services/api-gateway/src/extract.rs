@@ -161,9 +161,9 @@ type BodyFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 /// Reads the body; `None` when it is empty. Checks the media type first when it is declared, so a wrong
 /// type is refused before its bytes are read.
 fn read_body(req: &HttpRequest, payload: &mut Payload) -> BodyFuture<Option<web::BytesMut>> {
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(0, |s| s.max_body_bytes);
+    let state = req.app_data::<web::Data<AppState>>();
+    let limit = state.map_or(0, |s| s.max_body_bytes);
+    let timeout = state.map_or(std::time::Duration::ZERO, |s| s.body_read_timeout);
     let media = media_type(req);
     let declared = declared_length(req);
     let payload = payload.take();
@@ -175,7 +175,10 @@ fn read_body(req: &HttpRequest, payload: &mut Payload) -> BodyFuture<Option<web:
         if declared.is_some_and(|n| n > limit) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let body = read_limited(payload, limit).await?;
+        // A client trickling its body would otherwise hold this worker for as long as it likes.
+        let body = tokio::time::timeout(timeout, read_limited(payload, limit))
+            .await
+            .map_err(|_| ApiError::RequestTimeout)??;
         if body.is_empty() {
             return Ok(None);
         }

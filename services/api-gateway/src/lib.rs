@@ -36,6 +36,7 @@ pub mod url_policy;
 pub use state::AppState;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use prometheus::Registry;
@@ -61,7 +62,14 @@ fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io
             .default_service(web::to(routes::not_found))
     })
     .disable_signals()
-    .shutdown_timeout(settings.shutdown.grace_period_secs);
+    .shutdown_timeout(settings.shutdown.grace_period_secs)
+    // Slow clients (issue #16): a trickled head is answered 408 by actix itself; a trickled body by the
+    // body extractors (`api.body_read_timeout_ms`).
+    .client_request_timeout(Duration::from_millis(settings.api.header_read_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(
+        settings.api.client_disconnect_timeout_ms,
+    ))
+    .max_connections(settings.api.max_connections_per_worker);
     if settings.api.workers > 0 {
         server = server.workers(settings.api.workers);
     }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// A request body must arrive within this (`api.body_read_timeout_ms`), or 408.
+    pub body_read_timeout: Duration,
     /// The scope that lets a non-admin caller use `POST /events`.
     pub events_scope: String,
     /// Per-invoker limits of `POST /addons/{id}/invoke` (`[addons]`), unless the invoker has an override.
@@ -51,6 +53,7 @@ impl AppState {
             ),
             metrics: Arc::new(ApiMetrics::register(registry)?),
             max_body_bytes: settings.api.max_body_bytes,
+            body_read_timeout: Duration::from_millis(settings.api.body_read_timeout_ms),
             events_scope: settings.auth.events_scope.clone(),
             addon_limits: InvocationLimits {
                 max_active: settings.addons.max_active_invocations,

@@ -30,6 +30,12 @@ pub fn readiness(settings: &Settings, store: &Store) -> ReadyCheck {
 /// # Errors
 /// Metrics registered twice in the context's registry, or the consumer group cannot be created.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    if ctx.settings.consumer.fanout_id_key.is_empty() {
+        tracing::warn!(
+            "consumer.fanout_id_key is not set: fan-out delivery ids are derived from public inputs and can \
+             be predicted; set it (at least 32 bytes) from a Secret"
+        );
+    }
     let metrics = metrics::Metrics::register(&ctx.registry)?;
     let reader = GroupReader::new(
         ctx.store.clone(),

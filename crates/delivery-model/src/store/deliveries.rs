@@ -82,7 +82,11 @@ impl Store {
             args.push(e.envelope.to_owned());
             args.push(e.subscriptions.len().to_string());
             for sub in e.subscriptions {
-                let id = DeliveryId::for_fanout(e.entry_id, *sub);
+                let id = DeliveryId::for_fanout_keyed(
+                    self.inner.fanout_id_key.as_ref(),
+                    e.entry_id,
+                    *sub,
+                );
                 args.push(sub.to_string());
                 args.push(id.to_string());
                 args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());

@@ -103,6 +103,10 @@ pub struct StoreOptions {
     // ---- secrets at rest (issue #16 item 4) ------------------------------------------------------------
     /// Key-encryption keys for subscription secrets; [`SecretBox::disabled`] stores them in plain text.
     pub secrets: SecretBox,
+    // ---- fan-out delivery ids (issue #16) ----
+    /// Keys the fan-out delivery ids ([`DeliveryId::for_fanout_keyed`](crate::ids::DeliveryId)); `None`:
+    /// the unkeyed (predictable) derivation.
+    pub fanout_id_key: Option<crate::ids::FanoutKey>,
 }
 
 // By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
@@ -123,6 +127,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)
             .field("secrets", &self.secrets)
+            .field("fanout_id_key", &self.fanout_id_key)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +152,7 @@ impl StoreOptions {
             password: None,
             tls: TlsOptions::default(),
             secrets: SecretBox::disabled(),
+            fanout_id_key: None,
         }
     }
 }
@@ -169,6 +175,8 @@ struct Inner {
     terminal_ttl_secs: i64,
     /// Seals subscription secrets on write, opens them on read.
     secrets: SecretBox,
+    /// [`StoreOptions::fanout_id_key`].
+    fanout_id_key: Option<crate::ids::FanoutKey>,
 }
 
 /// A page of results and the total number of matches.
@@ -299,6 +307,7 @@ impl Store {
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
                 secrets: opts.secrets.clone(),
+                fanout_id_key: opts.fanout_id_key.clone(),
             }),
             ack: AckWait::new(opts.wait_replicas, opts.wait_timeout),
         })

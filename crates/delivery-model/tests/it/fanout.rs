@@ -3,7 +3,7 @@
 
 use delivery_model::delivery::{DeliveryStatus, field};
 use delivery_model::event::StreamEvent;
-use delivery_model::ids::DeliveryId;
+use delivery_model::ids::{DeliveryId, FanoutKey};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::queue::QueueMessage;
 use delivery_model::subscription::SubscriptionStatus::{
@@ -222,4 +222,32 @@ async fn fanout_with_no_active_subscription_still_acks_the_entry() {
         .await,
         None
     );
+}
+
+/// With `consumer.fanout_id_key` set, fan-out ids are keyed (issue #16): not the public derivation anyone
+/// could compute from the entry and subscription ids, and the same again when the entry is replayed.
+#[tokio::test]
+async fn keyed_fanout_ids_cannot_be_computed_from_public_inputs() {
+    let key = FanoutKey::new("deployment-secret-for-fanout-ids-0123456789");
+    let ctx = Ctx::start_with(|o| o.fanout_id_key = Some(key.clone())).await;
+    let sub = ctx.verified(&["*"]).await;
+    let ev = event();
+    let envelope = ev.envelope().unwrap();
+    let entry_id = publish_and_read(&ctx, &ev).await;
+    let now = now_micros();
+    let subs = [sub.id];
+    let fan = || {
+        ctx.store
+            .fanout(&entry_id, &ev.event_type, &envelope, &subs, now)
+    };
+    assert_eq!(fan().await.unwrap(), 1);
+    let public = DeliveryId::for_fanout(&entry_id, sub.id);
+    assert!(
+        ctx.store.get_delivery(public).await.unwrap().is_none(),
+        "the predictable id is not used"
+    );
+    let keyed = DeliveryId::for_fanout_keyed(Some(&key), &entry_id, sub.id);
+    assert_eq!(ctx.stored_delivery(keyed).await.subscription_id, sub.id);
+    // A replay of the entry (a crash before the ack) finds the same id and creates nothing.
+    assert_eq!(fan().await.unwrap(), 0);
 }

@@ -59,6 +59,11 @@ impl Ctx {
         Self(StoreFixture::start().await)
     }
 
+    /// As [`start`](Self::start), with `adjust` applied to the store's options.
+    pub async fn start_with(adjust: impl FnOnce(&mut delivery_model::store::StoreOptions)) -> Self {
+        Self(StoreFixture::start_with(adjust).await)
+    }
+
     /// The stored subscription `id`, which must exist.
     pub async fn stored_subscription(&self, id: SubscriptionId) -> Subscription {
         self.store.get_subscription(id).await.unwrap().unwrap()

@@ -171,6 +171,15 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// How long the first answer to an `Idempotency-Key` is kept for replay, seconds (issue #14).
     pub idempotency_window_secs: u64,
+    // --- slow clients (issue #16 item 8) ---
+    /// A request's head (request line and headers) must arrive within this, ms, or the client gets 408.
+    pub header_read_timeout_ms: u64,
+    /// A request's whole body must arrive within this, ms, counted from its first read, or 408.
+    pub body_read_timeout_ms: u64,
+    /// How long a closing connection may take to shut down before it is dropped, ms.
+    pub client_disconnect_timeout_ms: u64,
+    /// Most connections one worker thread holds open at once (actix's `max_connections`, per worker).
+    pub max_connections_per_worker: usize,
 }
 
 /// `[auth]`
@@ -241,6 +250,8 @@ pub struct ConsumerSettings {
     pub block_ms: u64,
     pub claim_idle_ms: u64,
     pub require_owner_match: bool,
+    /// Keys fan-out delivery ids (issue #16); empty: the unkeyed, predictable derivation (warned at start).
+    pub fanout_id_key: delivery_model::store::Secret,
 }
 
 /// `[worker]`
@@ -424,6 +435,9 @@ impl Settings {
             password: self.redis.store_password(),
             tls: self.redis.store_tls(),
             secrets: self.secret_keys.secret_box(),
+            fanout_id_key: Some(&self.consumer.fanout_id_key)
+                .filter(|k| !k.is_empty())
+                .map(|k| delivery_model::ids::FanoutKey::new(k.expose())),
         }
     }
 }

@@ -143,6 +143,30 @@ impl ApiSettings {
         if self.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        if !(1..=60_000).contains(&self.header_read_timeout_ms) {
+            return Err(invalid(
+                "api.header_read_timeout_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if !(1..=300_000).contains(&self.body_read_timeout_ms) {
+            return Err(invalid(
+                "api.body_read_timeout_ms",
+                "must be between 1 and 300000",
+            ));
+        }
+        if self.client_disconnect_timeout_ms > 60_000 {
+            return Err(invalid(
+                "api.client_disconnect_timeout_ms",
+                "must be at most 60000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections_per_worker) {
+            return Err(invalid(
+                "api.max_connections_per_worker",
+                "must be between 1 and 1000000",
+            ));
+        }
         // At least the lease of a first request in flight, or a stored answer could expire before its claim.
         if self.idempotency_window_secs < 60 || self.idempotency_window_secs > 7 * 24 * 3600 {
             return Err(invalid(
@@ -270,6 +294,14 @@ impl ConsumerSettings {
         }
         if self.claim_idle_ms == 0 {
             return Err(invalid("consumer.claim_idle_ms", "must be positive"));
+        }
+        // A short key could be guessed, and then every id computed again.
+        let key = self.fanout_id_key.expose();
+        if !key.is_empty() && key.len() < 32 {
+            return Err(invalid(
+                "consumer.fanout_id_key",
+                "must be empty or at least 32 bytes",
+            ));
         }
         Ok(())
     }

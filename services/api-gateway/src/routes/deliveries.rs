@@ -92,6 +92,13 @@ fn redact_urls(s: &str) -> String {
 }
 
 impl<'a> DeliveryView<'a> {
+    /// The same view with `last_error` passed through `f` (the readers who are not administrators get
+    /// internal addresses hidden: [`crate::routes::webhook_deliveries`]).
+    pub(crate) fn map_last_error(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.last_error = self.last_error.as_deref().map(f);
+        self
+    }
+
     /// The API form of `r`; `pinned` when its subscription is operator-pinned.
     pub fn new(r: &'a DeliveryRecord, pinned: bool) -> Self {
         let payload = serde_json::from_str::<Value>(&r.payload)

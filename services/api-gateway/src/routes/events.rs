@@ -4,13 +4,15 @@
 //! emitter would (same entry fields, `payload` = TMI's `EventPayload` JSON), so the event-consumer cannot
 //! tell the two apart. Callers need to be administrators or hold the `auth.events_scope` scope.
 //! `addon.invoked` is refused: only the invoke endpoint may emit it, together with its delivery record.
+//! `system_audit.*` events are published by administrators only: they are broadcast to every subscription,
+//! the operator-pinned alert sink included, so an events-scope producer must not be able to forge them.
 //! Unlike TMI's emitter there is no same-second de-duplication: a producer calling the API means to send;
 //! a producer that retries sends an `Idempotency-Key` ([`crate::idempotency`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use delivery_model::event::{ADDON_INVOKED, StreamEvent};
+use delivery_model::event::{ADDON_INVOKED, StreamEvent, is_broadcast};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -178,6 +180,11 @@ pub async fn publish_event(
                 "Administrator access or the {} scope is required",
                 state.events_scope
             ),
+        });
+    }
+    if is_broadcast(&input.event_type) && !caller.admin {
+        return Err(ApiError::Forbidden {
+            description: "Administrator access is required to publish system_audit events".into(),
         });
     }
     let PreparedEvent(event) = input.prepare(Utc::now())?;

@@ -15,7 +15,10 @@
 //! without a secret refuses callbacks with 401 "Webhook secret not configured" (TMI then skips the check, so
 //! anyone could forge an outcome); a delivery whose subscription is gone answers 401 "Failed to verify
 //! delivery" (TMI: 500); a bearer-token read authenticates before looking the delivery up, so an unknown id
-//! answers 401, not 404, without credentials.
+//! answers 401, not 404, without credentials; with a signature (read or callback) an unknown id answers 401
+//! "Invalid webhook signature" like a wrong signature (TMI: 404), and a callback without a signature is 401
+//! before any lookup, so nobody without the secret or a token learns whether an id exists. 404 remains for
+//! an authenticated caller (a bearer token, or a callback whose record expired after it was verified).
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -97,6 +100,10 @@ fn record_not_found() -> ApiError {
     ApiError::not_found("Delivery record not found or expired")
 }
 
+fn invalid_signature() -> ApiError {
+    ApiError::signature_rejected("Invalid webhook signature")
+}
+
 /// The first `X-Webhook-Signature` value, when present and not blank (TMI treats an empty one as absent).
 fn signature(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -140,23 +147,28 @@ pub async fn update_delivery_status(
             .with_label_values(&[outcome])
             .inc();
     };
-    let Some(record) = state.store.get_delivery(id).await? else {
-        count("not_found");
-        return Err(record_not_found());
-    };
-    let verified = match signing_secret(&state, &record).await {
-        Ok((_, secret)) => match signature(req.headers()) {
-            None => Err(ApiError::signature_rejected("Missing webhook signature")),
-            Some(sig) if signing::verify(&secret, &body, sig) => Ok(()),
-            Some(_) => Err(ApiError::signature_rejected("Invalid webhook signature")),
+    // Authentication comes before the lookup: an unknown id answers exactly like a wrong signature, so
+    // only the holder of the secret learns whether a delivery exists.
+    let verified = match (
+        signature(req.headers()),
+        state.store.get_delivery(id).await?,
+    ) {
+        (None, _) => Err(ApiError::signature_rejected("Missing webhook signature")),
+        (Some(_), None) => Err(invalid_signature()),
+        (Some(sig), Some(record)) => match signing_secret(&state, &record).await {
+            Ok((_, secret)) if signing::verify(&secret, &body, sig) => Ok(record),
+            Ok(_) => Err(invalid_signature()),
+            Err(e) => Err(e),
         },
-        Err(e) => Err(e),
     };
-    if let Err(e) = verified {
-        count("unauthorized");
-        tracing::warn!(delivery.id = %id, reason = %e, "delivery status callback refused");
-        return Err(e);
-    }
+    let record = match verified {
+        Ok(record) => record,
+        Err(e) => {
+            count("unauthorized");
+            tracing::warn!(delivery.id = %id, reason = %e, "delivery status callback refused");
+            return Err(e);
+        }
+    };
     let now = now_micros();
     match state
         .store
@@ -193,21 +205,22 @@ pub async fn get_delivery_status(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    let (record, sub) = match signature(req.headers()) {
+    let (record, sub, admin) = match signature(req.headers()) {
         // HMAC mode whenever the header is present, even next to a bearer token (TMI's rule).
         Some(sig) => {
+            // Unknown id: the same 401 as a wrong signature (no existence oracle without the secret).
             let record = state
                 .store
                 .get_delivery(id)
                 .await?
-                .ok_or_else(record_not_found)?;
+                .ok_or_else(invalid_signature)?;
             let (sub, secret) = signing_secret(&state, &record).await?;
             // The message is the id exactly as the caller wrote it in the path.
             let path_id = req.match_info().get(DELIVERY_ID_PARAM).unwrap_or_default();
             if !signing::verify(&secret, path_id.as_bytes(), sig) {
-                return Err(ApiError::signature_rejected("Invalid webhook signature"));
+                return Err(invalid_signature());
             }
-            (record, Some(sub))
+            (record, Some(sub), false)
         }
         None => {
             let caller = crate::extract::authenticate(&state, req.headers()).await?;
@@ -227,11 +240,52 @@ pub async fn get_delivery_status(
                     description: "Access denied".into(),
                 });
             }
-            (record, sub)
+            (record, sub, caller.admin)
         }
     };
     let pinned = sub.is_some_and(|s| s.operator_pinned);
-    Ok(HttpResponse::Ok().json(DeliveryView::new(&record, pinned)))
+    let view = DeliveryView::new(&record, pinned);
+    // `last_error` may name the internal address a refused target resolved to: only admins see it.
+    let view = if admin {
+        view
+    } else {
+        view.map_last_error(hide_ip_addresses)
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// What replaces an IP address in `last_error` for a reader who is not an administrator.
+pub const HIDDEN_ADDRESS: &str = "[address hidden]";
+
+/// Replaces every IPv4 or IPv6 address in `s` with [`HIDDEN_ADDRESS`]. A refused target's error names the
+/// internal address its host resolved to (`… resolves to 10.1.2.3, a private address`), which tells an
+/// outsider how the internal network is laid out; connect errors can carry an address too.
+pub fn hide_ip_addresses(s: &str) -> String {
+    let is_ip_char = |c: char| c.is_ascii_hexdigit() || c == '.' || c == ':';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find(is_ip_char) {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let len = tail.find(|c: char| !is_ip_char(c)).unwrap_or(tail.len());
+        let run = &tail[..len];
+        // A sentence's full stop, or a `:port`, may follow an address.
+        let candidate = run.trim_end_matches(['.', ':']);
+        // `a.b.c.d:port`: the address is what comes before the colon (IPv6 has no dots before one).
+        let addr = match candidate.rsplit_once(':') {
+            Some((a, p)) if a.contains('.') && p.bytes().all(|b| b.is_ascii_digit()) => a,
+            _ => candidate,
+        };
+        if addr.parse::<std::net::IpAddr>().is_ok() {
+            out.push_str(HIDDEN_ADDRESS);
+            out.push_str(&run[addr.len()..]);
+        } else {
+            out.push_str(run);
+        }
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -304,6 +358,27 @@ mod tests {
             description(req("in_progress", None, Some("é".repeat(513))).validate()),
             "Status message exceeds maximum length of 1024 characters"
         );
+    }
+
+    #[test]
+    fn ip_addresses_are_hidden() {
+        assert_eq!(
+            hide_ip_addresses(
+                "destination refused: hooks.example.com resolves to 10.1.2.3, a private address"
+            ),
+            "destination refused: hooks.example.com resolves to [address hidden], a private address"
+        );
+        assert_eq!(
+            hide_ip_addresses("connect to 192.168.0.9:8443 failed; fd00:ec2::254 refused."),
+            "connect to [address hidden]:8443 failed; [address hidden] refused."
+        );
+        for kept in [
+            "HTTP 500: boom",
+            "timed out after 30 s",
+            "deadbeef cafe 1.2.3",
+        ] {
+            assert_eq!(hide_ip_addresses(kept), kept);
+        }
     }
 
     #[test]

@@ -195,3 +195,53 @@ async fn issuer_and_audience_checked_when_configured() {
         "token has no aud claim"
     );
 }
+
+/// `/webhook-deliveries/{id}[/status]` authenticate before they look the id up: without the secret or a
+/// token, an unknown id answers 401, never 404 (which would say whether an id exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_delivery_routes_do_not_reveal_unknown_ids() {
+    let app = TestApp::start().await;
+    let unknown = uuid::Uuid::new_v4();
+    let status_path = format!("/webhook-deliveries/{unknown}/status");
+    let body = json!({"status": "completed"});
+    let anonymous = app.post(&status_path).json(&body).send().await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        anonymous.text()
+    );
+    let forged = app
+        .post(&status_path)
+        .header("x-webhook-signature", &format!("sha256={}", "0".repeat(64)))
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.text());
+    assert_eq!(forged.error().1, "Invalid webhook signature");
+    let read_path = format!("/webhook-deliveries/{unknown}");
+    let signed_read = app
+        .get(&read_path)
+        .header("x-webhook-signature", &format!("sha256={}", "0".repeat(64)))
+        .send()
+        .await;
+    assert_eq!(
+        signed_read.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        signed_read.text()
+    );
+    assert_eq!(
+        app.get(&read_path).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // An authenticated caller still gets the honest 404.
+    assert_eq!(
+        app.get(&read_path)
+            .bearer(&admin_token())
+            .send()
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

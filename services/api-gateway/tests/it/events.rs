@@ -123,6 +123,34 @@ async fn needs_admin_or_the_events_scope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_audit_events_need_an_admin() {
+    let app = TestApp::start().await;
+    let body = json!({"event_type": "system_audit.admin_write"});
+    let producer = user_token_with(json!({"scope": "openid hookline:events:write"}));
+    let res = app
+        .post("/events")
+        .bearer(&producer)
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.text());
+    assert_eq!(res.error().0, "forbidden");
+    assert!(
+        app.stream_entries(app.store.keys().events_stream())
+            .await
+            .is_empty(),
+        "nothing appended"
+    );
+    let res = app
+        .post("/events")
+        .bearer(&admin_token())
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_events_are_refused_and_not_appended() {
     let app = TestApp::start().await;
     for bad in [

@@ -42,6 +42,15 @@ impl TlsMode {
         self != Self::VerifyCa
     }
 
+    /// The mode when the connection string names none (issue #16): `verify-full`, not libpq's `prefer`, so
+    /// that an active man-in-the-middle answering "no TLS" cannot get a plaintext session.
+    pub const DEFAULT: Self = Self::VerifyFull;
+
+    /// Whether the mode lets the session go on in plaintext.
+    pub fn allows_plaintext(self) -> bool {
+        matches!(self, Self::Disable | Self::Prefer)
+    }
+
     /// The `sslmode` value tokio-postgres is handed: it parses `disable`, `prefer` and `require` only.
     fn tokio_postgres_name(self) -> &'static str {
         match self {
@@ -78,7 +87,7 @@ impl TlsMode {
 pub struct ConnectionString {
     /// What tokio-postgres parsed: `require` in place of `verify-ca` / `verify-full`, without `sslrootcert`.
     pub config: Config,
-    /// The `sslmode` asked for (the last one given, as libpq takes it; `prefer` when none is).
+    /// The `sslmode` asked for (the last one given, as libpq takes it; [`TlsMode::DEFAULT`] when none is).
     pub mode: TlsMode,
     /// The file `sslrootcert` names (the last one given). `None` when it is not given, empty or `system`.
     pub root_cert: Option<PathBuf>,
@@ -101,7 +110,7 @@ pub fn parse(url: &str) -> Result<ConnectionString> {
 
 /// [`parse`] of `url`, already split into `params`: errors not yet redacted.
 fn parse_params(url: &str, form: Form, params: &[Param]) -> Result<ConnectionString> {
-    let mut mode = TlsMode::Prefer;
+    let mut mode = None;
     let mut root_cert = None;
     // (what, by what): in the string's order, not overlapping.
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
@@ -110,8 +119,9 @@ fn parse_params(url: &str, form: Form, params: &[Param]) -> Result<ConnectionStr
         let Some(value) = &param.value else { continue };
         match param.key.as_str() {
             "sslmode" => {
-                mode = TlsMode::from_libpq(value)?;
-                let name = mode.tokio_postgres_name();
+                let asked = TlsMode::from_libpq(value)?;
+                mode = Some(asked);
+                let name = asked.tokio_postgres_name();
                 if name != value {
                     // key=value form: padded with spaces to the same length, so tokio-postgres' byte
                     // offsets in its messages still point into the string the operator wrote.
@@ -140,9 +150,17 @@ fn parse_params(url: &str, form: Form, params: &[Param]) -> Result<ConnectionStr
     for (range, text) in edits.into_iter().rev() {
         rewritten.replace_range(range, &text);
     }
-    let config = rewritten
+    let mut config = rewritten
         .parse::<Config>()
         .map_err(|e| Error::ConnectionString(chain(&e)))?;
+    let mode = match mode {
+        Some(mode) => mode,
+        None => {
+            // tokio-postgres would default to `prefer`: hand it the default's own mode.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            TlsMode::DEFAULT
+        }
+    };
     Ok(ConnectionString {
         config,
         mode,
@@ -186,8 +204,12 @@ mod tests {
     #[test]
     fn every_mode_parses_in_both_forms() {
         for (url, mode, handed) in [
-            ("postgres://tmi@db/tmi", TlsMode::Prefer, SslMode::Prefer),
-            ("host=db user=tmi", TlsMode::Prefer, SslMode::Prefer),
+            (
+                "postgres://tmi@db/tmi",
+                TlsMode::VerifyFull,
+                SslMode::Require,
+            ),
+            ("host=db user=tmi", TlsMode::VerifyFull, SslMode::Require),
             (
                 "postgres://tmi@db/tmi?sslmode=disable",
                 TlsMode::Disable,
@@ -313,11 +335,11 @@ mod tests {
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(7)));
 
         // An sslmode inside a quoted value is part of that value, not a parameter.
-        let parsed = parse("host=db password='x sslmode=verify-full' user=tmi").unwrap();
-        assert_eq!(parsed.mode, TlsMode::Prefer);
+        let parsed = parse("host=db password='x sslmode=disable' user=tmi").unwrap();
+        assert_eq!(parsed.mode, TlsMode::DEFAULT);
         assert_eq!(
             parsed.config.get_password(),
-            Some(&b"x sslmode=verify-full"[..])
+            Some(&b"x sslmode=disable"[..])
         );
         assert_eq!(parsed.config.get_user(), Some("tmi"));
     }

@@ -3,10 +3,10 @@
 //! `sslmode` takes libpq's values, in lower case (libpq compares them case-sensitively):
 //!
 //! - `disable`: plaintext.
-//! - `prefer` (the default): TLS when the server offers it, verified as for `verify-full`; plaintext only when
-//!   the server does not offer TLS. A certificate that does not verify fails the connection: it is never a
-//!   reason to fall back to plaintext.
-//! - `require` and `verify-full`: TLS; the certificate must chain to a trusted root and name the host of the
+//! - `prefer`: TLS when the server offers it, verified as for `verify-full`; plaintext only when the server
+//!   does not offer TLS. A certificate that does not verify fails the connection: it is never a reason to
+//!   fall back to plaintext. Only when asked for explicitly: an active man-in-the-middle can answer "no TLS".
+//! - `require` and `verify-full` (the default when the string names no `sslmode`, issue #16): TLS; the certificate must chain to a trusted root and name the host of the
 //!   connection string (DNS name, or IP address in an IP SAN). A server that does not offer TLS fails the
 //!   connection. (libpq's own `require` checks no certificate unless it finds a root file; this tool's
 //!   `require` always verifies, exactly as `verify-full`.)
@@ -25,14 +25,16 @@
 //! takes it out of the string first. There is no switch to accept a certificate that does not chain to a
 //! trusted root. Client certificates (`sslcert`, `sslkey`) are not supported.
 //!
-//! No error message repeats the connection string or its password.
+//! No error message repeats the connection string or its password. A session that ends up in plaintext
+//! (`disable`, or `prefer` against a server that offered no TLS) is logged as a warning, every time.
 //!
 //! Submodules: `conninfo` reads the connection string ([`TlsMode`], [`parse`]), `params` splits it as
 //! tokio-postgres does, `tls` builds the rustls configuration ([`client_config`]), `messages` words errors
-//! (cause chains, passwords redacted). This file connects.
+//! (cause chains, passwords redacted), `observe` sees whether TLS was really used. This file connects.
 
 mod conninfo;
 mod messages;
+mod observe;
 mod params;
 mod tls;
 
@@ -69,7 +71,10 @@ pub async fn connect(url: &str, ca_file: Option<&Path>) -> Result<(Client, JoinH
     if let Some(path) = &parsed.root_cert {
         ca_files.push((ROOT_CERT_SETTING, path.as_path()));
     }
-    let tls = MakeRustlsConnect::new(client_config(parsed.mode, &ca_files)?);
+    let (tls, seen) = observe::Observed::new(MakeRustlsConnect::new(client_config(
+        parsed.mode,
+        &ca_files,
+    )?));
     let (client, connection) = parsed.config.connect(tls).await.map_err(|e| {
         let password = parsed
             .config
@@ -92,6 +97,14 @@ pub async fn connect(url: &str, ca_file: Option<&Path>) -> Result<(Client, JoinH
             },
         }
     })?;
+    if !seen.used() {
+        // Subscription secrets travel over this session: say so every time it is not encrypted.
+        tracing::warn!(
+            target = %target(&parsed.config, parsed.mode),
+            "PostgreSQL session is in PLAINTEXT (no TLS): subscription secrets cross the network unencrypted; \
+             use sslmode=verify-full"
+        );
+    }
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(error = %chain(&e), "PostgreSQL connection failed");

@@ -237,10 +237,11 @@ impl World {
         env
     }
 
-    /// Runs `hookline-migrate args…` with this world's settings (the database from the config section);
-    /// returns (exit code, stdout).
+    /// Runs `hookline-migrate args…` with this world's settings (the database from the config section,
+    /// `sslmode=disable`: the test server has no TLS and the default is `verify-full`); returns (exit code,
+    /// stdout).
     pub async fn migrate(&self, args: &[&str]) -> (i32, String) {
-        let url = self.pg.url();
+        let url = format!("{}?sslmode=disable", self.pg.url());
         let (code, stdout, _) = self
             .migrate_with(&[("HOOKLINE__MIGRATE__POSTGRES_URL", url.as_str())], args)
             .await;

@@ -9,4 +9,5 @@ mod acl;
 mod harness;
 mod import;
 mod legacy_drop;
+mod plaintext;
 mod tls;

@@ -137,6 +137,10 @@ impl TlsDb {
     async fn imports(&self, url: &str, ca_file: Option<&Path>) {
         let (code, out, err) = self.run(url, ca_file).await;
         assert_eq!(code, 0, "{url}\n{out}\n{err}");
+        assert!(
+            !out.contains("PLAINTEXT") && !err.contains("PLAINTEXT"),
+            "a TLS session is not reported as plaintext: {out}\n{err}"
+        );
         let line = World::line(&out, "webhook_url_deny_list");
         assert!(
             line == "webhook_url_deny_list: imported 1, skipped (exists) 0, skipped (too old) 0, invalid 0"
@@ -225,12 +229,19 @@ async fn imports_over_verified_tls_and_refuses_unverified_or_plaintext_connectio
         .await;
     }
 
-    // prefer (the default) with only the public roots: the server offers TLS, its certificate does not
-    // verify, and that fails the connection instead of falling back to plaintext.
+    // prefer with only the public roots: the server offers TLS, its certificate does not verify, and that
+    // fails the connection instead of falling back to plaintext.
+    db.refused(
+        &url("127.0.0.1", port, "?sslmode=prefer"),
+        None,
+        &["(sslmode=prefer)", "UnknownIssuer"],
+    )
+    .await;
+    // No sslmode: verify-full (issue #16), not prefer.
     db.refused(
         &url("127.0.0.1", port, ""),
         None,
-        &["(sslmode=prefer)", "UnknownIssuer"],
+        &["(sslmode=verify-full)", "UnknownIssuer"],
     )
     .await;
 
