@@ -16,7 +16,6 @@ mod sentinel;
 mod validate;
 
 pub use secret_keys::SecretKeySettings;
-pub use sentinel::Redacted;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,7 +89,7 @@ pub struct RedisSettings {
     /// ACL user for the sentinels themselves (empty: none).
     pub sentinel_username: String,
     /// Password for the sentinels; after validation it also holds what `sentinel_password_file` contained.
-    pub sentinel_password: Redacted,
+    pub sentinel_password: delivery_model::store::Secret,
     /// A file holding the sentinels' password (a mounted Secret).
     pub sentinel_password_file: String,
     // ---- loss budget (issue #14) ----

@@ -13,8 +13,8 @@ use delivery_model::secret_box::SecretBox;
 use serde::Deserialize;
 
 use super::ConfigError;
-use super::Redacted;
 use super::validate::invalid;
+use delivery_model::store::Secret;
 
 /// `[secret_keys]`. `Debug` is by hand: ids only.
 #[derive(Clone, Default, Deserialize)]
@@ -24,7 +24,7 @@ pub struct SecretKeySettings {
     pub current: String,
     /// Key id → base64 of a 32-byte AES-256 key. Old keys stay here (decrypt only) until re-encrypted.
     #[serde(default)]
-    pub keys: BTreeMap<String, Redacted>,
+    pub keys: BTreeMap<String, Secret>,
     /// A file of `id=base64` lines, merged with `keys` (an id in both is refused); empty: none.
     pub keys_file: String,
     /// Built by validation from the settings above.
@@ -128,7 +128,7 @@ mod tests {
             current: "k1".into(),
             ..Default::default()
         };
-        s.keys.insert("k1".into(), Redacted::from(K1.to_owned()));
+        s.keys.insert("k1".into(), Secret::new(K1));
         assert!(s.validate_and_build().is_ok());
         assert!(s.secret_box().is_enabled());
         let d = format!("{s:?}");

@@ -5,44 +5,9 @@
 //! file is read once while validating, so a missing or unreadable file stops the service at start with the
 //! key named, and [`Settings::store_options`](super::Settings::store_options) stays infallible.
 
-use std::fmt;
-
-use delivery_model::store::SentinelOptions;
-use serde::Deserialize;
+use delivery_model::store::{Secret, SentinelOptions};
 
 use super::{ConfigError, RedisSettings};
-
-/// A secret setting: deserialised like a string, never printed by `Debug`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Redacted(String);
-
-impl Redacted {
-    /// The secret itself, for the one place that hands it to the Redis client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "<redacted>"
-        })
-    }
-}
-
-impl From<String> for Redacted {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -83,7 +48,7 @@ impl RedisSettings {
                 )
             })?;
             // Secret files written by hand or mounted from a Secret often end in a newline.
-            self.sentinel_password = text.trim_end_matches(['\r', '\n']).to_owned().into();
+            self.sentinel_password = Secret::new(text.trim_end_matches(['\r', '\n']));
         }
         if self.sentinels.is_empty() {
             let unused = if !self.sentinel_master_name.is_empty() {
@@ -161,13 +126,5 @@ mod tests {
         assert_eq!(host_port("s1:0"), None);
         assert_eq!(host_port(":26379"), None);
         assert_eq!(host_port("s1:port"), None);
-    }
-
-    #[test]
-    fn redacted_debug_hides_the_value() {
-        let r = Redacted::from("hunter2".to_owned());
-        assert_eq!(format!("{r:?}"), "<redacted>");
-        assert_eq!(r.expose(), "hunter2");
-        assert_eq!(format!("{:?}", Redacted::default()), "\"\"");
     }
 }
