@@ -100,8 +100,10 @@ def default_ports() -> dict[str, int]:
     return {"api": listen_port(cfg["api"]["listen"]), "ops": listen_port(cfg["ops"]["listen"])}
 
 
-def expected_port(service: str, ports: dict[str, int]) -> int:
-    return ports["api"] if service == API_SERVICE else ports["ops"]
+def expected_ports(service: str, ports: dict[str, int]) -> set[int]:
+    """Every service listens on the ops port (/healthz, /readyz, /metrics); the api-gateway also on the API
+    port."""
+    return {ports["api"], ports["ops"]} if service == API_SERVICE else {ports["ops"]}
 
 
 def workspace_binaries() -> dict[str, Path]:
@@ -364,22 +366,22 @@ def cmd_names() -> int:
         if stage in JOB_TARGETS:
             p.check(not exposed, f"deploy/Dockerfile: target {stage} has no listener but exposes {sorted(exposed)}")
             continue
-        want = expected_port(stage, ports)
-        p.check(exposed == {want}, f"deploy/Dockerfile: target {stage} exposes {sorted(exposed)}, expected [{want}]")
+        want = expected_ports(stage, ports)
+        p.check(exposed == want, f"deploy/Dockerfile: target {stage} exposes {sorted(exposed)}, expected {sorted(want)}")
     for name in compose_services:
         svc = compose["services"][name]
-        want = expected_port(name, ports)
+        want = expected_ports(name, ports)
         container_ports = {int(str(m).rsplit(":", 1)[1].split("/")[0]) for m in svc.get("ports", [])}
         p.check(
-            container_ports == {want},
-            f"deploy/compose.yaml: {name} maps container ports {sorted(container_ports)}, expected [{want}]",
+            container_ports == want,
+            f"deploy/compose.yaml: {name} maps container ports {sorted(container_ports)}, expected {sorted(want)}",
         )
         env = svc.get("environment") or {}
-        for var in ("HOOKLINE__API__LISTEN", "HOOKLINE__OPS__LISTEN"):
+        for var, kind in (("HOOKLINE__API__LISTEN", "api"), ("HOOKLINE__OPS__LISTEN", "ops")):
             if var in env:
                 p.check(
-                    listen_port(str(env[var])) == want or (var == "HOOKLINE__OPS__LISTEN" and name == API_SERVICE),
-                    f"deploy/compose.yaml: {name} {var}={env[var]} does not match its container port {want}",
+                    listen_port(str(env[var])) == ports[kind] and ports[kind] in want,
+                    f"deploy/compose.yaml: {name} {var}={env[var]} is not its {kind} container port",
                 )
     with (CHART / "values.yaml").open() as f:
         values = yaml.safe_load(f)
@@ -703,21 +705,23 @@ def check_manifests(docs: list[dict]) -> Problems:
         c = containers[0]
         p.check(c["name"] == name, f"{where}: container is named {c['name']}")
         check_container(p, where, c, name)
-        want_port = expected_port(name, ports)
+        want = expected_ports(name, ports)
+        ops_port = ports["ops"]
         cports = {cp["name"]: cp["containerPort"] for cp in c.get("ports", [])}
-        p.check(list(cports.values()) == [want_port], f"{where}: container ports {cports} != listener port {want_port}")
+        p.check(set(cports.values()) == want and len(cports) == len(want),
+                f"{where}: container ports {cports} != listener ports {sorted(want)}")
         if kind == "Deployment":
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 hg = (c.get(probe) or {}).get("httpGet", {})
                 p.check(hg.get("path") == path, f"{where}: {probe} does not GET {path}")
-                p.check(cports.get(hg.get("port")) == want_port or hg.get("port") == want_port,
-                        f"{where}: {probe} port {hg.get('port')} is not the listener")
+                p.check(cports.get(hg.get("port")) == ops_port or hg.get("port") == ops_port,
+                        f"{where}: {probe} port {hg.get('port')} is not the ops listener")
         else:
             p.check("--once" in (c.get("args") or []), f"{where}: the CronJob does not run --once")
             p.check(spec.get("restartPolicy") in ("Never", "OnFailure"), f"{where}: bad restartPolicy")
         ann = tpl["metadata"].get("annotations", {})
         if "prometheus.io/scrape" in ann:
-            p.check(ann.get("prometheus.io/port") == str(want_port), f"{where}: prometheus.io/port != {want_port}")
+            p.check(ann.get("prometheus.io/port") == str(ops_port), f"{where}: prometheus.io/port != {ops_port}")
             p.check(ann.get("prometheus.io/path") == "/metrics", f"{where}: prometheus.io/path != /metrics")
 
         env = c.get("env", [])
@@ -818,8 +822,8 @@ def check_manifests(docs: list[dict]) -> Problems:
                 egress_ports = {pt.get("port") for r in egress for pt in r.get("ports", [])}
                 p.check(redis_port in egress_ports, f"{where}: no egress to Redis (port {redis_port})")
                 continue
-            want = expected_port(comp, ports) if comp else None
-            p.check(ingress_ports == {want}, f"{where}: ingress ports {ingress_ports} != {{{want}}}")
+            want = expected_ports(comp, ports) if comp else set()
+            p.check(ingress_ports == want, f"{where}: ingress ports {ingress_ports} != {want}")
             p.check(all(r.get("ports") for r in np_["spec"].get("ingress", [])), f"{where}: ingress on any port")
         p.check(covered >= set(workloads) | set(jobs), f"NetworkPolicies cover {sorted(covered)}, not every workload")
 
@@ -838,6 +842,9 @@ def check_manifests(docs: list[dict]) -> Problems:
                 f"ServiceMonitor scrapes {sorted(scraped)}, not every Deployment")
         for s in hits:
             comp = s["metadata"]["labels"]["app.kubernetes.io/component"]
+            for sp in s["spec"]["ports"]:
+                p.check(sp.get("targetPort") in ("ops", ports["ops"]),
+                        f"metrics Service {s['metadata']['name']} targets {sp.get('targetPort')}, not the ops listener")
             if comp in workloads:
                 p.check(labels_match(s["spec"]["selector"], workloads[comp][2]["metadata"]["labels"]),
                         f"metrics Service {s['metadata']['name']} selects no pod")
@@ -885,6 +892,8 @@ MUTATIONS: list[tuple[str, str, Any]] = [
      lambda d: _find(d, "ConfigMap")["data"].update({"hookline.toml": "[worker]\nmax_in_flight = \"many\"\n"})),
     ("container port off the listener", "container ports",
      lambda d: _container(d, "event-consumer")["ports"][0].update(containerPort=9999)),
+    ("gateway probed on the API port", "not the ops listener",
+     lambda d: _container(d, "api-gateway")["readinessProbe"]["httpGet"].update(port="http")),
     ("API Service selects nothing", "selector misses",
      lambda d: _find(d, "Service", "api-gateway")["spec"]["selector"].update({"app.kubernetes.io/component": "x"})),
     ("consumer may leave the cluster", "only the worker may leave",

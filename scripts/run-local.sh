@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: a working local stack in the foreground. Ctrl-C stops everything.
 #   - Redis: HOOKLINE__REDIS__URL if set, else a private redis-server (AOF on) in .run/redis on port 6390.
-#   - api-gateway on :8080, event-consumer / delivery-worker / cleanup ops listeners on :9091-9093.
+#   - api-gateway on :8080 (ops listener :9090), event-consumer / delivery-worker / cleanup ops listeners on
+#     :9091-9093.
 #   - Settings: config/default.toml, then config/dev.toml (HOOKLINE_CONFIG), then HOOKLINE__* variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ fi
 cargo build -q --workspace --bins
 export HOOKLINE_CONFIG="${HOOKLINE_CONFIG:-config/dev.toml}"
 bin=target/debug
-HOOKLINE__API__LISTEN=127.0.0.1:8080 "$bin/api-gateway" &
+HOOKLINE__API__LISTEN=127.0.0.1:8080 HOOKLINE__OPS__LISTEN=127.0.0.1:9090 "$bin/api-gateway" &
 pids+=($!)
 HOSTNAME=local-consumer HOOKLINE__OPS__LISTEN=127.0.0.1:9091 "$bin/event-consumer" &
 pids+=($!)
@@ -52,7 +53,8 @@ sleep 1
 cat <<MSG
 
 Hookline is running.
-  API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz, metrics: /metrics)
+  API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz)
+  api-gateway    http://127.0.0.1:9090/metrics
   event-consumer http://127.0.0.1:9091/metrics
   delivery-worker http://127.0.0.1:9092/metrics
   cleanup        http://127.0.0.1:9093/metrics

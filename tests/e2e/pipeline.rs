@@ -398,4 +398,19 @@ async fn test_endpoint_and_post_events_go_through_the_same_worker() {
     assert_eq!(status, 202, "{body}");
     let got = rx.wait_for_deliveries(2, WAIT).await;
     assert_eq!(got[1].json().unwrap()["data"]["k"], 1);
+
+    // Issue #16 item 7: the gateway's metrics are on its ops listener, not on the public API port.
+    let (status, _, metrics) =
+        test_support::http::request("GET", &stack.api.ops_url("/metrics"), &[], "").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&metrics);
+    assert!(
+        text.contains(
+            r#"hookline_api_requests_total{method="POST",route="/events",status="2xx"} 1"#
+        ),
+        "{text}"
+    );
+    let (status, _, _) =
+        test_support::http::request("GET", &stack.api.api_url("/metrics"), &[], "").await;
+    assert_eq!(status, 404, "no /metrics on the API port by default");
 }

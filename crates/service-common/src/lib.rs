@@ -3,7 +3,7 @@
 //! - [`config`]: the one configuration loader (embedded defaults, optional file, `HOOKLINE__*` environment)
 //!   and the typed, validated [`Settings`](config::Settings).
 //! - [`telemetry`]: `tracing` logs (human or JSON) and optional OpenTelemetry trace export.
-//! - [`ops`]: the `/healthz`, `/readyz`, `/metrics` listener of the non-API services.
+//! - [`ops`]: the `/healthz`, `/readyz`, `/metrics` listener of every service.
 //! - [`shutdown`]: the process's one cancellation token, fired by SIGTERM or SIGINT.
 //! - [`redis`]: connecting the [`delivery_model::store::Store`] from settings.
 //! - [`service`]: the front door every background service's `main` calls: start-up, Redis, the ops listener,

@@ -1,4 +1,4 @@
-//! The operations listener of the non-API services: `/healthz`, `/readyz`, `/metrics`.
+//! The operations listener every service has: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! - `/healthz` answers 200 while the process runs (liveness).
 //! - `/readyz` answers 200 only when the service's readiness check passes — Redis answers a PING and the
@@ -7,7 +7,8 @@
 //!   answer 503 within that bound, not hang until the probe gives up.
 //! - `/metrics` is the Prometheus text exposition of the service's registry.
 //!
-//! The api-gateway serves the same three paths on its API listener instead.
+//! It is the only place metrics are served (the api-gateway's API port keeps `/metrics` only with
+//! `api.metrics_on_api_port`), so scrapers and probes reach it while API clients are kept off it.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The one front door of every background service's binary.
+//! The one front door of every service's binary.
 //!
 //! Each service library exposes the same entry, `run(`[`Context`]`)`, and a readiness check; [`main`] owns what every `main.rs` would otherwise repeat around it:
 //! 1. start-up ([`startup::init`]: TLS provider, configuration, telemetry);
@@ -44,51 +44,23 @@ where
     F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    drive(service, Some(readiness), run).await
-}
-
-/// [`main`] for a service that serves `/healthz`, `/readyz` and `/metrics` itself (the api-gateway, on its
-/// API listener): no ops listener.
-///
-/// # Errors
-/// Start-up failures (configuration, Redis) and whatever `run` returns.
-pub async fn main_without_ops<F, Fut>(service: &'static str, run: F) -> anyhow::Result<()>
-where
-    F: FnOnce(Context) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    drive(service, None::<fn(&Settings, &Store) -> ReadyCheck>, run).await
-}
-
-async fn drive<R, F, Fut>(service: &'static str, readiness: Option<R>, run: F) -> anyhow::Result<()>
-where
-    R: FnOnce(&Settings, &Store) -> ReadyCheck,
-    F: FnOnce(Context) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
     let (settings, _telemetry) = startup::init(service)?;
     let store = redis::connect(&settings)
         .await
         .context("connecting to Redis")?;
     let token = shutdown::token();
     let registry = Registry::new();
-    let ops = match readiness {
-        Some(readiness) => {
-            let listener = ops::bind(settings.ops.listen, service)
-                .await
-                .context("binding the ops listener")?;
-            let ready = readiness(&settings, &store);
-            let ops_token = CancellationToken::new();
-            let task = tokio::spawn(ops::serve(
-                listener,
-                registry.clone(),
-                ready,
-                ops_token.clone(),
-            ));
-            Some((task, ops_token))
-        }
-        None => None,
-    };
+    let listener = ops::bind(settings.ops.listen, service)
+        .await
+        .context("binding the ops listener")?;
+    let ready = readiness(&settings, &store);
+    let ops_token = CancellationToken::new();
+    let ops_task = tokio::spawn(ops::serve(
+        listener,
+        registry.clone(),
+        ready,
+        ops_token.clone(),
+    ));
 
     let result = run(Context {
         settings,
@@ -97,10 +69,8 @@ where
         shutdown: token,
     })
     .await;
-    if let Some((task, ops_token)) = ops {
-        ops_token.cancel();
-        let _ = task.await;
-    }
+    ops_token.cancel();
+    let _ = ops_task.await;
     store.quit().await;
     tracing::info!("stopped");
     result

@@ -411,7 +411,7 @@ fn the_dev_secret_needs_the_development_switch() {
     use service_common::config::DEV_JWT_SECRET;
     // What `make run` loads: the file's secret is the one the services know, and its switch is on.
     let dev = Settings::load_from([("HOOKLINE_CONFIG".to_owned(), dev_toml())]).unwrap();
-    assert_eq!(dev.auth.jwt_secret, DEV_JWT_SECRET);
+    assert_eq!(dev.auth.jwt_secret.expose(), DEV_JWT_SECRET);
     assert!(dev.auth.allow_development_secret);
     // The same secret anywhere else (compose's default, a copied value) is refused, naming the key.
     let e = err(&[("HOOKLINE__AUTH__JWT_SECRET", DEV_JWT_SECRET)]);
@@ -430,4 +430,36 @@ fn the_dev_secret_needs_the_development_switch() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("auth.jwt_secret"), "{e}");
+}
+
+/// Issue #16 item 4: no secret the configuration holds shows in its `Debug` (a `{settings:?}` in a log line
+/// or a panic message), and numeric-looking secrets keep their text.
+#[test]
+fn debug_output_shows_no_secret() {
+    let secrets = [
+        (
+            "HOOKLINE__AUTH__JWT_SECRET",
+            "jwt-secret-0123456789-0123456789-abc",
+        ),
+        ("HOOKLINE__WORKER__DELEGATION_KEY", "0042-delegation-key"),
+        (
+            "HOOKLINE__CONSUMER__FANOUT_ID_KEY",
+            "fanout-id-key-material-0123456789abcdef",
+        ),
+        ("HOOKLINE__REDIS__PASSWORD", "redis-password-material"),
+        (
+            "HOOKLINE__MIGRATE__POSTGRES_URL",
+            "postgres://tmi:pg-password-material@db:5432/tmi",
+        ),
+    ];
+    let s = Settings::load_from(env(&secrets)).unwrap();
+    assert_eq!(s.worker.delegation_key.expose(), "0042-delegation-key");
+    let printed = format!("{s:?}");
+    for (key, value) in secrets {
+        let needle = value.rsplit(':').next().unwrap_or(value);
+        assert!(
+            !printed.contains(value) && !printed.contains("material") && !printed.contains(needle),
+            "{key} printed in:\n{printed}"
+        );
+    }
 }

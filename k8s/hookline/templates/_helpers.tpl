@@ -24,8 +24,9 @@ Names, labels and the shared pod template of the Hookline chart.
 {{- end -}}
 
 {{/*
-The services: binary name -> values key and listener. "api" services serve /healthz, /readyz and /metrics on
-the API port (named http); "ops" services on the ops port (named ops).
+The services: binary name -> values key and listener. Every service serves /healthz, /readyz and /metrics on
+the ops port (named ops), where probes and scrapers go; "api" services also serve the API on the API port
+(named http), which carries no /metrics (api.metrics_on_api_port stays off).
 */}}
 {{- define "hookline.components" -}}
 api-gateway:
@@ -430,7 +431,7 @@ checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root
 {{- end }}
 {{- if and $root.Values.metrics.podAnnotations .listener }}
 prometheus.io/scrape: "true"
-prometheus.io/port: {{ ternary $root.Values.ports.api $root.Values.ports.ops (eq .listener "api") | quote }}
+prometheus.io/port: {{ $root.Values.ports.ops | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- with $root.Values.podAnnotations }}
@@ -448,8 +449,6 @@ job (bool: restartPolicy Never, no probes), args (optional list), image (optiona
 */}}
 {{- define "hookline.podTemplate" -}}
 {{- $root := .root -}}
-{{- $portName := ternary "http" "ops" (eq .listener "api") -}}
-{{- $port := ternary $root.Values.ports.api $root.Values.ports.ops (eq .listener "api") -}}
 metadata:
   labels:
     {{- include "hookline.labels" . | nindent 4 }}
@@ -488,8 +487,13 @@ spec:
       {{- end }}
       {{- if .listener }}
       ports:
-        - name: {{ $portName }}
-          containerPort: {{ $port }}
+        {{- if eq .listener "api" }}
+        - name: http
+          containerPort: {{ $root.Values.ports.api }}
+          protocol: TCP
+        {{- end }}
+        - name: ops
+          containerPort: {{ $root.Values.ports.ops }}
           protocol: TCP
       {{- end }}
       env:
@@ -498,17 +502,17 @@ spec:
       startupProbe:
         httpGet:
           path: /healthz
-          port: {{ $portName }}
+          port: ops
         {{- toYaml $root.Values.probes.startup | nindent 8 }}
       livenessProbe:
         httpGet:
           path: /healthz
-          port: {{ $portName }}
+          port: ops
         {{- toYaml $root.Values.probes.liveness | nindent 8 }}
       readinessProbe:
         httpGet:
           path: /readyz
-          port: {{ $portName }}
+          port: ops
         {{- toYaml $root.Values.probes.readiness | nindent 8 }}
       {{- end }}
       {{- with .comp.lifecycle }}

@@ -89,7 +89,7 @@ impl Authenticator {
         let (alg, key) = match s.jwt_algorithm.as_str() {
             "HS256" => (
                 Algorithm::HS256,
-                DecodingKey::from_secret(s.jwt_secret.as_bytes())?,
+                DecodingKey::from_secret(s.jwt_secret.expose().as_bytes())?,
             ),
             "RS256" => (
                 Algorithm::RS256,
@@ -257,7 +257,7 @@ mod tests {
     fn settings() -> AuthSettings {
         AuthSettings {
             jwt_algorithm: "HS256".into(),
-            jwt_secret: SECRET.into(),
+            jwt_secret: delivery_model::store::Secret::new(SECRET),
             jwt_public_key_pem: String::new(),
             jwt_issuer: String::new(),
             jwt_audience: String::new(),

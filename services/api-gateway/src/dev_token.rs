@@ -68,7 +68,7 @@ mod tests {
     fn minted_tokens_are_accepted_by_the_gateway() {
         let settings = service_common::config::AuthSettings {
             jwt_algorithm: "HS256".into(),
-            jwt_secret: "dev-secret-0123456789abcdef0123456".into(),
+            jwt_secret: delivery_model::store::Secret::new("dev-secret-0123456789abcdef0123456"),
             jwt_public_key_pem: String::new(),
             jwt_issuer: "http://localhost:8080".into(),
             jwt_audience: "hookline".into(),
@@ -88,7 +88,7 @@ mod tests {
             audience: Some(settings.jwt_audience.clone()),
         };
         let token = mint(
-            &settings.jwt_secret,
+            settings.jwt_secret.expose(),
             &claims,
             chrono::Utc::now().timestamp(),
         )

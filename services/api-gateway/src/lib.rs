@@ -2,7 +2,8 @@
 //!
 //! It serves TMI's admin subscription and delivery endpoints, TMI's add-on endpoints (CRUD and invoke), the
 //! receivers' delivery status endpoints (`/webhook-deliveries/{id}[/status]`, HMAC or JWT), Hookline's
-//! `POST /events` for producers that cannot reach Redis, and health and metrics. It owns no background work: it writes subscriptions,
+//! `POST /events` for producers that cannot reach Redis, and `/healthz` and `/readyz` (metrics are on the
+//! ops listener, as for every service). It owns no background work: it writes subscriptions,
 //! delivery records, queue entries and events through the shared [`Store`] and the other services take
 //! them from there.
 //!
@@ -45,6 +46,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use delivery_model::store::Store;
 use service_common::config::Settings;
+use service_common::ops::ReadyCheck;
 use service_common::service::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -54,11 +56,17 @@ use crate::error::RunError;
 /// a caller may spawn on any thread.
 fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let state = web::Data::new(state);
+    let metrics_on_api_port = settings.api.metrics_on_api_port;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap_fn(middleware::observe)
             .configure(routes::configure)
+            .configure(|cfg| {
+                if metrics_on_api_port {
+                    routes::configure_metrics(cfg);
+                }
+            })
             .default_service(web::to(routes::not_found))
     })
     .disable_signals()
@@ -79,9 +87,15 @@ fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io
 /// The service's name in logs.
 pub const SERVICE: &str = "api-gateway";
 
+/// The gateway's `/readyz` on the ops listener: Redis answers (the API port's `/readyz` checks the same).
+pub fn readiness(_settings: &Settings, store: &Store) -> ReadyCheck {
+    service_common::ops::redis_ready(store.clone())
+}
+
 /// The entry every service shares: binds `api.listen` (logging `listening` with the bound address, which
-/// the e2e harness reads) and serves the API there with [`run_on`]. `/healthz`, `/readyz` and `/metrics`
-/// (rendering `registry`) are API routes, so the gateway has no separate ops listener.
+/// the e2e harness reads) and serves the API there with [`run_on`]. Like every service, the gateway serves
+/// `/healthz`, `/readyz` and `/metrics` on its ops listener (`service_common::service::main`); the API port
+/// also answers `/healthz` and `/readyz`, and `/metrics` only with `api.metrics_on_api_port`.
 ///
 /// # Errors
 /// The address cannot be bound, or what [`run_on`] returns.

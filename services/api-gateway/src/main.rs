@@ -91,5 +91,10 @@ fn main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    service_common::service::main_without_ops(api_gateway::SERVICE, api_gateway::run).await
+    service_common::service::main(
+        api_gateway::SERVICE,
+        api_gateway::readiness,
+        api_gateway::run,
+    )
+    .await
 }

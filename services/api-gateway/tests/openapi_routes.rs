@@ -164,7 +164,8 @@ fn every_registered_route_is_documented_with_its_methods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_is_served() {
     let spec = spec();
-    let app = TestApp::start().await;
+    // The document describes everything the API port can serve, `/metrics` (behind its setting) included.
+    let app = TestApp::start_with(|s| s.api.metrics_on_api_port = true).await;
 
     // The marker first: an unknown path must get exactly the answer the checks below rule out.
     let res = app.get("/no/such/route").send().await;
@@ -222,7 +223,8 @@ async fn every_documented_operation_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_is_served_as_json_and_yaml() {
-    let app = TestApp::start().await;
+    // The document describes everything the API port can serve, `/metrics` (behind its setting) included.
+    let app = TestApp::start_with(|s| s.api.metrics_on_api_port = true).await;
 
     let res = app.get("/openapi.json").send().await;
     assert_eq!(res.status, StatusCode::OK);

@@ -51,7 +51,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let client =
         client::HttpClient::new(&settings.outbound, settings.worker.max_in_flight_per_host)?;
     let delegation = delegation::Delegation::new(
-        &settings.worker.delegation_key,
+        settings.worker.delegation_key.expose(),
         &settings.worker.delegation_issuer,
         settings.worker.delegation_ttl_secs,
         &settings.auth.admin_group,

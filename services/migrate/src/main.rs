@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let url = args
         .postgres_url
         .clone()
-        .unwrap_or_else(|| settings.migrate.postgres_url.clone());
+        .unwrap_or_else(|| settings.migrate.postgres_url.expose().to_owned());
     if url.trim().is_empty() {
         anyhow::bail!(
             "no PostgreSQL database given: pass --postgres-url or set [migrate] postgres_url \

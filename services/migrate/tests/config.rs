@@ -22,7 +22,11 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn postgres_url_defaults_to_empty_and_comes_from_the_environment() {
     assert_eq!(
-        Settings::load_from(env(&[])).unwrap().migrate.postgres_url,
+        Settings::load_from(env(&[]))
+            .unwrap()
+            .migrate
+            .postgres_url
+            .expose(),
         ""
     );
     for url in [
@@ -31,7 +35,7 @@ fn postgres_url_defaults_to_empty_and_comes_from_the_environment() {
         "host=db user=tmi dbname=tmi",
     ] {
         let s = Settings::load_from(env(&[("HOOKLINE__MIGRATE__POSTGRES_URL", url)])).unwrap();
-        assert_eq!(s.migrate.postgres_url, url);
+        assert_eq!(s.migrate.postgres_url.expose(), url);
     }
 }
 

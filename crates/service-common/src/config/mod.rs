@@ -30,7 +30,16 @@ pub const CONFIG_FILE_ENV: &str = "HOOKLINE_CONFIG";
 
 /// Keys whose environment value is taken verbatim as a string: the `config` crate's parsing would turn a
 /// password such as `0123` into the number 123.
-const STRING_KEYS: &[&str] = &["redis.password", "redis.username", "secret_keys.current"];
+const STRING_KEYS: &[&str] = &[
+    "redis.password",
+    "redis.username",
+    "secret_keys.current",
+    "auth.jwt_secret",
+    "worker.delegation_key",
+    "consumer.fanout_id_key",
+    "redis.sentinel_password",
+    "migrate.postgres_url",
+];
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &[
@@ -179,6 +188,9 @@ pub struct ApiSettings {
     pub client_disconnect_timeout_ms: u64,
     /// Most connections one worker thread holds open at once (actix's `max_connections`, per worker).
     pub max_connections_per_worker: usize,
+    /// Also serve `/metrics` on the API listener (issue #16 item 7). Off by default: metrics are served on
+    /// the ops listener, which is not exposed to API clients.
+    pub metrics_on_api_port: bool,
 }
 
 /// `[auth]`
@@ -186,7 +198,8 @@ pub struct ApiSettings {
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     pub jwt_algorithm: String,
-    pub jwt_secret: String,
+    /// Never printed (`Debug` shows `***`).
+    pub jwt_secret: delivery_model::store::Secret,
     pub jwt_public_key_pem: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -266,7 +279,8 @@ pub struct WorkerSettings {
     pub retry_schedule_ms: Vec<u64>,
     pub max_attempts: u32,
     pub lease_margin_ms: u64,
-    pub delegation_key: String,
+    /// Never printed (`Debug` shows `***`).
+    pub delegation_key: delivery_model::store::Secret,
     pub delegation_issuer: String,
     pub delegation_ttl_secs: u64,
     pub circuit_failure_threshold: u32,
@@ -342,7 +356,8 @@ pub struct QuotaSettings {
 pub struct MigrateSettings {
     /// TMI's PostgreSQL database: `postgres://user:password@host:5432/tmi` or a `key=value` connection string.
     /// Empty means not configured; `hookline-migrate --postgres-url` overrides it. Other services ignore it.
-    pub postgres_url: String,
+    /// Never printed (`Debug` shows `***`): it may carry a password.
+    pub postgres_url: delivery_model::store::Secret,
     /// A PEM file of CA certificates trusted for TLS to that database, in addition to the public roots
     /// compiled into the binary. Empty means none. Read by `hookline-migrate` at connect time.
     pub postgres_ca_file: String,

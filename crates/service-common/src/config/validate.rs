@@ -193,13 +193,15 @@ impl AuthSettings {
                     "required when auth.jwt_algorithm is RS256 or ES256",
                 ));
             }
-            "HS256" if self.jwt_secret.len() < MIN_HS256_SECRET_BYTES => {
+            "HS256" if self.jwt_secret.expose().len() < MIN_HS256_SECRET_BYTES => {
                 return Err(invalid(
                     "auth.jwt_secret",
                     format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
                 ));
             }
-            "HS256" if self.jwt_secret == DEV_JWT_SECRET && !self.allow_development_secret => {
+            "HS256"
+                if self.jwt_secret.expose() == DEV_JWT_SECRET && !self.allow_development_secret =>
+            {
                 return Err(invalid(
                     "auth.jwt_secret",
                     "is the public development secret of config/dev.toml; set a secret of your own \
@@ -431,7 +433,7 @@ impl QuotaSettings {
 
 impl MigrateSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        let pg = self.postgres_url.trim();
+        let pg = self.postgres_url.expose().trim();
         let pg_ok = pg.is_empty()
             || pg.starts_with("postgres://")
             || pg.starts_with("postgresql://")

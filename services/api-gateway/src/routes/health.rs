@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics`, served on the API listener without authentication.
+//! `/healthz`, `/readyz` and (only with `api.metrics_on_api_port`) `/metrics` on the API listener, without
+//! authentication. The ops listener serves all three as well (`service_common::ops`).
 //!
 //! - `/healthz`: 200 while the process serves requests (liveness; touches nothing).
 //! - `/readyz`: 200 when Redis answers a PING, else 503 with `Retry-After` (readiness: a gateway without

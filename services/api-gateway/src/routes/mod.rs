@@ -123,8 +123,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-    .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
     .configure(openapi::configure);
+}
+
+/// `/metrics` on the API listener: only with `api.metrics_on_api_port` (issue #16 item 7). Metrics are served
+/// on the ops listener, which API clients cannot reach; the API port keeps them only where it is private.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metrics", "GET").route(web::get().to(health::metrics)));
 }
 
 /// The app's default service: no route matches the path.

@@ -312,7 +312,7 @@ async fn retry_queues_a_failed_delivery_again() {
     assert_eq!(body["status"], "pending");
     assert_eq!(body["attempts"], 0);
     assert_eq!(body["last_error"], "HTTP 503: Service Unavailable");
-    let metrics = app.get("/metrics").send().await.text();
+    let metrics = app.metrics();
     assert!(
         metrics.contains("hookline_api_deliveries_retried_total 1"),
         "{metrics}"
@@ -471,7 +471,7 @@ async fn retry_failed_requeues_a_subscriptions_failed_deliveries() {
         res.json(),
         json!({"queued": 1, "skipped": 0, "more": false})
     );
-    let metrics = app.get("/metrics").send().await.text();
+    let metrics = app.metrics();
     assert!(
         metrics.contains("hookline_api_deliveries_retried_total 1"),
         "{metrics}"

@@ -67,6 +67,8 @@ pub struct TestApp {
     pub store: Store,
     /// A plain Redis client, to look at what the gateway wrote.
     pub redis: Client,
+    /// The registry the gateway registers its metrics in (its ops listener renders it).
+    registry: prometheus::Registry,
     token: CancellationToken,
     server: Option<JoinHandle<Result<(), RunError>>>,
     http: Option<HttpClient<HttpConnector, Full<Bytes>>>,
@@ -102,10 +104,11 @@ impl TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let token = CancellationToken::new();
+        let registry = prometheus::Registry::new();
         let server = tokio::spawn(api_gateway::run_on(
             settings,
             store.clone(),
-            prometheus::Registry::new(),
+            registry.clone(),
             listener,
             token.clone(),
         ));
@@ -114,11 +117,17 @@ impl TestApp {
             base,
             store,
             redis,
+            registry,
             token,
             server: Some(server),
             http: Some(http),
             redis_server,
         }
+    }
+
+    /// The gateway's metrics as its ops listener's `/metrics` renders them.
+    pub fn metrics(&self) -> String {
+        service_common::ops::render_metrics(&self.registry)
     }
 
     pub fn request(&self, method: Method, path: &str) -> Req<'_> {

@@ -69,13 +69,7 @@ async fn metrics_count_requests_by_route_pattern() {
         StatusCode::NOT_FOUND
     );
 
-    let res = app.get("/metrics").send().await;
-    assert_eq!(res.status, StatusCode::OK);
-    assert!(
-        res.header("content-type")
-            .is_some_and(|c| c.starts_with("text/plain"))
-    );
-    let text = res.text();
+    let text = app.metrics();
     for line in [
         r#"hookline_api_requests_total{method="POST",route="/admin/webhooks/subscriptions",status="2xx"} 1"#,
         r#"hookline_api_requests_total{method="GET",route="/admin/webhooks/subscriptions/{webhook_id}",status="2xx"} 1"#,
@@ -98,5 +92,29 @@ async fn cancelling_the_token_stops_the_server() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
+    );
+}
+
+/// Issue #16 item 7: `/metrics` is not on the public API port unless asked for; the ops listener has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_off_the_api_port_unless_configured() {
+    let app = TestApp::start().await;
+    assert_eq!(app.get("/healthz").send().await.status, StatusCode::OK);
+    let res = app.get("/metrics").send().await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+    assert_eq!(res.json()["error"], "not_found");
+    assert!(!res.text().contains("hookline_api"), "{}", res.text());
+
+    let app = TestApp::start_with(|s| s.api.metrics_on_api_port = true).await;
+    let res = app.get("/metrics").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    assert!(
+        res.text().contains("hookline_api_events_published_total 0"),
+        "{}",
+        res.text()
     );
 }
