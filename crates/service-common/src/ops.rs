@@ -77,6 +77,16 @@ pub fn group_ready(store: Store, spec: &GroupSpec) -> ReadyCheck {
     })
 }
 
+/// Buckets of the per-hop latency histograms (`hookline_consumer_event_lag_seconds`,
+/// `hookline_worker_pickup_lag_seconds`, …): fine below 10 ms, where a healthy pipeline's hops sit, coarse
+/// above, where only a backlog or an outage puts them.
+pub fn hop_buckets() -> Vec<f64> {
+    vec![
+        0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+        0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+}
+
 /// Renders a registry in the Prometheus text format.
 pub fn render_metrics(registry: &Registry) -> String {
     let mut buf = Vec::new();

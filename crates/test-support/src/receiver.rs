@@ -58,6 +58,8 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     /// Woken on every recorded request, for the `wait_for_*` helpers.
     arrived: Notify,
+    /// Requests being answered now, and the most there ever were at once.
+    concurrent: Mutex<(usize, usize)>,
 }
 
 // A poisoned lock only means another test thread panicked while holding it; the data is still usable and the
@@ -80,16 +82,27 @@ impl Receiver {
     /// # Panics
     /// When no loopback port can be bound.
     pub async fn start() -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Binds a free port of another loopback address (`127.0.0.2`, …: another destination host for the
+    /// worker's per-host limits) and starts serving. The worker's allowlist must cover it.
+    ///
+    /// # Panics
+    /// When `ip` is not a loopback address or no port can be bound.
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> Self {
+        assert!(ip.is_loopback(), "receivers bind loopback addresses only");
         #[expect(clippy::expect_used, reason = "test harness: no port means no test")]
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind((ip, 0))
             .await
-            .expect("bind receiver on 127.0.0.1:0");
+            .expect("bind receiver on a loopback port");
         #[expect(clippy::expect_used, reason = "test harness")]
         let addr = listener.local_addr().expect("receiver local addr");
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(Behaviour::default()),
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
+            concurrent: Mutex::new((0, 0)),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Self {
@@ -99,7 +112,7 @@ impl Receiver {
         }
     }
 
-    /// `http://127.0.0.1:PORT/hook`: the URL to subscribe.
+    /// `http://ADDR:PORT/hook`: the URL to subscribe.
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
@@ -144,6 +157,12 @@ impl Receiver {
     }
 
     // ---- what arrived ------------------------------------------------------------------------------------
+
+    /// The most requests this receiver was answering at once (each counted from its body's arrival to
+    /// its answer).
+    pub fn max_concurrent(&self) -> usize {
+        lock(&self.shared.concurrent).1
+    }
 
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -262,6 +281,25 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// One request counted as being answered while it lives (also when its sender gives up and the answer is
+/// dropped).
+struct Busy<'a>(&'a Shared);
+
+impl<'a> Busy<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let mut c = lock(&shared.concurrent);
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+        Self(shared)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.concurrent).0 -= 1;
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
     req: hyper::Request<Incoming>,
@@ -293,6 +331,7 @@ async fn handle(
     let answer = answer(&mut lock(&shared.behaviour), &recorded);
     lock(&shared.requests).push(recorded);
     shared.arrived.notify_waiters();
+    let _busy = Busy::enter(&shared);
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
     }

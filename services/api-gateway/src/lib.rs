@@ -77,7 +77,10 @@ fn serve(settings: &Settings, state: AppState, listener: TcpListener) -> std::io
     .client_disconnect_timeout(Duration::from_millis(
         settings.api.client_disconnect_timeout_ms,
     ))
-    .max_connections(settings.api.max_connections_per_worker);
+    .max_connections(settings.api.max_connections_per_worker)
+    // actix leaves accepted sockets with Nagle's algorithm on: a response written in more than one piece
+    // can then wait for the client's delayed ACK (issue #21).
+    .tcp_nodelay(true);
     if settings.api.workers > 0 {
         server = server.workers(settings.api.workers);
     }

@@ -48,15 +48,14 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         .ensure_groups()
         .await
         .context("creating the queue's consumer group")?;
-    let client =
-        client::HttpClient::new(&settings.outbound, settings.worker.max_in_flight_per_host)?;
+    let cfg = dispatch::DispatchConfig::from_settings(settings)?;
+    let client = client::HttpClient::new(&settings.outbound, cfg.host_ceiling())?;
     let delegation = delegation::Delegation::new(
         settings.worker.delegation_key.expose(),
         &settings.worker.delegation_issuer,
         settings.worker.delegation_ttl_secs,
         &settings.auth.admin_group,
     );
-    let cfg = dispatch::DispatchConfig::from_settings(settings)?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         store.clone(),
         client,

@@ -19,6 +19,13 @@ pub struct Metrics {
     pub attempt_duration: HistogramVec,
     /// Time from a delivery's creation to its first attempt's answer, in seconds.
     pub first_attempt_lag: Histogram,
+    /// Hop latency: from a delivery's creation (its fan-out) to a worker holding its first attempt's lease.
+    pub pickup_lag: Histogram,
+    /// Hop latency: from a read of the queue to the request of one of its entries starting (the batch's
+    /// leases, the subscription, the host's slot and circuit).
+    pub send_wait: Histogram,
+    /// Hop latency: from an attempt's answer to its outcome written and its entry acknowledged.
+    pub outcome_write: Histogram,
     /// Requests in flight in this process.
     pub in_flight: IntGauge,
     /// Entries in the queue stream (live work: due now or in flight).
@@ -86,6 +93,18 @@ impl Metrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
                 ]),
             )?,
+            pickup_lag: hop(
+                "hookline_worker_pickup_lag_seconds",
+                "Time from a delivery's creation to a worker holding its first attempt's lease.",
+            )?,
+            send_wait: hop(
+                "hookline_worker_send_wait_seconds",
+                "Time from reading a queue entry to its request starting (lease, host slot, circuit).",
+            )?,
+            outcome_write: hop(
+                "hookline_worker_outcome_write_seconds",
+                "Time from an attempt's answer to its outcome written and its entry acknowledged.",
+            )?,
             in_flight: IntGauge::new(
                 "hookline_worker_in_flight",
                 "Requests in flight in this process.",
@@ -149,6 +168,9 @@ impl Metrics {
         registry.register(Box::new(m.deliveries.clone()))?;
         registry.register(Box::new(m.attempt_duration.clone()))?;
         registry.register(Box::new(m.first_attempt_lag.clone()))?;
+        registry.register(Box::new(m.pickup_lag.clone()))?;
+        registry.register(Box::new(m.send_wait.clone()))?;
+        registry.register(Box::new(m.outcome_write.clone()))?;
         registry.register(Box::new(m.in_flight.clone()))?;
         registry.register(Box::new(m.queue_length.clone()))?;
         registry.register(Box::new(m.queue_pending.clone()))?;
@@ -162,6 +184,11 @@ impl Metrics {
         registry.register(Box::new(m.dropped.clone()))?;
         Ok(m)
     }
+}
+
+/// A per-hop latency histogram ([`service_common::ops::hop_buckets`]).
+fn hop(name: &str, help: &str) -> prometheus::Result<Histogram> {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(service_common::ops::hop_buckets()))
 }
 
 impl Metrics {

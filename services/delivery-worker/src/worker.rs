@@ -166,6 +166,7 @@ fn spawn_all(
     dispatcher: &Arc<Dispatcher>,
     tracker: &TaskTracker,
 ) {
+    let read_at = std::time::Instant::now();
     let mut deliveries = Vec::new();
     let mut delivery_permits = Vec::new();
     for entry in entries {
@@ -190,7 +191,7 @@ fn spawn_all(
     let d = dispatcher.clone();
     let t = tracker.clone();
     tracker.spawn(async move {
-        let attempts = d.begin_batch(deliveries).await;
+        let attempts = d.begin_batch(deliveries, read_at).await;
         for (attempt, permit) in attempts.into_iter().zip(delivery_permits) {
             let Some(attempt) = attempt else { continue };
             let d = d.clone();

@@ -18,7 +18,7 @@ use delivery_model::event::{ADDON_INVOKED, MalformedEvent, StreamEvent};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
-use delivery_model::store::{FanoutEntry, Store, StreamEntry};
+use delivery_model::store::{FanoutEntry, Store, StreamEntry, entry_time_ms};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use futures::StreamExt;
@@ -308,7 +308,14 @@ impl Consumer {
             .map(|chunk| {
                 let matched = chunk.iter().filter(|e| !e.subscriptions.is_empty()).count();
                 let call = self.store.fanout_batch(chunk, now);
-                async move { (chunk.len(), matched, call.await) }
+                let event_lag = &self.metrics.event_lag;
+                async move {
+                    let result = call.await;
+                    if result.is_ok() {
+                        observe_lag(event_lag, chunk.iter().map(|e| e.entry_id));
+                    }
+                    (chunk.len(), matched, result)
+                }
             })
             .collect();
         let results: Vec<(usize, usize, Result<u64, delivery_model::Error>)> =
@@ -338,5 +345,13 @@ impl Consumer {
             }
         }
         ok
+    }
+}
+
+/// Observes, for each entry id, the time since Redis appended the entry (`hookline_consumer_event_lag_seconds`).
+fn observe_lag<'a>(histogram: &prometheus::Histogram, ids: impl Iterator<Item = &'a str>) {
+    let now_ms = now_micros() / 1000;
+    for ms in ids.filter_map(entry_time_ms) {
+        histogram.observe((now_ms - ms).max(0) as f64 / 1e3);
     }
 }

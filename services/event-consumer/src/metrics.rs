@@ -17,6 +17,9 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     /// Time to process one batch, in seconds.
     pub batch_duration: Histogram,
+    /// Hop latency: from an input entry's append to the stream (its id's time, millisecond resolution) to
+    /// its deliveries written and the entry acknowledged, in seconds.
+    pub event_lag: Histogram,
 }
 
 impl Metrics {
@@ -58,7 +61,15 @@ impl Metrics {
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                 ]),
             )?,
+            event_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hookline_consumer_event_lag_seconds",
+                    "Time from an input entry's append to its fan-out written and acknowledged.",
+                )
+                .buckets(service_common::ops::hop_buckets()),
+            )?,
         };
+        registry.register(Box::new(m.event_lag.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.deliveries_created.clone()))?;
         registry.register(Box::new(m.reclaimed.clone()))?;

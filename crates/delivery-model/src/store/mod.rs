@@ -65,7 +65,7 @@ pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
 pub use secrets::ResealReport;
 pub use sentinel::SentinelOptions;
-pub use streams::{StreamEntry, StreamReader};
+pub use streams::{StreamEntry, StreamReader, entry_time_ms};
 pub use subscriptions::ChallengeFailure;
 
 /// How to reach Redis and how long records live. `Debug` redacts the password (see the impl below).
@@ -277,6 +277,13 @@ impl Store {
                 c.internal_command_timeout = opts.command_timeout;
                 c.max_command_attempts = 3;
                 c.unresponsive = unresponsive(opts.command_timeout);
+                // Nagle's algorithm holds a small write back while an earlier one is unacknowledged, and
+                // the peer's delayed ACK can make that 40 ms: a latency tail at moderate load, where
+                // pipelined commands are small and sparse (issue #21). Every command here is latency-bound.
+                c.tcp = fred::types::config::TcpConfig {
+                    nodelay: Some(true),
+                    ..Default::default()
+                };
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = opts.command_timeout;

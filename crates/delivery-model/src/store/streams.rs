@@ -21,6 +21,12 @@ pub struct StreamEntry {
     pub fields: HashMap<String, String>,
 }
 
+/// When Redis added the entry with id `id` (`<ms>-<seq>`, with an id Redis generated), in milliseconds since
+/// the epoch; `None` for an id of another shape. Millisecond resolution: what the hop-latency metrics read.
+pub fn entry_time_ms(id: &str) -> Option<i64> {
+    id.split_once('-')?.0.parse().ok()
+}
+
 /// A dedicated connection for one read loop (see [`Store::reader`](super::Store::reader)).
 pub struct StreamReader {
     client: Client,

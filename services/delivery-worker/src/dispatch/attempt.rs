@@ -18,10 +18,10 @@ use delivery_model::store::{CircuitSignal, FinishItem, FinishResult};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use http::{StatusCode, Uri};
-use tokio::sync::OwnedSemaphorePermit;
 
+use super::host_slots::{self, Health, HostSlot};
 use super::outcome::Outcome;
-use super::{Attempt, Dispatcher, Handled, circuit, header, host_slots};
+use super::{Attempt, Dispatcher, Handled, circuit, header};
 use crate::client::{Answer, SendError};
 
 /// What the record's attempt log keeps of a request.
@@ -50,7 +50,7 @@ struct PreparedAttempt {
     /// The destination host, lower-cased: the key of its slots and of its circuit.
     host: String,
     sub: Subscription,
-    slot: OwnedSemaphorePermit,
+    slot: HostSlot,
 }
 
 /// A request made: its result, and what the record's log and the host's breaker learn from it.
@@ -59,7 +59,7 @@ struct Sent {
     trace: Trace,
     host: String,
     signal: CircuitSignal,
-    slot: OwnedSemaphorePermit,
+    slot: HostSlot,
 }
 
 /// An attempt whose outcome is decided: ready for its fenced write.
@@ -72,7 +72,7 @@ struct Concluded {
     /// The request, for the record's attempt log; `None`: nothing was attempted.
     trace: Option<Trace>,
     /// The host's slot, if one was taken: held until the outcome is written.
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<HostSlot>,
 }
 
 impl Concluded {
@@ -129,6 +129,7 @@ impl Dispatcher {
             entry_id,
             token,
             now,
+            read_at,
             leased,
         } = attempt;
         let record = leased.record;
@@ -139,6 +140,9 @@ impl Dispatcher {
                     tracing::warn!("lease lost while waiting for the host's slot; not sent");
                     return Ok(Handled::LeftPending);
                 }
+                self.metrics
+                    .send_wait
+                    .observe(read_at.elapsed().as_secs_f64());
                 let sent = self.send(&record, prepared, now).await;
                 self.classify_sent(&record, sent)
             }
@@ -196,11 +200,7 @@ impl Dispatcher {
             }
         };
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-        let Some(slot) = self
-            .hosts
-            .acquire(&host, self.cfg.per_host, self.cfg.host_wait)
-            .await
-        else {
+        let Some(slot) = self.hosts.acquire(&host, self.cfg.host_wait).await else {
             let at = host_slots::deferred_until();
             let deferred = Concluded::early(Outcome::Deferred { at });
             return Ok(Concluded { host, ..deferred }.into());
@@ -258,6 +258,9 @@ impl Dispatcher {
         if record.attempts == 0 {
             let lag = (now_micros() - record.created_at).max(0);
             self.metrics.first_attempt_lag.observe(lag as f64 / 1e6);
+        }
+        if !matches!(result, Err(SendError::Refused(_))) {
+            p.slot.observe(Health::of(trace.status, trace.duration));
         }
         let signal = circuit::signal(&result);
         self.learn(&p.host, signal);
@@ -331,7 +334,11 @@ impl Dispatcher {
             signal: c.signal,
             log,
         };
+        let writing = Instant::now();
         let written = self.outcomes.write(item).await?;
+        self.metrics
+            .outcome_write
+            .observe(writing.elapsed().as_secs_f64());
         let label = match written {
             FinishResult::Written => label,
             FinishResult::Superseded => "superseded",

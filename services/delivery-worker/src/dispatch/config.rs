@@ -15,7 +15,8 @@ pub struct DispatchConfig {
     pub excerpt_bytes: usize,
     pub max_challenges: u32,
     pub challenge_interval: Duration,
-    pub per_host: usize,
+    /// The floor and ceiling of every host's adaptive limit (see `host_slots`).
+    pub(super) host_bounds: super::host_slots::GateBounds,
     /// How long an attempt may wait for a slot of its host: one request timeout (the longest a slot can
     /// stay taken by one request). The wait does not eat into the request's lease: an attempt that waited
     /// renews its lease before it sends (see `renew_after`).
@@ -45,7 +46,10 @@ impl DispatchConfig {
             excerpt_bytes: s.outbound.error_excerpt_bytes,
             max_challenges: s.subscriptions.max_challenges,
             challenge_interval: Duration::from_millis(s.subscriptions.challenge_retry_interval_ms),
-            per_host: s.worker.max_in_flight_per_host,
+            host_bounds: super::host_slots::GateBounds::new(
+                s.worker.max_in_flight,
+                s.worker.max_in_flight_per_host,
+            ),
             host_wait: s.outbound.request_timeout(),
             renew_after: Duration::from_millis(s.worker.lease_margin_ms / 2),
             circuit: CircuitPolicy {
@@ -59,6 +63,12 @@ impl DispatchConfig {
                 probe_lease: s.worker.lease(&s.outbound),
             },
         })
+    }
+
+    /// The most requests one host may have in flight (its adaptive limit's ceiling): how many idle
+    /// connections per host the HTTP client keeps, so a fast host at its ceiling reuses its connections.
+    pub fn host_ceiling(&self) -> usize {
+        self.host_bounds.ceiling
     }
 
     /// Delay before the retry that follows attempt number `attempt` (1-based); the last step repeats.
@@ -95,7 +105,7 @@ pub(super) mod tests {
             excerpt_bytes: 8,
             max_challenges: 3,
             challenge_interval: Duration::from_secs(30),
-            per_host: 4,
+            host_bounds: super::super::host_slots::GateBounds::new(8, 4),
             host_wait: Duration::from_secs(30),
             renew_after: Duration::from_secs(5),
             circuit: CircuitPolicy::default(),

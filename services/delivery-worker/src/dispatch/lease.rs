@@ -1,7 +1,7 @@
 //! Taking the leases of a read batch's deliveries in one Redis call: each lease that is ours becomes an
 //! [`Attempt`], ready to send.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use delivery_model::ids::DeliveryId;
 use delivery_model::store::{BeginAttempt, BeginItem, Leased};
@@ -19,6 +19,8 @@ pub struct Attempt {
     pub(super) token: String,
     /// When the lease was taken.
     pub(super) now: Micros,
+    /// When its queue entry was read (the start of the `send_wait` hop).
+    pub(super) read_at: Instant,
     pub(super) leased: Leased,
 }
 
@@ -26,7 +28,11 @@ impl Dispatcher {
     /// Takes the leases of a read batch's deliveries (queue entry id, delivery id) in one Redis call.
     /// Returns, per item in order, the attempt to make, or `None`: no longer work (acknowledged in the same
     /// call), leased by a live attempt elsewhere, or not readable (left pending).
-    pub async fn begin_batch(&self, batch: Vec<(String, DeliveryId)>) -> Vec<Option<Attempt>> {
+    pub async fn begin_batch(
+        &self,
+        batch: Vec<(String, DeliveryId)>,
+        read_at: Instant,
+    ) -> Vec<Option<Attempt>> {
         // Lease tokens only need to be unique per attempt: one random id per batch, numbered.
         let batch_id = uuid::Uuid::new_v4().simple().to_string();
         let tokens: Vec<String> = (0..batch.len())
@@ -53,12 +59,19 @@ impl Dispatcher {
             .zip(tokens)
             .zip(results)
             .map(|(((entry_id, id), token), r)| match r {
-                Ok(BeginAttempt::Go(leased)) => Some(Attempt {
-                    entry_id,
-                    token,
-                    now,
-                    leased: *leased,
-                }),
+                Ok(BeginAttempt::Go(leased)) => {
+                    if leased.record.attempts == 0 {
+                        let lag = (now - leased.record.created_at).max(0);
+                        self.metrics.pickup_lag.observe(lag as f64 / 1e6);
+                    }
+                    Some(Attempt {
+                        entry_id,
+                        token,
+                        now,
+                        read_at,
+                        leased: *leased,
+                    })
+                }
                 Ok(BeginAttempt::Missing) => {
                     // Its record outlived the active TTL (a long worker outage): the delivery is lost, so
                     // it must show up somewhere an operator looks.

@@ -30,7 +30,7 @@ mod host_slots;
 mod lease;
 mod outcome;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use delivery_model::ids::DeliveryId;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
@@ -87,13 +87,14 @@ impl Dispatcher {
         metrics: Metrics,
     ) -> Self {
         let outcomes = Outcomes::start(store.clone(), cfg.circuit.clone());
+        let hosts = host_slots::HostSlots::new(cfg.host_bounds);
         Self {
             store,
             client,
             cfg,
             delegation,
             metrics,
-            hosts: host_slots::HostSlots::default(),
+            hosts,
             circuits: circuit::ClosedCircuits::default(),
             outcomes,
         }
@@ -124,7 +125,7 @@ impl Dispatcher {
         let result = match msg {
             Some(Ok(QueueMessage::DeliveryV1 { delivery_id })) => {
                 let mut go = self
-                    .begin_batch(vec![(entry.id.clone(), delivery_id)])
+                    .begin_batch(vec![(entry.id.clone(), delivery_id)], Instant::now())
                     .await;
                 return match go.pop().flatten() {
                     Some(attempt) => self.attempt(attempt).await,

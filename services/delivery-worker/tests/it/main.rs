@@ -207,3 +207,64 @@ async fn an_attempt_that_waited_for_its_host_keeps_its_lease_for_the_whole_reque
     svc.stop().await.unwrap();
     assert_eq!(receiver.deliveries().len(), 2, "each sent once");
 }
+
+/// Issue #21: the per-host limit adapts. A fast host with work waiting grows past the configured
+/// `max_in_flight_per_host`, while a slow host (answers slower than 500 ms) stays at it.
+#[tokio::test]
+async fn a_fast_host_gets_more_slots_than_the_floor_and_a_slow_host_does_not() {
+    let fast = Receiver::start().await;
+    fast.set_delay(Duration::from_millis(40));
+    // Another loopback address: another host to the per-host limits.
+    let slow = Receiver::start_on(std::net::Ipv4Addr::new(127, 0, 0, 2)).await;
+    slow.set_delay(Duration::from_millis(700));
+    let redis = RedisServer::start();
+    let settings = settings(
+        &redis,
+        &[
+            ("HOOKLINE__WORKER__MAX_IN_FLIGHT", "24"),
+            ("HOOKLINE__WORKER__MAX_IN_FLIGHT_PER_HOST", "2"),
+            ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50"),
+            ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1,127.0.0.2"),
+        ],
+    );
+    let fixture = StoreFixture::on(redis, settings.store_options()).await;
+    let mut subs = Vec::new();
+    for rx in [&fast, &slow] {
+        let sub = Subscription::new(
+            "owner-1",
+            "hook",
+            format!("{}/hook", rx.url()),
+            vec!["threat_model.created".into()],
+            SubscriptionStatus::Active,
+            now_micros(),
+        );
+        fixture.create(&sub).await;
+        subs.push(sub.id);
+    }
+    for _ in 0..120 {
+        fixture.queue_delivery(subs[0]).await;
+    }
+    for _ in 0..6 {
+        fixture.queue_delivery(subs[1]).await;
+    }
+    let mut svc = InProcess::start_on(fixture, settings, delivery_worker::run);
+
+    fast.wait_for_deliveries(120, Duration::from_secs(30)).await;
+    slow.wait_for_deliveries(6, Duration::from_secs(30)).await;
+    assert!(
+        fast.max_concurrent() >= 6,
+        "the fast host grew past its floor of 2: {} at once",
+        fast.max_concurrent()
+    );
+    assert!(
+        slow.max_concurrent() <= 2,
+        "the slow host stays at its floor: {} at once",
+        slow.max_concurrent()
+    );
+    assert_eq!(
+        fast.count_by_delivery_id().values().max(),
+        Some(&1),
+        "one POST per delivery"
+    );
+    svc.stop().await.unwrap();
+}
