@@ -113,6 +113,13 @@ impl Keyspace {
         self.k("webhook:subscriptions:event:")
     }
 
+    /// Counter bumped by every script that changes the per-event match sets (a subscription entering or
+    /// leaving `active`, or deleted while active): the event-consumer keeps the candidates it read until
+    /// this changes (issue #21).
+    pub fn match_generation(&self) -> String {
+        self.k("webhook:subscriptions:match_generation")
+    }
+
     // ---- deliveries --------------------------------------------------------------------------------------
 
     /// HASH: one delivery record (TMI's key name). TTL 4 h while active, 7 days once terminal.

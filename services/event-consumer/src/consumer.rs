@@ -11,7 +11,6 @@
 //! - **No poison entries.** A malformed entry is acknowledged, logged and counted, never retried.
 //! - **Self-healing.** A group lost with Redis's data (`NOGROUP`) is recreated by the reader without a restart.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use delivery_model::event::{ADDON_INVOKED, MalformedEvent, StreamEvent};
@@ -19,11 +18,11 @@ use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
 use delivery_model::store::{FanoutEntry, Store, StreamEntry, entry_time_ms};
-use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use futures::StreamExt;
 use service_common::config::{Settings, consumer_name};
 
+use crate::candidates::{CandidateCache, Candidates};
 use crate::metrics::Metrics;
 
 /// Script calls in flight at once within a batch (fred pipelines them on its connections).
@@ -87,6 +86,7 @@ type Decoded = (String, Result<StreamEvent, MalformedEvent>);
 /// The consumer's batch handler: match, fan out, route add-on invocations, acknowledge.
 pub struct Consumer {
     store: Store,
+    candidates: CandidateCache,
     require_owner_match: bool,
     metrics: Metrics,
 }
@@ -120,6 +120,7 @@ impl Consumer {
     pub fn new(store: Store, settings: &Settings, metrics: Metrics) -> Self {
         Self {
             store,
+            candidates: CandidateCache::default(),
             require_owner_match: settings.consumer.require_owner_match,
             metrics,
         }
@@ -145,12 +146,9 @@ impl Consumer {
         ok
     }
 
-    /// Candidate subscriptions once per event type per batch: two small set reads instead of one per entry.
-    /// `None` when Redis failed (the batch stays pending).
-    async fn candidates<'a>(
-        &self,
-        decoded: &'a [Decoded],
-    ) -> Option<HashMap<&'a str, Vec<Subscription>>> {
+    /// Candidate subscriptions of the batch's event types ([`CandidateCache`]). `None` when Redis failed (the
+    /// batch stays pending).
+    async fn candidates<'a>(&self, decoded: &'a [Decoded]) -> Option<Candidates<'a>> {
         let mut types: Vec<&str> = decoded
             .iter()
             .filter_map(|(_, e)| e.as_ref().ok())
@@ -159,28 +157,21 @@ impl Consumer {
             .collect();
         types.sort_unstable();
         types.dedup();
-        let mut candidates = HashMap::new();
-        for t in types {
-            match self.store.match_candidates(t).await {
-                Ok(subs) => {
-                    candidates.insert(t, subs);
-                }
-                Err(e) => {
-                    self.metrics.redis_errors.inc();
-                    tracing::warn!(error = %e, event.r#type = t, "reading subscriptions failed");
-                    return None;
-                }
+        if types.is_empty() {
+            return Some(Candidates::new());
+        }
+        match self.candidates.get(&self.store, &types).await {
+            Ok(c) => Some(c),
+            Err((t, e)) => {
+                self.metrics.redis_errors.inc();
+                tracing::warn!(error = %e, event.r#type = t, "reading subscriptions failed");
+                None
             }
         }
-        Some(candidates)
     }
 
     /// Sorts the batch into malformed entries, add-on routes and fan-outs.
-    fn plan<'a>(
-        &self,
-        decoded: &'a [Decoded],
-        candidates: &HashMap<&str, Vec<Subscription>>,
-    ) -> Plan<'a> {
+    fn plan<'a>(&self, decoded: &'a [Decoded], candidates: &Candidates<'_>) -> Plan<'a> {
         let mut plan = Plan::default();
         for (id, event) in decoded {
             match event {
@@ -201,7 +192,7 @@ impl Consumer {
                     let subs: Vec<SubscriptionId> = candidates
                         .get(e.event_type.as_str())
                         .into_iter()
-                        .flatten()
+                        .flat_map(|c| c.iter())
                         .filter(|s| {
                             s.matches(
                                 &e.event_type,

@@ -3,8 +3,10 @@
 //! - [`consumer`]: the per-batch work over the input stream (match, fan out, route addon invocations,
 //!   acknowledge) as a [`BatchHandler`](delivery_model::reader::BatchHandler) of the shared
 //!   [`GroupReader`], and the reading spec built from settings.
+//! - [`candidates`]: the subscriptions each event type can match, kept while the match generation holds.
 //! - [`metrics`]: this service's Prometheus metrics.
 
+pub mod candidates;
 pub mod consumer;
 pub mod metrics;
 

@@ -173,6 +173,7 @@ impl Store {
                     k.addons_by_subscription(id),
                     k.addons_all(),
                     k.addons_unscoped(),
+                    k.match_generation(),
                 ],
                 vec![
                     id.to_string(),
@@ -204,7 +205,7 @@ impl Store {
         let changed: i64 = scripts::SET_SUBSCRIPTION_STATUS
             .run(
                 self.pool(),
-                vec![k.subscription(id)],
+                vec![k.subscription(id), k.match_generation()],
                 vec![
                     expected.as_str().to_owned(),
                     new.as_str().to_owned(),
@@ -255,6 +256,16 @@ impl Store {
             "gone" => Ok(ChallengeFailure::Gone),
             other => Err(Error::Script(other.to_owned())),
         }
+    }
+
+    /// The match generation: changes whenever the set of subscriptions an event can match changes (see
+    /// [`Keyspace::match_generation`](crate::keys::Keyspace::match_generation)); 0 before the first change.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn match_generation(&self) -> Result<i64> {
+        let g: Option<i64> = self.pool().get(self.keys().match_generation()).await?;
+        Ok(g.unwrap_or(0))
     }
 
     /// The active subscriptions that list `event_type` or `*` — the only candidates an event can match.

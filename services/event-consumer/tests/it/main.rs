@@ -251,3 +251,88 @@ async fn with_a_replica_to_wait_for_entries_are_acknowledged_only_once_it_confir
     assert_eq!(queue_len(&svc).await, 1, "queued once");
     svc.stop().await.unwrap();
 }
+
+fn deliveries_created(svc: &InProcess) -> f64 {
+    svc.metric("hookline_consumer_deliveries_created_total", &[])
+}
+
+async fn publish_created(svc: &InProcess) {
+    svc.store
+        .publish_event(&event("threat_model.created"))
+        .await
+        .unwrap();
+}
+
+async fn wait_deliveries_created(svc: &InProcess, n: f64) {
+    wait::until(&format!("{n} deliveries created"), TIMEOUT, || async {
+        (deliveries_created(svc) >= n).then_some(())
+    })
+    .await;
+}
+
+/// Issue #21: the consumer keeps the candidates it read between batches, and still sees every change at
+/// once: a subscription that becomes active, one that is paused and one that is deleted, each between two
+/// events. (Stale candidates would show: a missing delivery, or a `fanned_out` count instead of `no_match`.)
+#[tokio::test]
+async fn cached_candidates_follow_every_subscription_change() {
+    let mut svc = start(RedisServer::start(), &[]).await;
+    let first = subscribe(&svc, &["threat_model.created"]).await;
+    publish_created(&svc).await;
+    wait_deliveries_created(&svc, 1.0).await;
+
+    // A second subscription, created pending and activated afterwards: the next event reaches both.
+    let second = Subscription::new(
+        OWNER,
+        "hook-2",
+        "http://127.0.0.1:9/hook",
+        vec!["threat_model.created".into()],
+        SubscriptionStatus::PendingVerification,
+        now_micros(),
+    );
+    assert!(svc.store.create_subscription(&second).await.unwrap());
+    publish_created(&svc).await;
+    wait_metric(&svc, EVENTS, &[("outcome", "fanned_out")], 2.0).await;
+    assert_eq!(
+        deliveries_created(&svc),
+        2.0,
+        "not active yet: only the first"
+    );
+    assert!(
+        svc.store
+            .set_subscription_status(
+                second.id,
+                SubscriptionStatus::PendingVerification,
+                SubscriptionStatus::Active,
+                now_micros(),
+                false,
+            )
+            .await
+            .unwrap()
+    );
+    publish_created(&svc).await;
+    wait_deliveries_created(&svc, 4.0).await;
+
+    // The first paused, the second deleted: the next event matches nothing.
+    assert!(
+        svc.store
+            .set_subscription_status(
+                first.id,
+                SubscriptionStatus::Active,
+                SubscriptionStatus::Inactive,
+                now_micros(),
+                false,
+            )
+            .await
+            .unwrap()
+    );
+    assert!(svc.store.delete_subscription(second.id).await.unwrap());
+    publish_created(&svc).await;
+    wait_metric(&svc, EVENTS, &[("outcome", "no_match")], 1.0).await;
+    assert_eq!(deliveries_created(&svc), 4.0);
+    assert_eq!(
+        svc.metric(EVENTS, &[("outcome", "fanned_out")]),
+        3.0,
+        "the last event was not matched against stale candidates"
+    );
+    svc.stop().await.unwrap();
+}
