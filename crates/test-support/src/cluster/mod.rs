@@ -51,7 +51,7 @@ pub struct ClusterOptions {
     pub masters: usize,
     pub replicas_per_master: usize,
     pub tls: ClusterTls,
-    /// `Some(rule)`: the `default` user is off, [`ADMIN_USER`] may do anything, [`ACL_USER`] is restricted by
+    /// `Some(rule)`: the `default` user is off, [`ADMIN_USER`] may do anything, [`ACL_USER`](crate::redis::ACL_USER) is restricted by
     /// `rule` (see [`crate::redis::hookline_cluster_acl_rule`]).
     pub acl_rule: Option<String>,
 }

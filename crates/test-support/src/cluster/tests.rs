@@ -132,10 +132,11 @@ async fn a_reshard_moves_slots_and_their_keys() {
 
 #[test]
 fn a_mutual_tls_cluster_with_acl_users_comes_up() {
+    // With replicas: `start` waits for their links, so replication over TLS as the admin works too.
     let c = Cluster::start_with(ClusterOptions {
         tls: ClusterTls::Mutual,
         acl_rule: Some(crate::redis::hookline_cluster_acl_rule()),
-        ..ClusterOptions::new(3, 0)
+        ..ClusterOptions::new(3, 1)
     });
     assert!(c.url().starts_with("rediss-cluster://127.0.0.1:"));
     let masters = c.master_ports();
