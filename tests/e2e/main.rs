@@ -5,6 +5,7 @@
 mod addons;
 mod callbacks;
 mod cleanup;
+mod cluster;
 mod contract;
 mod failover;
 mod halfopen;

@@ -6,7 +6,9 @@ use delivery_model::delivery::DeliveryStatus;
 use serde_json::json;
 use test_support::certs::SERVER_NAME;
 use test_support::receiver::Receiver;
-use test_support::redis::{ACL_PASSWORD, ACL_USER, HOOKLINE_ACL_RULE, RedisServer};
+use test_support::redis::{
+    ACL_PASSWORD, ACL_USER, CLUSTER_ACL_ADDITIONS, HOOKLINE_ACL_RULE, RedisServer,
+};
 use test_support::service::ServiceBin;
 
 use crate::harness::{Stack, WAIT, run_to_exit, user};
@@ -209,5 +211,11 @@ fn the_documented_acl_rule_is_the_tested_one() {
     assert!(
         doc.contains(&documented),
         "docs/operations.md must give the rule the tests use: {HOOKLINE_ACL_RULE}"
+    );
+    // What a Redis Cluster adds (crates/delivery-model/tests/it/cluster.rs runs the user with both).
+    let cluster = format!("ACL SETUSER hookline {CLUSTER_ACL_ADDITIONS}\n");
+    assert!(
+        doc.contains(&cluster),
+        "docs/operations.md must give the cluster additions the tests use: {CLUSTER_ACL_ADDITIONS}"
     );
 }

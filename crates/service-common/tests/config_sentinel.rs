@@ -104,13 +104,14 @@ fn bad_sentinel_settings_name_the_key() {
             &[("HOOKLINE__REDIS__SENTINEL_PASSWORD", "x")],
             "redis.sentinel_password",
         ),
+        // Sentinel with a cluster URL: the cluster check names the Sentinel key (tests/config_cluster.rs).
         (
             &[
                 SENTINELS,
                 MASTER,
                 ("HOOKLINE__REDIS__URL", "redis-cluster://127.0.0.1:7000"),
             ],
-            "redis.url",
+            "redis.sentinels",
         ),
         (
             &[

@@ -3,6 +3,8 @@
 //! - [`redis`]: a private `redis-server` on a free loopback port (plain, TLS-only or ACL users only),
 //!   killed on drop; [`certs`]: the certificates of its TLS variant.
 //! - [`sentinel`]: a primary, a replica and three sentinels on loopback, for failover tests.
+//! - [`cluster`]: a real Redis Cluster on loopback (plain, TLS or ACL users only): failover of a killed
+//!   master, resharding, which node serves a slot.
 //! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (half-open Redis).
 //! - [`resp`]: one command and its reply over a plain TCP connection, for checks of the nodes above.
 //! - [`replica`]: a replica of such a server (`--replicaof`), for the `WAIT` (loss budget) tests.
@@ -21,6 +23,7 @@
 
 pub mod auth;
 pub mod certs;
+pub mod cluster;
 pub mod http;
 pub mod inproc;
 pub mod postgres;

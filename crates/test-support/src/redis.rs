@@ -28,6 +28,22 @@ pub const ACL_PASSWORD: &str = "hookline-acl-pw-0123";
 pub const HOOKLINE_ACL_RULE: &str = "resetkeys ~webhook:* ~hookline:* ~addon:* ~tmi:events %R~blacklist:token:* \
      resetchannels -@all +@read +@write +@stream -@dangerous +evalsha +eval +script|load +ping +info +client|id +wait +role";
 
+/// What a Redis Cluster adds to [`HOOKLINE_ACL_RULE`] (issue #15), as `docs/operations.md` gives it: exactly
+/// what fred's cluster client sends besides the commands themselves (read in fred 10.1's source and checked
+/// against `ACL LOG` by the cluster tests):
+/// - `CLUSTER SLOTS` to learn (and, after `MOVED` or a lost node, relearn) which node serves which slot;
+/// - `CLUSTER INFO` on every new connection, which fred refuses to use unless `cluster_state:ok`;
+/// - `ASKING` before a command it retries on another node after an `ASK` redirection (a slot migrating).
+///
+/// Not `CLUSTER NODES`/`CLUSTER SHARDS` (fred discovers nodes with `CLUSTER SLOTS` only) and not `READONLY`
+/// (sent only with fred's `replicas` feature: Hookline reads from masters).
+pub const CLUSTER_ACL_ADDITIONS: &str = "+cluster|slots +cluster|info +asking";
+
+/// [`HOOKLINE_ACL_RULE`] followed by [`CLUSTER_ACL_ADDITIONS`]: the rule of the services' user on a cluster.
+pub fn hookline_cluster_acl_rule() -> String {
+    format!("{HOOKLINE_ACL_RULE} {CLUSTER_ACL_ADDITIONS}")
+}
+
 /// How a test server is reached.
 #[derive(Clone, Debug)]
 pub enum Access {
@@ -87,12 +103,7 @@ impl RedisServer {
     /// As [`start`](Self::start).
     pub fn start_acl(rule: &str) -> Self {
         Self::start_in(new_dir(), |dir| {
-            let conf = format!(
-                "user default off\n\
-                 user {ADMIN_USER} on >{ADMIN_PASSWORD} ~* &* +@all\n\
-                 user {ACL_USER} on >{ACL_PASSWORD} {rule}\n"
-            );
-            write_file(&dir.join("redis.conf"), &conf);
+            write_file(&dir.join("redis.conf"), &acl_users_conf(rule));
             write_file(&dir.join("hookline.password"), &format!("{ACL_PASSWORD}\n"));
             Access::Acl {
                 rule: rule.to_owned(),
@@ -334,13 +345,23 @@ pub(crate) fn wait_for_own_server(child: &mut Child, port: u16, timeout: Duratio
     false
 }
 
+/// The users of an ACL server, as config-file lines: `default` off, [`ADMIN_USER`] with every right,
+/// [`ACL_USER`] restricted by `rule`.
+pub(crate) fn acl_users_conf(rule: &str) -> String {
+    format!(
+        "user default off\n\
+         user {ADMIN_USER} on >{ADMIN_PASSWORD} ~* &* +@all\n\
+         user {ACL_USER} on >{ACL_PASSWORD} {rule}\n"
+    )
+}
+
 #[expect(clippy::expect_used, reason = "test harness")]
-fn new_dir() -> tempfile::TempDir {
+pub(crate) fn new_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
 #[expect(clippy::expect_used, reason = "test harness")]
-fn write_file(path: &Path, text: &str) {
+pub(crate) fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write redis-server file");
 }
 

@@ -18,24 +18,46 @@ pub enum Reply {
 
 /// Sends one command to `127.0.0.1:port` and reads its reply; `None` when the node does not answer.
 pub fn command(port: u16, args: &[&str]) -> Option<Reply> {
+    command_as(port, None, args)
+}
+
+/// As [`command`], first authenticating as `(user, password)` when given (a node whose `default` user is
+/// off). A refused `AUTH` is returned as its error reply instead of the command's.
+pub fn command_as(port: u16, auth: Option<(&str, &str)>, args: &[&str]) -> Option<Reply> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    let mut req = String::new();
+    let mut replies = 1;
+    if let Some((user, password)) = auth {
+        encode(&mut req, &["AUTH", user, password]);
+        replies += 1;
     }
+    encode(&mut req, args);
     s.write_all(req.as_bytes()).ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
+    let mut at = 0;
     loop {
-        if let Some((reply, _)) = parse(&buf) {
-            return Some(reply);
+        while let Some((reply, used)) = buf.get(at..).and_then(parse) {
+            at += used;
+            replies -= 1;
+            if replies == 0 || matches!(reply, Reply::Error(_)) {
+                return Some(reply);
+            }
         }
         let n = s.read(&mut chunk).ok()?;
         if n == 0 {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Appends `args` as one RESP command (an array of bulk strings).
+fn encode(req: &mut String, args: &[&str]) {
+    req.push_str(&format!("*{}\r\n", args.len()));
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
 }
 

@@ -16,7 +16,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::StoreOptions;
+use super::{StoreOptions, cluster};
 use crate::error::{Error, Result};
 
 /// The scheme of a plain-text connection.
@@ -106,16 +106,26 @@ pub fn redact_url(url: &str) -> String {
 /// CA, certificate or key file that cannot be used.
 pub fn fred_config(opts: &StoreOptions) -> Result<Config> {
     let url = opts.url.trim();
+    if let Some(problem) = cluster::url_problem(url) {
+        return Err(Error::Config(format!(
+            "Redis URL {}: {problem}",
+            redact_url(url)
+        )));
+    }
     // fred would build its own TLS connector for `rediss://` (from the platform's CA store); parsing the
     // plain form and adding ours keeps one place that decides what is trusted.
-    let (tls, parse_url) = match url.strip_prefix(TLS_SCHEME) {
-        Some(rest) => (true, format!("{PLAIN_SCHEME}{rest}")),
-        None => (false, url.to_owned()),
+    let (tls, parse_url) = if let Some(rest) = url.strip_prefix(TLS_SCHEME) {
+        (true, format!("{PLAIN_SCHEME}{rest}"))
+    } else if let Some(rest) = url.strip_prefix(cluster::TLS_CLUSTER_SCHEME) {
+        (true, format!("{}{rest}", cluster::CLUSTER_SCHEME))
+    } else {
+        (false, url.to_owned())
     };
     let mut config = Config::from_url(&parse_url)
         .map_err(|e| Error::Config(format!("Redis URL {}: {}", redact_url(url), e.details())))?;
     let tls = tls || config.uses_tls();
     apply_credentials(&mut config, opts)?;
+    cluster::check_options(&config, opts)?;
     if tls {
         config.tls = Some(TlsConfig::from(TlsConnector::from(client_config(
             &opts.tls,
@@ -125,10 +135,17 @@ pub fn fred_config(opts: &StoreOptions) -> Result<Config> {
         }
     } else if !opts.tls.is_empty() {
         return Err(Error::Config(format!(
-            "TLS options are set but the Redis URL does not use {TLS_SCHEME}"
+            "TLS options are set but the Redis URL does not use {TLS_SCHEME} or {}",
+            cluster::TLS_CLUSTER_SCHEME
         )));
     }
     Ok(config)
+}
+
+/// Whether `url` asks for TLS: `rediss://` or `rediss-cluster://`.
+pub fn is_tls_url(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with(TLS_SCHEME) || url.starts_with(cluster::TLS_CLUSTER_SCHEME)
 }
 
 /// The error of a failed first connection: where to (password redacted), what failed, and for the two ways
@@ -170,7 +187,7 @@ fn apply_credentials(config: &mut Config, opts: &StoreOptions) -> Result<()> {
     Ok(())
 }
 
-/// Sets the TLS server name of a single-server configuration.
+/// Sets the TLS server name of a single-server configuration, or of every node of a cluster.
 fn set_server_name(config: &mut Config, name: &str) -> Result<()> {
     ServerName::try_from(name.to_owned())
         .map_err(|e| Error::Config(format!("TLS server name {name:?}: {e}")))?;
@@ -179,8 +196,13 @@ fn set_server_name(config: &mut Config, name: &str) -> Result<()> {
             server.tls_server_name = Some(name.into());
             Ok(())
         }
+        ServerConfig::Clustered { .. } => {
+            cluster::set_server_name(config, name);
+            Ok(())
+        }
         _ => Err(Error::Config(
-            "a TLS server name override applies to a single-server Redis URL only".into(),
+            "a TLS server name override applies to a single-server or cluster Redis URL only"
+                .into(),
         )),
     }
 }

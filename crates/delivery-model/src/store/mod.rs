@@ -27,6 +27,7 @@ pub mod addons;
 pub mod attempts;
 pub mod callbacks;
 pub mod cleanup;
+pub mod cluster;
 pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
@@ -71,7 +72,8 @@ pub use subscriptions::ChallengeFailure;
 /// How to reach Redis and how long records live. `Debug` redacts the password (see the impl below).
 #[derive(Clone)]
 pub struct StoreOptions {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS.
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS; a Redis Cluster:
+    /// `redis-cluster://[user:password@]host:port[?node=host:port…]` or `rediss-cluster://…` (see [`cluster`]).
     pub url: String,
     /// Multiplexed connections shared by all non-blocking commands.
     pub pool_size: usize,
@@ -86,7 +88,8 @@ pub struct StoreOptions {
     /// Upper bound on any single command (blocking reads add their block time). Also the bound on a
     /// half-open connection: one whose oldest unanswered command is this old is closed and replaced.
     pub command_timeout: Duration,
-    /// Sentinels naming the primary; `None` connects to the URL's host. See [`SentinelOptions`].
+    /// Sentinels naming the primary; `None` connects to the URL's host. See [`SentinelOptions`]. Refused
+    /// with a cluster URL.
     pub sentinel: Option<SentinelOptions>,
     // ---- loss budget (issue #14): WAIT before acknowledging -------------------------------------------
     /// Replicas that must confirm a write Hookline acknowledges to a caller before it answers (`WAIT`);

@@ -22,10 +22,13 @@
 //! - [`lease_renewal`]: an attempt that waited renews its lease, only while it holds it.
 //! - [`stale_entries`]: a `not_due` queue entry goes back on the schedule.
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
+//! - [`cluster`]: a real Redis Cluster: connecting (plain, mutual TLS, the ACL user), every master, a
+//!   stream read on a dedicated connection, a master failover.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod attempts;
+mod cluster;
 mod connection;
 mod deliveries;
 mod durability;

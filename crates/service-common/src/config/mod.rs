@@ -10,6 +10,7 @@
 //! This file holds the section structs and the loader; `validate.rs` holds the checks, one function per
 //! section.
 
+mod cluster;
 mod redis_access;
 mod secret_keys;
 mod sentinel;

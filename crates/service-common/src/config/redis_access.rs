@@ -5,8 +5,8 @@
 //! - the password comes from exactly one place: the URL, `redis.password` or `redis.password_file`; two of
 //!   them set is refused rather than one silently winning;
 //! - the user comes from the URL or `redis.username`, not both;
-//! - every `redis.tls_*` key needs a `rediss://` URL (with `redis://` it would be silently ignored), and the
-//!   client certificate and key go together.
+//! - every `redis.tls_*` key needs a `rediss://` (or `rediss-cluster://`) URL (without TLS it would be
+//!   silently ignored), and the client certificate and key go together.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -82,11 +82,12 @@ impl RedisSettings {
             ("redis.tls_client_key_file", &self.tls_client_key_file),
             ("redis.tls_server_name", &self.tls_server_name),
         ];
-        if !self.url.starts_with(connection::TLS_SCHEME) {
+        if !connection::is_tls_url(&self.url) {
             if let Some((key, _)) = tls_keys.iter().find(|(_, v)| !v.is_empty()) {
                 return Err(invalid(
                     key,
-                    "needs a rediss:// redis.url (TLS); with redis:// it would be ignored",
+                    "needs a rediss:// or rediss-cluster:// redis.url (TLS); without TLS it would \
+                     be ignored",
                 ));
             }
             return Ok(());

@@ -31,6 +31,7 @@ impl Settings {
             list.retain(|s| !s.trim().is_empty());
         }
         self.redis.validate()?;
+        self.redis.validate_cluster()?;
         self.redis.validate_sentinel()?;
         self.redis.read_password_file()?;
         self.delivery.validate()?;
@@ -92,10 +93,18 @@ impl RedisSettings {
         if self.url.is_empty() {
             return Err(invalid("redis.url", "must not be empty"));
         }
-        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+        if ![
+            "redis://",
+            "rediss://",
+            "redis-cluster://",
+            "rediss-cluster://",
+        ]
+        .iter()
+        .any(|scheme| self.url.starts_with(scheme))
+        {
             return Err(invalid(
                 "redis.url",
-                "must start with redis:// or rediss://",
+                "must start with redis://, rediss://, redis-cluster:// or rediss-cluster://",
             ));
         }
         if self.pool_size == 0 || self.pool_size > 64 {
