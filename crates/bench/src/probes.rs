@@ -1,5 +1,6 @@
-//! What the benchmark reads besides the sink: Redis's memory, command statistics and pid, the CPU time of
-//! the processes under test, their metrics, and `wrk`'s raw POST ceiling.
+//! What the benchmark reads from Redis (memory, command statistics, pid) and from `wrk` (the raw POST
+//! ceiling), and the services' raw counters for `BENCH_DEBUG`. CPU readings are in `cpu.rs`, histograms in
+//! `hops.rs`.
 
 use anyhow::Context;
 use fred::prelude::*;

@@ -31,26 +31,25 @@ impl Spread {
         })
     }
 
-    /// `median (min–max)` with `decimals`, or just the value for one repeat.
+    /// `median (min–max)` with `decimals`, or just the median when the range rounds to one value.
     pub(crate) fn show(&self, decimals: usize) -> String {
-        if self.min == self.max {
-            return format!("{:.decimals$}", self.median);
+        let (median, min, max) = (
+            format!("{:.decimals$}", self.median),
+            format!("{:.decimals$}", self.min),
+            format!("{:.decimals$}", self.max),
+        );
+        if min == max {
+            median
+        } else {
+            format!("{median} ({min}–{max})")
         }
-        format!(
-            "{:.decimals$} ({:.decimals$}–{:.decimals$})",
-            self.median, self.min, self.max
-        )
     }
 }
 
-/// `f` of every run, as a spread.
-pub(crate) fn spread(runs: &[Run], f: impl Fn(&Run) -> f64) -> String {
+/// `f` of every run, as a spread with `decimals`.
+pub(crate) fn spread(runs: &[Run], decimals: usize, f: impl Fn(&Run) -> f64) -> String {
     let v: Vec<f64> = runs.iter().map(f).filter(|x| x.is_finite()).collect();
-    match Spread::of(&v) {
-        Some(s) if v.iter().all(|x| x.abs() >= 100.0) => s.show(0),
-        Some(s) => s.show(2),
-        None => "n/a".into(),
-    }
+    Spread::of(&v).map_or_else(|| "n/a".into(), |s| s.show(decimals))
 }
 
 /// The `q` quantile of sorted µs values, in ms (the nearest rank at or below).
@@ -225,6 +224,11 @@ mod tests {
         assert_eq!(
             Spread::of(&[1999.6]).map(|s| s.show(0)),
             Some("2000".into())
+        );
+        // A range that rounds to one value is not printed as "500 (500–500)".
+        assert_eq!(
+            Spread::of(&[499.6, 500.2, 500.4]).map(|s| s.show(0)),
+            Some("500".into())
         );
     }
 

@@ -75,10 +75,10 @@ pub(crate) async fn run(args: &Args, mode: Mode, k: usize, rates: &[u64]) -> any
     for (rate, runs) in &by_rate {
         println!(
             "| {rate} | {} | {} | {} | {} |",
-            spread(runs, Run::deliveries_per_sec),
-            spread(runs, |r| report::quantile_ms(&r.latencies, 0.5)),
-            spread(runs, |r| report::quantile_ms(&r.latencies, 0.99)),
-            spread(runs, report::busy_percent),
+            spread(runs, 0, Run::deliveries_per_sec),
+            spread(runs, 2, |r| report::quantile_ms(&r.latencies, 0.5)),
+            spread(runs, 2, |r| report::quantile_ms(&r.latencies, 0.99)),
+            spread(runs, 0, report::busy_percent),
         );
     }
     for (rate, runs) in &by_rate {
