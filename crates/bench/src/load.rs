@@ -249,6 +249,8 @@ pub(crate) async fn steady(publisher: &Publisher, rate: f64, secs: f64) -> Sent 
             tasks.spawn(async move { t.record(p.publish(n).await) });
             i += 1;
         }
+        // Reap finished publishes as we go, so a long run does not hold tens of thousands of results.
+        while tasks.try_join_next().is_some() {}
         if i < total {
             tokio::time::sleep_until((start + due_at(i, rate)).into()).await;
         }
