@@ -1,7 +1,6 @@
-//! What the benchmark reads besides the sink: Redis's memory, command statistics and pid, the CPU time of
-//! the processes under test, their metrics, and `wrk`'s raw POST ceiling.
-
-use std::time::Duration;
+//! What the benchmark reads from Redis (memory, command statistics, pid) and from `wrk` (the raw POST
+//! ceiling), and the services' raw counters for `BENCH_DEBUG`. CPU readings are in `cpu.rs`, histograms in
+//! `hops.rs`.
 
 use anyhow::Context;
 use fred::prelude::*;
@@ -51,22 +50,6 @@ pub(crate) async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::R
     Ok(())
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`; None off Linux.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is parenthesised and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on (it is fixed in the kernel ABI for /proc).
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// The processes whose CPU the flood is charged to, by role.
-pub(crate) fn cpu_snapshot(roles: &[(String, u32)]) -> Vec<Option<Duration>> {
-    roles.iter().map(|(_, pid)| cpu_time(*pid)).collect()
-}
-
 pub(crate) async fn redis_pid(c: &Client) -> anyhow::Result<u32> {
     let info: String = c.info(Some(fred::types::InfoKind::Server)).await?;
     info.lines()
@@ -96,52 +79,6 @@ pub(crate) fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("parsing wrk output: {text}"))
-}
-
-/// The processes whose CPU the flood is charged to, by role: Redis, the consumer, each worker, and this
-/// process (publisher and receiver).
-pub(crate) async fn process_roles(
-    raw: &Client,
-    consumer: &Service,
-    workers: &[Service],
-) -> anyhow::Result<Vec<(String, u32)>> {
-    let mut roles = vec![
-        ("redis-server".to_owned(), redis_pid(raw).await?),
-        ("event-consumer".to_owned(), consumer.pid()),
-    ];
-    for (i, w) in workers.iter().enumerate() {
-        roles.push((format!("delivery-worker {}", i + 1), w.pid()));
-    }
-    roles.push((
-        "bench (publisher + receiver)".to_owned(),
-        std::process::id(),
-    ));
-    Ok(roles)
-}
-
-/// Where the machine's time went: the ceiling ratio is bounded by the CPU all processes share. Roles whose
-/// CPU time could not be read are left out; nothing is printed when none could.
-pub(crate) fn print_cpu_per_delivery(
-    roles: &[(String, u32)],
-    cpu_before: &[Option<Duration>],
-    cpu_after: &[Option<Duration>],
-    deliveries: f64,
-) {
-    let mut parts = Vec::new();
-    let mut total = 0.0;
-    for (((role, _), before), after) in roles.iter().zip(cpu_before).zip(cpu_after) {
-        if let (Some(b), Some(a)) = (before, after) {
-            let us = a.saturating_sub(*b).as_secs_f64() * 1e6 / deliveries;
-            total += us;
-            parts.push(format!("{role} {us:.0}"));
-        }
-    }
-    if !parts.is_empty() {
-        println!(
-            "- CPU per delivery during the flood (µs): {}; all {total:.0}",
-            parts.join(", ")
-        );
-    }
 }
 
 /// The services' counters and histogram sums from their `/metrics` (`BENCH_DEBUG`).
