@@ -77,6 +77,11 @@ async fn delivers_a_queued_delivery_and_acknowledges_it() {
     let got = receiver.wait_for_deliveries(1, TIMEOUT).await;
     assert_eq!(got[0].delivery_id(), Some(id.to_string().as_str()));
     wait_delivered(&svc, id).await;
+    // The counter moves just after the outcome is written: wait for it rather than race it.
+    wait::until("counted delivered", TIMEOUT, || async {
+        (svc.metric(DELIVERIES, &[("outcome", "delivered")]) >= 1.0).then_some(())
+    })
+    .await;
     assert_eq!(svc.metric(DELIVERIES, &[("outcome", "delivered")]), 1.0);
     assert_eq!(
         queue_pending(&svc).await,
@@ -203,8 +208,13 @@ async fn an_attempt_that_waited_for_its_host_keeps_its_lease_for_the_whole_reque
     );
     wait_delivered(&svc, first).await;
     wait_delivered(&svc, second).await;
-    assert_eq!(svc.metric(DELIVERIES, &[("outcome", "delivered")]), 2.0);
+    // The counter moves just after the outcome is written: wait for it rather than race it.
+    wait::until("both counted delivered", TIMEOUT, || async {
+        (svc.metric(DELIVERIES, &[("outcome", "delivered")]) >= 2.0).then_some(())
+    })
+    .await;
     svc.stop().await.unwrap();
+    assert_eq!(svc.metric(DELIVERIES, &[("outcome", "delivered")]), 2.0);
     assert_eq!(receiver.deliveries().len(), 2, "each sent once");
 }
 
