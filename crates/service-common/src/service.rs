@@ -42,7 +42,7 @@ pub async fn main<R, F, Fut>(service: &'static str, readiness: R, run: F) -> any
 where
     R: FnOnce(&Settings, &Store) -> ReadyCheck,
     F: FnOnce(Context) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let (settings, _telemetry) = startup::init(service)?;
     let store = redis::connect(&settings)
@@ -62,13 +62,17 @@ where
         ops_token.clone(),
     ));
 
-    let result = run(Context {
+    // The service runs as a task on the runtime's worker threads, not on the thread that blocks in `main`:
+    // there, every Redis reply (read by fred's connection tasks on the workers) had to wake another thread,
+    // tens of context switches per delivery at a moderate rate (issue #21).
+    let result = tokio::spawn(run(Context {
         settings,
         store: store.clone(),
         registry,
         shutdown: token,
-    })
-    .await;
+    }))
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("the service task failed: {e}")));
     ops_token.cancel();
     let _ = ops_task.await;
     store.quit().await;
