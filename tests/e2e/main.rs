@@ -15,4 +15,5 @@ mod production;
 mod quotas;
 mod resilience;
 mod secrets;
+mod signatures;
 mod worker;

@@ -4,8 +4,12 @@
 //! decoded bytes); the message is the exact body bytes; the header value is `sha256=<lowercase hex>`.
 //! Verification compares the whole header value in constant time, so an uppercase-hex signature is rejected,
 //! as in TMI.
+//!
+//! [`standard`] holds the Standard Webhooks signatures of subscriptions whose scheme is `standard`.
 
 use ring::hmac;
+
+pub mod standard;
 
 /// The prefix of every signature header value.
 pub const SIGNATURE_PREFIX: &str = "sha256=";

@@ -60,6 +60,45 @@ impl FromStr for SubscriptionStatus {
     }
 }
 
+/// How a subscription's deliveries are signed (`signature_scheme`, chosen at create).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// TMI's `X-Webhook-Signature: sha256=<hex>` over the body, keyed by the secret's UTF-8 bytes.
+    #[default]
+    Tmi,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (see
+    /// [`signing::standard`](crate::signing::standard)), with a `whsec_` secret.
+    Standard,
+}
+
+impl SignatureScheme {
+    pub const ALL: [SignatureScheme; 2] = [SignatureScheme::Tmi, SignatureScheme::Standard];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::Tmi => "tmi",
+            SignatureScheme::Standard => "standard",
+        }
+    }
+}
+
+impl fmt::Display for SignatureScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignatureScheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::Decode(format!("unknown signature scheme {s:?}")))
+    }
+}
+
 /// Hash field names of a stored subscription.
 pub mod field {
     pub const ID: &str = "id";
@@ -78,6 +117,8 @@ pub mod field {
     pub const LAST_SUCCESSFUL_USE: &str = "last_successful_use";
     pub const PUBLICATION_FAILURES: &str = "publication_failures";
     pub const OPERATOR_PINNED: &str = "operator_pinned";
+    /// Absent on records from before schemes existed (and on TMI's imports): `tmi`.
+    pub const SIGNATURE_SCHEME: &str = "signature_scheme";
 }
 
 /// A stored webhook subscription. `Debug` redacts the secret and the challenge token (see the impl below).
@@ -105,6 +146,8 @@ pub struct Subscription {
     /// Permanent delivery failures since the last success.
     pub publication_failures: u32,
     pub operator_pinned: bool,
+    /// How deliveries are signed; `tmi` unless chosen at create.
+    pub signature_scheme: SignatureScheme,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -132,6 +175,7 @@ impl fmt::Debug for Subscription {
             .field("last_successful_use", &self.last_successful_use)
             .field("publication_failures", &self.publication_failures)
             .field("operator_pinned", &self.operator_pinned)
+            .field("signature_scheme", &self.signature_scheme)
             .finish()
     }
 }
@@ -191,6 +235,7 @@ impl Subscription {
             last_successful_use: None,
             publication_failures: 0,
             operator_pinned: false,
+            signature_scheme: SignatureScheme::Tmi,
         }
     }
 
@@ -220,6 +265,10 @@ impl Subscription {
             last_successful_use: opt_num(h, field::LAST_SUCCESSFUL_USE)?,
             publication_failures: num(h, field::PUBLICATION_FAILURES)?,
             operator_pinned: get(h, field::OPERATOR_PINNED) == Some("1"),
+            signature_scheme: get(h, field::SIGNATURE_SCHEME)
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -246,6 +295,10 @@ impl Subscription {
             (
                 field::OPERATOR_PINNED,
                 if self.operator_pinned { "1" } else { "0" }.to_owned(),
+            ),
+            (
+                field::SIGNATURE_SCHEME,
+                self.signature_scheme.as_str().to_owned(),
             ),
         ];
         if let Some(t) = &self.threat_model_id {
@@ -317,6 +370,7 @@ mod tests {
             last_successful_use: None,
             publication_failures: 0,
             operator_pinned: false,
+            signature_scheme: SignatureScheme::Standard,
         }
     }
 
@@ -329,6 +383,20 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(Subscription::from_hash(&h).ok(), Some(s));
+    }
+
+    #[test]
+    fn records_without_a_scheme_are_tmi() {
+        let mut h: HashMap<String, String> = sample()
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        h.remove(field::SIGNATURE_SCHEME);
+        let s = Subscription::from_hash(&h).map(|s| s.signature_scheme);
+        assert_eq!(s.ok(), Some(SignatureScheme::Tmi));
+        h.insert(field::SIGNATURE_SCHEME.into(), "svix".into());
+        assert!(Subscription::from_hash(&h).is_err());
     }
 
     #[test]

@@ -103,6 +103,7 @@ mod tests {
             last_successful_use: last_used_days_ago.map(|d| NOW - d * DAY),
             publication_failures: failures,
             operator_pinned: false,
+            signature_scheme: Default::default(),
         }
     }
 

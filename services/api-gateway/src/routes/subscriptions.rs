@@ -11,7 +11,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::{Envelope, KNOWN_EVENT_TYPES, TEST, WILDCARD};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
-use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::signing::standard;
+use delivery_model::subscription::{SignatureScheme, Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -46,6 +47,10 @@ pub struct SubscriptionInput {
     pub secret: Option<String>,
     #[serde(default)]
     pub threat_model_id: Option<String>,
+    /// Hookline addition: `tmi` (absent) or `standard`. A string, so that an unknown value gets TMI's
+    /// sentence rather than the JSON decoder's.
+    #[serde(default)]
+    pub signature_scheme: Option<String>,
 }
 
 impl std::fmt::Debug for SubscriptionInput {
@@ -56,6 +61,7 @@ impl std::fmt::Debug for SubscriptionInput {
             .field("events", &self.events)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("threat_model_id", &self.threat_model_id)
+            .field("signature_scheme", &self.signature_scheme)
             .finish()
     }
 }
@@ -87,6 +93,43 @@ fn check_text(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
 }
 
 impl SubscriptionInput {
+    /// The signature scheme asked for: `tmi` when absent.
+    ///
+    /// # Errors
+    /// 400 `invalid_input` for a value that is not a scheme.
+    pub fn scheme(&self) -> ApiResult<SignatureScheme> {
+        match self.signature_scheme.as_deref() {
+            None => Ok(SignatureScheme::Tmi),
+            Some(s) => s.parse().map_err(|_| {
+                ApiError::invalid_input(format!(
+                    "Error at \"/signature_scheme\": value {:?} is not one of the allowed values (tmi, standard)",
+                    crate::error::sanitize_description(s)
+                ))
+            }),
+        }
+    }
+
+    /// The secret the new subscription gets: the caller's, which a `standard` subscription needs in the
+    /// `whsec_` form its receivers' libraries decode, or a generated one in the scheme's form.
+    ///
+    /// # Errors
+    /// 400 `invalid_input` for a `standard` secret that is not `whsec_<base64 of 24 to 64 bytes>`; 500 when
+    /// the system random source fails.
+    pub fn secret_for(&self, scheme: SignatureScheme) -> ApiResult<String> {
+        match (scheme, &self.secret) {
+            (SignatureScheme::Tmi, Some(s)) => Ok(s.clone()),
+            (SignatureScheme::Tmi, None) => Ok(random_hex()),
+            (SignatureScheme::Standard, Some(s)) if standard::secret_key(s).is_some() => {
+                Ok(s.clone())
+            }
+            (SignatureScheme::Standard, Some(_)) => Err(ApiError::invalid_input(
+                "Error at \"/secret\": a standard subscription's secret is whsec_ followed by the base64 of 24 to 64 bytes",
+            )),
+            (SignatureScheme::Standard, None) => standard::generate_secret()
+                .map_err(|e| ApiError::Internal(format!("generating a secret: {e}"))),
+        }
+    }
+
     /// The `WebhookSubscriptionInput` schema rules; returns the normalised threat model id (`None` for
     /// absent or empty: all threat models).
     ///
@@ -137,6 +180,8 @@ pub struct SubscriptionView<'a> {
     publication_failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
+    /// Hookline addition, always shown.
+    signature_scheme: SignatureScheme,
     status: SubscriptionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
@@ -161,6 +206,7 @@ impl<'a> SubscriptionView<'a> {
             } else {
                 None
             },
+            signature_scheme: s.signature_scheme,
             status: s.status,
             threat_model_id: s.threat_model_id.as_deref(),
             url: if s.operator_pinned {
@@ -194,6 +240,8 @@ pub async fn create_subscription(
     JsonBody(input): JsonBody<SubscriptionInput>,
 ) -> ApiResult<HttpResponse> {
     let threat_model_id = input.validate()?;
+    let scheme = input.scheme()?;
+    let secret = input.secret_for(scheme)?;
     let imported_deny_list = state.store.url_deny_list().await?;
     state
         .url_policy
@@ -202,8 +250,9 @@ pub async fn create_subscription(
     let now = now_micros();
     let sub = Subscription {
         threat_model_id,
-        secret: Some(input.secret.unwrap_or_else(random_hex)),
+        secret: Some(secret),
         challenge: Some(random_hex()),
+        signature_scheme: scheme,
         ..Subscription::new(
             caller.id,
             input.name,
@@ -518,6 +567,7 @@ mod tests {
             last_successful_use: None,
             publication_failures: 0,
             operator_pinned: false,
+            signature_scheme: Default::default(),
         }
     }
 }
