@@ -104,6 +104,9 @@ export HOOKLINE__AUTH__JWT_ALGORITHM=HS256
 export HOOKLINE__AUTH__JWT_SECRET="$SECRET"
 export HOOKLINE__OUTBOUND__ALLOWLIST="127.0.0.1/32,::1/128"
 export HOOKLINE__TELEMETRY__LOG_LEVEL=warn
+# /metrics is documented on the API port, where it is served only with this switch (it moved to the ops
+# listener in d80c782); without it every /metrics case fails with an undocumented 404.
+export HOOKLINE__API__METRICS_ON_API_PORT=true
 # TMI's quota bounds at their widest, so that creates reach validation instead of stopping at the per-owner
 # quota after ten (the quota itself is tested by tests/e2e/quotas.rs).
 export HOOKLINE__QUOTAS__MAX_SUBSCRIPTIONS=100
