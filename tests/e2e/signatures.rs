@@ -13,6 +13,7 @@ use crate::harness::{Stack, WAIT};
 
 const EVENT: &str = "threat_model.created";
 const STANDARD_VERIFIER: &str = "tests/e2e/verifiers/standard_webhooks.py";
+const ED25519_VERIFIER: &str = "tests/e2e/verifiers/ed25519.py";
 
 /// Creates a subscription with `extra` fields in the body and waits until it is verified; returns the
 /// 201 body.
@@ -56,6 +57,17 @@ async fn standard_deliveries_verify_with_the_official_library() {
         (200, &json!("standard"))
     );
     assert!(read.get("secret").is_none(), "{read}");
+    // The admin reads the Ed25519 public key; the signing key is never shown.
+    let public_key = read["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(created["public_key"], read["public_key"]);
+    assert!(
+        public_key.starts_with(standard::PUBLIC_KEY_PREFIX),
+        "{read}"
+    );
+    assert!(
+        !read.to_string().contains(standard::SIGNING_KEY_PREFIX),
+        "{read}"
+    );
 
     stack
         .publish(EVENT, None, json!({"name": "Payments"}))
@@ -92,6 +104,18 @@ async fn standard_deliveries_verify_with_the_official_library() {
         verdict["stale"].as_str().unwrap().contains("too old"),
         "{verdict}"
     );
+
+    // The `v1a,` entry, with an Ed25519 implementation that is not ring.
+    let other_key = standard::public_key(&standard::generate_signing_key().unwrap()).unwrap();
+    let verdict = run_verifier(
+        ED25519_VERIFIER,
+        &json!({"public_key": public_key, "other_public_key": other_key, "headers": headers_of(d), "body": d.body_str()}),
+    )
+    .await;
+    assert_eq!(verdict["valid"], "ok", "{verdict}");
+    for case in ["wrong_key", "body_changed", "id_changed"] {
+        assert_eq!(verdict[case], "fail: InvalidSignature", "{case}: {verdict}");
+    }
 }
 
 #[tokio::test]
@@ -100,6 +124,7 @@ async fn tmi_is_the_default_and_unchanged() {
     let rx = Receiver::start().await;
     let created = subscribe(&stack, &rx, json!({})).await;
     assert_eq!(created["signature_scheme"], "tmi", "{created}");
+    assert!(created.get("public_key").is_none(), "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
     stack.publish(EVENT, None, json!({"n": 1})).await;
     let got = rx.wait_for_deliveries(1, WAIT).await;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::SubscriptionId;
+use crate::store::Secret;
 use crate::time::Micros;
 
 /// Lifecycle status of a subscription.
@@ -119,6 +120,10 @@ pub mod field {
     pub const OPERATOR_PINNED: &str = "operator_pinned";
     /// Absent on records from before schemes existed (and on TMI's imports): `tmi`.
     pub const SIGNATURE_SCHEME: &str = "signature_scheme";
+    /// Ed25519 signing key (`whsk_…`) of a `standard` subscription.
+    pub const SIGNING_KEY: &str = "signing_key";
+    /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
+    pub const SEALED: [&str; 2] = [SECRET, SIGNING_KEY];
 }
 
 /// A stored webhook subscription. `Debug` redacts the secret and the challenge token (see the impl below).
@@ -148,6 +153,9 @@ pub struct Subscription {
     pub operator_pinned: bool,
     /// How deliveries are signed; `tmi` unless chosen at create.
     pub signature_scheme: SignatureScheme,
+    /// Ed25519 signing key (`whsk_…`) of a `standard` subscription, sealed at rest; never shown (its public
+    /// key is).
+    pub signing_key: Option<Secret>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -176,6 +184,7 @@ impl fmt::Debug for Subscription {
             .field("publication_failures", &self.publication_failures)
             .field("operator_pinned", &self.operator_pinned)
             .field("signature_scheme", &self.signature_scheme)
+            .field("signing_key", &self.signing_key)
             .finish()
     }
 }
@@ -236,6 +245,7 @@ impl Subscription {
             publication_failures: 0,
             operator_pinned: false,
             signature_scheme: SignatureScheme::Tmi,
+            signing_key: None,
         }
     }
 
@@ -269,6 +279,7 @@ impl Subscription {
                 .map(str::parse)
                 .transpose()?
                 .unwrap_or_default(),
+            signing_key: get(h, field::SIGNING_KEY).map(Secret::new),
         })
     }
 
@@ -309,6 +320,9 @@ impl Subscription {
         }
         if let Some(c) = &self.challenge {
             v.push((field::CHALLENGE, c.clone()));
+        }
+        if let Some(k) = &self.signing_key {
+            v.push((field::SIGNING_KEY, k.expose().to_owned()));
         }
         if let Some(t) = self.last_successful_use {
             v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
@@ -371,6 +385,7 @@ mod tests {
             publication_failures: 0,
             operator_pinned: false,
             signature_scheme: SignatureScheme::Standard,
+            signing_key: Some(Secret::new("whsk_signing-key-material")),
         }
     }
 
@@ -406,6 +421,7 @@ mod tests {
         let printed = format!("{s:?}");
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
         assert!(!printed.contains("challenge-token-xyz"), "{printed}");
+        assert!(!printed.contains("signing-key-material"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
     }
 

@@ -104,6 +104,7 @@ mod tests {
             publication_failures: failures,
             operator_pinned: false,
             signature_scheme: Default::default(),
+            signing_key: None,
         }
     }
 

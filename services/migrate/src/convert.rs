@@ -240,6 +240,7 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         publication_failures: count(row.publication_failures, "publication_failures")?,
         // TMI has one scheme.
         signature_scheme: Default::default(),
+        signing_key: None,
         operator_pinned: row.operator_pinned,
     })
 }

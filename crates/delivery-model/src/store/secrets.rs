@@ -1,4 +1,4 @@
-//! Re-encryption of every stored subscription secret under the current key (`hookline-migrate
+//! Re-encryption of every stored subscription secret (and Ed25519 signing key) under the current key (`hookline-migrate
 //! reencrypt-secrets`): after a key rotation, and to seal plain-text secrets from before encryption.
 //!
 //! It walks the all-subscriptions index in pages and replaces each secret that is in plain text or under
@@ -18,9 +18,9 @@ use crate::subscription::field;
 pub struct ResealReport {
     /// Subscriptions looked at.
     pub scanned: u64,
-    /// Secrets sealed again under the current key (plain text or an old key before).
+    /// Values (secrets, signing keys) sealed again under the current key (plain text or an old key before).
     pub resealed: u64,
-    /// Secrets already under the current key.
+    /// Values already under the current key.
     pub current: u64,
     /// Subscriptions without a secret (unsigned deliveries).
     pub unsigned: u64,
@@ -61,11 +61,25 @@ impl Store {
             return Err(Error::Decode(format!("subscription index holds {id:?}")));
         };
         let key = self.keys().subscription(sid);
-        let stored: Option<String> = self.pool().hget(&key, field::SECRET).await?;
-        let Some(stored) = stored.filter(|s| !s.is_empty()) else {
-            report.unsigned += 1;
-            return Ok(());
-        };
+        for f in field::SEALED {
+            let stored: Option<String> = self.pool().hget(&key, f).await?;
+            match stored.filter(|s| !s.is_empty()) {
+                Some(stored) => self.reseal_field(id, &key, f, stored, report).await?,
+                None if f == field::SECRET => report.unsigned += 1,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn reseal_field(
+        &self,
+        id: &str,
+        key: &str,
+        f: &str,
+        stored: String,
+        report: &mut ResealReport,
+    ) -> Result<()> {
         if !self.secrets().needs_reseal(&stored) {
             report.current += 1;
             return Ok(());
@@ -76,7 +90,11 @@ impl Store {
             .map_err(|e| Error::Crypto(format!("subscription {id}: {e}")))?;
         let sealed = self.secrets().seal(&plain)?;
         let replaced: i64 = scripts::RESEAL_SECRET
-            .run(self.pool(), vec![key], vec![stored, sealed])
+            .run(
+                self.pool(),
+                vec![key.to_owned()],
+                vec![stored, sealed, f.to_owned()],
+            )
             .await?;
         if replaced == 1 {
             report.resealed += 1;

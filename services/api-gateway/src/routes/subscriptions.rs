@@ -12,6 +12,7 @@ use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::{Envelope, KNOWN_EVENT_TYPES, TEST, WILDCARD};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::signing::standard;
+use delivery_model::store::Secret;
 use delivery_model::subscription::{SignatureScheme, Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,9 @@ pub struct SubscriptionView<'a> {
     secret: Option<&'a str>,
     /// Hookline addition, always shown.
     signature_scheme: SignatureScheme,
+    /// Hookline addition: the Ed25519 public key (`whpk_…`) of a `standard` subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
     status: SubscriptionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
@@ -207,6 +211,10 @@ impl<'a> SubscriptionView<'a> {
                 None
             },
             signature_scheme: s.signature_scheme,
+            public_key: s
+                .signing_key
+                .as_ref()
+                .and_then(|k| standard::public_key(k.expose())),
             status: s.status,
             threat_model_id: s.threat_model_id.as_deref(),
             url: if s.operator_pinned {
@@ -242,6 +250,15 @@ pub async fn create_subscription(
     let threat_model_id = input.validate()?;
     let scheme = input.scheme()?;
     let secret = input.secret_for(scheme)?;
+    // Standard Webhooks prefers asymmetric signatures: a `standard` subscription also signs with its own
+    // Ed25519 key, whose public half its admin reads.
+    let signing_key = match scheme {
+        SignatureScheme::Tmi => None,
+        SignatureScheme::Standard => Some(Secret::new(
+            standard::generate_signing_key()
+                .map_err(|e| ApiError::Internal(format!("generating a signing key: {e}")))?,
+        )),
+    };
     let imported_deny_list = state.store.url_deny_list().await?;
     state
         .url_policy
@@ -253,6 +270,7 @@ pub async fn create_subscription(
         secret: Some(secret),
         challenge: Some(random_hex()),
         signature_scheme: scheme,
+        signing_key,
         ..Subscription::new(
             caller.id,
             input.name,
@@ -568,6 +586,7 @@ mod tests {
             publication_failures: 0,
             operator_pinned: false,
             signature_scheme: Default::default(),
+            signing_key: None,
         }
     }
 }

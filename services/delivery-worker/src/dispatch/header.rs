@@ -2,8 +2,9 @@
 //! verification challenge.
 //!
 //! A delivery is signed by its subscription's scheme: `tmi` (TMI's `X-Webhook-Signature`, byte for byte)
-//! or `standard` (Standard Webhooks' `webhook-id`, `webhook-timestamp`, `webhook-signature`, in place of
-//! TMI's signature; TMI's informational `X-Webhook-*` headers are sent either way).
+//! or `standard` (Standard Webhooks' `webhook-id`, `webhook-timestamp`, `webhook-signature` carrying a
+//! `v1,` HMAC entry and a `v1a,` Ed25519 entry, in place of TMI's signature; TMI's informational
+//! `X-Webhook-*` headers are sent either way).
 
 use delivery_model::delivery::DeliveryRecord;
 use delivery_model::event::CHALLENGE;
@@ -68,10 +69,19 @@ pub(super) fn delivery(
             let id = record.id.to_string();
             add(STANDARD_ID, &id);
             add(STANDARD_TIMESTAMP, &now_secs.to_string());
-            // The API only stores well-formed `whsec_` secrets for this scheme; one that is not (edited in
-            // Redis by hand) leaves the delivery unsigned, which every receiver refuses.
-            if let Some(sig) = standard::sign_v1(secret, &id, now_secs, body) {
-                add(STANDARD_SIGNATURE, &sig);
+            // The API only stores well-formed `whsec_`/`whsk_` keys for this scheme; one that is not (edited
+            // in Redis by hand) is left out, and without any entry every receiver refuses the delivery.
+            let entries: Vec<String> = [
+                standard::sign_v1(secret, &id, now_secs, body),
+                sub.signing_key
+                    .as_ref()
+                    .and_then(|k| standard::sign_v1a(k.expose(), &id, now_secs, body)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !entries.is_empty() {
+                add(STANDARD_SIGNATURE, &entries.join(" "));
             }
         }
     }
@@ -152,7 +162,10 @@ mod tests {
     #[test]
     fn standard_scheme_sends_standard_headers() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let (record, sub) = fixture(SignatureScheme::Standard, secret);
+        let (record, mut sub) = fixture(SignatureScheme::Standard, secret);
+        let signing_key = standard::generate_signing_key().unwrap_or_default();
+        let public_key = standard::public_key(&signing_key).unwrap_or_default();
+        sub.signing_key = Some(delivery_model::store::Secret::new(signing_key));
         let h = delivery(
             &HeaderValue::from_static("ua"),
             &record,
@@ -172,6 +185,14 @@ mod tests {
             record.payload.as_bytes(),
             sig
         ));
+        assert!(standard::verify_v1a(
+            &public_key,
+            &id,
+            1_700_000_000,
+            record.payload.as_bytes(),
+            sig
+        ));
+        assert_eq!(sig.split(' ').count(), 2, "{sig}");
         assert_eq!(get(&h, SIGNATURE), None);
     }
 }
