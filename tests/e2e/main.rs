@@ -14,6 +14,7 @@ mod pipeline;
 mod production;
 mod quotas;
 mod resilience;
+mod rotation;
 mod secrets;
 mod signatures;
 mod worker;

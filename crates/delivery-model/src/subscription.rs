@@ -122,8 +122,12 @@ pub mod field {
     pub const SIGNATURE_SCHEME: &str = "signature_scheme";
     /// Ed25519 signing key (`whsk_…`) of a `standard` subscription.
     pub const SIGNING_KEY: &str = "signing_key";
+    /// The secret before the last rotation, live until [`PREVIOUS_SECRET_UNTIL`].
+    pub const PREVIOUS_SECRET: &str = "previous_secret";
+    /// End of the rotation's grace period (µs).
+    pub const PREVIOUS_SECRET_UNTIL: &str = "previous_secret_until";
     /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
-    pub const SEALED: [&str; 2] = [SECRET, SIGNING_KEY];
+    pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
 
 /// A stored webhook subscription. `Debug` redacts the secret and the challenge token (see the impl below).
@@ -156,6 +160,10 @@ pub struct Subscription {
     /// Ed25519 signing key (`whsk_…`) of a `standard` subscription, sealed at rest; never shown (its public
     /// key is).
     pub signing_key: Option<Secret>,
+    /// The secret replaced by the last rotation: it still signs and verifies until `previous_secret_until`
+    /// (the grace period), then it is dead (and dropped by the next rotation). Sealed at rest.
+    pub previous_secret: Option<Secret>,
+    pub previous_secret_until: Option<Micros>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -185,6 +193,8 @@ impl fmt::Debug for Subscription {
             .field("operator_pinned", &self.operator_pinned)
             .field("signature_scheme", &self.signature_scheme)
             .field("signing_key", &self.signing_key)
+            .field("previous_secret", &self.previous_secret)
+            .field("previous_secret_until", &self.previous_secret_until)
             .finish()
     }
 }
@@ -246,6 +256,8 @@ impl Subscription {
             operator_pinned: false,
             signature_scheme: SignatureScheme::Tmi,
             signing_key: None,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 
@@ -280,6 +292,8 @@ impl Subscription {
                 .transpose()?
                 .unwrap_or_default(),
             signing_key: get(h, field::SIGNING_KEY).map(Secret::new),
+            previous_secret: get(h, field::PREVIOUS_SECRET).map(Secret::new),
+            previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
         })
     }
 
@@ -324,10 +338,33 @@ impl Subscription {
         if let Some(k) = &self.signing_key {
             v.push((field::SIGNING_KEY, k.expose().to_owned()));
         }
+        if let (Some(p), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
+            v.push((field::PREVIOUS_SECRET, p.expose().to_owned()));
+            v.push((field::PREVIOUS_SECRET_UNTIL, until.to_string()));
+        }
         if let Some(t) = self.last_successful_use {
             v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
         }
         v
+    }
+
+    /// The secret replaced by the last rotation, while its grace period lasts at `now`.
+    pub fn previous_secret_at(&self, now: Micros) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(p), Some(until)) if now < until => Some(p.expose()),
+            _ => None,
+        }
+    }
+
+    /// Every secret that signs deliveries and verifies callbacks at `now`: the current one first, then the
+    /// previous one during a rotation's grace period. Empty for an unsigned subscription.
+    pub fn live_secrets(&self, now: Micros) -> Vec<&str> {
+        self.secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .chain(self.previous_secret_at(now))
+            .collect()
     }
 
     /// Whether an event of `event_type` for threat model `tm` (and resource owner `owner`) is for this
@@ -386,6 +423,8 @@ mod tests {
             operator_pinned: false,
             signature_scheme: SignatureScheme::Standard,
             signing_key: Some(Secret::new("whsk_signing-key-material")),
+            previous_secret: Some(Secret::new("previous-secret-material")),
+            previous_secret_until: Some(100),
         }
     }
 
@@ -422,7 +461,23 @@ mod tests {
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
         assert!(!printed.contains("challenge-token-xyz"), "{printed}");
         assert!(!printed.contains("signing-key-material"), "{printed}");
+        assert!(!printed.contains("previous-secret-material"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn the_previous_secret_lives_until_its_grace_period_ends() {
+        let s = sample();
+        assert_eq!(
+            s.live_secrets(99),
+            vec!["0123456789abcdef", "previous-secret-material"]
+        );
+        assert_eq!(s.live_secrets(100), vec!["0123456789abcdef"]);
+        let unsigned = Subscription {
+            secret: None,
+            ..sample()
+        };
+        assert_eq!(unsigned.live_secrets(99), vec!["previous-secret-material"]);
     }
 
     #[test]

@@ -105,6 +105,8 @@ mod tests {
             operator_pinned: false,
             signature_scheme: Default::default(),
             signing_key: None,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 

@@ -241,6 +241,8 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         // TMI has one scheme.
         signature_scheme: Default::default(),
         signing_key: None,
+        previous_secret: None,
+        previous_secret_until: None,
         operator_pinned: row.operator_pinned,
     })
 }

@@ -64,7 +64,7 @@ pub use attempts::{
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
-pub use secrets::ResealReport;
+pub use secrets::{ResealReport, Rotation};
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader, entry_time_ms};
 pub use subscriptions::ChallengeFailure;
@@ -338,6 +338,9 @@ impl Store {
         }
         if let Some(k) = &sub.signing_key {
             sub.signing_key = Some(Secret::new(self.inner.secrets.open(k.expose())?));
+        }
+        if let Some(p) = &sub.previous_secret {
+            sub.previous_secret = Some(Secret::new(self.inner.secrets.open(p.expose())?));
         }
         Ok(sub)
     }

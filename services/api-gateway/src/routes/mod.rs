@@ -4,7 +4,7 @@
 //! methods registered for it (actix's own 405 has no JSON body). Paths no resource matches get the app's
 //! default service, a JSON 404 ([`not_found`]).
 //!
-//! One file per resource: [`subscriptions`], [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
+//! One file per resource: [`subscriptions`] (and [`rotation`], their secrets), [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
 //! [`webhook_deliveries`] (receivers' status reads and callbacks), [`quotas`] (admin quota overrides and the
 //! subscription-create quota), [`events`], [`health`].
 
@@ -14,6 +14,7 @@ pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod quotas;
+pub mod rotation;
 pub mod subscriptions;
 pub mod webhook_deliveries;
 
@@ -59,6 +60,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/admin/webhooks/subscriptions/{webhook_id}/test", "POST")
             .route(web::post().to(subscriptions::test_subscription)),
+    )
+    .service(
+        resource(
+            "/admin/webhooks/subscriptions/{webhook_id}/rotate-secret",
+            "POST",
+        )
+        .route(web::post().to(rotation::rotate_secret)),
     )
     .service(
         resource(

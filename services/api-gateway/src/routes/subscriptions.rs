@@ -186,6 +186,9 @@ pub struct SubscriptionView<'a> {
     /// Hookline addition: the Ed25519 public key (`whpk_…`) of a `standard` subscription.
     #[serde(skip_serializing_if = "Option::is_none")]
     public_key: Option<String>,
+    /// Hookline addition: while a rotation's grace period lasts, when the previous secret stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<String>,
     status: SubscriptionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
@@ -215,6 +218,10 @@ impl<'a> SubscriptionView<'a> {
                 .signing_key
                 .as_ref()
                 .and_then(|k| standard::public_key(k.expose())),
+            previous_secret_expires_at: s
+                .previous_secret_until
+                .filter(|_| s.previous_secret_at(now_micros()).is_some())
+                .map(format_micros),
             status: s.status,
             threat_model_id: s.threat_model_id.as_deref(),
             url: if s.operator_pinned {
@@ -236,7 +243,7 @@ struct SubscriptionList<'a> {
 }
 
 /// 64 lowercase hex characters from the thread-local CSPRNG.
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let bytes: [u8; TOKEN_BYTES] = rand::random();
     hex::encode(bytes)
 }
@@ -587,6 +594,8 @@ mod tests {
             operator_pinned: false,
             signature_scheme: Default::default(),
             signing_key: None,
+            previous_secret: None,
+            previous_secret_until: None,
         }
     }
 }

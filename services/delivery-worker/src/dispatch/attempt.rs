@@ -230,7 +230,7 @@ impl Dispatcher {
             record,
             &p.sub,
             delegation_token.as_deref(),
-            now / 1_000_000,
+            now,
         );
 
         self.metrics.in_flight.inc();
