@@ -13,6 +13,7 @@ mod harness;
 mod pipeline;
 mod production;
 mod quotas;
+mod replay;
 mod resilience;
 mod rotation;
 mod secrets;

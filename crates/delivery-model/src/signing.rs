@@ -21,6 +21,14 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("{SIGNATURE_PREFIX}{}", hex::encode(tag.as_ref()))
 }
 
+/// The content of a timestamped signature in TMI's form (issue #17 replay protection): `<timestamp>.<body>`,
+/// the timestamp being Unix seconds as sent in `X-Webhook-Timestamp`.
+pub fn timestamped(timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
+}
+
 /// Checks a received `sha256=<hex>` header value against `body`, in constant time.
 pub fn verify(secret: &str, body: &[u8], header_value: &str) -> bool {
     let Some(hex_part) = header_value.strip_prefix(SIGNATURE_PREFIX) else {

@@ -126,6 +126,10 @@ pub mod field {
     pub const PREVIOUS_SECRET: &str = "previous_secret";
     /// End of the rotation's grace period (µs).
     pub const PREVIOUS_SECRET_UNTIL: &str = "previous_secret_until";
+    /// `1`: callbacks and HMAC reads must be timestamped (replay protection); absent or `0`: TMI's form.
+    pub const TIMESTAMPED_CALLBACKS: &str = "timestamped_callbacks";
+    /// `1`: `tmi` deliveries also carry `X-Webhook-Timestamp` and a signature covering it.
+    pub const TIMESTAMP_HEADER: &str = "timestamp_header";
     /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
     pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
@@ -164,6 +168,12 @@ pub struct Subscription {
     /// (the grace period), then it is dead (and dropped by the next rotation). Sealed at rest.
     pub previous_secret: Option<Secret>,
     pub previous_secret_until: Option<Micros>,
+    /// Callbacks and HMAC reads must carry a timestamp inside the tolerance window, signed with the body,
+    /// and each such signature is accepted once (replay protection). Chosen at create.
+    pub timestamped_callbacks: bool,
+    /// `tmi` deliveries also carry `X-Webhook-Timestamp` and `X-Webhook-Signature-Timestamped` over
+    /// `timestamp.body` (the plain `X-Webhook-Signature` is unchanged). Chosen at create.
+    pub timestamp_header: bool,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -195,6 +205,8 @@ impl fmt::Debug for Subscription {
             .field("signing_key", &self.signing_key)
             .field("previous_secret", &self.previous_secret)
             .field("previous_secret_until", &self.previous_secret_until)
+            .field("timestamped_callbacks", &self.timestamped_callbacks)
+            .field("timestamp_header", &self.timestamp_header)
             .finish()
     }
 }
@@ -258,6 +270,8 @@ impl Subscription {
             signing_key: None,
             previous_secret: None,
             previous_secret_until: None,
+            timestamped_callbacks: false,
+            timestamp_header: false,
         }
     }
 
@@ -294,6 +308,8 @@ impl Subscription {
             signing_key: get(h, field::SIGNING_KEY).map(Secret::new),
             previous_secret: get(h, field::PREVIOUS_SECRET).map(Secret::new),
             previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
+            timestamped_callbacks: get(h, field::TIMESTAMPED_CALLBACKS) == Some("1"),
+            timestamp_header: get(h, field::TIMESTAMP_HEADER) == Some("1"),
         })
     }
 
@@ -337,6 +353,13 @@ impl Subscription {
         }
         if let Some(k) = &self.signing_key {
             v.push((field::SIGNING_KEY, k.expose().to_owned()));
+        }
+        // Written only when on, so records of TMI's shape stay as they were.
+        if self.timestamped_callbacks {
+            v.push((field::TIMESTAMPED_CALLBACKS, "1".to_owned()));
+        }
+        if self.timestamp_header {
+            v.push((field::TIMESTAMP_HEADER, "1".to_owned()));
         }
         if let (Some(p), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
             v.push((field::PREVIOUS_SECRET, p.expose().to_owned()));
@@ -425,6 +448,8 @@ mod tests {
             signing_key: Some(Secret::new("whsk_signing-key-material")),
             previous_secret: Some(Secret::new("previous-secret-material")),
             previous_secret_until: Some(100),
+            timestamped_callbacks: true,
+            timestamp_header: true,
         }
     }
 

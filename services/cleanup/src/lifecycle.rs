@@ -107,6 +107,8 @@ mod tests {
             signing_key: None,
             previous_secret: None,
             previous_secret_until: None,
+            timestamped_callbacks: false,
+            timestamp_header: false,
         }
     }
 

@@ -243,6 +243,8 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         signing_key: None,
         previous_secret: None,
         previous_secret_until: None,
+        timestamped_callbacks: false,
+        timestamp_header: false,
         operator_pinned: row.operator_pinned,
     })
 }

@@ -142,12 +142,21 @@ pub fn sign_v1(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Optio
 /// Whether any `v1,` entry of a `webhook-signature` value is the HMAC of the content under `secret`,
 /// compared in constant time. Entries of other versions are skipped, as the spec says.
 pub fn verify_v1(secret: &str, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let Some(key) = secret_key(secret) else {
-        return false;
-    };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    matching_v1(secret, msg_id, timestamp, body, header).is_some()
+}
+
+/// The `v1,` entry of a `webhook-signature` value that verifies under `secret` (see [`verify_v1`]): the
+/// one a replay check remembers.
+pub fn matching_v1<'h>(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &'h str,
+) -> Option<&'h str> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &secret_key(secret)?);
     let content = signed_content(msg_id, timestamp, body);
-    header.split(' ').any(|entry| {
+    header.split(' ').find(|entry| {
         entry
             .strip_prefix(HMAC_VERSION)
             .and_then(|r| r.strip_prefix(','))

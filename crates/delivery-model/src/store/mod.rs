@@ -36,6 +36,7 @@ pub mod idempotency;
 pub mod import;
 mod queue;
 pub mod quotas;
+mod replay;
 pub mod retries;
 mod revocation;
 mod scripts;

@@ -27,7 +27,6 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::DeliveryId;
-use delivery_model::signing;
 use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::{format_micros, now_micros};
@@ -103,17 +102,12 @@ fn record_not_found() -> ApiError {
     ApiError::not_found("Delivery record not found or expired")
 }
 
-fn invalid_signature() -> ApiError {
-    ApiError::signature_rejected("Invalid webhook signature")
-}
+use crate::receiver_auth::{self, invalid_signature};
 
-/// The first `X-Webhook-Signature` value, when present and not blank (TMI treats an empty one as absent).
+/// The signature a receiver's request carries (`X-Webhook-Signature`, or Standard Webhooks'
+/// `webhook-signature`), when present and not blank.
 fn signature(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    receiver_auth::presented(headers)
 }
 
 /// The subscription whose secret signs this delivery's callbacks, and its live secrets: the current one,
@@ -164,11 +158,13 @@ pub async fn update_delivery_status(
     ) {
         (None, _) => Err(ApiError::signature_rejected("Missing webhook signature")),
         (Some(_), None) => Err(invalid_signature()),
-        (Some(sig), Some(record)) => match signing_secrets(&state, &record).await {
-            Ok((_, secrets)) if secrets.iter().any(|s| signing::verify(s, &body, sig)) => {
-                Ok(record)
+        (Some(_), Some(record)) => match signing_secrets(&state, &record).await {
+            Ok((sub, secrets)) => {
+                let id = record.id.to_string();
+                receiver_auth::verify(&state, &sub, &secrets, req.headers(), &id, &body)
+                    .await
+                    .map(|()| record)
             }
-            Ok(_) => Err(invalid_signature()),
             Err(e) => Err(e),
         },
     };
@@ -218,7 +214,7 @@ pub async fn get_delivery_status(
 ) -> ApiResult<HttpResponse> {
     let (record, sub, admin) = match signature(req.headers()) {
         // HMAC mode whenever the header is present, even next to a bearer token (TMI's rule).
-        Some(sig) => {
+        Some(_) => {
             // Unknown id: the same 401 as a wrong signature (no existence oracle without the secret).
             let record = state
                 .store
@@ -228,12 +224,15 @@ pub async fn get_delivery_status(
             let (sub, secrets) = signing_secrets(&state, &record).await?;
             // The message is the id exactly as the caller wrote it in the path.
             let path_id = req.match_info().get(DELIVERY_ID_PARAM).unwrap_or_default();
-            if !secrets
-                .iter()
-                .any(|s| signing::verify(s, path_id.as_bytes(), sig))
-            {
-                return Err(invalid_signature());
-            }
+            receiver_auth::verify(
+                &state,
+                &sub,
+                &secrets,
+                req.headers(),
+                path_id,
+                path_id.as_bytes(),
+            )
+            .await?;
             (record, Some(sub), false)
         }
         None => {

@@ -26,6 +26,12 @@ pub const SUBSCRIPTION_ID: &str = "x-webhook-subscription-id";
 pub const SIGNATURE: &str = "x-webhook-signature";
 /// TMI's signature form under the previous secret, during a rotation's grace period (Hookline's).
 pub const SIGNATURE_PREVIOUS: &str = "x-webhook-signature-previous";
+/// Opt-in for `tmi` subscriptions: the attempt's Unix time in seconds (Hookline's).
+pub const TIMESTAMP: &str = "x-webhook-timestamp";
+/// Opt-in for `tmi` subscriptions: `sha256=<hex>` over `<timestamp>.<body>` (Hookline's); with
+/// `…-previous` on the previous secret during a rotation's grace period.
+pub const SIGNATURE_TIMESTAMPED: &str = "x-webhook-signature-timestamped";
+pub const SIGNATURE_TIMESTAMPED_PREVIOUS: &str = "x-webhook-signature-timestamped-previous";
 /// Standard Webhooks: the message id (the delivery id, stable across retries).
 pub const STANDARD_ID: &str = "webhook-id";
 /// Standard Webhooks: the attempt's Unix time in seconds.
@@ -78,6 +84,19 @@ pub(super) fn delivery(
             add(SIGNATURE, &signing::sign(secret, body));
             if let Some(old) = previous {
                 add(SIGNATURE_PREVIOUS, &signing::sign(old, body));
+            }
+            // A second signature that covers the time, next to TMI's (which TMI receivers keep checking).
+            if sub.timestamp_header {
+                let now_secs = now.div_euclid(1_000_000);
+                let content = signing::timestamped(now_secs, body);
+                add(TIMESTAMP, &now_secs.to_string());
+                add(SIGNATURE_TIMESTAMPED, &signing::sign(secret, &content));
+                if let Some(old) = previous {
+                    add(
+                        SIGNATURE_TIMESTAMPED_PREVIOUS,
+                        &signing::sign(old, &content),
+                    );
+                }
             }
         }
         (SignatureScheme::Standard, Some(_)) => {
@@ -185,9 +204,31 @@ mod tests {
             STANDARD_TIMESTAMP,
             STANDARD_SIGNATURE,
             SIGNATURE_PREVIOUS,
+            TIMESTAMP,
+            SIGNATURE_TIMESTAMPED,
         ] {
             assert_eq!(get(&h, absent), None);
         }
+    }
+
+    #[test]
+    fn tmi_timestamp_header_adds_a_second_signature() {
+        let (record, mut sub) = fixture(SignatureScheme::Tmi, "0123456789abcdef");
+        sub.timestamp_header = true;
+        let body = record.payload.as_bytes();
+        let h = headers(&record, &sub, NOW);
+        assert_eq!(
+            get(&h, SIGNATURE),
+            Some(signing::sign("0123456789abcdef", body).as_str()),
+            "TMI's signature is untouched"
+        );
+        assert_eq!(get(&h, TIMESTAMP), Some("1700000000"));
+        let content = signing::timestamped(NOW_SECS, body);
+        assert_eq!(
+            get(&h, SIGNATURE_TIMESTAMPED),
+            Some(signing::sign("0123456789abcdef", &content).as_str())
+        );
+        assert_eq!(get(&h, SIGNATURE_TIMESTAMPED_PREVIOUS), None);
     }
 
     #[test]
