@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps run token build test fmt-check clippy unit deploy-check openapi-check fuzz bench clean-run
+.PHONY: help deps run token build test fmt-check clippy unit receiver-tools deploy-check openapi-check fuzz bench clean-run
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: build ## Unit and integration tests (end-to-end tests included: they spawn the built binaries)
+receiver-tools: ## Install the receiver-side verifiers the signature tests use (.tools/receiver-venv: standardwebhooks, cryptography)
+	@bash scripts/receiver-tools.sh >/dev/null
+
+unit: build receiver-tools ## Unit and integration tests (end-to-end tests included: they spawn the built binaries)
 	$(CARGO) test --workspace
 
 deploy-check: ## Lint the Helm chart, Dockerfile and compose file

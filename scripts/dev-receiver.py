@@ -2,15 +2,35 @@
 """A webhook receiver for trying Hookline locally (`make run`). Standard library only.
 
 Answers TMI's verification challenge, prints every delivery, and checks its signature when given the
-subscription's secret:
+subscription's secret (TMI's `X-Webhook-Signature`, or for a `standard` subscription's `whsec_` secret the
+Standard Webhooks `v1,` entries of `webhook-signature`; see docs/receivers.md):
 
     python3 scripts/dev-receiver.py --port 9000 [--secret <secret from the create response>] [--async]
 """
 import argparse
+import base64
 import hashlib
 import hmac
 import json
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def verify_tmi(secret, body, headers):
+    sig = headers.get("X-Webhook-Signature", "")
+    want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, sig)
+
+
+def verify_standard(secret, body, headers):
+    """Standard Webhooks `v1`: HMAC-SHA256 of `id.timestamp.body` under the decoded `whsec_` secret."""
+    msg_id, ts = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "0")
+    if abs(time.time() - int(ts)) > 300:
+        return False
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    want = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    entries = headers.get("webhook-signature", "").split(" ")
+    return any(hmac.compare_digest("v1," + want, e) for e in entries)
 
 
 def main():
@@ -34,11 +54,12 @@ def main():
                 self.wfile.write(out)
                 print(f"challenge answered for subscription {self.headers.get('X-Webhook-Subscription-Id')}")
                 return
-            sig = self.headers.get("X-Webhook-Signature", "")
+            sig = self.headers.get("X-Webhook-Signature") or self.headers.get("webhook-signature")
             verdict = "unsigned"
             if sig and args.secret:
-                want = "sha256=" + hmac.new(args.secret.encode(), body, hashlib.sha256).hexdigest()
-                verdict = "signature OK" if hmac.compare_digest(want, sig) else "signature MISMATCH"
+                check = verify_standard if args.secret.startswith("whsec_") else verify_tmi
+                ok = check(args.secret, body, self.headers)
+                verdict = "signature OK" if ok else "signature MISMATCH"
             elif sig:
                 verdict = "signed (pass --secret to verify)"
             print(f"{event} delivery {self.headers.get('X-Webhook-Delivery-Id')} ({verdict})")

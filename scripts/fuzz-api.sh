@@ -99,6 +99,9 @@ API_PORT=$(free_port)
 SECRET="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 export HOOKLINE__REDIS__URL="redis://127.0.0.1:$REDIS_PORT"
 export HOOKLINE__API__LISTEN="127.0.0.1:$API_PORT"
+# The ops listener too: its default, 0.0.0.0:9090, is taken whenever another stack runs on the machine.
+OPS_PORT=$(free_port)
+export HOOKLINE__OPS__LISTEN="127.0.0.1:$OPS_PORT"
 export HOOKLINE__API__WORKERS=2
 export HOOKLINE__AUTH__JWT_ALGORITHM=HS256
 export HOOKLINE__AUTH__JWT_SECRET="$SECRET"

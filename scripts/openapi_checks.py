@@ -44,8 +44,12 @@ TMI_OPERATIONS = {
 # TMI paths Hookline does not serve (none since the admin quotas, issue #6).
 TMI_NOT_YET = set()
 # Query parameters Hookline adds to TMI's operations.
+# The timestamped receiver headers (issue #17) on the two receiver operations.
+RECEIVER_TIMESTAMP_HEADERS = {"X-Webhook-Timestamp", "webhook-id", "webhook-timestamp", "webhook-signature"}
 ADDED_PARAMETERS = {("get", "/admin/webhooks/deliveries"): {"status", "event_type", "addon_id", "created_after",
-                                                           "created_before"}}
+                                                           "created_before"},
+                    ("get", "/webhook-deliveries/{delivery_id}"): RECEIVER_TIMESTAMP_HEADERS,
+                    ("post", "/webhook-deliveries/{delivery_id}/status"): RECEIVER_TIMESTAMP_HEADERS}
 # Response headers some statuses must document (the gateway always sends them there).
 REQUIRED_HEADERS = {"401": "WWW-Authenticate", "405": "Allow", "503": "Retry-After"}
 

@@ -294,6 +294,15 @@ impl Keyspace {
         let digest = fred::util::sha1_hash(&format!("{caller}\n{key}"));
         self.k(format_args!("hookline:idempotency:{route}:{digest}"))
     }
+
+    /// STRING: a receiver's timestamped signature (callback or HMAC read) already accepted for subscription
+    /// `sub` (issue #17 replay protection): present while the signature's timestamp is inside the tolerance
+    /// window, so a captured request cannot be replayed in it. The signature is hashed (SHA-1), so a caller
+    /// cannot shape the key name. Set with `NX EX` (twice the tolerance: the window is ±).
+    pub fn replay_signature(&self, sub: SubscriptionId, signature: &str) -> String {
+        let digest = fred::util::sha1_hash(signature);
+        self.k(format_args!("hookline:replay:{sub}:{digest}"))
+    }
 }
 
 // ---- quotas (issue #6) ----------------------------------------------------------------------------------

@@ -11,7 +11,8 @@
 //! - [`subscription`], [`delivery`]: the stored records, their statuses and allowed transitions.
 //! - [`queue`]: the versioned message enum carried by the delivery queue stream.
 //! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
-//! - [`signing`]: HMAC-SHA256 signatures (`sha256=<hex>`) and their constant-time verification.
+//! - [`signing`]: HMAC-SHA256 signatures (TMI's `sha256=<hex>`, Standard Webhooks' `v1,<base64>`) and their
+//!   constant-time verification.
 //! - [`store`]: the single Redis access layer (typed methods over fred, multi-key changes as Lua scripts).
 //! - [`reader`]: the one consumer-group reader every stream loop runs (own pending entries at start, taking
 //!   over a stalled consumer's entries, blocking reads, group recreation, reconnects, the shutdown rule).

@@ -4,8 +4,12 @@
 //! decoded bytes); the message is the exact body bytes; the header value is `sha256=<lowercase hex>`.
 //! Verification compares the whole header value in constant time, so an uppercase-hex signature is rejected,
 //! as in TMI.
+//!
+//! [`standard`] holds the Standard Webhooks signatures of subscriptions whose scheme is `standard`.
 
 use ring::hmac;
+
+pub mod standard;
 
 /// The prefix of every signature header value.
 pub const SIGNATURE_PREFIX: &str = "sha256=";
@@ -15,6 +19,14 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     let tag = hmac::sign(&key, body);
     format!("{SIGNATURE_PREFIX}{}", hex::encode(tag.as_ref()))
+}
+
+/// The content of a timestamped signature in TMI's form (issue #17 replay protection): `<timestamp>.<body>`,
+/// the timestamp being Unix seconds as sent in `X-Webhook-Timestamp`.
+pub fn timestamped(timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
 }
 
 /// Checks a received `sha256=<hex>` header value against `body`, in constant time.

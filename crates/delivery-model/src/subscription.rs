@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::SubscriptionId;
+use crate::store::Secret;
 use crate::time::Micros;
 
 /// Lifecycle status of a subscription.
@@ -60,6 +61,45 @@ impl FromStr for SubscriptionStatus {
     }
 }
 
+/// How a subscription's deliveries are signed (`signature_scheme`, chosen at create).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    /// TMI's `X-Webhook-Signature: sha256=<hex>` over the body, keyed by the secret's UTF-8 bytes.
+    #[default]
+    Tmi,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (see
+    /// [`signing::standard`](crate::signing::standard)), with a `whsec_` secret.
+    Standard,
+}
+
+impl SignatureScheme {
+    pub const ALL: [SignatureScheme; 2] = [SignatureScheme::Tmi, SignatureScheme::Standard];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::Tmi => "tmi",
+            SignatureScheme::Standard => "standard",
+        }
+    }
+}
+
+impl fmt::Display for SignatureScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignatureScheme {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::Decode(format!("unknown signature scheme {s:?}")))
+    }
+}
+
 /// Hash field names of a stored subscription.
 pub mod field {
     pub const ID: &str = "id";
@@ -78,6 +118,20 @@ pub mod field {
     pub const LAST_SUCCESSFUL_USE: &str = "last_successful_use";
     pub const PUBLICATION_FAILURES: &str = "publication_failures";
     pub const OPERATOR_PINNED: &str = "operator_pinned";
+    /// Absent on records from before schemes existed (and on TMI's imports): `tmi`.
+    pub const SIGNATURE_SCHEME: &str = "signature_scheme";
+    /// Ed25519 signing key (`whsk_…`) of a `standard` subscription.
+    pub const SIGNING_KEY: &str = "signing_key";
+    /// The secret before the last rotation, live until [`PREVIOUS_SECRET_UNTIL`].
+    pub const PREVIOUS_SECRET: &str = "previous_secret";
+    /// End of the rotation's grace period (µs).
+    pub const PREVIOUS_SECRET_UNTIL: &str = "previous_secret_until";
+    /// `1`: callbacks and HMAC reads must be timestamped (replay protection); absent or `0`: TMI's form.
+    pub const TIMESTAMPED_CALLBACKS: &str = "timestamped_callbacks";
+    /// `1`: `tmi` deliveries also carry `X-Webhook-Timestamp` and a signature covering it.
+    pub const TIMESTAMP_HEADER: &str = "timestamp_header";
+    /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
+    pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
 
 /// A stored webhook subscription. `Debug` redacts the secret and the challenge token (see the impl below).
@@ -105,6 +159,21 @@ pub struct Subscription {
     /// Permanent delivery failures since the last success.
     pub publication_failures: u32,
     pub operator_pinned: bool,
+    /// How deliveries are signed; `tmi` unless chosen at create.
+    pub signature_scheme: SignatureScheme,
+    /// Ed25519 signing key (`whsk_…`) of a `standard` subscription, sealed at rest; never shown (its public
+    /// key is).
+    pub signing_key: Option<Secret>,
+    /// The secret replaced by the last rotation: it still signs and verifies until `previous_secret_until`
+    /// (the grace period), then it is dead (and dropped by the next rotation). Sealed at rest.
+    pub previous_secret: Option<Secret>,
+    pub previous_secret_until: Option<Micros>,
+    /// Callbacks and HMAC reads must carry a timestamp inside the tolerance window, signed with the body,
+    /// and each such signature is accepted once (replay protection). Chosen at create.
+    pub timestamped_callbacks: bool,
+    /// `tmi` deliveries also carry `X-Webhook-Timestamp` and `X-Webhook-Signature-Timestamped` over
+    /// `timestamp.body` (the plain `X-Webhook-Signature` is unchanged). Chosen at create.
+    pub timestamp_header: bool,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -132,6 +201,12 @@ impl fmt::Debug for Subscription {
             .field("last_successful_use", &self.last_successful_use)
             .field("publication_failures", &self.publication_failures)
             .field("operator_pinned", &self.operator_pinned)
+            .field("signature_scheme", &self.signature_scheme)
+            .field("signing_key", &self.signing_key)
+            .field("previous_secret", &self.previous_secret)
+            .field("previous_secret_until", &self.previous_secret_until)
+            .field("timestamped_callbacks", &self.timestamped_callbacks)
+            .field("timestamp_header", &self.timestamp_header)
             .finish()
     }
 }
@@ -191,6 +266,12 @@ impl Subscription {
             last_successful_use: None,
             publication_failures: 0,
             operator_pinned: false,
+            signature_scheme: SignatureScheme::Tmi,
+            signing_key: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            timestamped_callbacks: false,
+            timestamp_header: false,
         }
     }
 
@@ -220,6 +301,15 @@ impl Subscription {
             last_successful_use: opt_num(h, field::LAST_SUCCESSFUL_USE)?,
             publication_failures: num(h, field::PUBLICATION_FAILURES)?,
             operator_pinned: get(h, field::OPERATOR_PINNED) == Some("1"),
+            signature_scheme: get(h, field::SIGNATURE_SCHEME)
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            signing_key: get(h, field::SIGNING_KEY).map(Secret::new),
+            previous_secret: get(h, field::PREVIOUS_SECRET).map(Secret::new),
+            previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
+            timestamped_callbacks: get(h, field::TIMESTAMPED_CALLBACKS) == Some("1"),
+            timestamp_header: get(h, field::TIMESTAMP_HEADER) == Some("1"),
         })
     }
 
@@ -247,6 +337,10 @@ impl Subscription {
                 field::OPERATOR_PINNED,
                 if self.operator_pinned { "1" } else { "0" }.to_owned(),
             ),
+            (
+                field::SIGNATURE_SCHEME,
+                self.signature_scheme.as_str().to_owned(),
+            ),
         ];
         if let Some(t) = &self.threat_model_id {
             v.push((field::THREAT_MODEL_ID, t.clone()));
@@ -257,10 +351,43 @@ impl Subscription {
         if let Some(c) = &self.challenge {
             v.push((field::CHALLENGE, c.clone()));
         }
+        if let Some(k) = &self.signing_key {
+            v.push((field::SIGNING_KEY, k.expose().to_owned()));
+        }
+        // Written only when on, so records of TMI's shape stay as they were.
+        if self.timestamped_callbacks {
+            v.push((field::TIMESTAMPED_CALLBACKS, "1".to_owned()));
+        }
+        if self.timestamp_header {
+            v.push((field::TIMESTAMP_HEADER, "1".to_owned()));
+        }
+        if let (Some(p), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
+            v.push((field::PREVIOUS_SECRET, p.expose().to_owned()));
+            v.push((field::PREVIOUS_SECRET_UNTIL, until.to_string()));
+        }
         if let Some(t) = self.last_successful_use {
             v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
         }
         v
+    }
+
+    /// The secret replaced by the last rotation, while its grace period lasts at `now`.
+    pub fn previous_secret_at(&self, now: Micros) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(p), Some(until)) if now < until => Some(p.expose()),
+            _ => None,
+        }
+    }
+
+    /// Every secret that signs deliveries and verifies callbacks at `now`: the current one first, then the
+    /// previous one during a rotation's grace period. Empty for an unsigned subscription.
+    pub fn live_secrets(&self, now: Micros) -> Vec<&str> {
+        self.secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .chain(self.previous_secret_at(now))
+            .collect()
     }
 
     /// Whether an event of `event_type` for threat model `tm` (and resource owner `owner`) is for this
@@ -317,6 +444,12 @@ mod tests {
             last_successful_use: None,
             publication_failures: 0,
             operator_pinned: false,
+            signature_scheme: SignatureScheme::Standard,
+            signing_key: Some(Secret::new("whsk_signing-key-material")),
+            previous_secret: Some(Secret::new("previous-secret-material")),
+            previous_secret_until: Some(100),
+            timestamped_callbacks: true,
+            timestamp_header: true,
         }
     }
 
@@ -332,13 +465,44 @@ mod tests {
     }
 
     #[test]
+    fn records_without_a_scheme_are_tmi() {
+        let mut h: HashMap<String, String> = sample()
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        h.remove(field::SIGNATURE_SCHEME);
+        let s = Subscription::from_hash(&h).map(|s| s.signature_scheme);
+        assert_eq!(s.ok(), Some(SignatureScheme::Tmi));
+        h.insert(field::SIGNATURE_SCHEME.into(), "svix".into());
+        assert!(Subscription::from_hash(&h).is_err());
+    }
+
+    #[test]
     fn debug_redacts_the_secret_and_challenge() {
         let mut s = sample();
         s.challenge = Some("challenge-token-xyz".into());
         let printed = format!("{s:?}");
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
         assert!(!printed.contains("challenge-token-xyz"), "{printed}");
+        assert!(!printed.contains("signing-key-material"), "{printed}");
+        assert!(!printed.contains("previous-secret-material"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
+    }
+
+    #[test]
+    fn the_previous_secret_lives_until_its_grace_period_ends() {
+        let s = sample();
+        assert_eq!(
+            s.live_secrets(99),
+            vec!["0123456789abcdef", "previous-secret-material"]
+        );
+        assert_eq!(s.live_secrets(100), vec!["0123456789abcdef"]);
+        let unsigned = Subscription {
+            secret: None,
+            ..sample()
+        };
+        assert_eq!(unsigned.live_secrets(99), vec!["previous-secret-material"]);
     }
 
     #[test]

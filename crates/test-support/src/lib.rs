@@ -20,6 +20,7 @@
 //!   token the test cancels.
 //! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
+//! - [`python`]: receiver-side signature verifiers in Python with the libraries receivers use.
 
 pub mod auth;
 pub mod certs;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod inproc;
 pub mod postgres;
 pub mod proxy;
+pub mod python;
 pub mod receiver;
 pub mod redis;
 pub mod replica;

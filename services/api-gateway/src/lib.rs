@@ -11,6 +11,8 @@
 //! - [`auth`]: JWT bearer verification and the [`Caller`](auth::Caller) / [`Admin`](auth::Admin) identities.
 //! - [`extract`]: body, path and caller extractors that always fail with TMI's JSON errors.
 //! - [`idempotency`]: `Idempotency-Key` on `POST /events` and invoke: first answer stored, retries replayed.
+//! - [`receiver_auth`]: how receivers sign callbacks and HMAC reads (TMI's form, or timestamped with
+//!   replay protection), accepting every live secret.
 //! - [`url_policy`]: TMI's create-time webhook URL rules and deny list.
 //! - [`addon_rules`]: TMI's add-on rules: create-time fields and parameter declarations, invocation data.
 //! - [`middleware`]: request ids, per-request span, access log and request metrics.
@@ -30,6 +32,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
+pub mod receiver_auth;
 pub mod routes;
 pub mod state;
 pub mod url_policy;

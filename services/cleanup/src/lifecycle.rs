@@ -103,6 +103,12 @@ mod tests {
             last_successful_use: last_used_days_ago.map(|d| NOW - d * DAY),
             publication_failures: failures,
             operator_pinned: false,
+            signature_scheme: Default::default(),
+            signing_key: None,
+            previous_secret: None,
+            previous_secret_until: None,
+            timestamped_callbacks: false,
+            timestamp_header: false,
         }
     }
 

@@ -238,6 +238,13 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         modified_at: row.modified_at,
         last_successful_use: row.last_successful_use,
         publication_failures: count(row.publication_failures, "publication_failures")?,
+        // TMI has one scheme.
+        signature_scheme: Default::default(),
+        signing_key: None,
+        previous_secret: None,
+        previous_secret_until: None,
+        timestamped_callbacks: false,
+        timestamp_header: false,
         operator_pinned: row.operator_pinned,
     })
 }

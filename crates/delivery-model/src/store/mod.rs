@@ -36,6 +36,7 @@ pub mod idempotency;
 pub mod import;
 mod queue;
 pub mod quotas;
+mod replay;
 pub mod retries;
 mod revocation;
 mod scripts;
@@ -64,7 +65,7 @@ pub use attempts::{
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
-pub use secrets::ResealReport;
+pub use secrets::{ResealReport, Rotation};
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader, entry_time_ms};
 pub use subscriptions::ChallengeFailure;
@@ -211,14 +212,15 @@ fn secs(d: Duration) -> i64 {
 }
 
 /// Appends a subscription's stored fields as field/value pairs (the tail of every subscription-writing
-/// script), with the secret sealed under the current key: the one place a secret is written.
+/// script), with the secret and the signing key sealed under the current key: the one place they are
+/// written.
 pub(crate) fn push_fields(
     args: &mut Vec<String>,
     sub: &Subscription,
     secrets: &SecretBox,
 ) -> Result<()> {
     for (f, v) in sub.to_fields() {
-        let v = if f == crate::subscription::field::SECRET {
+        let v = if crate::subscription::field::SEALED.contains(&f) {
             secrets.seal(&v)?
         } else {
             v
@@ -328,11 +330,18 @@ impl Store {
         &self.inner.secrets
     }
 
-    /// Decodes a stored subscription hash and opens its secret: the one place a secret is read.
+    /// Decodes a stored subscription hash and opens its secret and signing key: the one place they are
+    /// read.
     pub(crate) fn decode_subscription(&self, h: &HashMap<String, String>) -> Result<Subscription> {
         let mut sub = Subscription::from_hash(h)?;
         if let Some(s) = &sub.secret {
             sub.secret = Some(self.inner.secrets.open(s)?);
+        }
+        if let Some(k) = &sub.signing_key {
+            sub.signing_key = Some(Secret::new(self.inner.secrets.open(k.expose())?));
+        }
+        if let Some(p) = &sub.previous_secret {
+            sub.previous_secret = Some(Secret::new(self.inner.secrets.open(p.expose())?));
         }
         Ok(sub)
     }

@@ -96,6 +96,7 @@ script!(
     "lua/create_subscription_quota.lua"
 );
 script!(RESEAL_SECRET, "lua/reseal_secret.lua");
+script!(ROTATE_SECRET, "lua/rotate_secret.lua");
 script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
 script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
 script!(IDEMPOTENCY_BEGIN, "lua/idempotency_begin.lua");

@@ -177,3 +177,90 @@ async fn rotation_opens_old_key_records_and_moves_them_to_the_new_key() {
         .to_string();
     assert!(err.contains("k2") && !err.contains(SECRET), "{err}");
 }
+
+#[tokio::test]
+async fn signing_keys_are_sealed_opened_and_resealed_like_secrets() {
+    use delivery_model::signing::standard;
+    use delivery_model::store::Secret;
+    let fx = StoreFixture::start_with(|o| o.secrets = keys("k1", &[("k1", K1)])).await;
+    let signing_key = standard::generate_signing_key().unwrap();
+    let sub = delivery_model::subscription::Subscription {
+        signing_key: Some(Secret::new(signing_key.clone())),
+        ..subscription(Active, &["threat_model.created"])
+    };
+    fx.create(&sub).await;
+    let key = fx.k().subscription(sub.id);
+    let stored = fx.hget(&key, field::SIGNING_KEY).await.unwrap();
+    assert!(
+        stored.starts_with("enc:v1:k1:") && !stored.contains(&signing_key),
+        "{stored}"
+    );
+    let got = fx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.signing_key.as_ref().map(Secret::expose),
+        Some(signing_key.as_str())
+    );
+    assert!(!format!("{got:?}").contains(&signing_key));
+
+    let rotated = with_keys(&fx, keys("k2", &[("k1", K1), ("k2", K2)])).await;
+    let report = rotated.reseal_subscription_secrets(10).await.unwrap();
+    assert_eq!((report.resealed, report.current), (2, 0), "secret and key");
+    assert!(
+        fx.hget(&key, field::SIGNING_KEY)
+            .await
+            .unwrap()
+            .starts_with("enc:v1:k2:")
+    );
+}
+
+#[tokio::test]
+async fn rotation_seals_both_secrets_and_ends_with_its_grace_period() {
+    use delivery_model::store::Rotation;
+    let fx = StoreFixture::start_with(|o| o.secrets = keys("k1", &[("k1", K1)])).await;
+    let sub = subscription(Active, &["threat_model.created"]);
+    fx.create(&sub).await;
+    let key = fx.k().subscription(sub.id);
+    let now = now_micros();
+    let until = now + 60_000_000;
+    let r = fx
+        .store
+        .rotate_secret(sub.id, "new-secret-0123456789", Some(until), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Rotation::Rotated {
+            previous_until: Some(until)
+        }
+    );
+    let raw = fx.hgetall(&key).await;
+    assert!(
+        raw.values()
+            .all(|v| !v.contains(SECRET) && !v.contains("new-secret")),
+        "{raw:?}"
+    );
+    assert!(raw[field::PREVIOUS_SECRET].starts_with("enc:v1:k1:"));
+    let got = fx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(got.live_secrets(now), vec!["new-secret-0123456789", SECRET]);
+    assert_eq!(got.live_secrets(until), vec!["new-secret-0123456789"]);
+
+    // Without a grace period the replaced secret is gone at once, and so is the older one.
+    fx.store
+        .rotate_secret(sub.id, "newest-secret-0123456789", None, now)
+        .await
+        .unwrap();
+    let got = fx.store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(got.live_secrets(now), vec!["newest-secret-0123456789"]);
+    assert!(!fx.hgetall(&key).await.contains_key(field::PREVIOUS_SECRET));
+
+    let unsigned = delivery_model::subscription::Subscription {
+        secret: None,
+        ..subscription(Active, &["x"])
+    };
+    fx.create(&unsigned).await;
+    let r = fx.store.rotate_secret(unsigned.id, "s", None, now).await;
+    assert_eq!(r.unwrap(), Rotation::Unsigned);
+    let missing = delivery_model::ids::SubscriptionId::new_v4();
+    let r = fx.store.rotate_secret(missing, "s", None, now).await;
+    assert_eq!(r.unwrap(), Rotation::Missing);
+}

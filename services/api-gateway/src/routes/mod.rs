@@ -4,7 +4,7 @@
 //! methods registered for it (actix's own 405 has no JSON body). Paths no resource matches get the app's
 //! default service, a JSON 404 ([`not_found`]).
 //!
-//! One file per resource: [`subscriptions`], [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
+//! One file per resource: [`subscriptions`] (and [`rotation`], their secrets; [`test_delivery`]), [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
 //! [`webhook_deliveries`] (receivers' status reads and callbacks), [`quotas`] (admin quota overrides and the
 //! subscription-create quota), [`events`], [`health`].
 
@@ -14,7 +14,9 @@ pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod quotas;
+pub mod rotation;
 pub mod subscriptions;
+pub mod test_delivery;
 pub mod webhook_deliveries;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -58,7 +60,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         resource("/admin/webhooks/subscriptions/{webhook_id}/test", "POST")
-            .route(web::post().to(subscriptions::test_subscription)),
+            .route(web::post().to(test_delivery::test_subscription)),
+    )
+    .service(
+        resource(
+            "/admin/webhooks/subscriptions/{webhook_id}/rotate-secret",
+            "POST",
+        )
+        .route(web::post().to(rotation::rotate_secret)),
     )
     .service(
         resource(

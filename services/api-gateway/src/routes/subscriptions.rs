@@ -6,19 +6,17 @@
 //! The secret is shown only in the 201 answer of the create. Creates are subject to the owner's quota
 //! ([`crate::routes::quotas`]): subscription count, successful creates per minute and per day.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use delivery_model::delivery::DeliveryRecord;
-use delivery_model::event::{Envelope, KNOWN_EVENT_TYPES, TEST, WILDCARD};
-use delivery_model::ids::{DeliveryId, SubscriptionId};
-use delivery_model::subscription::{Subscription, SubscriptionStatus};
-use delivery_model::time::{Micros, format_micros, now_micros};
+use delivery_model::ids::SubscriptionId;
+use delivery_model::signing::standard;
+use delivery_model::store::Secret;
+use delivery_model::subscription::{SignatureScheme, Subscription, SubscriptionStatus};
+use delivery_model::time::{format_micros, now_micros};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, OptionalJsonBody, WebhookIdPath, parse_uuid};
+use crate::extract::{JsonBody, WebhookIdPath, parse_uuid};
 use crate::routes::{ListQuery, quotas};
 use crate::state::AppState;
 use delivery_model::store::quotas::QuotaCreate;
@@ -27,12 +25,6 @@ use delivery_model::store::quotas::QuotaCreate;
 pub const PINNED_URL: &str = "(operator-pinned)";
 /// Random bytes in a generated secret or challenge (hex-encoded: 64 characters).
 const TOKEN_BYTES: usize = 32;
-/// `object_type` of test delivery envelopes.
-const TEST_OBJECT_TYPE: &str = "webhook_test";
-/// `data.message` of test delivery envelopes (TMI's text).
-const TEST_MESSAGE: &str = "This is a test webhook delivery";
-/// `message` of the test endpoint's answer (TMI's text).
-const TEST_QUEUED_MESSAGE: &str = "Test delivery created and queued for sending";
 
 /// `WebhookSubscriptionInput`.
 /// `Debug` is by hand: the secret is redacted.
@@ -46,6 +38,16 @@ pub struct SubscriptionInput {
     pub secret: Option<String>,
     #[serde(default)]
     pub threat_model_id: Option<String>,
+    /// Hookline addition: `tmi` (absent) or `standard`. A string, so that an unknown value gets TMI's
+    /// sentence rather than the JSON decoder's.
+    #[serde(default)]
+    pub signature_scheme: Option<String>,
+    /// Hookline addition: callbacks and HMAC reads must be timestamped (replay protection).
+    #[serde(default)]
+    pub timestamped_callbacks: Option<bool>,
+    /// Hookline addition, `tmi` only: deliveries also carry `X-Webhook-Timestamp` and a signature over it.
+    #[serde(default)]
+    pub timestamp_header: Option<bool>,
 }
 
 impl std::fmt::Debug for SubscriptionInput {
@@ -56,6 +58,9 @@ impl std::fmt::Debug for SubscriptionInput {
             .field("events", &self.events)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("threat_model_id", &self.threat_model_id)
+            .field("signature_scheme", &self.signature_scheme)
+            .field("timestamped_callbacks", &self.timestamped_callbacks)
+            .field("timestamp_header", &self.timestamp_header)
             .finish()
     }
 }
@@ -87,6 +92,50 @@ fn check_text(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
 }
 
 impl SubscriptionInput {
+    /// The signature scheme asked for: `tmi` when absent.
+    ///
+    /// # Errors
+    /// 400 `invalid_input` for a value that is not a scheme.
+    pub fn scheme(&self) -> ApiResult<SignatureScheme> {
+        let scheme = match self.signature_scheme.as_deref() {
+            None => SignatureScheme::Tmi,
+            Some(s) => s.parse().map_err(|_| {
+                ApiError::invalid_input(format!(
+                    "Error at \"/signature_scheme\": value {:?} is not one of the allowed values (tmi, standard)",
+                    crate::error::sanitize_description(s)
+                ))
+            })?,
+        };
+        // Standard Webhooks deliveries always carry a signed timestamp.
+        if scheme == SignatureScheme::Standard && self.timestamp_header == Some(true) {
+            return Err(ApiError::invalid_input(
+                "Error at \"/timestamp_header\": only for the tmi scheme (standard deliveries always carry webhook-timestamp)",
+            ));
+        }
+        Ok(scheme)
+    }
+
+    /// The secret the new subscription gets: the caller's, which a `standard` subscription needs in the
+    /// `whsec_` form its receivers' libraries decode, or a generated one in the scheme's form.
+    ///
+    /// # Errors
+    /// 400 `invalid_input` for a `standard` secret that is not `whsec_<base64 of 24 to 64 bytes>`; 500 when
+    /// the system random source fails.
+    pub fn secret_for(&self, scheme: SignatureScheme) -> ApiResult<String> {
+        match (scheme, &self.secret) {
+            (SignatureScheme::Tmi, Some(s)) => Ok(s.clone()),
+            (SignatureScheme::Tmi, None) => Ok(random_hex()),
+            (SignatureScheme::Standard, Some(s)) if standard::secret_key(s).is_some() => {
+                Ok(s.clone())
+            }
+            (SignatureScheme::Standard, Some(_)) => Err(ApiError::invalid_input(
+                "Error at \"/secret\": a standard subscription's secret is whsec_ followed by the base64 of 24 to 64 bytes",
+            )),
+            (SignatureScheme::Standard, None) => standard::generate_secret()
+                .map_err(|e| ApiError::Internal(format!("generating a secret: {e}"))),
+        }
+    }
+
     /// The `WebhookSubscriptionInput` schema rules; returns the normalised threat model id (`None` for
     /// absent or empty: all threat models).
     ///
@@ -137,6 +186,17 @@ pub struct SubscriptionView<'a> {
     publication_failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
+    /// Hookline addition, always shown.
+    signature_scheme: SignatureScheme,
+    /// Hookline addition: the Ed25519 public key (`whpk_…`) of a `standard` subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
+    /// Hookline additions, always shown.
+    timestamped_callbacks: bool,
+    timestamp_header: bool,
+    /// Hookline addition: while a rotation's grace period lasts, when the previous secret stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<String>,
     status: SubscriptionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
@@ -161,6 +221,17 @@ impl<'a> SubscriptionView<'a> {
             } else {
                 None
             },
+            signature_scheme: s.signature_scheme,
+            public_key: s
+                .signing_key
+                .as_ref()
+                .and_then(|k| standard::public_key(k.expose())),
+            timestamped_callbacks: s.timestamped_callbacks,
+            timestamp_header: s.timestamp_header,
+            previous_secret_expires_at: s
+                .previous_secret_until
+                .filter(|_| s.previous_secret_at(now_micros()).is_some())
+                .map(format_micros),
             status: s.status,
             threat_model_id: s.threat_model_id.as_deref(),
             url: if s.operator_pinned {
@@ -182,7 +253,7 @@ struct SubscriptionList<'a> {
 }
 
 /// 64 lowercase hex characters from the thread-local CSPRNG.
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let bytes: [u8; TOKEN_BYTES] = rand::random();
     hex::encode(bytes)
 }
@@ -194,6 +265,17 @@ pub async fn create_subscription(
     JsonBody(input): JsonBody<SubscriptionInput>,
 ) -> ApiResult<HttpResponse> {
     let threat_model_id = input.validate()?;
+    let scheme = input.scheme()?;
+    let secret = input.secret_for(scheme)?;
+    // Standard Webhooks prefers asymmetric signatures: a `standard` subscription also signs with its own
+    // Ed25519 key, whose public half its admin reads.
+    let signing_key = match scheme {
+        SignatureScheme::Tmi => None,
+        SignatureScheme::Standard => Some(Secret::new(
+            standard::generate_signing_key()
+                .map_err(|e| ApiError::Internal(format!("generating a signing key: {e}")))?,
+        )),
+    };
     let imported_deny_list = state.store.url_deny_list().await?;
     state
         .url_policy
@@ -202,8 +284,12 @@ pub async fn create_subscription(
     let now = now_micros();
     let sub = Subscription {
         threat_model_id,
-        secret: Some(input.secret.unwrap_or_else(random_hex)),
+        secret: Some(secret),
         challenge: Some(random_hex()),
+        signature_scheme: scheme,
+        signing_key,
+        timestamped_callbacks: input.timestamped_callbacks.unwrap_or(false),
+        timestamp_header: input.timestamp_header.unwrap_or(false),
         ..Subscription::new(
             caller.id,
             input.name,
@@ -300,113 +386,10 @@ pub async fn delete_subscription(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `WebhookTestRequest`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TestRequest {
-    #[serde(default)]
-    pub event_type: Option<String>,
-}
-
-/// The event types `WebhookTestRequest` accepts: the known ones except `addon.invoked` (only the invoke
-/// endpoint may produce it) and the survey events, which TMI's enum leaves out.
-fn testable(event_type: &str) -> bool {
-    event_type != delivery_model::event::ADDON_INVOKED
-        && !event_type.starts_with("survey")
-        && KNOWN_EVENT_TYPES.contains(&event_type)
-}
-
-/// The test event type: the request's, else the subscription's first (the wildcard meaning none), else
-/// `webhook.test`. An empty first event (TMI's input schema allows `""`) also means none: a record with an
-/// empty event type could not be read back (found by scripts/fuzz-api.sh).
-fn test_event_type(requested: Option<String>, sub: &Subscription) -> String {
-    requested
-        .or_else(|| {
-            sub.events
-                .first()
-                .filter(|e| !e.is_empty() && e.as_str() != WILDCARD)
-                .cloned()
-        })
-        .unwrap_or_else(|| TEST.to_owned())
-}
-
-/// The unified envelope of a test delivery (TMI sends a shape of its own here; Hookline sends every
-/// receiver the same envelope).
-fn test_payload(event_type: &str, sub: SubscriptionId, now: Micros) -> ApiResult<String> {
-    let id = sub.to_string();
-    let data =
-        serde_json::value::to_raw_value(&json!({"message": TEST_MESSAGE, "subscription_id": id}))
-            .map_err(|e| ApiError::Internal(format!("encoding test payload: {e}")))?;
-    let timestamp = format_micros(now);
-    let envelope = Envelope {
-        event_type,
-        threat_model_id: None,
-        timestamp: Some(&timestamp),
-        object_type: Some(TEST_OBJECT_TYPE),
-        object_id: Some(&id),
-        data: &data,
-    };
-    serde_json::to_string(&envelope)
-        .map_err(|e| ApiError::Internal(format!("encoding test payload: {e}")))
-}
-
-/// `WebhookTestResponse` (keys in Go's order).
-#[derive(Serialize)]
-struct TestResponse<'a> {
-    delivery_id: DeliveryId,
-    message: &'a str,
-    status: &'a str,
-}
-
-/// `POST /admin/webhooks/subscriptions/{webhook_id}/test`
-pub async fn test_subscription(
-    WebhookIdPath(id): WebhookIdPath,
-    _admin: Admin,
-    state: web::Data<AppState>,
-    OptionalJsonBody(body): OptionalJsonBody<TestRequest>,
-) -> ApiResult<HttpResponse> {
-    let requested = body.and_then(|b| b.event_type);
-    if let Some(e) = &requested
-        && !testable(e)
-    {
-        return Err(ApiError::invalid_input(format!(
-            "Error at \"/event_type\": value {:?} is not one of the allowed values",
-            crate::error::sanitize_description(e)
-        )));
-    }
-    let sub = load(&state, id).await?;
-    if sub.operator_pinned {
-        return Err(ApiError::subscription_pinned());
-    }
-    let event_type = test_event_type(requested, &sub);
-    let now = now_micros();
-    let record = DeliveryRecord::new_pending(
-        DeliveryId::new_v7(),
-        sub.id,
-        event_type.as_str(),
-        test_payload(&event_type, sub.id, now)?,
-        now,
-    );
-    if !state.store.create_and_enqueue_delivery(&record).await? {
-        return Err(ApiError::Internal(format!(
-            "delivery id {} already exists",
-            record.id
-        )));
-    }
-    state.metrics.test_deliveries.inc();
-    tracing::info!(subscription.id = %sub.id, delivery.id = %record.id, event.r#type = %event_type, "test delivery queued");
-    Ok(
-        HttpResponse::build(StatusCode::ACCEPTED).json(TestResponse {
-            delivery_id: record.id,
-            message: TEST_QUEUED_MESSAGE,
-            status: record.status.as_str(),
-        }),
-    )
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use serde_json::json;
 
     fn input(v: serde_json::Value) -> SubscriptionInput {
         serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
@@ -453,39 +436,6 @@ mod tests {
     }
 
     #[test]
-    fn test_event_type_rules() {
-        let mut sub = delivery_model_sample();
-        assert_eq!(
-            test_event_type(Some("diagram.updated".into()), &sub),
-            "diagram.updated"
-        );
-        assert_eq!(test_event_type(None, &sub), "threat_model.created");
-        sub.events = vec!["*".into(), "x".into()];
-        assert_eq!(test_event_type(None, &sub), TEST);
-        sub.events = vec![String::new()];
-        assert_eq!(test_event_type(None, &sub), TEST);
-        sub.events.clear();
-        assert_eq!(test_event_type(None, &sub), TEST);
-        assert!(testable("system_audit.admin_write"));
-        assert!(!testable("addon.invoked"));
-        assert!(!testable("survey.created"));
-        assert!(!testable("team.created"));
-    }
-
-    #[test]
-    fn test_payload_is_the_unified_envelope() {
-        let id: SubscriptionId = "550e8400-e29b-41d4-a716-446655440000"
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let p = test_payload("webhook.test", id, 1_775_044_800_500_000)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            p,
-            r#"{"event_type":"webhook.test","timestamp":"2026-04-01T12:00:00.5Z","object_type":"webhook_test","object_id":"550e8400-e29b-41d4-a716-446655440000","data":{"message":"This is a test webhook delivery","subscription_id":"550e8400-e29b-41d4-a716-446655440000"}}"#
-        );
-    }
-
-    #[test]
     fn view_hides_secret_and_pinned_url() {
         let mut s = delivery_model_sample();
         let v = serde_json::to_value(SubscriptionView::new(&s, false)).unwrap_or_default();
@@ -500,24 +450,18 @@ mod tests {
         assert_eq!(v["url"], PINNED_URL);
     }
 
-    fn delivery_model_sample() -> Subscription {
+    pub(crate) fn delivery_model_sample() -> Subscription {
         Subscription {
-            id: SubscriptionId::new_v4(),
-            owner_id: "owner".into(),
-            threat_model_id: None,
-            name: "n".into(),
-            url: "https://example.com/hook".into(),
-            events: vec!["threat_model.created".into()],
             secret: Some("0123456789abcdef".into()),
-            status: SubscriptionStatus::PendingVerification,
             challenge: Some("c".into()),
-            challenges_sent: 0,
-            timeout_count: 0,
-            created_at: 1,
-            modified_at: 1,
-            last_successful_use: None,
-            publication_failures: 0,
-            operator_pinned: false,
+            ..Subscription::new(
+                "owner",
+                "n",
+                "https://example.com/hook",
+                vec!["threat_model.created".into()],
+                SubscriptionStatus::PendingVerification,
+                1,
+            )
         }
     }
 }

@@ -11,6 +11,9 @@
 //!   subscription's owner or the add-on's invoker (TMI intends this, but its server never parses the token
 //!   on this public path and always answers 401).
 //!
+//! During a secret rotation's grace period either live secret is accepted (callbacks and HMAC reads), and
+//! only the new one after it.
+//!
 //! Compared with TMI: a missing signature is 401 (TMI's schema layer answers 400 first); a subscription
 //! without a secret refuses callbacks with 401 "Webhook secret not configured" (TMI then skips the check, so
 //! anyone could forge an outcome); a delivery whose subscription is gone answers 401 "Failed to verify
@@ -24,7 +27,6 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::DeliveryId;
-use delivery_model::signing;
 use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::{format_micros, now_micros};
@@ -100,36 +102,37 @@ fn record_not_found() -> ApiError {
     ApiError::not_found("Delivery record not found or expired")
 }
 
-fn invalid_signature() -> ApiError {
-    ApiError::signature_rejected("Invalid webhook signature")
-}
+use crate::receiver_auth::{self, invalid_signature};
 
-/// The first `X-Webhook-Signature` value, when present and not blank (TMI treats an empty one as absent).
+/// The signature a receiver's request carries (`X-Webhook-Signature`, or Standard Webhooks'
+/// `webhook-signature`), when present and not blank.
 fn signature(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    receiver_auth::presented(headers)
 }
 
-/// The subscription whose secret signs this delivery's callbacks, and the secret itself.
-async fn signing_secret(
+/// The subscription whose secret signs this delivery's callbacks, and its live secrets: the current one,
+/// and during a rotation's grace period the previous one too (a receiver switches when it is ready).
+async fn signing_secrets(
     state: &AppState,
     record: &DeliveryRecord,
-) -> ApiResult<(Subscription, String)> {
+) -> ApiResult<(Subscription, Vec<String>)> {
     let sub = state
         .store
         .get_subscription(record.subscription_id)
         .await?
         .ok_or_else(|| ApiError::signature_rejected("Failed to verify delivery"))?;
     // Unsigned callbacks could be forged by anyone who learns a delivery id: refuse rather than skip.
-    let secret = sub
-        .secret
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::signature_rejected("Webhook secret not configured"))?;
-    Ok((sub, secret))
+    let secrets: Vec<String> = sub
+        .live_secrets(now_micros())
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if secrets.is_empty() {
+        return Err(ApiError::signature_rejected(
+            "Webhook secret not configured",
+        ));
+    }
+    Ok((sub, secrets))
 }
 
 /// `POST /webhook-deliveries/{delivery_id}/status`
@@ -155,9 +158,13 @@ pub async fn update_delivery_status(
     ) {
         (None, _) => Err(ApiError::signature_rejected("Missing webhook signature")),
         (Some(_), None) => Err(invalid_signature()),
-        (Some(sig), Some(record)) => match signing_secret(&state, &record).await {
-            Ok((_, secret)) if signing::verify(&secret, &body, sig) => Ok(record),
-            Ok(_) => Err(invalid_signature()),
+        (Some(_), Some(record)) => match signing_secrets(&state, &record).await {
+            Ok((sub, secrets)) => {
+                let id = record.id.to_string();
+                receiver_auth::verify(&state, &sub, &secrets, req.headers(), &id, &body)
+                    .await
+                    .map(|()| record)
+            }
             Err(e) => Err(e),
         },
     };
@@ -207,19 +214,25 @@ pub async fn get_delivery_status(
 ) -> ApiResult<HttpResponse> {
     let (record, sub, admin) = match signature(req.headers()) {
         // HMAC mode whenever the header is present, even next to a bearer token (TMI's rule).
-        Some(sig) => {
+        Some(_) => {
             // Unknown id: the same 401 as a wrong signature (no existence oracle without the secret).
             let record = state
                 .store
                 .get_delivery(id)
                 .await?
                 .ok_or_else(invalid_signature)?;
-            let (sub, secret) = signing_secret(&state, &record).await?;
+            let (sub, secrets) = signing_secrets(&state, &record).await?;
             // The message is the id exactly as the caller wrote it in the path.
             let path_id = req.match_info().get(DELIVERY_ID_PARAM).unwrap_or_default();
-            if !signing::verify(&secret, path_id.as_bytes(), sig) {
-                return Err(invalid_signature());
-            }
+            receiver_auth::verify(
+                &state,
+                &sub,
+                &secrets,
+                req.headers(),
+                path_id,
+                path_id.as_bytes(),
+            )
+            .await?;
             (record, Some(sub), false)
         }
         None => {

@@ -230,6 +230,7 @@ impl Dispatcher {
             record,
             &p.sub,
             delegation_token.as_deref(),
+            now,
         );
 
         self.metrics.in_flight.inc();
