@@ -184,3 +184,26 @@ async fn services_refuse_to_start_on_a_cluster_for_now() {
     );
     assert_eq!(e.to_string(), service_common::redis::CLUSTER_REFUSAL);
 }
+
+#[test]
+fn cluster_shards_default_to_twelve_and_apply_to_a_cluster_only() {
+    assert_eq!(load(&[CLUSTER]).unwrap().store_options().cluster_shards, 12);
+    let s = load(&[CLUSTER, ("HOOKLINE__REDIS__CLUSTER_SHARDS", "6")]).unwrap();
+    assert_eq!(s.store_options().cluster_shards, 6);
+
+    let e = err(&[CLUSTER, ("HOOKLINE__REDIS__CLUSTER_SHARDS", "300")]);
+    assert!(
+        e.contains("redis.cluster_shards") && e.contains("256"),
+        "{e}"
+    );
+    // On one node it would silently do nothing: refused, naming the key.
+    let e = err(&[("HOOKLINE__REDIS__CLUSTER_SHARDS", "12")]);
+    assert!(
+        e.contains("redis.cluster_shards") && e.contains("Cluster"),
+        "{e}"
+    );
+    // A brace in the prefix would become every key's hash tag.
+    let e = err(&[CLUSTER, ("HOOKLINE__REDIS__KEY_PREFIX", "a{b}:")]);
+    assert!(e.contains("redis.key_prefix"), "{e}");
+    assert!(load(&[("HOOKLINE__REDIS__KEY_PREFIX", "a{b}:")]).is_ok());
+}

@@ -37,7 +37,7 @@ pub fn group_spec(settings: &Settings, store: &Store) -> GroupSpec {
     let w = &settings.worker;
     let claim_idle = w.lease(&settings.outbound) + Duration::from_secs(1);
     GroupSpec {
-        streams: vec![store.keys().queue_stream()],
+        streams: store.keys().worker_streams(),
         group: QUEUE_GROUP,
         // The queue only ever holds live work, so a new group starts at its beginning.
         start_id: "0".to_owned(),

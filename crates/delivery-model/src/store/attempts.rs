@@ -284,9 +284,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let k = self.keys();
+        // A batch comes from one queue, so all its deliveries are of one shard.
+        let shard = k.shard_of(items[0].id);
         let mut keys = Vec::with_capacity(items.len() + 2);
-        keys.push(k.queue_stream());
-        keys.push(k.scheduled());
+        keys.push(k.queue_stream(shard));
+        keys.push(k.scheduled(shard));
         keys.extend(items.iter().map(|i| k.delivery(i.id)));
         let mut args = Vec::with_capacity(5 + 3 * items.len());
         args.extend([
@@ -374,15 +376,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let k = self.keys();
+        // One shard per call: the worker commits each shard's outcomes separately.
+        let shard = k.shard_of(items[0].id);
         let mut keys = Vec::with_capacity(3 + 3 * items.len());
-        keys.extend([k.queue_stream(), k.scheduled(), k.deliveries_activity()]);
+        keys.extend([
+            k.queue_stream(shard),
+            k.scheduled(shard),
+            k.deliveries_activity(shard),
+        ]);
         let mut args = Vec::with_capacity(10 + 10 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
             self.inner.active_ttl_secs.to_string(),
             self.inner.terminal_ttl_secs.to_string(),
-            k.deliveries_by_status_prefix(),
+            k.deliveries_by_status_prefix(shard),
             policy.failure_threshold.to_string(),
             (now / 1000).to_string(),
             policy

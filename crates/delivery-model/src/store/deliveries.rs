@@ -63,15 +63,17 @@ impl Store {
             return Ok(0);
         }
         let k = self.keys();
+        // Not slot-safe yet: one input entry's deliveries span every shard (§4.1 splits this per shard).
+        let shard = k.unsplit_shard();
         let mut args = vec![
             EVENTS_GROUP.to_owned(),
             now.to_string(),
             created_score(now),
             self.inner.active_ttl_secs.to_string(),
-            k.delivery_prefix(),
+            k.delivery_prefix(shard),
             k.subscription_prefix(),
-            k.deliveries_by_subscription_prefix(),
-            k.deliveries_by_event_prefix(),
+            k.deliveries_by_subscription_prefix(shard),
+            k.deliveries_by_event_prefix(shard),
             MESSAGE_FIELD.to_owned(),
             // With replicas to wait for, the entries are acknowledged only after they confirmed the writes.
             if self.ack_wait().is_on() { "0" } else { "1" }.to_owned(),
@@ -94,9 +96,9 @@ impl Store {
         }
         let keys = vec![
             k.events_stream().to_owned(),
-            k.queue_stream(),
-            k.deliveries_all(),
-            k.deliveries_by_status(DeliveryStatus::Pending),
+            k.queue_stream(shard),
+            k.deliveries_all(shard),
+            k.deliveries_by_status(shard, DeliveryStatus::Pending),
         ];
         let client = self.writer();
         let created: u64 = scripts::FANOUT.run_on(&client, keys, args).await?;
@@ -114,14 +116,15 @@ impl Store {
 
     pub(super) fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {
         let k = self.keys();
+        let shard = k.shard_of(r.id);
         let mut keys = vec![
-            k.deliveries_all(),
-            k.deliveries_by_subscription(r.subscription_id),
-            k.deliveries_by_status(r.status),
-            k.deliveries_by_event(&r.event_type),
+            k.deliveries_all(shard),
+            k.deliveries_by_subscription(shard, r.subscription_id),
+            k.deliveries_by_status(shard, r.status),
+            k.deliveries_by_event(shard, &r.event_type),
         ];
         if let Some(a) = r.addon_id {
-            keys.push(k.deliveries_by_addon(a));
+            keys.push(k.deliveries_by_addon(shard, a));
         }
         keys
     }
@@ -138,7 +141,7 @@ impl Store {
         .encode();
         self.create_delivery_then_append(
             record,
-            k.queue_stream(),
+            k.queue_stream(k.shard_of(record.id)),
             vec![(MESSAGE_FIELD.to_owned(), msg)],
         )
         .await
@@ -199,9 +202,10 @@ impl Store {
         let routed: i64 = scripts::ROUTE_EXISTING
             .run(
                 self.pool(),
+                // Not slot-safe yet: the record's shard and the input stream's slot in one step (§3).
                 vec![
                     k.delivery(id),
-                    k.queue_stream(),
+                    k.queue_stream(k.shard_of(id)),
                     k.events_stream().to_owned(),
                 ],
                 vec![
@@ -252,9 +256,11 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Page<DeliveryRecord>> {
+        // Not slot-safe yet: one shard's index only (§4.5 merges the shards).
+        let shard = self.keys().unsplit_shard();
         let key = match subscription {
-            Some(s) => self.keys().deliveries_by_subscription(s),
-            None => self.keys().deliveries_all(),
+            Some(s) => self.keys().deliveries_by_subscription(shard, s),
+            None => self.keys().deliveries_all(shard),
         };
         let (ids, total) = self.zpage(&key, offset, limit, false).await?;
         let ids = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok());

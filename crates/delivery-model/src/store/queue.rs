@@ -18,10 +18,12 @@ impl Store {
     /// Redis failure.
     pub async fn promote_due(&self, now_ms: i64, limit: u32) -> Result<u64> {
         let k = self.keys();
+        // Not per shard yet (§4.7: one promotion per shard and one for the challenge schedule).
+        let shard = k.unsplit_shard();
         scripts::PROMOTE_DUE
             .run(
                 self.pool(),
-                vec![k.scheduled(), k.queue_stream()],
+                vec![k.scheduled(shard), k.queue_stream(shard)],
                 vec![
                     now_ms.to_string(),
                     limit.to_string(),
@@ -36,16 +38,15 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn schedule(&self, msg: &QueueMessage, due_ms: i64) -> Result<()> {
+        let k = self.keys();
+        // A delivery goes back to its shard's schedule, a challenge to the control one.
+        let key = match msg {
+            QueueMessage::DeliveryV1 { delivery_id } => k.scheduled(k.shard_of(*delivery_id)),
+            QueueMessage::ChallengeV1 { .. } => k.challenge_scheduled(),
+        };
         let _: i64 = self
             .pool()
-            .zadd(
-                self.keys().scheduled(),
-                None,
-                None,
-                false,
-                false,
-                (due_ms as f64, msg.encode()),
-            )
+            .zadd(key, None, None, false, false, (due_ms as f64, msg.encode()))
             .await?;
         Ok(())
     }
@@ -58,7 +59,8 @@ impl Store {
         if entry_ids.is_empty() {
             return Ok(());
         }
-        let q = self.keys().queue_stream();
+        // Not per shard yet: the caller will name the queue the entries came from (§4.7).
+        let q = self.keys().queue_stream(self.keys().unsplit_shard());
         let _: i64 = self
             .pool()
             .xack(&q, QUEUE_GROUP, entry_ids.to_vec())
@@ -116,14 +118,16 @@ impl Store {
             .await
     }
 
-    /// Creates the queue's consumer group if missing. The queue only ever holds live work, so a new group
-    /// starts at `0`.
+    /// Creates the consumer group of every queue a worker reads (each shard's and the challenge queue; one
+    /// in standalone mode) if missing. A queue only ever holds live work, so a new group starts at `0`.
     ///
     /// # Errors
     /// Redis failure other than `BUSYGROUP`.
     pub async fn ensure_queue_group(&self) -> Result<()> {
-        self.ensure_group(&self.keys().queue_stream(), QUEUE_GROUP, "0")
-            .await
+        for stream in self.keys().worker_streams() {
+            self.ensure_group(&stream, QUEUE_GROUP, "0").await?;
+        }
+        Ok(())
     }
 
     /// Creates `group` on `stream` (and the stream) if missing, starting at `start_id`.
@@ -186,7 +190,8 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn queue_depth(&self) -> Result<(u64, u64)> {
-        let q = self.keys().queue_stream();
+        // Not summed over the shards yet (§4.7).
+        let q = self.keys().queue_stream(self.keys().unsplit_shard());
         let len: u64 = self.pool().xlen(&q).await?;
         let pending: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
             Ok(v) => v,
@@ -206,6 +211,8 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn scheduled_len(&self) -> Result<u64> {
-        Ok(self.pool().zcard(self.keys().scheduled()).await?)
+        // Not summed over the shards yet (§4.7).
+        let k = self.keys();
+        Ok(self.pool().zcard(k.scheduled(k.unsplit_shard())).await?)
     }
 }
