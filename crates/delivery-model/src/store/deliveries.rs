@@ -1,4 +1,5 @@
-//! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script), single
+//! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script; per shard on a
+//! cluster, in `fanout_shards.rs`), single
 //! deliveries created with their queue or input-stream entry, routing of pre-created records, and reads.
 
 use fred::prelude::*;
@@ -8,7 +9,7 @@ use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::Result;
 use crate::event::StreamEvent;
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::EVENTS_GROUP;
+use crate::keys::{EVENTS_GROUP, Layout, Shard};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
 
@@ -55,6 +56,10 @@ impl Store {
     /// acknowledging, `WAIT` confirms the writes, and only then are the entries acknowledged — so an entry is
     /// never acknowledged before its deliveries are on the replicas.
     ///
+    /// On a cluster the deliveries are written per queue shard and the entries acknowledged after every
+    /// shard's script succeeded (`docs/cluster.md` §4.1); the consumer passes only subscriptions it read as
+    /// active, since their status lives in another slot.
+    ///
     /// # Errors
     /// Redis failure (nothing was written, or, with replicas to wait for, written but the entries left
     /// pending), or [`Error::NotReplicated`](crate::Error::NotReplicated) (written, entries left pending).
@@ -63,8 +68,10 @@ impl Store {
             return Ok(0);
         }
         let k = self.keys();
-        // Not slot-safe yet: one input entry's deliveries span every shard (§4.1 splits this per shard).
-        let shard = k.unsplit_shard();
+        if k.layout() != Layout::Standalone {
+            return self.fanout_sharded(entries, now).await;
+        }
+        let shard = Shard::ZERO;
         let mut args = vec![
             EVENTS_GROUP.to_owned(),
             now.to_string(),
@@ -194,15 +201,18 @@ impl Store {
     /// Routes the pre-created delivery `id` named by input entry `entry_id` (an `addon.invoked` event) to the
     /// worker and acknowledges the entry, in one step. Returns whether it was enqueued (false: the record is
     /// gone or no longer pending).
+    /// On a cluster: enqueued once by the record's `routed` flag, then the entry acknowledged.
     ///
     /// # Errors
     /// Redis failure (nothing was written).
     pub async fn route_existing(&self, entry_id: &str, id: DeliveryId) -> Result<bool> {
         let k = self.keys();
+        if k.layout() != Layout::Standalone {
+            return self.route_existing_sharded(entry_id, id).await;
+        }
         let routed: i64 = scripts::ROUTE_EXISTING
             .run(
                 self.pool(),
-                // Not slot-safe yet: the record's shard and the input stream's slot in one step (§3).
                 vec![
                     k.delivery(id),
                     k.queue_stream(k.shard_of(id)),

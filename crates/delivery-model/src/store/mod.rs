@@ -32,6 +32,7 @@ pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
 mod durability;
+mod fanout_shards;
 pub mod idempotency;
 pub mod import;
 mod queue;
