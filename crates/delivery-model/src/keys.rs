@@ -182,6 +182,20 @@ impl Keyspace {
         streams
     }
 
+    /// Every (schedule, queue) pair the scheduler promotes from and to, each once: each shard's, and the
+    /// challenge retries' (one pair in standalone mode).
+    pub fn schedules(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .shards()
+            .map(|s| (self.scheduled(s), self.queue_stream(s)))
+            .collect();
+        let challenges = (self.challenge_scheduled(), self.challenge_queue());
+        if !pairs.contains(&challenges) {
+            pairs.push(challenges);
+        }
+        pairs
+    }
+
     /// STRING (cluster mode only): the shard count the stored data was laid out with, set at the first
     /// start and compared at every later one, so a changed `redis.cluster_shards` (which would re-home every
     /// record) stops the service instead of losing track of its deliveries.

@@ -380,3 +380,25 @@ fn twelve_shards_spread_evenly_over_three_masters() {
     }
     assert_eq!(per_master, [4, 4, 4]);
 }
+
+#[test]
+fn the_scheduler_promotes_each_schedule_into_its_own_queue() {
+    let one = Keyspace::new("p:", "ev");
+    assert_eq!(
+        one.schedules(),
+        [(
+            "p:hookline:scheduled".to_owned(),
+            "p:hookline:queue".to_owned()
+        )]
+    );
+    let k = cluster(12);
+    let pairs = k.schedules();
+    assert_eq!(pairs.len(), 13);
+    for (schedule, queue) in &pairs {
+        one_slot("promote_due", &[schedule.clone(), queue.clone()]);
+    }
+    assert_eq!(
+        pairs.last().unwrap(),
+        &(k.challenge_scheduled(), k.challenge_queue())
+    );
+}

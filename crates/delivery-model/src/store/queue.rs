@@ -12,25 +12,29 @@ use crate::keys::{EVENTS_GROUP, QUEUE_GROUP};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 
 impl Store {
-    /// Moves up to `limit` messages due by `now_ms` from the schedule to the queue; returns how many.
+    /// Moves up to `limit` messages due by `now_ms` from each schedule to its queue (one pair on a single
+    /// node; every shard's and the challenges' on a cluster, one script each, concurrently); returns how
+    /// many in all.
     ///
     /// # Errors
-    /// Redis failure.
+    /// Redis failure (pairs that succeeded have moved their messages; each move is atomic).
     pub async fn promote_due(&self, now_ms: i64, limit: u32) -> Result<u64> {
-        let k = self.keys();
-        // Not per shard yet (§4.7: one promotion per shard and one for the challenge schedule).
-        let shard = k.unsplit_shard();
-        scripts::PROMOTE_DUE
-            .run(
+        let pairs = self.keys().schedules();
+        let moves = pairs.into_iter().map(|(schedule, queue)| {
+            scripts::PROMOTE_DUE.run::<u64>(
                 self.pool(),
-                vec![k.scheduled(shard), k.queue_stream(shard)],
+                vec![schedule, queue],
                 vec![
                     now_ms.to_string(),
                     limit.to_string(),
                     MESSAGE_FIELD.to_owned(),
                 ],
             )
-            .await
+        });
+        Ok(futures::future::try_join_all(moves)
+            .await?
+            .into_iter()
+            .sum())
     }
 
     /// Puts a message on the schedule, due at `due_ms`.
@@ -185,34 +189,36 @@ impl Store {
         Ok(StreamReader::new(client, timeout))
     }
 
-    /// Length and pending count of the queue (metrics).
+    /// Length and pending count of the queues, summed over every queue a worker reads (metrics).
     ///
     /// # Errors
     /// Redis failure.
     pub async fn queue_depth(&self) -> Result<(u64, u64)> {
-        // Not summed over the shards yet (§4.7).
-        let q = self.keys().queue_stream(self.keys().unsplit_shard());
-        let len: u64 = self.pool().xlen(&q).await?;
-        let pending: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
-            Ok(v) => v,
-            Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
-            Err(e) => return Err(e.into()),
-        };
-        let pending = pending
-            .into_array()
-            .first()
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let (mut len, mut pending) = (0, 0);
+        // Summed over every queue a worker reads (one on a single node).
+        for q in self.keys().worker_streams() {
+            let n: u64 = self.pool().xlen(&q).await?;
+            let p: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
+                Ok(v) => v,
+                Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
+                Err(e) => return Err(e.into()),
+            };
+            len += n;
+            pending += p.into_array().first().and_then(Value::as_u64).unwrap_or(0);
+        }
         Ok((len, pending))
     }
 
-    /// Number of scheduled messages (metrics).
+    /// Number of scheduled messages, over every schedule (metrics).
     ///
     /// # Errors
     /// Redis failure.
     pub async fn scheduled_len(&self) -> Result<u64> {
-        // Not summed over the shards yet (§4.7).
-        let k = self.keys();
-        Ok(self.pool().zcard(k.scheduled(k.unsplit_shard())).await?)
+        let mut n = 0;
+        for (schedule, _) in self.keys().schedules() {
+            let len: u64 = self.pool().zcard(schedule).await?;
+            n += len;
+        }
+        Ok(n)
     }
 }

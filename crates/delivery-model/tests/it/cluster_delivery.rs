@@ -150,3 +150,35 @@ async fn routing_a_precreated_delivery_enqueues_it_once() {
     assert_eq!(len, 1);
     store.quit().await;
 }
+
+#[tokio::test]
+async fn due_retries_go_back_to_their_own_shard_and_challenges_to_theirs() {
+    let cluster = Cluster::start(3, 0);
+    let (store, raw) = connect(&cluster).await;
+    let k = store.keys().clone();
+    store.ensure_queue_group().await.unwrap();
+    let ids: Vec<DeliveryId> = (0..12).map(|_| DeliveryId::new_v7()).collect();
+    for id in &ids {
+        let msg = delivery_model::queue::QueueMessage::DeliveryV1 { delivery_id: *id };
+        store.schedule(&msg, 1_000).await.unwrap();
+    }
+    let challenge = delivery_model::queue::QueueMessage::ChallengeV1 {
+        subscription_id: SubscriptionId::new_v4(),
+    };
+    store.schedule(&challenge, 1_000).await.unwrap();
+    assert_eq!(store.scheduled_len().await.unwrap(), 13);
+    // Not due yet: nothing moves.
+    assert_eq!(store.promote_due(999, 100).await.unwrap(), 0);
+
+    assert_eq!(store.promote_due(1_000, 100).await.unwrap(), 13);
+    assert_eq!(store.scheduled_len().await.unwrap(), 0);
+    let mut want: BTreeMap<u16, u64> = k.shards().map(|s| (s.index(), 0)).collect();
+    for id in &ids {
+        *want.entry(k.shard_of(*id).index()).or_default() += 1;
+    }
+    assert_eq!(queue_lengths(&k, &raw).await, want);
+    let challenges: u64 = raw.xlen(k.challenge_queue()).await.unwrap();
+    assert_eq!(challenges, 1);
+    assert_eq!(store.queue_depth().await.unwrap(), (13, 0));
+    store.quit().await;
+}
