@@ -18,7 +18,7 @@ use super::{Store, scripts};
 use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::QUEUE_GROUP;
+use crate::keys::{Layout, QUEUE_GROUP};
 use crate::queue::QueueMessage;
 use crate::subscription::Subscription;
 use crate::time::Micros;
@@ -295,7 +295,12 @@ impl Store {
             now.to_string(),
             lease_until.to_string(),
             micros(due_tolerance).to_string(),
-            k.subscription_prefix(),
+            // On a cluster the subscriptions are in the control slot: read after the script.
+            if k.layout() == Layout::Standalone {
+                k.subscription_prefix()
+            } else {
+                String::new()
+            },
             QUEUE_GROUP.to_owned(),
         ]);
         for i in items {
@@ -307,7 +312,7 @@ impl Store {
         let mut reply = reply.into_array().into_iter();
         let results = reply.next().unwrap_or(Value::Null).into_array();
         // Each subscription once, however many deliveries of the batch it has.
-        let mut subs: HashMap<String, Result<Option<Subscription>, String>> = HashMap::new();
+        let mut subs: super::attempt_subscriptions::BatchSubscriptions = HashMap::new();
         let mut it = reply.next().unwrap_or(Value::Null).into_array().into_iter();
         while let (Some(id), Some(fields)) = (it.next(), it.next()) {
             let h = flat(fields);
@@ -319,6 +324,9 @@ impl Store {
                     .map_err(|e| e.to_string())
             };
             subs.insert(id.as_string().unwrap_or_default(), sub);
+        }
+        if k.layout() != Layout::Standalone {
+            subs = self.leased_subscriptions(&results).await?;
         }
         if results.len() != items.len() {
             return Err(Error::Script(format!(

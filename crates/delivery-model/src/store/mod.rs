@@ -24,6 +24,7 @@
 //! each kind of record or structure live in a submodule of their own, each one `impl Store` block.
 
 pub mod addons;
+mod attempt_subscriptions;
 pub mod attempts;
 pub mod callbacks;
 pub mod cleanup;

@@ -10,7 +10,8 @@ use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{EVENTS_GROUP, Keyspace};
 use delivery_model::store::import::LegacyPlacement;
-use delivery_model::store::{FanoutEntry, Store, StoreOptions};
+use delivery_model::store::{BeginAttempt, BeginItem, FanoutEntry, Store, StoreOptions};
+use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
 use fred::prelude::*;
 use test_support::cluster::Cluster;
@@ -180,5 +181,67 @@ async fn due_retries_go_back_to_their_own_shard_and_challenges_to_theirs() {
     let challenges: u64 = raw.xlen(k.challenge_queue()).await.unwrap();
     assert_eq!(challenges, 1);
     assert_eq!(store.queue_depth().await.unwrap(), (13, 0));
+    store.quit().await;
+}
+
+#[tokio::test]
+async fn leases_are_taken_per_shard_and_the_subscriptions_read_from_the_control_slot() {
+    let cluster = Cluster::start(3, 0);
+    let (store, _raw) = connect(&cluster).await;
+    let k = store.keys().clone();
+    store.ensure_queue_group().await.unwrap();
+    let sub = crate::harness::subscription(SubscriptionStatus::Active, &["a.b"]);
+    assert!(store.create_subscription(&sub).await.unwrap());
+    let gone = SubscriptionId::new_v4();
+    // Two deliveries of each of two shards: one of the stored subscription, one of a deleted one.
+    let mut by_shard: BTreeMap<u16, Vec<DeliveryRecord>> = BTreeMap::new();
+    let wanted = [0u16, 1];
+    while wanted
+        .iter()
+        .any(|s| by_shard.get(s).is_none_or(|v| v.len() < 2))
+    {
+        let id = DeliveryId::new_v7();
+        let shard = k.shard_of(id).index();
+        if !wanted.contains(&shard) {
+            continue;
+        }
+        let records = by_shard.entry(shard).or_default();
+        if records.len() < 2 {
+            let owner = if records.is_empty() { sub.id } else { gone };
+            records.push(DeliveryRecord::new_pending(
+                id,
+                owner,
+                "a.b",
+                "{}",
+                now_micros(),
+            ));
+        }
+    }
+    for records in by_shard.values() {
+        for r in records {
+            assert!(store.create_and_enqueue_delivery(r).await.unwrap());
+        }
+        let items: Vec<BeginItem<'_>> = records
+            .iter()
+            .map(|r| BeginItem {
+                id: r.id,
+                token: "t",
+                entry_id: "",
+            })
+            .collect();
+        let now = now_micros();
+        let results = store
+            .begin_attempts(&items, now, now + 30_000_000, Duration::ZERO)
+            .await;
+        let leased: Vec<Option<Option<SubscriptionId>>> = results
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                BeginAttempt::Go(l) => Some(l.subscription.map(|s| s.id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(leased, [Some(Some(sub.id)), Some(None)]);
+    }
+    // The queue entries were never read by a consumer (no entry ids given): nothing is left pending.
     store.quit().await;
 }

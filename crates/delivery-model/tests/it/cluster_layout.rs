@@ -10,7 +10,8 @@ use delivery_model::error::Error;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{Layout, key_slot};
 use delivery_model::queue::QueueMessage;
-use delivery_model::store::{BeginItem, Store, StoreOptions};
+use delivery_model::store::import::LegacyPlacement;
+use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
 use fred::prelude::*;
@@ -127,37 +128,30 @@ async fn control_and_shard_scripts_run_on_a_real_cluster_with_one_slot_each() {
     assert!(cluster.acl_log().is_empty(), "{:?}", cluster.acl_log());
 }
 
-/// `begin_attempts` still reads the batch's subscriptions inside its shard script (the step that moves them
-/// out is the delivery path's, docs/cluster.md §4.2): on a cluster that second slot is refused at once,
-/// whichever nodes hold the two slots — the shebang's guarantee that a layout mistake cannot pass unseen.
+/// `retry_delivery` still reads the record's subscription inside its shard script (the split moves that read
+/// to the gateway, docs/cluster.md §3): on a cluster that second slot is refused at once, even with both
+/// slots on one node — the shebang's guarantee that a layout mistake cannot pass unseen.
 #[tokio::test]
 async fn a_script_reaching_a_second_slot_fails_loudly() {
     let cluster = Cluster::start(3, 0);
     let store = Store::connect(&cluster.admin_options()).await.unwrap();
     let k = store.keys().clone();
-    store.ensure_queue_group().await.unwrap();
     // A delivery whose shard shares the control slot's master, so that only the shebang can refuse it.
     let control_node = cluster.node_for_key(&k.subscription(SubscriptionId::new_v4()));
     let id = std::iter::repeat_with(DeliveryId::new_v7)
         .find(|id| cluster.node_for_key(&k.delivery(*id)) == control_node)
         .unwrap();
-    let record =
+    let mut record =
         DeliveryRecord::new_pending(id, SubscriptionId::new_v4(), "a.b", "{}", now_micros());
-    assert!(store.create_and_enqueue_delivery(&record).await.unwrap());
-    let now = now_micros();
-    let results = store
-        .begin_attempts(
-            &[BeginItem {
-                id,
-                token: "t",
-                entry_id: "0-1",
-            }],
-            now,
-            now + 30_000_000,
-            Duration::ZERO,
-        )
-        .await;
-    let Some(Err(Error::Redis(e))) = results.into_iter().next() else {
+    record.status = DeliveryStatus::Failed;
+    let keep = LegacyPlacement::Keep {
+        ttl: Duration::from_secs(600),
+    };
+    store
+        .import_delivery(&record, keep, now_micros())
+        .await
+        .unwrap();
+    let Err(Error::Redis(e)) = store.retry_delivery(id, now_micros()).await else {
         panic!("a cross-slot script must fail");
     };
     assert!(
