@@ -55,21 +55,21 @@ impl Store {
         Ok(())
     }
 
-    /// Acknowledges and deletes queue entries handled without an outcome write (stale or finished work).
+    /// Acknowledges and deletes entries of queue `stream` (the one they were read from: a shard's queue or
+    /// the challenge queue on a cluster, the one queue on a single node) handled without an outcome write
+    /// (stale or finished work, challenges).
     ///
     /// # Errors
     /// Redis failure.
-    pub async fn ack_queue(&self, entry_ids: &[String]) -> Result<()> {
+    pub async fn ack_queue(&self, stream: &str, entry_ids: &[String]) -> Result<()> {
         if entry_ids.is_empty() {
             return Ok(());
         }
-        // Not per shard yet: the caller will name the queue the entries came from (§4.7).
-        let q = self.keys().queue_stream(self.keys().unsplit_shard());
         let _: i64 = self
             .pool()
-            .xack(&q, QUEUE_GROUP, entry_ids.to_vec())
+            .xack(stream, QUEUE_GROUP, entry_ids.to_vec())
             .await?;
-        let _: i64 = self.pool().xdel(&q, entry_ids.to_vec()).await?;
+        let _: i64 = self.pool().xdel(stream, entry_ids.to_vec()).await?;
         Ok(())
     }
 

@@ -137,7 +137,10 @@ async fn begin_reports_missing_done_and_not_due() {
             "{done:?}"
         );
     }
-    ctx.store.ack_queue(&[entry]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[entry])
+        .await
+        .unwrap();
     ctx.assert_nothing_pending();
 }
 

@@ -155,7 +155,8 @@ impl Ctx {
             out.push((record, read.remove(at).0));
         }
         let others: Vec<String> = read.into_iter().map(|(id, _)| id).collect();
-        self.store.ack_queue(&others).await.unwrap();
+        let queue = self.store.keys().queue_stream(Shard::ZERO);
+        self.store.ack_queue(&queue, &others).await.unwrap();
         (sub, out)
     }
 }

@@ -123,7 +123,10 @@ async fn ensure_groups_is_idempotent_and_keeps_the_groups_position() {
         first.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>(),
         vec![m]
     );
-    ctx.store.ack_queue(&[first[0].0.clone()]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[first[0].0.clone()])
+        .await
+        .unwrap();
     ctx.store.ensure_queue_group().await.unwrap();
     assert!(ctx.read_queue().await.is_empty());
     assert!(
@@ -183,7 +186,10 @@ async fn after_flushall_reads_fail_with_nogroup_until_the_group_is_recreated() {
             .unwrap()
             .is_empty()
     );
-    ctx.store.ack_queue(&[got[0].id.clone()]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[got[0].id.clone()])
+        .await
+        .unwrap();
     reader.quit().await;
     ctx.assert_nothing_pending();
 }
@@ -229,7 +235,10 @@ async fn claim_stale_takes_over_a_dead_consumers_entries_but_not_deleted_ones() 
     );
     // Redis dropped the deleted entry from the pending list.
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (1, 1));
-    ctx.store.ack_queue(&[e1]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[e1])
+        .await
+        .unwrap();
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (0, 0));
     ctx.assert_nothing_pending();
 }
