@@ -2,6 +2,7 @@
 //! outcome, refusals that leave the record as it was, the early-`completed` race, the dual-auth read and the
 //! admin list's filters.
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
@@ -72,7 +73,7 @@ async fn async_receiver_reports_progress_then_completes() {
     let activity = |redis: &Client| {
         let redis = redis.clone();
         let d = d.clone();
-        let key = k.deliveries_activity();
+        let key = k.deliveries_activity(Shard::ZERO);
         async move {
             redis
                 .zscore::<Option<f64>, _, _>(key, d)
@@ -222,11 +223,17 @@ async fn async_receiver_reports_progress_then_completes() {
         "a terminal delivery leaves the activity set"
     );
     let in_delivered: Option<f64> = redis
-        .zscore(k.deliveries_by_status(DeliveryStatus::Delivered), &d)
+        .zscore(
+            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Delivered),
+            &d,
+        )
         .await
         .expect("zscore");
     let in_progress: Option<f64> = redis
-        .zscore(k.deliveries_by_status(DeliveryStatus::InProgress), &d)
+        .zscore(
+            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::InProgress),
+            &d,
+        )
         .await
         .expect("zscore");
     assert_eq!(
@@ -311,7 +318,7 @@ async fn completed_before_the_async_answer_stays_delivered() {
     );
     let redis = stack.redis_client().await;
     let tracked: Option<f64> = redis
-        .zscore(stack.keys().deliveries_activity(), &d)
+        .zscore(stack.keys().deliveries_activity(Shard::ZERO), &d)
         .await
         .expect("zscore");
     assert_eq!(tracked, None, "never left in progress for cleanup to fail");
@@ -642,13 +649,19 @@ async fn admin_list_filters_paginate_from_the_indexes_with_honest_totals() {
     let (ids, total, _) = list("?event_type=addon.invoked".into()).await;
     assert_eq!((ids, total), (invoked[1..].to_vec(), 2));
     let left: Option<f64> = redis
-        .zscore(k.deliveries_by_event("addon.invoked"), &invoked[0])
+        .zscore(
+            k.deliveries_by_event(Shard::ZERO, "addon.invoked"),
+            &invoked[0],
+        )
         .await
         .expect("zscore");
     assert_eq!(left, None);
     let (ids, total, _) = list(format!("?addon_id={addon}&status=delivered")).await;
     assert_eq!((ids, total), (invoked[1..].to_vec(), 2));
-    for pattern in [k.delivery_query_tmp("*"), k.addon_query_tmp("*")] {
+    for pattern in [
+        k.delivery_query_tmp(Shard::ZERO, "*"),
+        k.addon_query_tmp("*"),
+    ] {
         let tmp: Vec<String> = redis
             .custom(fred::cmd!("KEYS"), vec![pattern])
             .await

@@ -3,6 +3,7 @@
 //! below what every group acknowledged, two replicas never do the same work twice, and `--once` is a CronJob's
 //! single cycle.
 
+use delivery_model::keys::Shard;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -141,10 +142,16 @@ async fn a_silent_async_delivery_fails_soon_after_the_stale_limit() {
     let k = stack.store.keys();
     let redis = raw(&stack).await;
     let id = d.id.to_string();
-    let activity: Option<f64> = redis.zscore(k.deliveries_activity(), &id).await.unwrap();
+    let activity: Option<f64> = redis
+        .zscore(k.deliveries_activity(Shard::ZERO), &id)
+        .await
+        .unwrap();
     assert_eq!(activity, None, "left the activity index");
     let failed_index: Option<f64> = redis
-        .zscore(k.deliveries_by_status(DeliveryStatus::Failed), &id)
+        .zscore(
+            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
+            &id,
+        )
         .await
         .unwrap();
     assert!(failed_index.is_some(), "moved to the failed index");
@@ -285,21 +292,21 @@ async fn expired_deliveries_leave_every_index() {
     assert_eq!(status, 204);
 
     let indexes = [
-        k.deliveries_all(),
-        k.deliveries_by_subscription(wildcard),
-        k.deliveries_by_subscription(slow),
-        k.deliveries_by_subscription(deleted),
-        k.deliveries_by_event("threat_model.created"),
-        k.deliveries_by_event("team.created"),
-        k.deliveries_by_event("threat_model.updated"),
-        k.deliveries_by_event("diagram.created"),
-        k.deliveries_by_event("addon.invoked"),
-        k.deliveries_by_addon(addon),
-        k.deliveries_activity(),
-        k.deliveries_by_status(DeliveryStatus::Pending),
-        k.deliveries_by_status(DeliveryStatus::InProgress),
-        k.deliveries_by_status(DeliveryStatus::Delivered),
-        k.deliveries_by_status(DeliveryStatus::Failed),
+        k.deliveries_all(Shard::ZERO),
+        k.deliveries_by_subscription(Shard::ZERO, wildcard),
+        k.deliveries_by_subscription(Shard::ZERO, slow),
+        k.deliveries_by_subscription(Shard::ZERO, deleted),
+        k.deliveries_by_event(Shard::ZERO, "threat_model.created"),
+        k.deliveries_by_event(Shard::ZERO, "team.created"),
+        k.deliveries_by_event(Shard::ZERO, "threat_model.updated"),
+        k.deliveries_by_event(Shard::ZERO, "diagram.created"),
+        k.deliveries_by_event(Shard::ZERO, "addon.invoked"),
+        k.deliveries_by_addon(Shard::ZERO, addon),
+        k.deliveries_activity(Shard::ZERO),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::InProgress),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Delivered),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
     ];
     let members = |key: String| {
         let redis = redis.clone();
@@ -313,7 +320,7 @@ async fn expired_deliveries_leave_every_index() {
     };
     // The records expire; their index entries stay.
     let ghosts = wait::until("every record expired", WAIT, || async {
-        let ids = members(k.deliveries_all()).await;
+        let ids = members(k.deliveries_all(Shard::ZERO)).await;
         for id in &ids {
             let exists: i64 = redis.exists(k.delivery(id.parse().unwrap())).await.unwrap();
             if exists == 1 {
@@ -360,10 +367,10 @@ async fn expired_deliveries_leave_every_index() {
         Some(())
     })
     .await;
-    let all = members(k.deliveries_all()).await;
+    let all = members(k.deliveries_all(Shard::ZERO)).await;
     assert_eq!(all, [live.id.to_string()], "only the live record is left");
     assert_eq!(
-        members(k.deliveries_by_event("team.created")).await,
+        members(k.deliveries_by_event(Shard::ZERO, "team.created")).await,
         [live.id.to_string()]
     );
     let (_, page) = stack.api("GET", "/admin/webhooks/deliveries", None).await;

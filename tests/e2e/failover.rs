@@ -11,6 +11,7 @@
 //! until the killed node is started again (the sentinels make it a replica): until then writes are answered
 //! 503 and the consumer leaves entries pending, and the test restarts it, as an operator would.
 
+use delivery_model::keys::Shard;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -261,7 +262,7 @@ async fn wait_drained(s: &FailoverStack, rx: &Receiver, must: &[u64], port: u16)
     )
     .await;
     // The groups carried on: nothing is left pending on the new primary once the work is done.
-    let q = s.store.keys().queue_stream();
+    let q = s.store.keys().queue_stream(Shard::ZERO);
     wait::until("no entry left pending", RESUME_BOUND, || async {
         (pending(port, DEFAULT_EVENTS_STREAM, EVENTS_GROUP) == Some(0)
             && pending(port, &q, QUEUE_GROUP) == Some(0))

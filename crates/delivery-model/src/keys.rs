@@ -4,12 +4,28 @@
 //! (`webhook:delivery:{id}`, `webhook:ratelimit:*`, …) keep their names, and a random one in tests that
 //! share a server. The input stream keeps its configured name (`tmi:events`): producers own it.
 //!
-//! `docs/architecture.md` has the same list as a table with each key's type, writer, readers and TTL; keep
-//! the two in step.
+//! The layout ([`Layout`], see [`layout`]) decides where keys live. Standalone and Sentinel keep today's
+//! names byte for byte. In a Redis Cluster every key a Lua script touches must be in one slot, so keys carry
+//! a hash tag after the prefix: [`CONTROL_TAG`] for subscriptions, add-ons, quotas and cleanup's bookkeeping
+//! (control keys), a shard's tag for that shard's queue, schedule, delivery records and delivery indexes
+//! (shard keys, built from a [`Shard`]), and none for keys only ever touched one at a time (circuits,
+//! idempotency records, TMI's revocations, the URL deny list) so that they spread over the slots.
+//!
+//! `docs/architecture.md` has the same list as a table with each key's type, writer, readers, TTL and
+//! cluster tag; `docs/cluster.md` explains the layout. Keep the three in step.
+
+pub mod layout;
+
+use std::sync::Arc;
 
 use crate::delivery::DeliveryStatus;
+use crate::error::{Error, Result};
 use crate::ids::{AddonId, DeliveryId, SubscriptionId};
 use crate::subscription::SubscriptionStatus;
+
+pub use layout::{
+    CONTROL_TAG, DEFAULT_CLUSTER_SHARDS, Layout, MAX_CLUSTER_SHARDS, Shard, key_slot,
+};
 
 /// Consumer group of the event-consumer on the input stream (TMI's name).
 pub const EVENTS_GROUP: &str = "webhook-consumers";
@@ -18,27 +34,111 @@ pub const QUEUE_GROUP: &str = "delivery-workers";
 /// Default name of the input stream.
 pub const DEFAULT_EVENTS_STREAM: &str = "tmi:events";
 
-/// Key builder bound to one prefix.
+/// Key builder bound to one prefix and one layout.
 #[derive(Clone, Debug)]
 pub struct Keyspace {
     prefix: String,
     events_stream: String,
+    layout: Layout,
+    /// Each shard's tag with its braces, indexed by [`Shard::index`]; one empty tag in standalone mode.
+    shard_tags: Arc<[String]>,
+    /// [`CONTROL_TAG`] in cluster mode, empty in standalone mode.
+    control_tag: &'static str,
 }
 
 impl Keyspace {
+    /// The standalone layout: today's key names.
     pub fn new(prefix: impl Into<String>, events_stream: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
             events_stream: events_stream.into(),
+            layout: Layout::Standalone,
+            shard_tags: Arc::from(vec![String::new()]),
+            control_tag: "",
         }
+    }
+
+    /// A key builder for `layout`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] in cluster mode for a shard count outside `1..=`[`MAX_CLUSTER_SHARDS`], or a prefix
+    /// holding `{` or `}` (it would become the hash tag of every key).
+    pub fn with_layout(
+        prefix: impl Into<String>,
+        events_stream: impl Into<String>,
+        layout: Layout,
+    ) -> Result<Self> {
+        let mut keys = Self::new(prefix, events_stream);
+        let Layout::Cluster { shards } = layout else {
+            return Ok(keys);
+        };
+        if !(1..=MAX_CLUSTER_SHARDS).contains(&shards) {
+            return Err(Error::Config(format!(
+                "redis.cluster_shards must be between 1 and {MAX_CLUSTER_SHARDS}, not {shards}"
+            )));
+        }
+        if keys.prefix.contains(['{', '}']) {
+            return Err(Error::Config(
+                "redis.key_prefix must not contain '{' or '}' in cluster mode: it would become the hash \
+                 tag of every key"
+                    .into(),
+            ));
+        }
+        keys.layout = layout;
+        keys.control_tag = CONTROL_TAG;
+        keys.shard_tags = (0..shards)
+            .map(|i| format!("{{{}}}", layout::shard_tag(i, shards)))
+            .collect();
+        Ok(keys)
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// Where the keys live.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Every queue shard, in index order: one ([`Shard::ZERO`]) in standalone mode.
+    pub fn shards(&self) -> impl ExactSizeIterator<Item = Shard> + use<> {
+        let n = u16::try_from(self.shard_tags.len()).unwrap_or(1);
+        (0..n).map(Shard::new)
+    }
+
+    /// The shard owning delivery `id` ([`layout::shard_of`]); [`Shard::ZERO`] in standalone mode.
+    pub fn shard_of(&self, id: DeliveryId) -> Shard {
+        match self.layout {
+            Layout::Standalone => Shard::ZERO,
+            Layout::Cluster { shards } => layout::shard_of(id, shards),
+        }
+    }
+
+    /// The one shard of standalone mode, for the operations whose script is not yet split per slot
+    /// (`docs/cluster.md` §3 lists them). In cluster mode the services refuse to start until it is, and a
+    /// script given these keys there fails loudly on its first key of another slot (the `#!lua` shebang), so
+    /// every use is a named, visible piece of remaining work rather than a silent wrong key.
+    pub fn unsplit_shard(&self) -> Shard {
+        Shard::ZERO
+    }
+
+    /// An untagged key: touched only by single-key commands and single-key scripts.
     fn k(&self, rest: impl std::fmt::Display) -> String {
         format!("{}{rest}", self.prefix)
+    }
+
+    /// A control key (`{hl:c}` in cluster mode).
+    fn c(&self, rest: impl std::fmt::Display) -> String {
+        format!("{}{}{rest}", self.prefix, self.control_tag)
+    }
+
+    /// A key of `shard` (its tag in cluster mode). A shard of another layout wraps around rather than
+    /// panicking; shards only come from this keyspace or are [`Shard::ZERO`].
+    fn s(&self, shard: Shard, rest: impl std::fmt::Display) -> String {
+        let i = usize::from(shard.index()) % self.shard_tags.len().max(1);
+        let tag = self.shard_tags.get(i).map_or("", String::as_str);
+        format!("{}{tag}{rest}", self.prefix)
     }
 
     // ---- streams -----------------------------------------------------------------------------------------
@@ -48,32 +148,76 @@ impl Keyspace {
         &self.events_stream
     }
 
-    /// STREAM: work for the delivery-worker ([`crate::queue::QueueMessage`]). Group [`QUEUE_GROUP`].
-    pub fn queue_stream(&self) -> String {
-        self.k("hookline:queue")
+    /// STREAM: one shard's work for the delivery-worker ([`crate::queue::QueueMessage`]). Group
+    /// [`QUEUE_GROUP`]. In standalone mode the one queue, shared with the challenges.
+    pub fn queue_stream(&self, shard: Shard) -> String {
+        self.s(shard, "hookline:queue")
     }
 
-    /// ZSET: queue messages due later (retries, challenge retries, circuit-open reschedules); score = due
-    /// time in Unix milliseconds.
-    pub fn scheduled(&self) -> String {
-        self.k("hookline:scheduled")
+    /// ZSET: one shard's queue messages due later (retries, circuit-open reschedules); score = due time in
+    /// Unix milliseconds. In standalone mode the one schedule, shared with the challenge retries.
+    pub fn scheduled(&self, shard: Shard) -> String {
+        self.s(shard, "hookline:scheduled")
+    }
+
+    /// STREAM: verification challenges, written in the same script as their subscription (control). The
+    /// same key as [`queue_stream`](Self::queue_stream) in standalone mode.
+    pub fn challenge_queue(&self) -> String {
+        self.c("hookline:queue")
+    }
+
+    /// ZSET: challenge retries (control). The same key as [`scheduled`](Self::scheduled) in standalone mode.
+    pub fn challenge_scheduled(&self) -> String {
+        self.c("hookline:scheduled")
+    }
+
+    /// Every queue stream a worker reads, each once: the shards' and the challenge queue (one key in
+    /// standalone mode).
+    pub fn worker_streams(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self.shards().map(|s| self.queue_stream(s)).collect();
+        let challenges = self.challenge_queue();
+        if !streams.contains(&challenges) {
+            streams.push(challenges);
+        }
+        streams
+    }
+
+    /// Every (schedule, queue) pair the scheduler promotes from and to, each once: each shard's, and the
+    /// challenge retries' (one pair in standalone mode).
+    pub fn schedules(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .shards()
+            .map(|s| (self.scheduled(s), self.queue_stream(s)))
+            .collect();
+        let challenges = (self.challenge_scheduled(), self.challenge_queue());
+        if !pairs.contains(&challenges) {
+            pairs.push(challenges);
+        }
+        pairs
+    }
+
+    /// STRING (cluster mode only): the shard count the stored data was laid out with, set at the first
+    /// start and compared at every later one, so a changed `redis.cluster_shards` (which would re-home every
+    /// record) stops the service instead of losing track of its deliveries.
+    pub fn layout_marker(&self) -> String {
+        self.c("hookline:layout:shards")
     }
 
     // ---- subscriptions -----------------------------------------------------------------------------------
 
     /// HASH: one subscription.
     pub fn subscription(&self, id: SubscriptionId) -> String {
-        self.k(format_args!("webhook:subscription:{id}"))
+        self.c(format_args!("webhook:subscription:{id}"))
     }
 
     /// The prefix of [`subscription`](Self::subscription) keys (Lua scripts append the id).
     pub fn subscription_prefix(&self) -> String {
-        self.k("webhook:subscription:")
+        self.c("webhook:subscription:")
     }
 
     /// ZSET: every subscription id; score = created_at in milliseconds.
     pub fn subscriptions_all(&self) -> String {
-        self.k("webhook:subscriptions")
+        self.c("webhook:subscriptions")
     }
 
     /// ZSET: subscriptions filtered to one threat model; score = created_at ms.
@@ -82,7 +226,7 @@ impl Keyspace {
     }
 
     pub fn subscriptions_by_threat_model_prefix(&self) -> String {
-        self.k("webhook:subscriptions:tm:")
+        self.c("webhook:subscriptions:tm:")
     }
 
     /// SET: subscriptions of one owner (any status), for the per-owner quota.
@@ -91,7 +235,7 @@ impl Keyspace {
     }
 
     pub fn subscriptions_by_owner_prefix(&self) -> String {
-        self.k("webhook:subscriptions:owner:")
+        self.c("webhook:subscriptions:owner:")
     }
 
     /// SET: subscriptions in one status (cleanup and lifecycle walk these, never the whole keyspace).
@@ -100,7 +244,7 @@ impl Keyspace {
     }
 
     pub fn subscriptions_by_status_prefix(&self) -> String {
-        self.k("webhook:subscriptions:status:")
+        self.c("webhook:subscriptions:status:")
     }
 
     /// SET: **active** subscriptions listing `event_type` (`*` for the wildcard). Matching an event reads two
@@ -110,62 +254,62 @@ impl Keyspace {
     }
 
     pub fn subscriptions_by_event_prefix(&self) -> String {
-        self.k("webhook:subscriptions:event:")
+        self.c("webhook:subscriptions:event:")
     }
 
     /// Counter bumped by every script that changes the per-event match sets (a subscription entering or
     /// leaving `active`, or deleted while active): the event-consumer keeps the candidates it read until
     /// this changes (issue #21).
     pub fn match_generation(&self) -> String {
-        self.k("webhook:subscriptions:match_generation")
+        self.c("webhook:subscriptions:match_generation")
     }
 
     // ---- deliveries --------------------------------------------------------------------------------------
 
     /// HASH: one delivery record (TMI's key name). TTL 4 h while active, 7 days once terminal.
     pub fn delivery(&self, id: DeliveryId) -> String {
-        format!("{}{id}", self.delivery_prefix())
+        format!("{}{id}", self.delivery_prefix(self.shard_of(id)))
     }
 
-    pub fn delivery_prefix(&self) -> String {
-        self.k("webhook:delivery:")
+    pub fn delivery_prefix(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:delivery:")
     }
 
     /// ZSET: every delivery id; score = created_at ms. Members of expired records are pruned by cleanup.
-    pub fn deliveries_all(&self) -> String {
-        self.k("webhook:deliveries")
+    pub fn deliveries_all(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries")
     }
 
     /// ZSET: deliveries of one subscription; score = created_at ms.
-    pub fn deliveries_by_subscription(&self, id: SubscriptionId) -> String {
-        format!("{}{id}", self.deliveries_by_subscription_prefix())
+    pub fn deliveries_by_subscription(&self, shard: Shard, id: SubscriptionId) -> String {
+        format!("{}{id}", self.deliveries_by_subscription_prefix(shard))
     }
 
-    pub fn deliveries_by_subscription_prefix(&self) -> String {
-        self.k("webhook:deliveries:subscription:")
+    pub fn deliveries_by_subscription_prefix(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries:subscription:")
     }
 
     /// ZSET: deliveries in one status; score = created_at ms. Scripts move members on every status change.
-    pub fn deliveries_by_status(&self, status: DeliveryStatus) -> String {
-        format!("{}{status}", self.deliveries_by_status_prefix())
+    pub fn deliveries_by_status(&self, shard: Shard, status: DeliveryStatus) -> String {
+        format!("{}{status}", self.deliveries_by_status_prefix(shard))
     }
 
-    pub fn deliveries_by_status_prefix(&self) -> String {
-        self.k("webhook:deliveries:status:")
+    pub fn deliveries_by_status_prefix(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries:status:")
     }
 
     /// ZSET: deliveries of one event type; score = created_at ms.
-    pub fn deliveries_by_event(&self, event_type: &str) -> String {
-        format!("{}{event_type}", self.deliveries_by_event_prefix())
+    pub fn deliveries_by_event(&self, shard: Shard, event_type: &str) -> String {
+        format!("{}{event_type}", self.deliveries_by_event_prefix(shard))
     }
 
-    pub fn deliveries_by_event_prefix(&self) -> String {
-        self.k("webhook:deliveries:event:")
+    pub fn deliveries_by_event_prefix(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries:event:")
     }
 
     /// ZSET: deliveries of one addon; score = created_at ms.
-    pub fn deliveries_by_addon(&self, id: AddonId) -> String {
-        self.k(format_args!("webhook:deliveries:addon:{id}"))
+    pub fn deliveries_by_addon(&self, shard: Shard, id: AddonId) -> String {
+        format!("{}{id}", self.deliveries_by_addon_prefix(shard))
     }
 
     /// HASH: circuit breaker of one destination host (lower-cased), shared by every worker replica: consecutive
@@ -178,13 +322,13 @@ impl Keyspace {
     }
 
     /// ZSET: `in_progress` deliveries; score = last_activity_at in **microseconds**. Cleanup fails the stale ones.
-    pub fn deliveries_activity(&self) -> String {
-        self.k("webhook:deliveries:activity")
+    pub fn deliveries_activity(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries:activity")
     }
 
     /// The prefix of [`deliveries_by_addon`](Self::deliveries_by_addon) keys (cleanup recognises them by it).
-    pub fn deliveries_by_addon_prefix(&self) -> String {
-        self.k("webhook:deliveries:addon:")
+    pub fn deliveries_by_addon_prefix(&self, shard: Shard) -> String {
+        self.s(shard, "webhook:deliveries:addon:")
     }
 
     // ---- cleanup -----------------------------------------------------------------------------------------
@@ -193,21 +337,21 @@ impl Keyspace {
     /// (`[cleanup] lease_ttl_ms`), renewed after every chunk and deleted by its holder (compare-and-delete) when
     /// the cycle ends; a crashed holder's lease simply expires.
     pub fn cleanup_lease(&self) -> String {
-        self.k("hookline:cleanup:lease")
+        self.c("hookline:cleanup:lease")
     }
 
     /// HASH: where cleanup's walks stand between cycles (set-scan cursors, the index being pruned and the
     /// position in it, when the next index pass may start). Written only by the lease holder; a few fields,
     /// no TTL. Losing it only restarts the walks.
     pub fn cleanup_state(&self) -> String {
-        self.k("hookline:cleanup:state")
+        self.c("hookline:cleanup:state")
     }
 
     /// SET: full key names of the per-subscription, per-event-type and per-addon delivery indexes that cleanup
     /// prunes. Cleanup adds keys found by its bounded `SCAN` and removes a key once Redis has deleted it (an
     /// emptied ZSET).
-    pub fn delivery_index_registry(&self) -> String {
-        self.k("hookline:cleanup:delivery_indexes")
+    pub fn delivery_index_registry(&self, shard: Shard) -> String {
+        self.s(shard, "hookline:cleanup:delivery_indexes")
     }
 }
 
@@ -222,12 +366,12 @@ impl Keyspace {
 
     /// The prefix of [`addon`](Self::addon) keys (Lua scripts append the id).
     pub fn addon_prefix(&self) -> String {
-        self.k("webhook:addon:")
+        self.c("webhook:addon:")
     }
 
     /// ZSET: every add-on id; score = created_at ms.
     pub fn addons_all(&self) -> String {
-        self.k("webhook:addons")
+        self.c("webhook:addons")
     }
 
     /// ZSET: add-ons scoped to one threat model; score = created_at ms.
@@ -236,12 +380,12 @@ impl Keyspace {
     }
 
     pub fn addons_by_threat_model_prefix(&self) -> String {
-        self.k("webhook:addons:tm:")
+        self.c("webhook:addons:tm:")
     }
 
     /// ZSET: add-ons without a threat-model scope (offered for every threat model); score = created_at ms.
     pub fn addons_unscoped(&self) -> String {
-        self.k("webhook:addons:unscoped")
+        self.c("webhook:addons:unscoped")
     }
 
     /// SET: add-ons bound to one subscription (the subscription-delete cascade reads it).
@@ -250,36 +394,36 @@ impl Keyspace {
     }
 
     pub fn addons_by_subscription_prefix(&self) -> String {
-        self.k("webhook:addons:subscription:")
+        self.c("webhook:addons:subscription:")
     }
 
     /// ZSET (TMI's key): one invoker's invocations in the last hour; member `<unix>:<unixnano>`, score = unix
     /// seconds. Expires 3660 s after the last invocation.
     pub fn addon_hourly(&self, user: &str) -> String {
-        self.k(format_args!("addon:ratelimit:hour:{user}"))
+        self.c(format_args!("addon:ratelimit:hour:{user}"))
     }
 
     /// STRING (TMI's key): set `NX EX 5` by an invocation, so the same user repeating it at once is refused.
     pub fn addon_dedup(&self, addon: AddonId, user: &str) -> String {
-        self.k(format_args!("addon:dedup:{addon}:{user}"))
+        self.c(format_args!("addon:dedup:{addon}:{user}"))
     }
 
     /// ZSET: one invoker's addon delivery ids; score = created_at ms. Only members whose record is still
     /// `pending`/`in_progress` count as active; the invoke script prunes the others.
     pub fn addon_active(&self, user: &str) -> String {
-        self.k(format_args!("addon:active:{user}"))
+        self.c(format_args!("addon:active:{user}"))
     }
 
     /// ZSET: a short-lived intersection of delivery indexes for one filtered admin list (random `token`);
     /// deleted by the script that made it, and given a few seconds' TTL in case that script fails midway.
-    pub fn delivery_query_tmp(&self, token: &str) -> String {
-        self.k(format_args!("hookline:tmp:deliveries:{token}"))
+    pub fn delivery_query_tmp(&self, shard: Shard, token: &str) -> String {
+        self.s(shard, format_args!("hookline:tmp:deliveries:{token}"))
     }
 
     /// ZSET: a short-lived union of add-on indexes for one threat-model-filtered list (random `token`), as
     /// [`delivery_query_tmp`](Self::delivery_query_tmp).
     pub fn addon_query_tmp(&self, token: &str) -> String {
-        self.k(format_args!("hookline:tmp:addons:{token}"))
+        self.c(format_args!("hookline:tmp:addons:{token}"))
     }
 }
 
@@ -311,34 +455,34 @@ impl Keyspace {
     /// HASH: one owner's webhook quota override ([`crate::quota::field`]). No TTL: deleted by
     /// `DELETE /admin/quotas/webhooks/{user_id}`.
     pub fn webhook_quota(&self, owner: &str) -> String {
-        self.k(format_args!("webhook:quota:{owner}"))
+        self.c(format_args!("webhook:quota:{owner}"))
     }
 
     /// ZSET: owners with a webhook quota override; score = the override's created_at ms.
     pub fn webhook_quotas(&self) -> String {
-        self.k("webhook:quotas")
+        self.c("webhook:quotas")
     }
 
     /// HASH: one invoker's add-on invocation quota override ([`crate::quota::field`]). No TTL.
     pub fn addon_quota(&self, owner: &str) -> String {
-        self.k(format_args!("addon:quota:{owner}"))
+        self.c(format_args!("addon:quota:{owner}"))
     }
 
     /// ZSET: owners with an add-on quota override; score = the override's created_at ms.
     pub fn addon_quotas(&self) -> String {
-        self.k("addon:quotas")
+        self.c("addon:quotas")
     }
 
     /// ZSET (TMI's key): one owner's successful subscription creates in the last minute; member
     /// `<unix>:<unixnano>`, score = unix seconds. Expires 120 s after the last create.
     pub fn subscription_rate_minute(&self, owner: &str) -> String {
-        self.k(format_args!("webhook:ratelimit:sub:minute:{owner}"))
+        self.c(format_args!("webhook:ratelimit:sub:minute:{owner}"))
     }
 
     /// ZSET (TMI's key): as [`subscription_rate_minute`](Self::subscription_rate_minute) over the last day.
     /// Expires a day and a minute after the last create.
     pub fn subscription_rate_day(&self, owner: &str) -> String {
-        self.k(format_args!("webhook:ratelimit:sub:day:{owner}"))
+        self.c(format_args!("webhook:ratelimit:sub:day:{owner}"))
     }
 
     // ---- token revocation (issue #16) --------------------------------------------------------------------
@@ -372,55 +516,4 @@ impl Keyspace {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tmi_compatible_names_without_prefix() {
-        let k = Keyspace::new("", DEFAULT_EVENTS_STREAM);
-        let id: DeliveryId = DeliveryId::new_v7();
-        assert_eq!(k.delivery(id), format!("webhook:delivery:{id}"));
-        assert_eq!(k.events_stream(), "tmi:events");
-        // TMI's revocation key for the token "abc": echo -n abc | sha256sum.
-        assert_eq!(
-            Keyspace::new("test:", DEFAULT_EVENTS_STREAM).revoked_token("abc"),
-            "blacklist:token:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(
-            k.subscription_rate_minute("u"),
-            "webhook:ratelimit:sub:minute:u"
-        );
-        assert_eq!(k.subscription_rate_day("u"), "webhook:ratelimit:sub:day:u");
-        assert_eq!(k.addon_quota("u"), "addon:quota:u");
-        assert_eq!(
-            k.subscriptions_by_event("*"),
-            "webhook:subscriptions:event:*"
-        );
-    }
-
-    #[test]
-    fn prefix_applies_to_owned_keys_only() {
-        let k = Keyspace::new("t1:", "tmi:events");
-        assert_eq!(k.queue_stream(), "t1:hookline:queue");
-        assert_eq!(
-            k.deliveries_by_status(DeliveryStatus::Pending),
-            "t1:webhook:deliveries:status:pending"
-        );
-        assert_eq!(k.events_stream(), "tmi:events");
-    }
-
-    #[test]
-    fn idempotency_keys_are_per_caller_and_route() {
-        let k = Keyspace::new("t1:", "tmi:events");
-        let a = k.idempotency("events", "alice", "k1");
-        assert!(a.starts_with("t1:hookline:idempotency:events:"), "{a}");
-        assert_eq!(a, k.idempotency("events", "alice", "k1"));
-        assert_ne!(a, k.idempotency("events", "bob", "k1"));
-        assert_ne!(a, k.idempotency("invoke", "alice", "k1"));
-        // The separator cannot be forged by moving characters between caller and key.
-        assert_ne!(
-            k.idempotency("events", "a", "b:c"),
-            k.idempotency("events", "a:b", "c")
-        );
-    }
-}
+mod tests;

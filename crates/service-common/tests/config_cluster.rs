@@ -183,4 +183,36 @@ async fn services_refuse_to_start_on_a_cluster_for_now() {
         "cluster mode: the key layout is not yet slot-aware (issue #15)"
     );
     assert_eq!(e.to_string(), service_common::redis::CLUSTER_REFUSAL);
+    // Services whose paths are not all slot-safe yet refuse by name; the cluster-ready ones would connect.
+    for service in ["api-gateway", "delivery-worker", "cleanup"] {
+        let e = service_common::redis::connect_as(service, &s)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), service_common::redis::CLUSTER_REFUSAL);
+    }
+    assert_eq!(service_common::redis::CLUSTER_READY, ["event-consumer"]);
+}
+
+#[test]
+fn cluster_shards_default_to_twelve_and_apply_to_a_cluster_only() {
+    assert_eq!(load(&[CLUSTER]).unwrap().store_options().cluster_shards, 12);
+    let s = load(&[CLUSTER, ("HOOKLINE__REDIS__CLUSTER_SHARDS", "6")]).unwrap();
+    assert_eq!(s.store_options().cluster_shards, 6);
+
+    let e = err(&[CLUSTER, ("HOOKLINE__REDIS__CLUSTER_SHARDS", "300")]);
+    assert!(
+        e.contains("redis.cluster_shards") && e.contains("256"),
+        "{e}"
+    );
+    // On one node it would silently do nothing: refused, naming the key.
+    let e = err(&[("HOOKLINE__REDIS__CLUSTER_SHARDS", "12")]);
+    assert!(
+        e.contains("redis.cluster_shards") && e.contains("Cluster"),
+        "{e}"
+    );
+    // A brace in the prefix would become every key's hash tag.
+    let e = err(&[CLUSTER, ("HOOKLINE__REDIS__KEY_PREFIX", "a{b}:")]);
+    assert!(e.contains("redis.key_prefix"), "{e}");
+    assert!(load(&[("HOOKLINE__REDIS__KEY_PREFIX", "a{b}:")]).is_ok());
 }

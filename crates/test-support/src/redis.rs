@@ -37,7 +37,10 @@ pub const HOOKLINE_ACL_RULE: &str = "resetkeys ~webhook:* ~hookline:* ~addon:* ~
 ///
 /// Not `CLUSTER NODES`/`CLUSTER SHARDS` (fred discovers nodes with `CLUSTER SLOTS` only) and not `READONLY`
 /// (sent only with fred's `replicas` feature: Hookline reads from masters).
-pub const CLUSTER_ACL_ADDITIONS: &str = "+cluster|slots +cluster|info +asking";
+///
+/// And one key pattern: in the cluster layout Hookline's keys start with their hash tag (`{hl:c}…`,
+/// `{hl:s3.11}…`, `docs/cluster.md`), which the standalone patterns do not match.
+pub const CLUSTER_ACL_ADDITIONS: &str = "~{hl:* +cluster|slots +cluster|info +asking";
 
 /// [`HOOKLINE_ACL_RULE`] followed by [`CLUSTER_ACL_ADDITIONS`]: the rule of the services' user on a cluster.
 pub fn hookline_cluster_acl_rule() -> String {

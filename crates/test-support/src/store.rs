@@ -196,13 +196,18 @@ impl StoreFixture {
             .collect()
     }
 
-    /// The queue's entries, decoded.
+    /// The entries of every queue a worker reads (one on a single node), decoded.
     pub async fn queue(&self) -> Vec<(String, QueueMessage)> {
-        self.entries(&self.k().queue_stream())
-            .await
-            .into_iter()
-            .map(|(id, f)| (id, QueueMessage::decode(&f[MESSAGE_FIELD]).unwrap()))
-            .collect()
+        let mut out = Vec::new();
+        for stream in self.k().worker_streams() {
+            out.extend(
+                self.entries(&stream)
+                    .await
+                    .into_iter()
+                    .map(|(id, f)| (id, QueueMessage::decode(&f[MESSAGE_FIELD]).unwrap())),
+            );
+        }
+        out
     }
 
     /// The number of entries delivered to a consumer of `group` and not acknowledged (`XPENDING` summary).
@@ -225,16 +230,13 @@ impl StoreFixture {
     /// (its own short connection), so that `Drop` can ask too; a server that is gone has nothing pending.
     fn pending_left(&self) -> Vec<String> {
         let k = self.k();
-        [
-            (k.events_stream().to_owned(), EVENTS_GROUP),
-            (k.queue_stream(), QUEUE_GROUP),
-        ]
-        .into_iter()
-        .filter_map(|(stream, group)| {
-            let n = pending_count(self.redis.port(), &stream, group)?;
-            (n > 0).then(|| format!("{stream}/{group} has {n} pending entries"))
-        })
-        .collect()
+        std::iter::once((k.events_stream().to_owned(), EVENTS_GROUP))
+            .chain(k.worker_streams().into_iter().map(|s| (s, QUEUE_GROUP)))
+            .filter_map(|(stream, group)| {
+                let n = pending_count(self.redis.port(), &stream, group)?;
+                (n > 0).then(|| format!("{stream}/{group} has {n} pending entries"))
+            })
+            .collect()
     }
 
     // ---- raw writes (simulating other writers) ----------------------------------------------------------
@@ -339,11 +341,12 @@ fn pending_count(port: u16, stream: &str, group: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use delivery_model::keys::Shard;
 
     #[tokio::test]
     async fn pending_entries_are_counted_and_a_missing_group_is_none() {
         let fx = StoreFixture::start().await;
-        let stream = fx.k().queue_stream();
+        let stream = fx.k().queue_stream(Shard::ZERO);
         assert_eq!(pending_count(fx.redis.port(), &stream, QUEUE_GROUP), None);
 
         fx.xadd(&stream, "m", "1").await;

@@ -483,10 +483,12 @@ impl Cleaner {
 
     // ---- 5. streams --------------------------------------------------------------------------------------
 
-    /// Trims the stream at `*at` (0: the input stream, 1: the queue), moving on once it has caught up.
+    /// Trims the stream at `*at` (0: the input stream, then every queue a worker reads: one on a single
+    /// node), moving on once it has caught up.
     async fn stream_chunk(&self, at: &mut usize, report: &mut CycleReport) -> Result<bool> {
         let k = self.store.keys();
-        let streams = [k.events_stream().to_owned(), k.queue_stream()];
+        let mut streams = vec![k.events_stream().to_owned()];
+        streams.extend(k.worker_streams());
         let Some(stream) = streams.get(*at) else {
             return Ok(false);
         };

@@ -37,7 +37,7 @@ pub fn group_spec(settings: &Settings, store: &Store) -> GroupSpec {
     let w = &settings.worker;
     let claim_idle = w.lease(&settings.outbound) + Duration::from_secs(1);
     GroupSpec {
-        streams: vec![store.keys().queue_stream()],
+        streams: store.keys().worker_streams(),
         group: QUEUE_GROUP,
         // The queue only ever holds live work, so a new group starts at its beginning.
         start_id: "0".to_owned(),
@@ -93,7 +93,13 @@ impl BatchHandler for Slots {
     }
 
     async fn handle(&self, batch: Batch<'_>, permits: Self::Room) -> Handled {
-        spawn_all(batch.entries, permits, &self.dispatcher, &self.tracker);
+        spawn_all(
+            batch.stream,
+            batch.entries,
+            permits,
+            &self.dispatcher,
+            &self.tracker,
+        );
         Handled::Done
     }
 
@@ -161,6 +167,7 @@ pub async fn run(
 /// all their leases in one Redis call and then starts one task per attempt that may go. Each task holds
 /// one of the batch's slots; a slot whose entry needs no attempt is freed at once.
 fn spawn_all(
+    stream: &str,
     entries: Vec<StreamEntry>,
     mut permits: Vec<OwnedSemaphorePermit>,
     dispatcher: &Arc<Dispatcher>,
@@ -178,8 +185,9 @@ fn spawn_all(
             }
             Work::Other(entry) => {
                 let d = dispatcher.clone();
+                let stream = stream.to_owned();
                 tracker.spawn(async move {
-                    d.dispatch(entry).await;
+                    d.dispatch(&stream, entry).await;
                     drop(permit);
                 });
             }

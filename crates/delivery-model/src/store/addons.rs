@@ -213,13 +213,19 @@ impl Store {
     /// Redis failure.
     pub async fn delete_addon(&self, id: AddonId) -> Result<DeleteAddon> {
         let k = self.keys();
+        // Not slot-safe yet: the add-on (control) and its deliveries (every shard) in one step (§4.6).
+        let shard = k.unsplit_shard();
         let r: String = scripts::DELETE_ADDON
             .run(
                 self.pool(),
-                vec![k.addon(id), k.addons_all(), k.deliveries_by_addon(id)],
+                vec![
+                    k.addon(id),
+                    k.addons_all(),
+                    k.deliveries_by_addon(shard, id),
+                ],
                 vec![
                     id.to_string(),
-                    k.delivery_prefix(),
+                    k.delivery_prefix(shard),
                     k.addons_by_threat_model_prefix(),
                     k.addons_unscoped(),
                     k.addons_by_subscription_prefix(),
@@ -273,7 +279,9 @@ impl Store {
             secs(limits.dedup_window).to_string(),
             HOURLY_WINDOW_SECS.to_string(),
             HOURLY_KEY_TTL_SECS.to_string(),
-            k.delivery_prefix(),
+            // Not slot-safe yet: the invoker's active set (control) is pruned by reading records of any
+            // shard (§4.4 splits this script in three).
+            k.delivery_prefix(k.unsplit_shard()),
             // The active set outlives the longest a pending record can (its TTL) by an hour; its stale members
             // are pruned by the next invocation anyway.
             (self.inner.active_ttl_secs + 3600).to_string(),

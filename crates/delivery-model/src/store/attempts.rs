@@ -18,7 +18,7 @@ use super::{Store, scripts};
 use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::QUEUE_GROUP;
+use crate::keys::{Layout, QUEUE_GROUP};
 use crate::queue::QueueMessage;
 use crate::subscription::Subscription;
 use crate::time::Micros;
@@ -284,16 +284,23 @@ impl Store {
             return Ok(Vec::new());
         }
         let k = self.keys();
+        // A batch comes from one queue, so all its deliveries are of one shard.
+        let shard = k.shard_of(items[0].id);
         let mut keys = Vec::with_capacity(items.len() + 2);
-        keys.push(k.queue_stream());
-        keys.push(k.scheduled());
+        keys.push(k.queue_stream(shard));
+        keys.push(k.scheduled(shard));
         keys.extend(items.iter().map(|i| k.delivery(i.id)));
         let mut args = Vec::with_capacity(5 + 3 * items.len());
         args.extend([
             now.to_string(),
             lease_until.to_string(),
             micros(due_tolerance).to_string(),
-            k.subscription_prefix(),
+            // On a cluster the subscriptions are in the control slot: read after the script.
+            if k.layout() == Layout::Standalone {
+                k.subscription_prefix()
+            } else {
+                String::new()
+            },
             QUEUE_GROUP.to_owned(),
         ]);
         for i in items {
@@ -305,7 +312,7 @@ impl Store {
         let mut reply = reply.into_array().into_iter();
         let results = reply.next().unwrap_or(Value::Null).into_array();
         // Each subscription once, however many deliveries of the batch it has.
-        let mut subs: HashMap<String, Result<Option<Subscription>, String>> = HashMap::new();
+        let mut subs: super::attempt_subscriptions::BatchSubscriptions = HashMap::new();
         let mut it = reply.next().unwrap_or(Value::Null).into_array().into_iter();
         while let (Some(id), Some(fields)) = (it.next(), it.next()) {
             let h = flat(fields);
@@ -317,6 +324,9 @@ impl Store {
                     .map_err(|e| e.to_string())
             };
             subs.insert(id.as_string().unwrap_or_default(), sub);
+        }
+        if k.layout() != Layout::Standalone {
+            subs = self.leased_subscriptions(&results).await?;
         }
         if results.len() != items.len() {
             return Err(Error::Script(format!(
@@ -374,15 +384,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let k = self.keys();
+        // One shard per call: the worker commits each shard's outcomes separately.
+        let shard = k.shard_of(items[0].id);
         let mut keys = Vec::with_capacity(3 + 3 * items.len());
-        keys.extend([k.queue_stream(), k.scheduled(), k.deliveries_activity()]);
+        keys.extend([
+            k.queue_stream(shard),
+            k.scheduled(shard),
+            k.deliveries_activity(shard),
+        ]);
         let mut args = Vec::with_capacity(10 + 10 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
             self.inner.active_ttl_secs.to_string(),
             self.inner.terminal_ttl_secs.to_string(),
-            k.deliveries_by_status_prefix(),
+            k.deliveries_by_status_prefix(shard),
             policy.failure_threshold.to_string(),
             (now / 1000).to_string(),
             policy

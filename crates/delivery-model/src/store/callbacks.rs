@@ -57,6 +57,7 @@ impl Store {
             ));
         }
         let k = self.keys();
+        let shard = k.shard_of(id);
         let client = self.writer();
         let reply: Vec<Value> = scripts::DELIVERY_CALLBACK
             .run_on(
@@ -64,7 +65,7 @@ impl Store {
                 vec![
                     k.delivery(id),
                     k.subscription(subscription),
-                    k.deliveries_activity(),
+                    k.deliveries_activity(shard),
                 ],
                 vec![
                     update.status.as_str().to_owned(),
@@ -74,7 +75,7 @@ impl Store {
                     now.to_string(),
                     self.inner.active_ttl_secs.to_string(),
                     self.inner.terminal_ttl_secs.to_string(),
-                    k.deliveries_by_status_prefix(),
+                    k.deliveries_by_status_prefix(shard),
                     id.to_string(),
                 ],
             )

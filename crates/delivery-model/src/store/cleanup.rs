@@ -263,17 +263,19 @@ impl Store {
         error: &str,
     ) -> Result<StaleSweep> {
         let k = self.keys();
+        // Not slot-safe yet: the shard's records and the subscriptions' counters in one step (§3).
+        let shard = k.unsplit_shard();
         let reply: Vec<Value> = scripts::CLEANUP_FAIL_STALE
             .run(
                 self.pool(),
-                vec![k.deliveries_activity()],
+                vec![k.deliveries_activity(shard)],
                 vec![
                     cutoff.to_string(),
                     limit.max(1).to_string(),
                     now.to_string(),
                     self.inner.terminal_ttl_secs.to_string(),
-                    k.delivery_prefix(),
-                    k.deliveries_by_status_prefix(),
+                    k.delivery_prefix(shard),
+                    k.deliveries_by_status_prefix(shard),
                     k.subscription_prefix(),
                     error.to_owned(),
                 ],
@@ -355,18 +357,21 @@ impl Store {
         count: u32,
     ) -> Result<(String, u64)> {
         let k = self.keys();
-        let pattern = format!("{}*", glob_escape(&format!("{}:", k.deliveries_all())));
+        // Standalone only: `SCAN` sees one node; in cluster mode the record-creating scripts will register
+        // their index keys instead (§3).
+        let shard = k.unsplit_shard();
+        let pattern = format!("{}*", glob_escape(&format!("{}:", k.deliveries_all(shard))));
         let reply: Vec<Value> = scripts::CLEANUP_DISCOVER_INDEXES
             .run(
                 self.pool(),
-                vec![k.delivery_index_registry()],
+                vec![k.delivery_index_registry(shard)],
                 vec![
                     cursor.to_owned(),
                     pattern,
                     count.max(1).to_string(),
-                    k.deliveries_by_subscription_prefix(),
-                    k.deliveries_by_event_prefix(),
-                    k.deliveries_by_addon_prefix(),
+                    k.deliveries_by_subscription_prefix(shard),
+                    k.deliveries_by_event_prefix(shard),
+                    k.deliveries_by_addon_prefix(shard),
                 ],
             )
             .await?;
@@ -384,10 +389,15 @@ impl Store {
     /// Redis failure.
     pub async fn delivery_indexes(&self) -> Result<Vec<String>> {
         let k = self.keys();
-        let mut keys: Vec<String> = self.pool().smembers(k.delivery_index_registry()).await?;
-        keys.push(k.deliveries_all());
-        keys.push(k.deliveries_activity());
-        keys.extend(DeliveryStatus::ALL.map(|s| k.deliveries_by_status(s)));
+        // Not per shard yet (§3: cleanup prunes each shard's indexes).
+        let shard = k.unsplit_shard();
+        let mut keys: Vec<String> = self
+            .pool()
+            .smembers(k.delivery_index_registry(shard))
+            .await?;
+        keys.push(k.deliveries_all(shard));
+        keys.push(k.deliveries_activity(shard));
+        keys.extend(DeliveryStatus::ALL.map(|s| k.deliveries_by_status(shard, s)));
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
@@ -405,12 +415,14 @@ impl Store {
         limit: u32,
     ) -> Result<PruneChunk> {
         let k = self.keys();
+        // Not per shard yet: the index's own shard is needed here in cluster mode (§3).
+        let shard = k.unsplit_shard();
         let reply: Vec<Value> = scripts::CLEANUP_PRUNE_INDEX
             .run(
                 self.pool(),
-                vec![key.to_owned(), k.delivery_index_registry()],
+                vec![key.to_owned(), k.delivery_index_registry(shard)],
                 vec![
-                    k.delivery_prefix(),
+                    k.delivery_prefix(shard),
                     from.score.clone(),
                     from.skip.to_string(),
                     limit.max(1).to_string(),

@@ -1,4 +1,5 @@
-//! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script), single
+//! Delivery records: fan-out of input entries (create, enqueue and acknowledge in one script; per shard on a
+//! cluster, in `fanout_shards.rs`), single
 //! deliveries created with their queue or input-stream entry, routing of pre-created records, and reads.
 
 use fred::prelude::*;
@@ -8,7 +9,7 @@ use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::Result;
 use crate::event::StreamEvent;
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::EVENTS_GROUP;
+use crate::keys::{EVENTS_GROUP, Layout, Shard};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
 
@@ -55,6 +56,10 @@ impl Store {
     /// acknowledging, `WAIT` confirms the writes, and only then are the entries acknowledged — so an entry is
     /// never acknowledged before its deliveries are on the replicas.
     ///
+    /// On a cluster the deliveries are written per queue shard and the entries acknowledged after every
+    /// shard's script succeeded (`docs/cluster.md` §4.1); the consumer passes only subscriptions it read as
+    /// active, since their status lives in another slot.
+    ///
     /// # Errors
     /// Redis failure (nothing was written, or, with replicas to wait for, written but the entries left
     /// pending), or [`Error::NotReplicated`](crate::Error::NotReplicated) (written, entries left pending).
@@ -63,15 +68,19 @@ impl Store {
             return Ok(0);
         }
         let k = self.keys();
+        if k.layout() != Layout::Standalone {
+            return self.fanout_sharded(entries, now).await;
+        }
+        let shard = Shard::ZERO;
         let mut args = vec![
             EVENTS_GROUP.to_owned(),
             now.to_string(),
             created_score(now),
             self.inner.active_ttl_secs.to_string(),
-            k.delivery_prefix(),
+            k.delivery_prefix(shard),
             k.subscription_prefix(),
-            k.deliveries_by_subscription_prefix(),
-            k.deliveries_by_event_prefix(),
+            k.deliveries_by_subscription_prefix(shard),
+            k.deliveries_by_event_prefix(shard),
             MESSAGE_FIELD.to_owned(),
             // With replicas to wait for, the entries are acknowledged only after they confirmed the writes.
             if self.ack_wait().is_on() { "0" } else { "1" }.to_owned(),
@@ -94,9 +103,9 @@ impl Store {
         }
         let keys = vec![
             k.events_stream().to_owned(),
-            k.queue_stream(),
-            k.deliveries_all(),
-            k.deliveries_by_status(DeliveryStatus::Pending),
+            k.queue_stream(shard),
+            k.deliveries_all(shard),
+            k.deliveries_by_status(shard, DeliveryStatus::Pending),
         ];
         let client = self.writer();
         let created: u64 = scripts::FANOUT.run_on(&client, keys, args).await?;
@@ -114,14 +123,15 @@ impl Store {
 
     pub(super) fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {
         let k = self.keys();
+        let shard = k.shard_of(r.id);
         let mut keys = vec![
-            k.deliveries_all(),
-            k.deliveries_by_subscription(r.subscription_id),
-            k.deliveries_by_status(r.status),
-            k.deliveries_by_event(&r.event_type),
+            k.deliveries_all(shard),
+            k.deliveries_by_subscription(shard, r.subscription_id),
+            k.deliveries_by_status(shard, r.status),
+            k.deliveries_by_event(shard, &r.event_type),
         ];
         if let Some(a) = r.addon_id {
-            keys.push(k.deliveries_by_addon(a));
+            keys.push(k.deliveries_by_addon(shard, a));
         }
         keys
     }
@@ -138,7 +148,7 @@ impl Store {
         .encode();
         self.create_delivery_then_append(
             record,
-            k.queue_stream(),
+            k.queue_stream(k.shard_of(record.id)),
             vec![(MESSAGE_FIELD.to_owned(), msg)],
         )
         .await
@@ -191,17 +201,21 @@ impl Store {
     /// Routes the pre-created delivery `id` named by input entry `entry_id` (an `addon.invoked` event) to the
     /// worker and acknowledges the entry, in one step. Returns whether it was enqueued (false: the record is
     /// gone or no longer pending).
+    /// On a cluster: enqueued once by the record's `routed` flag, then the entry acknowledged.
     ///
     /// # Errors
     /// Redis failure (nothing was written).
     pub async fn route_existing(&self, entry_id: &str, id: DeliveryId) -> Result<bool> {
         let k = self.keys();
+        if k.layout() != Layout::Standalone {
+            return self.route_existing_sharded(entry_id, id).await;
+        }
         let routed: i64 = scripts::ROUTE_EXISTING
             .run(
                 self.pool(),
                 vec![
                     k.delivery(id),
-                    k.queue_stream(),
+                    k.queue_stream(k.shard_of(id)),
                     k.events_stream().to_owned(),
                 ],
                 vec![
@@ -252,9 +266,11 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Page<DeliveryRecord>> {
+        // Not slot-safe yet: one shard's index only (§4.5 merges the shards).
+        let shard = self.keys().unsplit_shard();
         let key = match subscription {
-            Some(s) => self.keys().deliveries_by_subscription(s),
-            None => self.keys().deliveries_all(),
+            Some(s) => self.keys().deliveries_by_subscription(shard, s),
+            None => self.keys().deliveries_all(shard),
         };
         let (ids, total) = self.zpage(&key, offset, limit, false).await?;
         let ids = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok());

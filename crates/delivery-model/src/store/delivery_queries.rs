@@ -47,22 +47,24 @@ impl Store {
         limit: u64,
     ) -> Result<Page<DeliveryRecord>> {
         let k = self.keys();
+        // Not slot-safe yet: one shard's indexes only (§4.5 runs this per shard and merges).
+        let shard = k.unsplit_shard();
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut keys = vec![k.delivery_query_tmp(&token)];
+        let mut keys = vec![k.delivery_query_tmp(shard, &token)];
         if let Some(s) = filter.subscription {
-            keys.push(k.deliveries_by_subscription(s));
+            keys.push(k.deliveries_by_subscription(shard, s));
         }
         if let Some(s) = filter.status {
-            keys.push(k.deliveries_by_status(s));
+            keys.push(k.deliveries_by_status(shard, s));
         }
         if let Some(e) = &filter.event_type {
-            keys.push(k.deliveries_by_event(e));
+            keys.push(k.deliveries_by_event(shard, e));
         }
         if let Some(a) = filter.addon {
-            keys.push(k.deliveries_by_addon(a));
+            keys.push(k.deliveries_by_addon(shard, a));
         }
         if keys.len() == 1 {
-            keys.push(k.deliveries_all());
+            keys.push(k.deliveries_all(shard));
         }
         let bound =
             |b: Option<i64>, open: &str| b.map_or_else(|| open.to_owned(), |v| v.to_string());
@@ -75,7 +77,7 @@ impl Store {
                     bound(filter.created_to_ms, "+inf"),
                     offset.to_string(),
                     limit.to_string(),
-                    k.delivery_prefix(),
+                    k.delivery_prefix(shard),
                     TMP_KEY_TTL_SECS.to_string(),
                 ],
             )

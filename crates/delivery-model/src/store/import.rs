@@ -142,7 +142,12 @@ impl Store {
             }
             LegacyPlacement::Keep { ttl } => ("keep", secs(ttl), String::new()),
         };
-        let mut keys = vec![k.delivery(record.id), k.queue_stream(), k.scheduled()];
+        let shard = k.shard_of(record.id);
+        let mut keys = vec![
+            k.delivery(record.id),
+            k.queue_stream(shard),
+            k.scheduled(shard),
+        ];
         keys.extend(self.record_index_keys(record));
         let mut args = vec![ttl.to_string()];
         push_record(&mut args, record);

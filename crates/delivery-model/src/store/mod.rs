@@ -24,6 +24,7 @@
 //! each kind of record or structure live in a submodule of their own, each one `impl Store` block.
 
 pub mod addons;
+mod attempt_subscriptions;
 pub mod attempts;
 pub mod callbacks;
 pub mod cleanup;
@@ -32,6 +33,7 @@ pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
 mod durability;
+mod fanout_shards;
 pub mod idempotency;
 pub mod import;
 mod queue;
@@ -53,7 +55,7 @@ use fred::prelude::*;
 
 use crate::delivery::DeliveryRecord;
 use crate::error::Result;
-use crate::keys::Keyspace;
+use crate::keys::{Keyspace, Layout};
 use crate::secret_box::SecretBox;
 use crate::subscription::Subscription;
 use crate::time::Micros;
@@ -80,6 +82,10 @@ pub struct StoreOptions {
     pub pool_size: usize,
     /// Prepended to every key Hookline owns (not to the input stream).
     pub key_prefix: String,
+    /// Queue shards with a cluster URL ([`Layout::Cluster`]); ignored on one node, where the layout is
+    /// always [`Layout::Standalone`] (today's key names). Fixed for a deployment: the store refuses to start
+    /// against data laid out with another count ([`Keyspace::layout_marker`]).
+    pub cluster_shards: u16,
     /// Name of the input stream.
     pub events_stream: String,
     /// TTL of `pending`/`in_progress` records.
@@ -120,6 +126,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("url", &redact_url(&self.url))
             .field("pool_size", &self.pool_size)
             .field("key_prefix", &self.key_prefix)
+            .field("cluster_shards", &self.cluster_shards)
             .field("events_stream", &self.events_stream)
             .field("active_ttl", &self.active_ttl)
             .field("terminal_ttl", &self.terminal_ttl)
@@ -145,6 +152,7 @@ impl StoreOptions {
             url: url.into(),
             pool_size: 2,
             key_prefix: String::new(),
+            cluster_shards: crate::keys::DEFAULT_CLUSTER_SHARDS,
             events_stream: "tmi:events".into(),
             active_ttl: Duration::from_secs(4 * 3600),
             terminal_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -259,6 +267,31 @@ where
         .collect())
 }
 
+/// In cluster mode, records the shard count on first start and refuses another one later: records are
+/// found by `shard(id) = … % N`, so a changed `N` would lose track of every stored delivery. One `SET NX GET`
+/// (Redis ≥ 7.0): the first store to start writes the marker, every later one reads what it holds.
+async fn check_layout_marker(pool: &Pool, keys: &Keyspace) -> Result<()> {
+    let Layout::Cluster { shards } = keys.layout() else {
+        return Ok(());
+    };
+    let stored: Option<u16> = pool
+        .set(
+            keys.layout_marker(),
+            shards,
+            None,
+            Some(fred::types::SetOptions::NX),
+            true,
+        )
+        .await?;
+    match stored {
+        Some(stored) if stored != shards => Err(crate::error::Error::Config(format!(
+            "redis.cluster_shards is {shards} but the data in this cluster was laid out with {stored} \
+             shards: changing it re-homes every delivery and needs a migration (docs/cluster.md)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn created_score(created_at: Micros) -> String {
     (created_at / 1000).to_string()
 }
@@ -272,6 +305,15 @@ impl Store {
     /// [`crate::error::Error::Config`] for a bad URL or TLS setting; Redis unreachable, refusing the credentials or the
     /// TLS handshake failing within the command timeout.
     pub async fn connect(opts: &StoreOptions) -> Result<Self> {
+        let layout = if cluster::is_cluster_url(&opts.url) {
+            Layout::Cluster {
+                shards: opts.cluster_shards,
+            }
+        } else {
+            Layout::Standalone
+        };
+        let keys =
+            Keyspace::with_layout(opts.key_prefix.clone(), opts.events_stream.clone(), layout)?;
         let mut config = connection::fred_config(opts)?;
         sentinel::apply(&mut config, opts.sentinel.as_ref());
         let config_uses_tls = config.uses_tls();
@@ -310,12 +352,13 @@ impl Store {
         if let Some(e) = failure {
             return Err(connection::connect_error(&opts.url, config_uses_tls, &e));
         }
+        check_layout_marker(&pool, &keys).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 builder,
                 command_timeout: opts.command_timeout,
-                keys: Keyspace::new(opts.key_prefix.clone(), opts.events_stream.clone()),
+                keys,
                 active_ttl_secs: secs(opts.active_ttl),
                 terminal_ttl_secs: secs(opts.terminal_ttl),
                 secrets: opts.secrets.clone(),

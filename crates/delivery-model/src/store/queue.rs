@@ -12,23 +12,29 @@ use crate::keys::{EVENTS_GROUP, QUEUE_GROUP};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 
 impl Store {
-    /// Moves up to `limit` messages due by `now_ms` from the schedule to the queue; returns how many.
+    /// Moves up to `limit` messages due by `now_ms` from each schedule to its queue (one pair on a single
+    /// node; every shard's and the challenges' on a cluster, one script each, concurrently); returns how
+    /// many in all.
     ///
     /// # Errors
-    /// Redis failure.
+    /// Redis failure (pairs that succeeded have moved their messages; each move is atomic).
     pub async fn promote_due(&self, now_ms: i64, limit: u32) -> Result<u64> {
-        let k = self.keys();
-        scripts::PROMOTE_DUE
-            .run(
+        let pairs = self.keys().schedules();
+        let moves = pairs.into_iter().map(|(schedule, queue)| {
+            scripts::PROMOTE_DUE.run::<u64>(
                 self.pool(),
-                vec![k.scheduled(), k.queue_stream()],
+                vec![schedule, queue],
                 vec![
                     now_ms.to_string(),
                     limit.to_string(),
                     MESSAGE_FIELD.to_owned(),
                 ],
             )
-            .await
+        });
+        Ok(futures::future::try_join_all(moves)
+            .await?
+            .into_iter()
+            .sum())
     }
 
     /// Puts a message on the schedule, due at `due_ms`.
@@ -36,34 +42,34 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn schedule(&self, msg: &QueueMessage, due_ms: i64) -> Result<()> {
+        let k = self.keys();
+        // A delivery goes back to its shard's schedule, a challenge to the control one.
+        let key = match msg {
+            QueueMessage::DeliveryV1 { delivery_id } => k.scheduled(k.shard_of(*delivery_id)),
+            QueueMessage::ChallengeV1 { .. } => k.challenge_scheduled(),
+        };
         let _: i64 = self
             .pool()
-            .zadd(
-                self.keys().scheduled(),
-                None,
-                None,
-                false,
-                false,
-                (due_ms as f64, msg.encode()),
-            )
+            .zadd(key, None, None, false, false, (due_ms as f64, msg.encode()))
             .await?;
         Ok(())
     }
 
-    /// Acknowledges and deletes queue entries handled without an outcome write (stale or finished work).
+    /// Acknowledges and deletes entries of queue `stream` (the one they were read from: a shard's queue or
+    /// the challenge queue on a cluster, the one queue on a single node) handled without an outcome write
+    /// (stale or finished work, challenges).
     ///
     /// # Errors
     /// Redis failure.
-    pub async fn ack_queue(&self, entry_ids: &[String]) -> Result<()> {
+    pub async fn ack_queue(&self, stream: &str, entry_ids: &[String]) -> Result<()> {
         if entry_ids.is_empty() {
             return Ok(());
         }
-        let q = self.keys().queue_stream();
         let _: i64 = self
             .pool()
-            .xack(&q, QUEUE_GROUP, entry_ids.to_vec())
+            .xack(stream, QUEUE_GROUP, entry_ids.to_vec())
             .await?;
-        let _: i64 = self.pool().xdel(&q, entry_ids.to_vec()).await?;
+        let _: i64 = self.pool().xdel(stream, entry_ids.to_vec()).await?;
         Ok(())
     }
 
@@ -116,14 +122,16 @@ impl Store {
             .await
     }
 
-    /// Creates the queue's consumer group if missing. The queue only ever holds live work, so a new group
-    /// starts at `0`.
+    /// Creates the consumer group of every queue a worker reads (each shard's and the challenge queue; one
+    /// in standalone mode) if missing. A queue only ever holds live work, so a new group starts at `0`.
     ///
     /// # Errors
     /// Redis failure other than `BUSYGROUP`.
     pub async fn ensure_queue_group(&self) -> Result<()> {
-        self.ensure_group(&self.keys().queue_stream(), QUEUE_GROUP, "0")
-            .await
+        for stream in self.keys().worker_streams() {
+            self.ensure_group(&stream, QUEUE_GROUP, "0").await?;
+        }
+        Ok(())
     }
 
     /// Creates `group` on `stream` (and the stream) if missing, starting at `start_id`.
@@ -181,31 +189,36 @@ impl Store {
         Ok(StreamReader::new(client, timeout))
     }
 
-    /// Length and pending count of the queue (metrics).
+    /// Length and pending count of the queues, summed over every queue a worker reads (metrics).
     ///
     /// # Errors
     /// Redis failure.
     pub async fn queue_depth(&self) -> Result<(u64, u64)> {
-        let q = self.keys().queue_stream();
-        let len: u64 = self.pool().xlen(&q).await?;
-        let pending: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
-            Ok(v) => v,
-            Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
-            Err(e) => return Err(e.into()),
-        };
-        let pending = pending
-            .into_array()
-            .first()
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let (mut len, mut pending) = (0, 0);
+        // Summed over every queue a worker reads (one on a single node).
+        for q in self.keys().worker_streams() {
+            let n: u64 = self.pool().xlen(&q).await?;
+            let p: Value = match self.pool().xpending(&q, QUEUE_GROUP, ()).await {
+                Ok(v) => v,
+                Err(e) if e.details().starts_with("NOGROUP") => Value::Null,
+                Err(e) => return Err(e.into()),
+            };
+            len += n;
+            pending += p.into_array().first().and_then(Value::as_u64).unwrap_or(0);
+        }
         Ok((len, pending))
     }
 
-    /// Number of scheduled messages (metrics).
+    /// Number of scheduled messages, over every schedule (metrics).
     ///
     /// # Errors
     /// Redis failure.
     pub async fn scheduled_len(&self) -> Result<u64> {
-        Ok(self.pool().zcard(self.keys().scheduled()).await?)
+        let mut n = 0;
+        for (schedule, _) in self.keys().schedules() {
+            let len: u64 = self.pool().zcard(schedule).await?;
+            n += len;
+        }
+        Ok(n)
     }
 }

@@ -110,16 +110,18 @@ impl Store {
     /// [`Error::NotReplicated`] (queued, not yet confirmed by replicas; retrying it again answers 409).
     pub async fn retry_delivery(&self, id: DeliveryId, now: Micros) -> Result<RetryResult> {
         let k = self.keys();
+        let shard = k.shard_of(id);
         let msg = QueueMessage::DeliveryV1 { delivery_id: id }.encode();
         let client = self.writer();
+        // Not slot-safe yet: reads the subscription's status (control) in the record's step (§3).
         let reply: Vec<Value> = scripts::RETRY_DELIVERY
             .run_on(
                 &client,
-                vec![k.delivery(id), k.queue_stream()],
+                vec![k.delivery(id), k.queue_stream(shard)],
                 vec![
                     now.to_string(),
                     self.inner.active_ttl_secs.to_string(),
-                    k.deliveries_by_status_prefix(),
+                    k.deliveries_by_status_prefix(shard),
                     id.to_string(),
                     k.subscription_prefix(),
                     MESSAGE_FIELD.to_owned(),

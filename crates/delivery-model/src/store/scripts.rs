@@ -1,4 +1,15 @@
 //! The Lua scripts behind every multi-key change, loaded by SHA and reloaded after a Redis restart.
+//!
+//! Each script has two sources. On one node (standalone, Sentinel) it runs exactly as written, so its SHA
+//! and behaviour are today's. On a Redis Cluster it runs with a `#!lua` shebang: a script without one may
+//! touch any key of the node it runs on whatever its slot (Redis 7.0 fails only for a key on another node),
+//! so a layout mistake would work or fail depending on where the slots sit; with the shebang any second
+//! slot fails at once (`Script attempted to access keys that do not hash to the same slot`). The shebang
+//! is not used on one node because it changes behaviour there: a shebang script without `allow-oom` is
+//! refused as a whole while Redis is over `maxmemory`, even one that only reads or frees memory, where a
+//! plain script is refused only at its first memory-growing command. Scripts whose every write frees
+//! memory (deletes, trims) therefore carry `flags=allow-oom` in cluster mode, so cleanup can still relieve
+//! a full node; the others are refused up front under OOM (on one node they fail at their first write).
 
 use std::sync::LazyLock;
 
@@ -7,17 +18,44 @@ use fred::types::{FromValue, Key, Value};
 
 use crate::error::Result;
 
-/// One script: its source and SHA-1.
+/// One script: its source and SHA-1 as written (one node) and with its shebang (cluster).
 pub(crate) struct Script {
-    src: &'static str,
+    plain: Source,
+    cluster: Source,
+}
+
+struct Source {
+    src: String,
     sha: String,
 }
 
+impl Source {
+    fn new(src: String) -> Self {
+        let sha = fred::util::sha1_hash(&src);
+        Self { src, sha }
+    }
+}
+
 impl Script {
-    fn new(src: &'static str) -> Self {
+    /// `flags`: the shebang's flags in cluster mode (`""` for none).
+    fn new(src: &'static str, flags: &str) -> Self {
+        let shebang = if flags.is_empty() {
+            "#!lua".to_owned()
+        } else {
+            format!("#!lua flags={flags}")
+        };
         Self {
-            src,
-            sha: fred::util::sha1_hash(src),
+            plain: Source::new(src.to_owned()),
+            cluster: Source::new(format!("{shebang}\n{src}")),
+        }
+    }
+
+    /// The source `client` runs: with the shebang on a cluster.
+    fn source_for(&self, client: &Client) -> &Source {
+        if client.is_clustered() {
+            &self.cluster
+        } else {
+            &self.plain
         }
     }
 
@@ -43,13 +81,15 @@ impl Script {
         // reference count per argument instead of a copy of every payload.
         let keys: Vec<Key> = keys.into_iter().map(Key::from).collect();
         let args: Vec<Value> = args.into_iter().map(Value::from).collect();
+        let source = self.source_for(client);
         let v: Value = match client
-            .evalsha(self.sha.as_str(), keys.clone(), args.clone())
+            .evalsha(source.sha.as_str(), keys.clone(), args.clone())
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let _: String = client.script_load(self.src).await?;
-                client.evalsha(self.sha.as_str(), keys, args).await?
+                // On a cluster, every master: the shards and the control slot live on different ones.
+                let _: String = client.script_load_cluster(source.src.as_str()).await?;
+                client.evalsha(source.sha.as_str(), keys, args).await?
             }
             r => r?,
         };
@@ -59,8 +99,18 @@ impl Script {
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
+        script!($name, $file, "");
+    };
+    ($name:ident, $file:literal, $flags:literal) => {
         pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!($file)));
+            LazyLock::new(|| Script::new(include_str!($file), $flags));
+    };
+}
+
+/// The cluster flags of a script whose every write frees memory (see the module doc).
+macro_rules! frees_memory {
+    ($name:ident, $file:literal) => {
+        script!($name, $file, "allow-oom");
     };
 }
 
@@ -69,28 +119,30 @@ script!(DELETE_SUBSCRIPTION, "lua/delete_subscription.lua");
 script!(SET_SUBSCRIPTION_STATUS, "lua/set_subscription_status.lua");
 script!(CHALLENGE_FAILED, "lua/challenge_failed.lua");
 script!(FANOUT, "lua/fanout.lua");
+script!(FANOUT_SHARD, "lua/fanout_shard.lua");
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 script!(BEGIN_ATTEMPTS, "lua/begin_attempts.lua");
 script!(FINISH_ATTEMPTS, "lua/finish_attempts.lua");
 script!(RENEW_LEASE, "lua/renew_lease.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
+script!(ROUTE_EXISTING_SHARD, "lua/route_existing_shard.lua");
 script!(CIRCUIT_CHECK, "lua/circuit_check.lua");
 script!(CLEANUP_FAIL_STALE, "lua/cleanup_fail_stale.lua");
 script!(CLEANUP_LEASE_COMMIT, "lua/cleanup_lease_commit.lua");
-script!(CLEANUP_LEASE_RELEASE, "lua/cleanup_lease_release.lua");
-script!(CLEANUP_PRUNE_INDEX, "lua/cleanup_prune_index.lua");
+frees_memory!(CLEANUP_LEASE_RELEASE, "lua/cleanup_lease_release.lua");
+frees_memory!(CLEANUP_PRUNE_INDEX, "lua/cleanup_prune_index.lua");
 script!(CLEANUP_DISCOVER_INDEXES, "lua/cleanup_discover_indexes.lua");
-script!(CLEANUP_TRIM_STREAM, "lua/cleanup_trim_stream.lua");
+frees_memory!(CLEANUP_TRIM_STREAM, "lua/cleanup_trim_stream.lua");
 script!(CREATE_ADDON, "lua/create_addon.lua");
-script!(DELETE_ADDON, "lua/delete_addon.lua");
+frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
-script!(DELETE_QUOTA, "lua/delete_quota.lua");
+frees_memory!(DELETE_QUOTA, "lua/delete_quota.lua");
 script!(
     CREATE_SUBSCRIPTION_QUOTA,
     "lua/create_subscription_quota.lua"
@@ -101,4 +153,4 @@ script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
 script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
 script!(IDEMPOTENCY_BEGIN, "lua/idempotency_begin.lua");
 script!(IDEMPOTENCY_FINISH, "lua/idempotency_finish.lua");
-script!(IDEMPOTENCY_RELEASE, "lua/idempotency_release.lua");
+frees_memory!(IDEMPOTENCY_RELEASE, "lua/idempotency_release.lua");

@@ -46,7 +46,7 @@ impl Store {
             k.subscriptions_all(),
             k.subscriptions_by_owner(&sub.owner_id),
             k.subscriptions_by_status(sub.status),
-            k.queue_stream(),
+            k.challenge_queue(),
         ];
         keys.extend(extra_keys);
         if let Some(tm) = &sub.threat_model_id {
@@ -236,7 +236,7 @@ impl Store {
         let r: String = scripts::CHALLENGE_FAILED
             .run(
                 self.pool(),
-                vec![k.subscription(id), k.scheduled()],
+                vec![k.subscription(id), k.challenge_scheduled()],
                 vec![
                     max_challenges.to_string(),
                     retry_at_ms.to_string(),

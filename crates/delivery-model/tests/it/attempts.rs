@@ -1,6 +1,7 @@
 //! Attempts: the lease taken by `begin_attempt`, the outcomes written by `finish_attempt`, and the races the
 //! lease and the status check settle (a worker that outlived its lease, a callback that came first).
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus, field};
@@ -18,7 +19,7 @@ use crate::harness::{ACTIVE_TTL, Ctx, LEASE, SEC, TERMINAL_TTL, go, ms};
 
 /// Whether the queue entry is acknowledged and deleted.
 async fn entry_gone(ctx: &Ctx, entry: &str) -> bool {
-    let q = ctx.k().queue_stream();
+    let q = ctx.k().queue_stream(Shard::ZERO);
     ctx.pending(&q, QUEUE_GROUP).await == 0
         && ctx.entries(&q).await.iter().all(|(id, _)| id != entry)
 }
@@ -136,7 +137,10 @@ async fn begin_reports_missing_done_and_not_due() {
             "{done:?}"
         );
     }
-    ctx.store.ack_queue(&[entry]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[entry])
+        .await
+        .unwrap();
     ctx.assert_nothing_pending();
 }
 
@@ -333,22 +337,26 @@ async fn check_outcome(case: OutcomeCase) {
     // progress.
     let member = rec.id.to_string();
     assert_eq!(
-        ctx.zscore(&k.deliveries_by_status(case.status), &member)
+        ctx.zscore(&k.deliveries_by_status(Shard::ZERO, case.status), &member)
             .await,
         Some(ms(rec.created_at)),
         "{name}"
     );
     if case.status != DeliveryStatus::Pending {
         assert_eq!(
-            ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &member)
-                .await,
+            ctx.zscore(
+                &k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+                &member
+            )
+            .await,
             None,
             "{name}"
         );
     }
     let in_progress = (case.status == DeliveryStatus::InProgress).then_some(written as f64);
     assert_eq!(
-        ctx.zscore(&k.deliveries_activity(), &member).await,
+        ctx.zscore(&k.deliveries_activity(Shard::ZERO), &member)
+            .await,
         in_progress,
         "{name}"
     );
@@ -361,7 +369,11 @@ async fn check_outcome(case: OutcomeCase) {
         })
         .into_iter()
         .collect();
-    assert_eq!(ctx.zall(&k.scheduled()).await, scheduled, "{name}");
+    assert_eq!(
+        ctx.zall(&k.scheduled(Shard::ZERO)).await,
+        scheduled,
+        "{name}"
+    );
     let s = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (s.publication_failures, s.last_successful_use),
@@ -438,7 +450,7 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
         "nothing written"
     );
     assert_eq!(
-        ctx.pending(&k.queue_stream(), QUEUE_GROUP).await,
+        ctx.pending(&k.queue_stream(Shard::ZERO), QUEUE_GROUP).await,
         1,
         "the entry stays for B"
     );
@@ -455,7 +467,7 @@ async fn a_stale_token_is_fenced_and_writes_nothing() {
         finish(&ctx, &rec, "A", &entry, &retry, now + 3 * SEC).await,
         FinishResult::Fenced
     );
-    assert!(ctx.zall(&k.scheduled()).await.is_empty());
+    assert!(ctx.zall(&k.scheduled(Shard::ZERO)).await.is_empty());
 
     let r = finish(
         &ctx,
@@ -516,7 +528,7 @@ async fn a_callback_that_came_first_supersedes_the_outcome_but_the_attempt_count
             "{outcome:?}"
         );
         assert!(
-            ctx.zall(&k.scheduled()).await.is_empty(),
+            ctx.zall(&k.scheduled(Shard::ZERO)).await.is_empty(),
             "{outcome:?}: no retry scheduled"
         );
         assert!(entry_gone(&ctx, &entry).await, "{outcome:?}");
@@ -621,7 +633,7 @@ async fn a_begin_batch_answers_each_item_in_order_and_acknowledges_what_is_no_lo
     ctx.allow_pending();
     let (sub, items) = ctx.deliveries_in_flight(5).await;
     let sub = ctx.store.get_subscription(sub.id).await.unwrap();
-    let q = ctx.k().queue_stream();
+    let q = ctx.k().queue_stream(Shard::ZERO);
     let now = now_micros();
     // 0 and 4: go (one subscription, read once); 1: delivered by a callback; 2: expired; 3: leased elsewhere.
     ctx.hset(&ctx.k().delivery(items[1].0.id), field::STATUS, "delivered")
@@ -673,7 +685,7 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
     let ctx = Ctx::start().await;
     // The fenced item's entry stays pending: only its lease holder, who never finishes here, acknowledges it.
     ctx.allow_pending();
-    let q = ctx.k().queue_stream();
+    let q = ctx.k().queue_stream(Shard::ZERO);
     let now = now_micros();
     let (_sub, items) = leased(&ctx, 3, now).await;
     let item = |i: usize, token: &str, outcome: AttemptOutcome| {
@@ -727,7 +739,7 @@ async fn a_finish_batch_writes_each_item_as_if_alone_and_fences_each_by_its_own_
         (DeliveryStatus::Pending, 1, Some(at))
     );
     assert_eq!(
-        ctx.zall(&ctx.k().scheduled()).await.len(),
+        ctx.zall(&ctx.k().scheduled(Shard::ZERO)).await.len(),
         1,
         "the retry is scheduled"
     );

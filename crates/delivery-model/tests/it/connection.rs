@@ -1,5 +1,6 @@
 //! Connecting, and surviving a Redis that restarts empty (scripts and groups are gone).
 
+use delivery_model::keys::Shard;
 use std::time::{Duration, Instant};
 
 use delivery_model::keys::QUEUE_GROUP;
@@ -54,7 +55,7 @@ async fn after_a_redis_restart_the_store_reconnects_and_reloads_its_scripts() {
     ctx.store.ensure_queue_group().await.unwrap();
     assert!(
         ctx.store
-            .group_exists(&ctx.k().queue_stream(), QUEUE_GROUP)
+            .group_exists(&ctx.k().queue_stream(Shard::ZERO), QUEUE_GROUP)
             .await
             .unwrap()
     );
@@ -78,7 +79,7 @@ async fn half_open_connections_time_out_within_the_bound_and_are_replaced() {
     opts.command_timeout = Duration::from_millis(500);
     let store = Store::connect(&opts).await.unwrap();
     store.ensure_queue_group().await.unwrap();
-    let queue = store.keys().queue_stream();
+    let queue = store.keys().queue_stream(Shard::ZERO);
     let reader = store.reader().await.unwrap();
     let block_ms = 300;
 

@@ -4,6 +4,7 @@
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, Invoker};
 use delivery_model::event::{StreamEvent, field as event_field};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
+use delivery_model::keys::Shard;
 use delivery_model::queue::QueueMessage;
 use delivery_model::time::{Micros, now_micros};
 
@@ -43,11 +44,11 @@ async fn create_and_enqueue_writes_record_indexes_and_one_queue_message() {
     assert!(ttl > 0 && ttl <= ACTIVE_TTL.as_secs() as i64, "ttl {ttl}");
     let member = rec.id.to_string();
     for index in [
-        k.deliveries_all(),
-        k.deliveries_by_subscription(rec.subscription_id),
-        k.deliveries_by_status(DeliveryStatus::Pending),
-        k.deliveries_by_event("addon.invoked"),
-        k.deliveries_by_addon(rec.addon_id.unwrap()),
+        k.deliveries_all(Shard::ZERO),
+        k.deliveries_by_subscription(Shard::ZERO, rec.subscription_id),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+        k.deliveries_by_event(Shard::ZERO, "addon.invoked"),
+        k.deliveries_by_addon(Shard::ZERO, rec.addon_id.unwrap()),
     ] {
         assert_eq!(
             ctx.zscore(&index, &member).await,
@@ -91,7 +92,8 @@ async fn a_record_created_terminal_gets_the_terminal_ttl() {
     );
     assert!(
         ctx.zscore(
-            &ctx.k().deliveries_by_status(DeliveryStatus::Failed),
+            &ctx.k()
+                .deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
             &rec.id.to_string()
         )
         .await

@@ -5,6 +5,7 @@ use delivery_model::delivery::{DeliveryStatus, field};
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, FanoutKey};
 use delivery_model::keys::EVENTS_GROUP;
+use delivery_model::keys::Shard;
 use delivery_model::queue::QueueMessage;
 use delivery_model::subscription::SubscriptionStatus::{
     Active, PendingDelete, PendingVerification,
@@ -111,10 +112,10 @@ async fn fanout_creates_one_pending_record_per_active_subscription_enqueues_and_
         assert!(ttl > 0 && ttl <= ACTIVE_TTL.as_secs() as i64, "ttl {ttl}");
         let member = id.to_string();
         for index in [
-            k.deliveries_all(),
-            k.deliveries_by_status(DeliveryStatus::Pending),
-            k.deliveries_by_event("threat_model.created"),
-            k.deliveries_by_subscription(sub.id),
+            k.deliveries_all(Shard::ZERO),
+            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+            k.deliveries_by_event(Shard::ZERO, "threat_model.created"),
+            k.deliveries_by_subscription(Shard::ZERO, sub.id),
         ] {
             assert_eq!(ctx.zscore(&index, &member).await, Some(ms(now)), "{index}");
         }
@@ -122,7 +123,11 @@ async fn fanout_creates_one_pending_record_per_active_subscription_enqueues_and_
     for skipped in [&unverified, &retired] {
         let id = DeliveryId::for_fanout(&entry_id, skipped.id);
         assert!(!ctx.exists(&k.delivery(id)).await);
-        assert_eq!(ctx.zscore(&k.deliveries_all(), &id.to_string()).await, None);
+        assert_eq!(
+            ctx.zscore(&k.deliveries_all(Shard::ZERO), &id.to_string())
+                .await,
+            None
+        );
     }
     let queued: Vec<QueueMessage> = ctx
         .queue()
@@ -142,7 +147,7 @@ async fn fanout_creates_one_pending_record_per_active_subscription_enqueues_and_
             },
         ]
     );
-    assert_eq!(ctx.zall(&k.deliveries_all()).await.len(), 2);
+    assert_eq!(ctx.zall(&k.deliveries_all(Shard::ZERO)).await.len(), 2);
     ctx.assert_nothing_pending();
 }
 
@@ -186,7 +191,7 @@ async fn fanout_again_for_the_same_entry_creates_and_enqueues_nothing() {
         record,
         "the record is untouched"
     );
-    assert_eq!(ctx.zall(&k.deliveries_all()).await.len(), 1);
+    assert_eq!(ctx.zall(&k.deliveries_all(Shard::ZERO)).await.len(), 1);
     assert_eq!(ctx.pending(k.events_stream(), EVENTS_GROUP).await, 0);
 }
 
@@ -212,7 +217,11 @@ async fn fanout_with_no_active_subscription_still_acks_the_entry() {
 
     assert_eq!(created, 0);
     assert_eq!(ctx.pending(ctx.k().events_stream(), EVENTS_GROUP).await, 0);
-    assert!(ctx.zall(&ctx.k().deliveries_all()).await.is_empty());
+    assert!(
+        ctx.zall(&ctx.k().deliveries_all(Shard::ZERO))
+            .await
+            .is_empty()
+    );
     assert_eq!(
         ctx.hget(
             &ctx.k()

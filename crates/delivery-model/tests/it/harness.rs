@@ -1,6 +1,7 @@
 //! The per-test fixture: the shared [`StoreFixture`] (a private redis-server, a store on it, a raw client for
 //! checking state) and the store tests' builders.
 
+use delivery_model::keys::Shard;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -101,7 +102,13 @@ impl Ctx {
         self.store.ensure_queue_group().await.unwrap();
         let reader = self.store.reader().await.unwrap();
         let got = reader
-            .read_group(&self.k().queue_stream(), QUEUE_GROUP, CONSUMER, 1000, 10)
+            .read_group(
+                &self.k().queue_stream(Shard::ZERO),
+                QUEUE_GROUP,
+                CONSUMER,
+                1000,
+                10,
+            )
             .await
             .unwrap();
         reader.quit().await;
@@ -148,7 +155,8 @@ impl Ctx {
             out.push((record, read.remove(at).0));
         }
         let others: Vec<String> = read.into_iter().map(|(id, _)| id).collect();
-        self.store.ack_queue(&others).await.unwrap();
+        let queue = self.store.keys().queue_stream(Shard::ZERO);
+        self.store.ack_queue(&queue, &others).await.unwrap();
         (sub, out)
     }
 }

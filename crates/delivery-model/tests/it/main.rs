@@ -24,11 +24,16 @@
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
 //! - [`cluster`]: a real Redis Cluster: connecting (plain, mutual TLS, the ACL user), every master, a
 //!   stream read on a dedicated connection, a master failover.
+//! - [`cluster_layout`]: the cluster key layout: control and shard scripts in one slot each, a second slot
+//!   refused loudly, the shard count fixed by the data.
+//! - [`cluster_delivery`]: the delivery path on a cluster: fan-out per shard, routing, nothing twice.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod attempts;
 mod cluster;
+mod cluster_delivery;
+mod cluster_layout;
 mod connection;
 mod deliveries;
 mod durability;

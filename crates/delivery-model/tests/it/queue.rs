@@ -1,6 +1,7 @@
 //! The retry schedule (`promote_due`) and the consumer groups (`ensure_*_group`, recovery from a Redis that
 //! lost everything).
 
+use delivery_model::keys::Shard;
 use std::collections::HashMap;
 
 use delivery_model::ids::DeliveryId;
@@ -33,7 +34,7 @@ async fn promote_due_moves_only_due_members_and_only_once() {
     let queued: Vec<QueueMessage> = ctx.queue().await.into_iter().map(|(_, m)| m).collect();
     assert_eq!(queued, vec![m1, m2]);
     assert_eq!(
-        ctx.zall(&ctx.k().scheduled()).await,
+        ctx.zall(&ctx.k().scheduled(Shard::ZERO)).await,
         vec![(m3.encode(), 5_000.0)]
     );
     assert_eq!(
@@ -99,7 +100,7 @@ async fn concurrent_promotes_move_each_member_exactly_once() {
 async fn ensure_groups_is_idempotent_and_keeps_the_groups_position() {
     let ctx = Ctx::start().await;
     let k = ctx.k();
-    let queue = k.queue_stream();
+    let queue = k.queue_stream(Shard::ZERO);
     assert!(!ctx.store.group_exists(&queue, QUEUE_GROUP).await.unwrap());
     for _ in 0..2 {
         ctx.store.ensure_queue_group().await.unwrap();
@@ -122,7 +123,10 @@ async fn ensure_groups_is_idempotent_and_keeps_the_groups_position() {
         first.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>(),
         vec![m]
     );
-    ctx.store.ack_queue(&[first[0].0.clone()]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[first[0].0.clone()])
+        .await
+        .unwrap();
     ctx.store.ensure_queue_group().await.unwrap();
     assert!(ctx.read_queue().await.is_empty());
     assert!(
@@ -136,7 +140,7 @@ async fn ensure_groups_is_idempotent_and_keeps_the_groups_position() {
 async fn after_flushall_reads_fail_with_nogroup_until_the_group_is_recreated() {
     let ctx = Ctx::start().await;
     let k = ctx.k();
-    let queue = k.queue_stream();
+    let queue = k.queue_stream(Shard::ZERO);
     ctx.store.ensure_queue_group().await.unwrap();
     ctx.store.ensure_events_group("$").await.unwrap();
     let reader = ctx.store.reader().await.unwrap();
@@ -182,7 +186,10 @@ async fn after_flushall_reads_fail_with_nogroup_until_the_group_is_recreated() {
             .unwrap()
             .is_empty()
     );
-    ctx.store.ack_queue(&[got[0].id.clone()]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[got[0].id.clone()])
+        .await
+        .unwrap();
     reader.quit().await;
     ctx.assert_nothing_pending();
 }
@@ -190,7 +197,7 @@ async fn after_flushall_reads_fail_with_nogroup_until_the_group_is_recreated() {
 #[tokio::test]
 async fn claim_stale_takes_over_a_dead_consumers_entries_but_not_deleted_ones() {
     let ctx = Ctx::start().await;
-    let queue = ctx.k().queue_stream();
+    let queue = ctx.k().queue_stream(Shard::ZERO);
     let (m1, m2) = (delivery(), delivery());
     ctx.store.ensure_queue_group().await.unwrap();
     let e1 = ctx.xadd(&queue, MESSAGE_FIELD, &m1.encode()).await;
@@ -228,7 +235,10 @@ async fn claim_stale_takes_over_a_dead_consumers_entries_but_not_deleted_ones() 
     );
     // Redis dropped the deleted entry from the pending list.
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (1, 1));
-    ctx.store.ack_queue(&[e1]).await.unwrap();
+    ctx.store
+        .ack_queue(&ctx.k().queue_stream(Shard::ZERO), &[e1])
+        .await
+        .unwrap();
     assert_eq!(ctx.store.queue_depth().await.unwrap(), (0, 0));
     ctx.assert_nothing_pending();
 }

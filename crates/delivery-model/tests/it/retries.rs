@@ -1,6 +1,7 @@
 //! An administrator's retry of a failed delivery: only a `failed` resource-change delivery of an active
 //! subscription goes back to `pending` and onto the queue; everything else is refused and left as it was.
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus, field};
@@ -74,13 +75,19 @@ async fn a_failed_delivery_goes_back_to_pending_with_a_fresh_budget_and_is_queue
     );
     let id = rec.id.to_string();
     assert!(
-        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Failed), &id)
-            .await
-            .is_none()
+        ctx.zscore(
+            &k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
+            &id
+        )
+        .await
+        .is_none()
     );
     assert_eq!(
-        ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Pending), &id)
-            .await,
+        ctx.zscore(
+            &k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+            &id
+        )
+        .await,
         Some((rec.created_at / 1000) as f64),
         "indexed as pending at its creation time"
     );

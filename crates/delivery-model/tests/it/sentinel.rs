@@ -2,6 +2,7 @@
 //! promoted, the pool and a dedicated read connection follow, and scripts reload on the new primary
 //! (Redis 7 does not replicate its script cache).
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::keys::QUEUE_GROUP;
@@ -72,7 +73,7 @@ async fn over_sentinel_the_store_follows_a_failover_and_reloads_its_scripts() {
     );
     assert!(store.get_subscription(after.id).await.unwrap().is_some());
     // The group replicated, and the read connection opened before the kill reads from the new primary.
-    let queue = store.keys().queue_stream();
+    let queue = store.keys().queue_stream(Shard::ZERO);
     wait::until(
         "the read connection follows",
         Duration::from_secs(15),

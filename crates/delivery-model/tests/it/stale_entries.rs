@@ -1,6 +1,7 @@
 //! Queue entries that are no longer work: a `not_due` entry (promoted early by a worker whose clock runs
 //! ahead) is acknowledged and goes back on the schedule at its due time, so the delivery is not lost.
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::delivery::field;
@@ -46,12 +47,14 @@ async fn a_not_due_entry_goes_back_on_the_schedule_at_its_due_time() {
     .encode();
     let want_ms = (due + 999) / 1000;
     assert_eq!(
-        ctx.zall(&ctx.k().scheduled()).await,
+        ctx.zall(&ctx.k().scheduled(Shard::ZERO)).await,
         vec![(msg, want_ms as f64)],
         "the delivery is back on the schedule at its due time"
     );
     assert!(
-        ctx.entries(&ctx.k().queue_stream()).await.is_empty(),
+        ctx.entries(&ctx.k().queue_stream(Shard::ZERO))
+            .await
+            .is_empty(),
         "its stale queue entry is acknowledged and deleted"
     );
 }

@@ -1,5 +1,6 @@
 //! Subscriptions: the hash, its indexes, the status compare-and-set and the challenge bookkeeping.
 
+use delivery_model::keys::Shard;
 use std::collections::BTreeSet;
 
 use delivery_model::ids::SubscriptionId;
@@ -331,7 +332,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
             ChallengeFailure::Retry
         );
         assert_eq!(
-            ctx.zall(&k.scheduled()).await,
+            ctx.zall(&k.scheduled(Shard::ZERO)).await,
             vec![(member.clone(), due as f64)]
         );
         let stored = ctx.stored_subscription(sub.id).await;
@@ -347,7 +348,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
         challenge_failed(&ctx, sub.id, 3_000, now + 1).await,
         ChallengeFailure::Exhausted
     );
-    assert!(ctx.zall(&k.scheduled()).await.is_empty());
+    assert!(ctx.zall(&k.scheduled(Shard::ZERO)).await.is_empty());
     let stored = ctx.stored_subscription(sub.id).await;
     assert_eq!(
         (stored.status, stored.challenges_sent, stored.modified_at),
@@ -361,7 +362,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
         ChallengeFailure::Gone
     );
     assert_eq!(ctx.stored_subscription(sub.id).await.challenges_sent, 3);
-    assert!(ctx.zall(&k.scheduled()).await.is_empty());
+    assert!(ctx.zall(&k.scheduled(Shard::ZERO)).await.is_empty());
 }
 
 #[tokio::test]
@@ -375,7 +376,7 @@ async fn challenge_failure_on_an_active_or_missing_subscription_is_gone() {
         ChallengeFailure::Gone
     );
     assert_eq!(ctx.stored_subscription(active.id).await, before);
-    assert!(ctx.zall(&ctx.k().scheduled()).await.is_empty());
+    assert!(ctx.zall(&ctx.k().scheduled(Shard::ZERO)).await.is_empty());
 
     let ghost = subscription(PendingVerification, &["*"]);
     assert_eq!(

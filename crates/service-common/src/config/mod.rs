@@ -90,6 +90,9 @@ pub struct RedisSettings {
     pub url: String,
     pub pool_size: usize,
     pub key_prefix: String,
+    /// Queue shards in cluster mode; 0: [`delivery_model::keys::DEFAULT_CLUSTER_SHARDS`]. Must stay 0 with a
+    /// non-cluster URL (see `cluster.rs`).
+    pub cluster_shards: u16,
     pub events_stream: String,
     pub command_timeout_ms: u64,
     /// Sentinels (`host:port`) that name the primary; empty connects to the URL's host (see `sentinel.rs`).
@@ -439,6 +442,7 @@ impl Settings {
             url: self.redis.url.clone(),
             pool_size: self.redis.pool_size,
             key_prefix: self.redis.key_prefix.clone(),
+            cluster_shards: self.redis.cluster_shards(),
             events_stream: self.redis.events_stream.clone(),
             active_ttl: Duration::from_secs(self.delivery.active_ttl_secs),
             terminal_ttl: Duration::from_secs(self.delivery.terminal_ttl_secs),

@@ -1,6 +1,7 @@
 //! `/admin/webhooks/subscriptions[/{webhook_id}[/test]]`
 
 use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::keys::Shard;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{now_micros, parse_rfc3339};
@@ -21,7 +22,7 @@ fn is_hex64(v: &Value) -> bool {
 }
 
 async fn queue_messages(app: &TestApp) -> Vec<QueueMessage> {
-    app.stream_entries(&app.store.keys().queue_stream())
+    app.stream_entries(&app.store.keys().queue_stream(Shard::ZERO))
         .await
         .into_iter()
         .map(|(_, f)| QueueMessage::decode(&f[MESSAGE_FIELD]).expect("queue message"))

@@ -1,5 +1,6 @@
 //! Index hygiene: members of expired records leave every delivery index, live ones stay.
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use cleanup::cycle::Action;
@@ -64,20 +65,20 @@ async fn expired_records_leave_every_index_and_live_ones_stay() {
     live.push(live_invoked.id);
 
     let indexes = [
-        k.deliveries_all(),
-        k.deliveries_by_subscription(kept.id),
-        k.deliveries_by_subscription(deleted.id),
-        k.deliveries_by_event("threat_model.created"),
-        k.deliveries_by_event("team.created"),
-        k.deliveries_by_event("webhook.test"),
-        k.deliveries_by_event("addon.invoked"),
-        k.deliveries_by_event("threat_model.updated"),
-        k.deliveries_by_addon(addon),
-        k.deliveries_activity(),
-        k.deliveries_by_status(DeliveryStatus::Pending),
-        k.deliveries_by_status(DeliveryStatus::InProgress),
-        k.deliveries_by_status(DeliveryStatus::Delivered),
-        k.deliveries_by_status(DeliveryStatus::Failed),
+        k.deliveries_all(Shard::ZERO),
+        k.deliveries_by_subscription(Shard::ZERO, kept.id),
+        k.deliveries_by_subscription(Shard::ZERO, deleted.id),
+        k.deliveries_by_event(Shard::ZERO, "threat_model.created"),
+        k.deliveries_by_event(Shard::ZERO, "team.created"),
+        k.deliveries_by_event(Shard::ZERO, "webhook.test"),
+        k.deliveries_by_event(Shard::ZERO, "addon.invoked"),
+        k.deliveries_by_event(Shard::ZERO, "threat_model.updated"),
+        k.deliveries_by_addon(Shard::ZERO, addon),
+        k.deliveries_activity(Shard::ZERO),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Pending),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::InProgress),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Delivered),
+        k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
     ];
     ctx.wait_expired(&dead).await;
     let ghosts = |members: &std::collections::BTreeSet<String>| {
@@ -109,19 +110,19 @@ async fn expired_records_leave_every_index_and_live_ones_stay() {
         );
     }
     for index in [
-        k.deliveries_by_subscription(deleted.id),
-        k.deliveries_by_event("webhook.test"),
-        k.deliveries_activity(),
+        k.deliveries_by_subscription(Shard::ZERO, deleted.id),
+        k.deliveries_by_event(Shard::ZERO, "webhook.test"),
+        k.deliveries_activity(Shard::ZERO),
     ] {
         assert!(!ctx.exists(&index).await, "{index} emptied away");
     }
-    let all = ctx.zmembers(&k.deliveries_all()).await;
+    let all = ctx.zmembers(&k.deliveries_all(Shard::ZERO)).await;
     assert!(
         live.iter().all(|id| all.contains(&id.to_string())),
         "live records stay listed"
     );
     assert!(
-        ctx.zmembers(&k.deliveries_by_addon(addon))
+        ctx.zmembers(&k.deliveries_by_addon(Shard::ZERO, addon))
             .await
             .contains(&live_invoked.id.to_string())
     );
@@ -129,8 +130,8 @@ async fn expired_records_leave_every_index_and_live_ones_stay() {
     assert_eq!(page.total, 3, "the admin list's total counts no ghosts");
     // Emptied indexes left the registry; live ones are still in it.
     let registered = ctx.store.delivery_indexes().await.unwrap();
-    assert!(!registered.contains(&k.deliveries_by_subscription(deleted.id)));
-    assert!(registered.contains(&k.deliveries_by_event("team.created")));
+    assert!(!registered.contains(&k.deliveries_by_subscription(Shard::ZERO, deleted.id)));
+    assert!(registered.contains(&k.deliveries_by_event(Shard::ZERO, "team.created")));
 
     // The next pass (due at once with no pass interval) finds nothing more.
     let report = ctx.cycle(&cleaner).await;
@@ -159,7 +160,7 @@ async fn a_walk_in_small_chunks_visits_members_sharing_a_score_exactly_once() {
             dead.push(r.id);
         }
     }
-    let index = k.deliveries_by_subscription(sub);
+    let index = k.deliveries_by_subscription(Shard::ZERO, sub);
     ctx.wait_expired(&dead).await;
 
     let mut at = IndexPosition::default();

@@ -2,6 +2,7 @@
 
 use cleanup::cycle::Action;
 use delivery_model::delivery::DeliveryStatus;
+use delivery_model::keys::Shard;
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
 
@@ -41,18 +42,24 @@ async fn stale_deliveries_fail_and_count_against_their_subscription() {
         assert!(d.last_activity_at >= now, "the failure is activity");
         let id = r.id.to_string();
         assert_eq!(
-            ctx.zscore(&k.deliveries_activity(), &id).await,
+            ctx.zscore(&k.deliveries_activity(Shard::ZERO), &id).await,
             None,
             "left the activity index"
         );
         assert_eq!(
-            ctx.zscore(&k.deliveries_by_status(DeliveryStatus::InProgress), &id)
-                .await,
+            ctx.zscore(
+                &k.deliveries_by_status(Shard::ZERO, DeliveryStatus::InProgress),
+                &id
+            )
+            .await,
             None
         );
         assert_eq!(
-            ctx.zscore(&k.deliveries_by_status(DeliveryStatus::Failed), &id)
-                .await,
+            ctx.zscore(
+                &k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Failed),
+                &id
+            )
+            .await,
             Some((r.created_at / 1000) as f64),
             "moved to the failed index, still scored by created_at"
         );
@@ -119,14 +126,20 @@ async fn a_callback_that_lands_first_wins_over_the_sweep() {
         assert_eq!(d.status, DeliveryStatus::InProgress);
     }
     assert_eq!(
-        ctx.zscore(&k.deliveries_activity(), &unindexed.id.to_string())
-            .await,
+        ctx.zscore(
+            &k.deliveries_activity(Shard::ZERO),
+            &unindexed.id.to_string()
+        )
+        .await,
         Some(recent.parse::<f64>().unwrap()),
         "re-scored at its true activity time"
     );
     assert_eq!(
-        ctx.zscore(&k.deliveries_activity(), &completed.id.to_string())
-            .await,
+        ctx.zscore(
+            &k.deliveries_activity(Shard::ZERO),
+            &completed.id.to_string()
+        )
+        .await,
         None
     );
     let d = ctx.store.get_delivery(completed.id).await.unwrap().unwrap();
@@ -152,7 +165,7 @@ async fn a_callback_that_lands_first_wins_over_the_sweep() {
         CallbackResult::Terminal(DeliveryStatus::Failed)
     );
     assert_eq!(
-        ctx.zscore(&k.deliveries_activity(), &late.id.to_string())
+        ctx.zscore(&k.deliveries_activity(Shard::ZERO), &late.id.to_string())
             .await,
         None
     );

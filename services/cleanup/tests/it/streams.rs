@@ -2,6 +2,7 @@
 
 use cleanup::cycle::Action;
 use delivery_model::keys::EVENTS_GROUP;
+use delivery_model::keys::Shard;
 use delivery_model::store::cleanup::TrimChunk;
 use fred::prelude::*;
 use fred::types::Value;
@@ -116,7 +117,7 @@ async fn only_entries_every_group_acknowledged_are_trimmed() {
 #[tokio::test]
 async fn streams_without_groups_and_groups_at_the_start_keep_everything() {
     let ctx = Ctx::start().await;
-    let queue = ctx.store.keys().queue_stream();
+    let queue = ctx.store.keys().queue_stream(Shard::ZERO);
     let ids = xadd(&ctx, &queue, 4).await;
     assert_eq!(
         ctx.store.trim_acknowledged(&queue, 100).await.unwrap(),

@@ -63,13 +63,14 @@ impl Dispatcher {
     #[tracing::instrument(skip_all, fields(subscription.id = %id))]
     pub(super) async fn challenge(
         &self,
+        stream: &str,
         entry_id: &str,
         id: SubscriptionId,
     ) -> delivery_model::Result<Handled> {
         let sub = match self.store.get_subscription(id).await? {
             Some(s) if s.status == SubscriptionStatus::PendingVerification => s,
             _ => {
-                self.store.ack_queue(&[entry_id.to_owned()]).await?;
+                self.store.ack_queue(stream, &[entry_id.to_owned()]).await?;
                 return Ok(Handled::Acked);
             }
         };
@@ -84,7 +85,7 @@ impl Dispatcher {
         } else {
             tracing::info!(result = end.label(), "challenge failed");
         }
-        self.store.ack_queue(&[entry_id.to_owned()]).await?;
+        self.store.ack_queue(stream, &[entry_id.to_owned()]).await?;
         Ok(Handled::Acked)
     }
 

@@ -117,7 +117,7 @@ impl Dispatcher {
     }
 
     /// Handles one queue entry on its own: a challenge, an undecodable entry, or a delivery.
-    pub async fn dispatch(&self, entry: StreamEntry) -> Handled {
+    pub async fn dispatch(&self, stream: &str, entry: StreamEntry) -> Handled {
         let msg = entry
             .fields
             .get(MESSAGE_FIELD)
@@ -133,12 +133,12 @@ impl Dispatcher {
                 };
             }
             Some(Ok(QueueMessage::ChallengeV1 { subscription_id })) => {
-                self.challenge(&entry.id, subscription_id).await
+                self.challenge(stream, &entry.id, subscription_id).await
             }
             _ => {
                 tracing::warn!(entry.id = %entry.id, "undecodable queue entry acknowledged and skipped");
                 self.store
-                    .ack_queue(std::slice::from_ref(&entry.id))
+                    .ack_queue(stream, std::slice::from_ref(&entry.id))
                     .await
                     .map(|()| Handled::Acked)
             }

@@ -5,6 +5,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+use delivery_model::keys::Shard;
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryStatus;
@@ -56,7 +57,8 @@ async fn status(store: &Store, id: DeliveryId) -> DeliveryStatus {
 }
 
 async fn queue_pending(svc: &InProcess) -> u64 {
-    svc.pending(&svc.k().queue_stream(), QUEUE_GROUP).await
+    svc.pending(&svc.k().queue_stream(Shard::ZERO), QUEUE_GROUP)
+        .await
 }
 
 async fn wait_delivered(svc: &InProcess, id: DeliveryId) {
@@ -104,7 +106,7 @@ async fn takes_over_the_entry_of_a_dead_worker() {
     let reader = fixture.store.reader().await.unwrap();
     let taken = reader
         .read_group(
-            &fixture.k().queue_stream(),
+            &fixture.k().queue_stream(Shard::ZERO),
             QUEUE_GROUP,
             "dead-worker",
             10,

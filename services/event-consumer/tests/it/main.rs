@@ -1,6 +1,7 @@
 //! The event-consumer in process (its library's `run`) against a private redis-server: what it does with
 //! each kind of entry, and the reader's recovery paths (own pending entries, a stalled replica's entries, a
-//! lost group) and shutdown, each observed through Redis and the service's own metrics.
+//! lost group) and shutdown, each observed through Redis and the service's own metrics. [`cluster`]: the
+//! same service on a real Redis Cluster.
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -16,6 +17,8 @@ use test_support::inproc::{InProcess, test_settings};
 use test_support::redis::RedisServer;
 use test_support::store::StoreFixture;
 use test_support::wait;
+
+mod cluster;
 
 const EVENTS: &str = "hookline_consumer_events_total";
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,9 +4,11 @@
 -- from the queue here, so a read batch costs one script whatever it holds. A 'not_due' entry (promoted early by
 -- a worker whose clock runs ahead) goes back on the schedule at the record's due time in the same step, so
 -- acknowledging it never loses the delivery (NX: a schedule entry already there is left as it is).
--- Hookline runs on a single Redis node, where a script may read keys it derives (the subscriptions).
+-- On a single Redis node the script reads the subscriptions it derives from the records; on a cluster they
+-- are in another slot (docs/cluster.md §4.2), so the caller passes no prefix and reads them itself.
 -- KEYS[1] queue stream, KEYS[2] schedule zset (score: due time in ms), KEYS[3..] delivery hashes
--- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix,
+-- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix
+-- ('' = read none: subscriptions is then empty),
 -- ARGV[5] queue group, then per delivery: lease token, queue entry id ('' = acknowledge nothing), its queue
 -- message (what goes back on the schedule)
 -- Returns {results, subscriptions}: results[i] is {'missing'} | {'done', status} | {'busy'}
@@ -37,7 +39,7 @@ for i = 3, #KEYS do
   else
     redis.call('HSET', key, 'lease', token, 'lease_until', lease_until)
     local sub = h.subscription_id or ''
-    if not seen[sub] then
+    if ARGV[4] ~= '' and not seen[sub] then
       seen[sub] = true
       subs[#subs + 1] = sub
       subs[#subs + 1] = redis.call('HGETALL', ARGV[4] .. sub)

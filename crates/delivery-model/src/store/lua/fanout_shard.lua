@@ -1,0 +1,38 @@
+-- Cluster mode: creates the deliveries that one queue shard owns, of a chunk of input-stream entries, and
+-- enqueues them on the shard's queue (docs/cluster.md §4.1). Everything here is in the shard's slot, so two
+-- things fanout.lua does in the same step happen elsewhere: the input entries are acknowledged by the caller
+-- once every shard's call succeeded (a crash before that leaves them pending; reprocessing derives the same
+-- ids, finds the records and creates and enqueues nothing twice), and the subscriptions' status is not read
+-- here (control slot): the consumer only passes subscriptions it read as active.
+-- KEYS[1] shard queue stream, KEYS[2] all-deliveries zset, KEYS[3] pending-status zset,
+-- KEYS[4] delivery index registry (set of the per-subscription and per-event index names cleanup prunes)
+-- ARGV[1] now (us), ARGV[2] score (created ms), ARGV[3] TTL (s), ARGV[4] delivery-key prefix,
+-- ARGV[5] by-subscription zset prefix, ARGV[6] by-event zset prefix, ARGV[7] queue message field,
+-- then per entry: event type, payload, n, and n triples (subscription id, delivery id, message)
+-- Returns the number of deliveries created.
+local created = 0
+local i = 8
+while i <= #ARGV do
+  local event_type, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  for _ = 1, n do
+    local sub, id, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    local key = ARGV[4] .. id
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('HSET', key, 'id', id, 'subscription_id', sub, 'event_type', event_type, 'status', 'pending',
+        'status_percent', '0', 'status_message', '', 'payload', payload, 'attempts', '0',
+        'created_at', ARGV[1], 'last_activity_at', ARGV[1])
+      redis.call('EXPIRE', key, ARGV[3])
+      redis.call('ZADD', KEYS[2], ARGV[2], id)
+      redis.call('ZADD', KEYS[3], ARGV[2], id)
+      local by_event, by_sub = ARGV[6] .. event_type, ARGV[5] .. sub
+      redis.call('ZADD', by_event, ARGV[2], id)
+      redis.call('ZADD', by_sub, ARGV[2], id)
+      redis.call('SADD', KEYS[4], by_event, by_sub)
+      redis.call('XADD', KEYS[1], '*', ARGV[7], msg)
+      created = created + 1
+    end
+  end
+end
+return created
