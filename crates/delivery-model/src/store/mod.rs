@@ -25,6 +25,7 @@
 
 pub mod addons;
 pub mod attempts;
+pub mod backlog;
 pub mod callbacks;
 pub mod cleanup;
 pub mod cluster;
@@ -61,6 +62,7 @@ pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
+pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
