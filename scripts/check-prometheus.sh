@@ -5,7 +5,8 @@
 #
 # `promtool check rules` (syntax, PromQL, templates) on deploy/prometheus/hookline-rules.yaml (a link to the
 # chart's files/prometheus/hookline-rules.yaml), then `promtool test rules` on hookline-rules.test.yaml: every
-# alert fires when it should and stays quiet when it should not. promtool comes from Debian's `prometheus`
+# alert fires when it should and stays quiet when it should not (scripts/obs_checks.py rules, run by
+# check-deploy.sh, checks that each alert has both kinds of test). promtool comes from Debian's `prometheus`
 # package, installed here when missing (as scripts/install-deps.sh does for `make test`).
 set -euo pipefail
 
