@@ -29,8 +29,8 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: build ## Unit and integration tests (end-to-end tests included: they spawn the built binaries)
-	$(CARGO) test --workspace
+unit: build ## Unit and integration tests (end-to-end tests included: they spawn the built binaries and a Prometheus)
+	HOOKLINE_REQUIRE_PROMETHEUS=1 $(CARGO) test --workspace
 
 deploy-check: ## Lint the Helm chart, Dockerfile and compose file
 	bash scripts/check-deploy.sh

@@ -20,6 +20,7 @@
 //!   token the test cancels.
 //! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
+//! - [`prometheus`]: a private Prometheus server scraping the services' ops listeners, killed on drop.
 
 pub mod auth;
 pub mod certs;
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod http;
 pub mod inproc;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
 pub mod redis;
