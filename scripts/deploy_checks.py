@@ -650,7 +650,8 @@ def check_manifests(docs: list[dict]) -> Problems:
                 f"{d['kind']}/{d['metadata'].get('name')}: no app.kubernetes.io/part-of label")
 
     # The config file.
-    cms = by_kind.get("ConfigMap", [])
+    # The Grafana dashboard's ConfigMap (metrics.grafanaDashboard) is checked by obs_checks.py.
+    cms = [c for c in by_kind.get("ConfigMap", []) if "hookline-dashboard.json" not in (c.get("data") or {})]
     rendered_cfg: dict[str, dict[str, Any]] = {}
     cm_files: dict[tuple[str, str], dict] = {}
     if p.check(len(cms) == 1, f"expected one ConfigMap, found {len(cms)}"):
@@ -793,8 +794,8 @@ def check_manifests(docs: list[dict]) -> Problems:
                     "HPA scales something other than the delivery-worker")
             p.check("replicas" not in target["spec"], "the autoscaled Deployment also sets replicas")
         p.check(hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], "HPA minReplicas > maxReplicas")
-    p.check(by_kind.get("HorizontalPodAutoscaler") or "delivery-worker" not in workloads
-            or "replicas" in workloads["delivery-worker"][1]["spec"], "delivery-worker has neither HPA nor replicas")
+    p.check(by_kind.get("HorizontalPodAutoscaler") or by_kind.get("ScaledObject") or "delivery-worker" not in workloads
+            or "replicas" in workloads["delivery-worker"][1]["spec"], "delivery-worker has neither HPA, ScaledObject nor replicas")
     for pdb in by_kind.get("PodDisruptionBudget", []):
         sel = pdb["spec"]["selector"]["matchLabels"]
         hits = [n for n, d in deployments.items() if labels_match(sel, d["spec"]["template"]["metadata"]["labels"])]

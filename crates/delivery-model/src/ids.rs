@@ -71,6 +71,17 @@ impl DeliveryId {
         Self(Uuid::now_v7())
     }
 
+    /// The millisecond time in the id (Unix ms): the input entry's append time for a fan-out delivery (see
+    /// [`for_fanout`](Self::for_fanout)), the creation time for any other; `None` for an id that is not a
+    /// UUIDv7 (imported from TMI).
+    pub fn time_ms(&self) -> Option<i64> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        i64::try_from(secs)
+            .ok()?
+            .checked_mul(1000)?
+            .checked_add(i64::from(nanos / 1_000_000))
+    }
+
     /// The id of the delivery that fan-out of stream entry `entry_id` creates for `subscription`.
     ///
     /// The timestamp part is the entry's millisecond time (so ids still sort by event time); the random part
@@ -151,6 +162,9 @@ mod tests {
             secs * 1000 + u64::from(nanos) / 1_000_000,
             1_775_044_800_123
         );
+        assert_eq!(a.time_ms(), Some(1_775_044_800_123));
+        // A v4 id (imported from TMI) has no time.
+        assert_eq!(DeliveryId(Uuid::new_v4()).time_ms(), None);
     }
 
     #[test]

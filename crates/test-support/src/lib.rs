@@ -21,6 +21,7 @@
 //! - [`http`]: a minimal HTTP/1.1 client for calling loopback services.
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 //! - [`python`]: receiver-side signature verifiers in Python with the libraries receivers use.
+//! - [`prometheus`]: a private Prometheus server scraping the services' ops listeners, killed on drop.
 
 pub mod auth;
 pub mod certs;
@@ -28,6 +29,7 @@ pub mod cluster;
 pub mod http;
 pub mod inproc;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod python;
 pub mod receiver;

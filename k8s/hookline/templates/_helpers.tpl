@@ -638,3 +638,26 @@ spec:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* What the delivery-worker's replica count follows (deliveryWorker.autoscaling.mode), resolved: "keda" (a
+     KEDA ScaledObject on the queue's length), "hpa" (an HPA: explicit metrics, an External metric or CPU),
+     or empty (autoscaling off). `auto` picks KEDA when the cluster serves keda.sh/v1alpha1 and no explicit
+     HPA metrics are set, else the HPA on CPU. */}}
+{{- define "hookline.workerScaling" -}}
+{{- $as := .Values.deliveryWorker.autoscaling -}}
+{{- if $as.enabled -}}
+{{- $mode := $as.mode | default "auto" -}}
+{{- if eq $mode "keda" -}}keda
+{{- else if eq $mode "auto" -}}
+{{- if and (not $as.metrics) (or (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}keda{{- else -}}hpa{{- end -}}
+{{- else -}}hpa
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The queue stream's name as the services spell it: config.redis.key_prefix + hookline:queue
+     (crates/delivery-model/src/keys.rs). */}}
+{{- define "hookline.queueStream" -}}
+{{- $prefix := dig "redis" "key_prefix" "" (.Values.config | default dict) -}}
+{{- printf "%shookline:queue" $prefix -}}
+{{- end -}}

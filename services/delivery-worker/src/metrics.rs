@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// All metrics of this service.
@@ -19,6 +19,12 @@ pub struct Metrics {
     pub attempt_duration: HistogramVec,
     /// Time from a delivery's creation to its first attempt's answer, in seconds.
     pub first_attempt_lag: Histogram,
+    /// SLO: from the event (the input entry's append time, carried in the delivery id) to the first
+    /// attempt's answer, in seconds.
+    pub event_to_first_attempt: Histogram,
+    /// SLO: from the event to the attempt that delivered it (a 2xx without an async callback), retries
+    /// included, in seconds.
+    pub event_to_delivered: Histogram,
     /// Hop latency: from a delivery's creation (its fan-out) to a worker holding its first attempt's lease.
     pub pickup_lag: Histogram,
     /// Hop latency: from a read of the queue to the request of one of its entries starting (the batch's
@@ -32,6 +38,9 @@ pub struct Metrics {
     pub queue_length: IntGauge,
     /// Queue entries read by some worker and not yet acknowledged.
     pub queue_pending: IntGauge,
+    /// Age of the oldest queue entry not yet acknowledged (read or not), in seconds; 0 when the queue is
+    /// empty.
+    pub queue_oldest_age: Gauge,
     /// Messages waiting on the schedule (retries, reschedules, challenge retries).
     pub scheduled: IntGauge,
     /// Queue entries taken over from a stalled or dead worker.
@@ -93,6 +102,14 @@ impl Metrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
                 ]),
             )?,
+            event_to_first_attempt: slo(
+                "hookline_worker_event_to_first_attempt_seconds",
+                "Time from the event to its delivery's first attempt's answer.",
+            )?,
+            event_to_delivered: slo(
+                "hookline_worker_event_to_delivered_seconds",
+                "Time from the event to the attempt that delivered it, retries included.",
+            )?,
             pickup_lag: hop(
                 "hookline_worker_pickup_lag_seconds",
                 "Time from a delivery's creation to a worker holding its first attempt's lease.",
@@ -116,6 +133,10 @@ impl Metrics {
             queue_pending: IntGauge::new(
                 "hookline_worker_queue_pending",
                 "Queue entries read by a worker and not yet acknowledged.",
+            )?,
+            queue_oldest_age: Gauge::new(
+                "hookline_worker_queue_oldest_age_seconds",
+                "Age of the oldest queue entry not yet acknowledged (0 when the queue is empty).",
             )?,
             scheduled: IntGauge::new(
                 "hookline_worker_scheduled",
@@ -168,6 +189,9 @@ impl Metrics {
         registry.register(Box::new(m.deliveries.clone()))?;
         registry.register(Box::new(m.attempt_duration.clone()))?;
         registry.register(Box::new(m.first_attempt_lag.clone()))?;
+        registry.register(Box::new(m.event_to_first_attempt.clone()))?;
+        registry.register(Box::new(m.event_to_delivered.clone()))?;
+        registry.register(Box::new(m.queue_oldest_age.clone()))?;
         registry.register(Box::new(m.pickup_lag.clone()))?;
         registry.register(Box::new(m.send_wait.clone()))?;
         registry.register(Box::new(m.outcome_write.clone()))?;
@@ -189,6 +213,25 @@ impl Metrics {
 /// A per-hop latency histogram ([`service_common::ops::hop_buckets`]).
 fn hop(name: &str, help: &str) -> prometheus::Result<Histogram> {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(service_common::ops::hop_buckets()))
+}
+
+/// Buckets of the SLO histograms: fine below a second, and the SLO thresholds operators pick (10 s, 30 s,
+/// 60 s, 5 min) as exact bucket bounds.
+pub const SLO_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+
+/// An SLO histogram ([`SLO_BUCKETS`]).
+fn slo(name: &str, help: &str) -> prometheus::Result<Histogram> {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(SLO_BUCKETS.to_vec()))
+}
+
+/// Seconds from the event behind delivery `id` to `now_ms`: a delivery id is a UUIDv7 whose timestamp is
+/// the input entry's append time (fan-out) or the record's creation (test deliveries, invocations). 0 for
+/// a clock behind the id's.
+pub fn since_event(id: delivery_model::ids::DeliveryId, now_ms: i64) -> f64 {
+    id.time_ms()
+        .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)
 }
 
 impl Metrics {

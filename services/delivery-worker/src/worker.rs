@@ -7,7 +7,8 @@
 //!   (their worker died).
 //! - **Scheduler**: moves due retries from the schedule to the queue. Every replica runs it; the move is
 //!   atomic, so there is no leader to elect.
-//! - **Sampler**: refreshes queue gauges.
+//! - **Sampler**: refreshes the queue gauges every 5 s: length, pending, the age of the oldest entry not
+//!   acknowledged (the lag signal the stuck-queue alert reads), the schedule's size.
 //!
 //! On shutdown the reader stops reading, in-flight attempts get the grace period to finish, and whatever is
 //! still running then is handed back: its entries stay pending and another worker takes them over once
@@ -241,6 +242,12 @@ async fn sampler(store: Store, metrics: Metrics, token: CancellationToken) {
             metrics
                 .queue_pending
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        if let Ok(backlog) = store.queue_backlog().await {
+            let now_ms = u64::try_from(delivery_model::time::now_micros() / 1000).unwrap_or(0);
+            metrics
+                .queue_oldest_age
+                .set(backlog.oldest_age_secs(now_ms));
         }
         if let Ok(n) = store.scheduled_len().await {
             metrics.scheduled.set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -5,10 +5,12 @@
 //!   [`GroupReader`], and the reading spec built from settings.
 //! - [`candidates`]: the subscriptions each event type can match, kept while the match generation holds.
 //! - [`metrics`]: this service's Prometheus metrics.
+//! - [`sampler`]: the consumer-lag gauges, sampled every 5 s.
 
 pub mod candidates;
 pub mod consumer;
 pub mod metrics;
+pub mod sampler;
 
 use anyhow::Context as _;
 use delivery_model::reader::GroupReader;
@@ -16,6 +18,7 @@ use delivery_model::store::Store;
 use service_common::config::Settings;
 use service_common::ops::{self, ReadyCheck};
 use service_common::service::Context;
+use tokio_util::sync::CancellationToken;
 
 /// The service's name in logs, metrics and its consumer name.
 pub const SERVICE: &str = "event-consumer";
@@ -47,7 +50,15 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         .ensure_groups()
         .await
         .context("creating the input stream's consumer group")?;
+    let sampling = CancellationToken::new();
+    let sampler = tokio::spawn(sampler::run(
+        ctx.store.clone(),
+        metrics.clone(),
+        sampling.clone(),
+    ));
     let consumer = consumer::Consumer::new(ctx.store, &ctx.settings, metrics);
     reader.run(&consumer, &ctx.shutdown).await;
+    sampling.cancel();
+    let _ = sampler.await;
     Ok(())
 }

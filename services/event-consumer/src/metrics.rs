@@ -1,6 +1,8 @@
 //! Prometheus metrics of the event-consumer. Each doc comment is the metric's HELP text.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// All metrics of this service.
 #[derive(Clone)]
@@ -20,6 +22,13 @@ pub struct Metrics {
     /// Hop latency: from an input entry's append to the stream (its id's time, millisecond resolution) to
     /// its deliveries written and the entry acknowledged, in seconds.
     pub event_lag: Histogram,
+    /// Consumer lag: input entries the consumer group has not read yet (sampled).
+    pub events_unread: IntGauge,
+    /// Input entries read by a consumer of the group and not acknowledged yet (sampled).
+    pub events_pending: IntGauge,
+    /// Age of the oldest input entry the group has not acknowledged, read or not, in seconds; 0 when caught
+    /// up (sampled).
+    pub events_oldest_age: Gauge,
 }
 
 impl Metrics {
@@ -68,8 +77,23 @@ impl Metrics {
                 )
                 .buckets(service_common::ops::hop_buckets()),
             )?,
+            events_unread: IntGauge::new(
+                "hookline_consumer_events_lag",
+                "Input entries the consumer group has not read yet.",
+            )?,
+            events_pending: IntGauge::new(
+                "hookline_consumer_events_pending",
+                "Input entries read and not acknowledged yet.",
+            )?,
+            events_oldest_age: Gauge::new(
+                "hookline_consumer_events_oldest_age_seconds",
+                "Age of the oldest input entry not acknowledged (0 when caught up).",
+            )?,
         };
         registry.register(Box::new(m.event_lag.clone()))?;
+        registry.register(Box::new(m.events_unread.clone()))?;
+        registry.register(Box::new(m.events_pending.clone()))?;
+        registry.register(Box::new(m.events_oldest_age.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.deliveries_created.clone()))?;
         registry.register(Box::new(m.reclaimed.clone()))?;

@@ -26,6 +26,7 @@
 pub mod addons;
 mod attempt_subscriptions;
 pub mod attempts;
+pub mod backlog;
 pub mod callbacks;
 pub mod cleanup;
 pub mod cluster;
@@ -64,6 +65,7 @@ pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
     CircuitUpdate, FinishItem, FinishResult, Leased,
 };
+pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;

@@ -15,6 +15,7 @@
 //! - [`deliveries`]: test deliveries and listing.
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
+//! - [`backlog`]: a consumer group's unread and pending entries and the oldest one's age (lag gauges).
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
 //! - [`secrets`]: subscription secrets encrypted at rest, legacy plain text, key rotation and resealing.
 //! - [`connection`]: failing fast at connect, and recovering from a Redis restart.
@@ -31,6 +32,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod attempts;
+mod backlog;
 mod cluster;
 mod cluster_delivery;
 mod cluster_layout;

@@ -20,9 +20,10 @@ use delivery_model::time::{Micros, now_micros};
 use http::{StatusCode, Uri};
 
 use super::host_slots::{self, Health, HostSlot};
-use super::outcome::Outcome;
+use super::outcome::{DELIVERED, Outcome};
 use super::{Attempt, Dispatcher, Handled, circuit, header};
 use crate::client::{Answer, SendError};
+use crate::metrics::since_event;
 
 /// What the record's attempt log keeps of a request.
 #[derive(Clone, Copy, Debug)]
@@ -257,8 +258,12 @@ impl Dispatcher {
             .with_label_values(&[class(status)])
             .observe(trace.duration.as_secs_f64());
         if record.attempts == 0 {
-            let lag = (now_micros() - record.created_at).max(0);
+            let now = now_micros();
+            let lag = (now - record.created_at).max(0);
             self.metrics.first_attempt_lag.observe(lag as f64 / 1e6);
+            self.metrics
+                .event_to_first_attempt
+                .observe(since_event(record.id, now / 1000));
         }
         if !matches!(result, Err(SendError::Refused(_))) {
             p.slot.observe(Health::of(trace.status, trace.duration));
@@ -346,6 +351,11 @@ impl Dispatcher {
             FinishResult::Fenced => "fenced",
         };
         self.metrics.deliveries.with_label_values(&[label]).inc();
+        if label == DELIVERED {
+            self.metrics
+                .event_to_delivered
+                .observe(since_event(record.id, now_micros() / 1000));
+        }
         // The attempt is over: its host may take another.
         drop(c.slot);
         Ok(if written == FinishResult::Fenced {

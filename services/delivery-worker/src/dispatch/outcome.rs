@@ -14,6 +14,9 @@ use super::config::DispatchConfig;
 use super::{header, micros};
 use crate::client::Answer;
 
+/// The label of [`Outcome::Delivered`] (the SLO histogram is observed under it too).
+pub(super) const DELIVERED: &str = "delivered";
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -39,7 +42,7 @@ impl Outcome {
     /// Its label in `hookline_worker_deliveries_total`, once written.
     pub(super) fn label(&self) -> &'static str {
         match self {
-            Outcome::Delivered => "delivered",
+            Outcome::Delivered => DELIVERED,
             Outcome::InProgress => "in_progress",
             Outcome::Retry { .. } => "retry",
             Outcome::Failed { .. } => "failed",
