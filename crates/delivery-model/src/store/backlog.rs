@@ -41,14 +41,25 @@ impl GroupBacklog {
 }
 
 impl Store {
-    /// The queue's backlog in the `delivery-workers` group. The queue holds only live work (entries are
+    /// The queues' backlog in the `delivery-workers` group. A queue holds only live work (entries are
     /// deleted when acknowledged), so its oldest entry is the oldest delivery or challenge not done yet.
     ///
     /// # Errors
     /// Redis failure or an unreadable reply.
     pub async fn queue_backlog(&self) -> Result<GroupBacklog> {
-        self.group_backlog(&self.keys().queue_stream(), QUEUE_GROUP)
-            .await
+        // Summed over every queue a worker reads (one on a single node, one per shard on a cluster); the
+        // oldest entry is the oldest of them all.
+        let mut total = GroupBacklog::default();
+        for q in self.keys().worker_streams() {
+            let b = self.group_backlog(&q, QUEUE_GROUP).await?;
+            total.unread += b.unread;
+            total.pending += b.pending;
+            total.oldest_ms = match (total.oldest_ms, b.oldest_ms) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        Ok(total)
     }
 
     /// The input stream's backlog in the `webhook-consumers` group (consumer lag).

@@ -4,7 +4,7 @@
 
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::DeliveryId;
-use delivery_model::keys::EVENTS_GROUP;
+use delivery_model::keys::{EVENTS_GROUP, Shard};
 use delivery_model::queue::QueueMessage;
 use delivery_model::store::GroupBacklog;
 use delivery_model::store::entry_time_ms;
@@ -28,7 +28,8 @@ async fn backlog_follows_reads_and_acknowledgements() {
     }
     assert_eq!(ctx.store.promote_due(1_000, 10).await.unwrap(), 3);
     ctx.store.ensure_queue_group().await.unwrap();
-    let ids = ctx.entry_ids(&ctx.k().queue_stream()).await;
+    let queue = ctx.k().queue_stream(Shard::ZERO);
+    let ids = ctx.entry_ids(&queue).await;
     let first_ms = entry_time_ms(&ids[0]).map(|t| t as u64);
     let b = ctx.store.queue_backlog().await.unwrap();
     assert_eq!(
@@ -46,13 +47,13 @@ async fn backlog_follows_reads_and_acknowledgements() {
         "all read"
     );
 
-    ctx.store.ack_queue(&ids[..1]).await.unwrap();
+    ctx.store.ack_queue(&queue, &ids[..1]).await.unwrap();
     let b = ctx.store.queue_backlog().await.unwrap();
     let second_ms = entry_time_ms(&ids[1]).map(|t| t as u64);
     assert_eq!((b.unread, b.pending, b.oldest_ms), (0, 2, second_ms));
     assert!(b.oldest_age_secs(second_ms.unwrap() + 1_500) >= 1.5);
 
-    ctx.store.ack_queue(&ids[1..]).await.unwrap();
+    ctx.store.ack_queue(&queue, &ids[1..]).await.unwrap();
     let b = ctx.store.queue_backlog().await.unwrap();
     assert_eq!(
         (b.unread, b.pending, b.oldest_ms),
