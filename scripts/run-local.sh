@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: a working local stack in the foreground. Ctrl-C stops everything.
 #   - Redis: HOOKLINE__REDIS__URL if set, else a private redis-server (AOF on) in .run/redis on port 6390.
-#   - api-gateway on :8080 (ops listener :9090), event-consumer / delivery-worker / cleanup ops listeners on
+#   - api-gateway on :8080 (ops listener :9094; 9090 is often a local Prometheus), event-consumer / delivery-worker / cleanup ops listeners on
 #     :9091-9093.
 #   - Settings: config/default.toml, then config/dev.toml (HOOKLINE_CONFIG), then HOOKLINE__* variables.
 set -euo pipefail
@@ -38,7 +38,7 @@ fi
 cargo build -q --workspace --bins
 export HOOKLINE_CONFIG="${HOOKLINE_CONFIG:-config/dev.toml}"
 bin=target/debug
-HOOKLINE__API__LISTEN=127.0.0.1:8080 HOOKLINE__OPS__LISTEN=127.0.0.1:9090 "$bin/api-gateway" &
+HOOKLINE__API__LISTEN=127.0.0.1:8080 HOOKLINE__OPS__LISTEN=127.0.0.1:9094 "$bin/api-gateway" &
 pids+=($!)
 HOSTNAME=local-consumer HOOKLINE__OPS__LISTEN=127.0.0.1:9091 "$bin/event-consumer" &
 pids+=($!)
@@ -54,7 +54,7 @@ cat <<MSG
 
 Hookline is running.
   API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz)
-  api-gateway    http://127.0.0.1:9090/metrics
+  api-gateway    http://127.0.0.1:9094/metrics
   event-consumer http://127.0.0.1:9091/metrics
   delivery-worker http://127.0.0.1:9092/metrics
   cleanup        http://127.0.0.1:9093/metrics
