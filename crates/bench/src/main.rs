@@ -127,9 +127,13 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got `{s}`"))
 }
 
+/// A syntactically valid Redis URL for loading the settings the header prints; nothing connects to it.
+const SETTINGS_ONLY_REDIS_URL: &str = "redis://127.0.0.1:1";
+
 /// The settings the services run with, as they load them (defaults plus `--service-env`).
 fn print_header(args: &Args) -> anyhow::Result<()> {
-    let env = stack::env("redis://127.0.0.1:6379", &[], &args.service_env);
+    // Only loaded, never connected: each phase starts its own redis-server and passes its URL.
+    let env = stack::env(SETTINGS_ONLY_REDIS_URL, &[], &args.service_env);
     let s = service_common::config::Settings::load_from(env)?;
     println!("# Hookline benchmark\n");
     println!(

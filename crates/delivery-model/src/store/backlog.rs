@@ -10,7 +10,7 @@ use fred::prelude::*;
 use fred::types::Value;
 
 use super::Store;
-use super::cleanup::StreamId;
+use super::cleanup::{StreamId, field};
 use super::streams;
 use crate::error::{Error, Result};
 use crate::keys::{EVENTS_GROUP, QUEUE_GROUP};
@@ -131,21 +131,6 @@ impl Store {
             pending,
             oldest_ms: oldest.map(|id| id.ms),
         })
-    }
-}
-
-/// Field `name` of a flat `[k, v, k, v, …]` reply or a map (RESP3).
-fn field(v: &Value, name: &str) -> Option<Value> {
-    match v {
-        Value::Array(flat) => flat
-            .chunks(2)
-            .find(|kv| kv.first().and_then(Value::as_str).as_deref() == Some(name))
-            .and_then(|kv| kv.get(1).cloned()),
-        Value::Map(m) => m
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(name))
-            .map(|(_, v)| v.clone()),
-        _ => None,
     }
 }
 

@@ -159,7 +159,7 @@ fn int(v: &Value) -> u64 {
 }
 
 /// Field `name` of a flat `[k, v, k, v, …]` reply or a map (RESP3).
-fn field(v: &Value, name: &str) -> Option<Value> {
+pub(super) fn field(v: &Value, name: &str) -> Option<Value> {
     match v {
         Value::Array(flat) => flat
             .chunks(2)

@@ -2,14 +2,13 @@
 //! pending ones, and the append time of the oldest entry not acknowledged, as entries are read and
 //! acknowledged.
 
-use delivery_model::event::StreamEvent;
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::{EVENTS_GROUP, Shard};
 use delivery_model::queue::QueueMessage;
 use delivery_model::store::GroupBacklog;
 use delivery_model::store::entry_time_ms;
 
-use crate::harness::{CONSUMER, Ctx};
+use crate::harness::{CONSUMER, Ctx, event};
 
 #[tokio::test]
 async fn backlog_follows_reads_and_acknowledgements() {
@@ -61,19 +60,6 @@ async fn backlog_follows_reads_and_acknowledgements() {
         "caught up"
     );
     assert!(b.oldest_age_secs(u64::MAX).abs() < f64::EPSILON);
-}
-
-fn event(n: u32) -> StreamEvent {
-    StreamEvent {
-        event_type: "threat_model.created".into(),
-        threat_model_id: Some("tm-1".into()),
-        object_id: Some(format!("obj-{n}")),
-        object_type: Some("threat_model".into()),
-        owner_id: Some("owner-1".into()),
-        timestamp: Some("2026-04-01T12:00:00Z".into()),
-        payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
-        delivery_id: None,
-    }
 }
 
 #[tokio::test]

@@ -4,9 +4,9 @@
 //! the pool and read through a dedicated connection; and commands that keep working after a master is
 //! SIGKILLed and its replica promoted.
 
+use crate::harness::event;
 use std::time::Duration;
 
-use delivery_model::event::StreamEvent;
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::store::{Store, StoreOptions, connection};
 use fred::prelude::*;
@@ -15,19 +15,6 @@ use test_support::cluster::{Cluster, ClusterOptions, ClusterTls};
 use test_support::redis::{ACL_USER, hookline_cluster_acl_rule};
 use test_support::resp::Reply;
 use test_support::wait;
-
-fn event(n: u32) -> StreamEvent {
-    StreamEvent {
-        event_type: "threat_model.created".into(),
-        threat_model_id: Some("tm-1".into()),
-        object_id: Some(format!("obj-{n}")),
-        object_type: Some("threat_model".into()),
-        owner_id: Some("owner-1".into()),
-        timestamp: Some("2026-04-01T12:00:00Z".into()),
-        payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
-        delivery_id: None,
-    }
-}
 
 /// A raw client configured exactly as the store's connections are.
 async fn raw_client(opts: &StoreOptions) -> Client {

@@ -2,11 +2,11 @@
 //! fan-out per queue shard with the input entries acknowledged after every shard's script, and routing of a
 //! pre-created delivery, each creating and enqueuing nothing twice when an entry is processed again.
 
+use crate::harness::event;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
-use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{EVENTS_GROUP, Keyspace};
 use delivery_model::store::import::LegacyPlacement;
@@ -15,19 +15,6 @@ use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
 use fred::prelude::*;
 use test_support::cluster::Cluster;
-
-fn event(n: u32) -> StreamEvent {
-    StreamEvent {
-        event_type: "threat_model.created".into(),
-        threat_model_id: Some("tm-1".into()),
-        object_id: Some(format!("obj-{n}")),
-        object_type: Some("threat_model".into()),
-        owner_id: Some("owner-1".into()),
-        timestamp: Some("2026-04-01T12:00:00Z".into()),
-        payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
-        delivery_id: None,
-    }
-}
 
 async fn connect(cluster: &Cluster) -> (Store, Client) {
     let opts = StoreOptions {

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use delivery_model::Error;
-use delivery_model::event::StreamEvent;
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::store::Store;
 use delivery_model::store::idempotency::{
@@ -16,24 +15,11 @@ use delivery_model::time::now_micros;
 use fred::prelude::*;
 use test_support::replica::ReplicaServer;
 
-use crate::harness::{CONSUMER, Ctx};
+use crate::harness::{CONSUMER, Ctx, event};
 
 /// Short, so the "replica down" cases stay quick; long enough for a loopback replica to answer on a busy
 /// 2-core machine.
 const WAIT_TIMEOUT: Duration = Duration::from_millis(1000);
-
-fn event(n: u32) -> StreamEvent {
-    StreamEvent {
-        event_type: "threat_model.created".into(),
-        threat_model_id: Some("tm-1".into()),
-        object_id: Some(format!("obj-{n}")),
-        object_type: Some("threat_model".into()),
-        owner_id: Some("owner-1".into()),
-        timestamp: Some("2026-04-01T12:00:00Z".into()),
-        payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
-        delivery_id: None,
-    }
-}
 
 /// A primary (the fixture's server), a replica of it, a store that waits for one replica, and a raw client
 /// on the replica.

@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryRecord;
+use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
@@ -181,4 +182,18 @@ pub fn subscription(status: SubscriptionStatus, events: &[&str]) -> Subscription
 /// Milliseconds of a microsecond timestamp (the score unit of every created-at index).
 pub fn ms(us: Micros) -> f64 {
     (us / 1000) as f64
+}
+
+/// Input event number `n` (`threat_model.created`, owner `owner-1`, threat model `tm-1`).
+pub fn event(n: u32) -> StreamEvent {
+    StreamEvent {
+        event_type: "threat_model.created".into(),
+        threat_model_id: Some("tm-1".into()),
+        object_id: Some(format!("obj-{n}")),
+        object_type: Some("threat_model".into()),
+        owner_id: Some("owner-1".into()),
+        timestamp: Some("2026-04-01T12:00:00Z".into()),
+        payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
+        delivery_id: None,
+    }
 }
