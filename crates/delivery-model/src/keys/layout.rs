@@ -139,6 +139,7 @@ mod tests {
         assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
         // An empty tag hashes the whole key.
         assert_eq!(key_slot("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
         assert_eq!(key_slot(CONTROL_TAG), 1152);
         assert_eq!(key_slot("tmi:events"), 2398);
     }

@@ -17,6 +17,19 @@ use crate::subscription::Subscription;
 pub(super) type BatchSubscriptions = HashMap<String, Result<Option<Subscription>, String>>;
 
 impl Store {
+    /// One entry of [`BatchSubscriptions`] from a subscription hash as read (empty: the subscription is gone).
+    pub(super) fn batch_subscription(
+        &self,
+        h: &HashMap<String, String>,
+    ) -> Result<Option<Subscription>, String> {
+        if h.is_empty() {
+            return Ok(None);
+        }
+        self.decode_subscription(h)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
     /// The subscriptions of the `go` results of a `begin_attempts` reply, each read once.
     ///
     /// # Errors
@@ -31,14 +44,7 @@ impl Store {
                 .pool()
                 .hgetall(self.keys().subscription_prefix() + &id)
                 .await?;
-            let sub = if h.is_empty() {
-                Ok(None)
-            } else {
-                self.decode_subscription(&h)
-                    .map(Some)
-                    .map_err(|e| e.to_string())
-            };
-            Ok::<_, crate::error::Error>((id, sub))
+            Ok::<_, crate::error::Error>((id, self.batch_subscription(&h)))
         });
         Ok(futures::future::try_join_all(reads)
             .await?

@@ -315,14 +315,7 @@ impl Store {
         let mut subs: super::attempt_subscriptions::BatchSubscriptions = HashMap::new();
         let mut it = reply.next().unwrap_or(Value::Null).into_array().into_iter();
         while let (Some(id), Some(fields)) = (it.next(), it.next()) {
-            let h = flat(fields);
-            let sub = if h.is_empty() {
-                Ok(None)
-            } else {
-                self.decode_subscription(&h)
-                    .map(Some)
-                    .map_err(|e| e.to_string())
-            };
+            let sub = self.batch_subscription(&flat(fields));
             subs.insert(id.as_string().unwrap_or_default(), sub);
         }
         if k.layout() != Layout::Standalone {

@@ -1,8 +1,8 @@
-//! What a cluster node says about the cluster: `CLUSTER NODES` parsed into [`NodeView`]s, and the key → slot
-//! function (CRC16 with hash tags), so tests can pick keys on chosen masters without asking a node.
+//! What a cluster node says about the cluster: `CLUSTER NODES` parsed into [`NodeView`]s. The key → slot
+//! function is delivery-model's (`keys::layout::key_slot`), so tests pick keys on chosen masters with the
+//! same function the services lay their keys out with.
 
-/// Number of hash slots in a Redis Cluster.
-pub const SLOTS: u16 = 16384;
+pub use delivery_model::keys::layout::{SLOTS, key_slot};
 
 /// One line of `CLUSTER NODES`, as far as the harness needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,37 +67,6 @@ fn parse_line(line: &str) -> Option<NodeView> {
     })
 }
 
-/// The slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag (the part between the first `{` and
-/// the next `}`, when not empty), modulo [`SLOTS`] — as Redis computes it.
-pub fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = bytes
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &bytes[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(bytes);
-    crc16(hashed) % SLOTS
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,16 +86,5 @@ mod tests {
         assert_eq!(nodes[2].port, 23104);
         assert_eq!(nodes[2].master_id.as_deref(), Some("94039d"));
         assert!(!nodes[2].master);
-    }
-
-    #[test]
-    fn key_slot_follows_hash_tags_as_redis_does() {
-        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
-        // An empty tag does not count: the whole key is hashed.
-        assert_eq!(key_slot("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
-        assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
     }
 }
