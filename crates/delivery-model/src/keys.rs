@@ -321,6 +321,20 @@ impl Keyspace {
         ))
     }
 
+    /// STREAM (cluster mode only): one shard's subscription counter effects, written by the outcome script
+    /// beside the outcome (fields `sub`, `kind` = success|failure|stale|callback_delivered, `t` in µs), since
+    /// the subscription hashes live in the control slot. Folded into them by the workers
+    /// ([`crate::store::Store::fold_outcomes`]) and trimmed below the folded watermark.
+    pub fn sub_outcomes(&self, shard: Shard) -> String {
+        self.s(shard, "hookline:sub_outcomes")
+    }
+
+    /// HASH (cluster mode only): per shard index, the id of the last `sub_outcomes` entry folded into the
+    /// subscriptions; compared and set by the fold, so no effect applies twice or is skipped.
+    pub fn fold_watermarks(&self) -> String {
+        self.c("hookline:fold:watermarks")
+    }
+
     /// ZSET: `in_progress` deliveries; score = last_activity_at in **microseconds**. Cleanup fails the stale ones.
     pub fn deliveries_activity(&self, shard: Shard) -> String {
         self.s(shard, "webhook:deliveries:activity")

@@ -140,22 +140,28 @@ impl InProcess {
     /// The value of a counter or gauge in the service's registry whose labels include `labels`; 0 when no
     /// such series exists yet.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.registry
-            .gather()
-            .iter()
-            .filter(|family| family.name() == name)
-            .flat_map(|family| family.get_metric())
-            .filter(|m| {
-                labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                })
-            })
-            // A series is either a counter or a gauge; the other reads as 0.
-            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-            .sum()
+        registry_metric(&self.registry, name, labels)
     }
+}
+
+/// The value of a counter or gauge in `registry` whose labels include `labels`; 0 when no such series
+/// exists yet.
+pub fn registry_metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        // A series is either a counter or a gauge; the other reads as 0.
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
 }
 
 impl Drop for InProcess {

@@ -8,9 +8,13 @@
 //!
 //! An attempt still learns its own result (written, superseded, fenced) before it lets go of its slot, and
 //! a failed write leaves each of its entries pending exactly as a failed single write did.
+//!
+//! On a Redis Cluster a script may only touch one shard's keys, so a gathered batch is written as one
+//! script per shard it spans, the calls in flight together.
 
 use std::sync::Arc;
 
+use delivery_model::keys::Shard;
 use delivery_model::store::{CircuitPolicy, FinishItem, FinishResult, Store};
 use delivery_model::time::now_micros;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -69,20 +73,48 @@ async fn writer(
         }
         let (store, policy) = (store.clone(), policy.clone());
         tokio::spawn(async move {
-            let (items, replies): (Vec<FinishItem>, Vec<Reply>) = batch.into_iter().unzip();
-            match store.finish_attempts(&items, &policy, now_micros()).await {
-                Ok(results) => {
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(r));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.for_waiter()));
-                    }
-                }
-            }
+            let now = now_micros();
+            let calls = by_shard(&store, batch)
+                .into_iter()
+                .map(|jobs| write_shard(&store, &policy, jobs, now));
+            futures::future::join_all(calls).await;
             drop(permit);
         });
+    }
+}
+
+/// The batch's jobs grouped by their delivery's shard (one group on one node), each group in batch order.
+fn by_shard(store: &Store, batch: Vec<(FinishItem, Reply)>) -> Vec<Vec<(FinishItem, Reply)>> {
+    let keys = store.keys();
+    let mut groups: Vec<(Shard, Vec<(FinishItem, Reply)>)> = Vec::new();
+    for job in batch {
+        let shard = keys.shard_of(job.0.id);
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, jobs)) => jobs.push(job),
+            None => groups.push((shard, vec![job])),
+        }
+    }
+    groups.into_iter().map(|(_, jobs)| jobs).collect()
+}
+
+/// Writes one shard's outcomes and answers each waiting attempt.
+async fn write_shard(
+    store: &Store,
+    policy: &CircuitPolicy,
+    jobs: Vec<(FinishItem, Reply)>,
+    now: delivery_model::time::Micros,
+) {
+    let (items, replies): (Vec<FinishItem>, Vec<Reply>) = jobs.into_iter().unzip();
+    match store.finish_attempts(&items, policy, now).await {
+        Ok(results) => {
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.for_waiter()));
+            }
+        }
     }
 }

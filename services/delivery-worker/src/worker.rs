@@ -30,6 +30,9 @@ use crate::dispatch::{Dispatcher, Work};
 use crate::metrics::Metrics;
 
 const PROMOTE_BATCH: u32 = 1000;
+/// How often a worker folds the subscription counter effects of a cluster's shards (docs/cluster.md §4.3:
+/// the counters lag the outcomes by about this much).
+const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 /// The worker's reading spec: the queue in the `delivery-workers` group. Entries are taken over once idle
 /// for an attempt's lease plus a second (their worker died), looked for every quarter of that (at least
@@ -213,6 +216,7 @@ fn spawn_all(
 }
 
 async fn scheduler(store: Store, every: Duration, metrics: Metrics, token: CancellationToken) {
+    let mut last_fold = std::time::Instant::now();
     while shutdown::sleep(&token, every).await {
         loop {
             let now_ms = delivery_model::time::now_micros() / 1000;
@@ -228,6 +232,15 @@ async fn scheduler(store: Store, every: Duration, metrics: Metrics, token: Cance
                     tracing::warn!(error = %e, "moving due retries to the queue failed");
                     break;
                 }
+            }
+        }
+        // On a cluster, the subscription counters follow the outcomes through each shard's stream
+        // (nothing to do on one node).
+        if last_fold.elapsed() >= FOLD_EVERY {
+            last_fold = std::time::Instant::now();
+            if let Err(e) = store.fold_outcomes().await {
+                metrics.redis_errors.inc();
+                tracing::warn!(error = %e, "folding subscription counters failed");
             }
         }
     }

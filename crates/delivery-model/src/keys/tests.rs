@@ -322,6 +322,10 @@ fn control_scripts_touch_one_slot() {
         &[k.cleanup_lease(), k.cleanup_state(), k.layout_marker()],
     );
     one_slot(
+        "fold_outcomes",
+        &[k.fold_watermarks(), k.subscription(sub), k.subscription_prefix()],
+    );
+    one_slot(
         "promote_due (challenges)",
         &[k.challenge_scheduled(), k.challenge_queue()],
     );
@@ -353,6 +357,7 @@ fn shard_scripts_touch_one_slot() {
             k.deliveries_activity(shard),
             k.delivery_prefix(shard),
             k.deliveries_by_status_prefix(shard),
+            k.sub_outcomes(shard),
         ];
         let cleanup = [
             k.delivery_index_registry(shard),

@@ -6,14 +6,16 @@
 //! another ([`Store::finish_attempts`], a group commit). Items of a batch are independent: each is exactly
 //! what a batch of one would do, which is what [`Store::begin_attempt`] and [`Store::finish_attempt`] are.
 //!
-//! The circuit breaker shared by every replica lives here too: its state is read before an attempt
-//! ([`Store::circuit_check`]) and updated by the outcome write.
+//! The circuit breaker shared by every replica (`circuits.rs`) is read before an attempt
+//! ([`Store::circuit_check`]) and updated with the outcome.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use fred::types::Value;
 
+use super::circuits::circuit_args;
+pub use super::circuits::{CircuitPolicy, CircuitSignal, CircuitState, CircuitUpdate};
 use super::{Store, scripts};
 use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
@@ -87,71 +89,6 @@ impl AttemptOutcome {
             AttemptOutcome::Delivered | AttemptOutcome::InProgress => None,
         }
     }
-}
-
-/// What an attempt tells its destination's circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitSignal {
-    /// The host answered 2xx: close the circuit.
-    Success,
-    /// Transport error or non-2xx: count a failure.
-    Failure,
-    /// Nothing was learned about the host (not attempted, refused by policy).
-    None,
-}
-
-/// The breaker's rules (TMI: 5 consecutive failures open it for 1, 5, 15, then 30 minutes).
-#[derive(Debug, Clone)]
-pub struct CircuitPolicy {
-    pub failure_threshold: u32,
-    /// How long the circuit stays open on its 1st, 2nd, … opening; the last repeats.
-    pub open_windows: Vec<Duration>,
-    /// How long a half-open probe holds the circuit before another attempt may probe.
-    pub probe_lease: Duration,
-}
-
-impl Default for CircuitPolicy {
-    fn default() -> Self {
-        Self {
-            failure_threshold: 5,
-            open_windows: [60, 300, 900, 1800].map(Duration::from_secs).to_vec(),
-            probe_lease: Duration::from_secs(40),
-        }
-    }
-}
-
-static NO_POLICY: std::sync::LazyLock<CircuitPolicy> =
-    std::sync::LazyLock::new(CircuitPolicy::default);
-
-/// The circuit-breaker part of an attempt's outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct CircuitUpdate<'a> {
-    /// Destination host, lower-cased.
-    pub host: &'a str,
-    pub signal: CircuitSignal,
-    pub policy: &'a CircuitPolicy,
-}
-
-impl CircuitUpdate<'static> {
-    /// An outcome that tells the breaker nothing.
-    pub fn none() -> Self {
-        Self {
-            host: "",
-            signal: CircuitSignal::None,
-            policy: &NO_POLICY,
-        }
-    }
-}
-
-/// What a host's circuit breaker says before an attempt ([`Store::circuit_check`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Send.
-    Closed,
-    /// The open window has passed: this attempt is the single half-open probe.
-    Probe,
-    /// Do not send before `until` (Unix ms); reschedule without consuming an attempt.
-    Open { until_ms: i64 },
 }
 
 /// What [`Store::finish_attempts`] did with one attempt.
@@ -363,57 +300,61 @@ impl Store {
 
     /// Writes the outcomes of a batch of attempts in one script, each only if its token still holds the
     /// record's lease, and acknowledges (and deletes) their queue entries in the same step. Returns what was
-    /// done per item, in order.
+    /// done per item, in order. The items must be of one shard (always so on one node): on a cluster the
+    /// worker commits each shard's outcomes separately.
+    ///
+    /// On a cluster the subscription counters and circuit breakers are in other slots: the script appends
+    /// the counter effects to the shard's `sub_outcomes` stream (see [`Store::fold_outcomes`]), and the
+    /// circuit signals of the attempts it wrote (not the fenced ones) go to each host's breaker right after.
     ///
     /// # Errors
-    /// Redis failure (nothing was written; the entries stay pending and will be reclaimed).
+    /// Redis failure (nothing was written; the entries stay pending and will be reclaimed), or items of
+    /// several shards.
     pub async fn finish_attempts(
         &self,
         items: &[FinishItem],
         policy: &CircuitPolicy,
         now: Micros,
     ) -> Result<Vec<FinishResult>> {
-        if items.is_empty() {
+        let Some(first) = items.first() else {
             return Ok(Vec::new());
-        }
+        };
         let k = self.keys();
-        // One shard per call: the worker commits each shard's outcomes separately.
-        let shard = k.shard_of(items[0].id);
-        let mut keys = Vec::with_capacity(3 + 3 * items.len());
+        let shard = k.shard_of(first.id);
+        if items.iter().any(|i| k.shard_of(i.id) != shard) {
+            return Err(Error::Script(
+                "finish_attempts: items of several shards in one call".into(),
+            ));
+        }
+        let clustered = k.layout() != Layout::Standalone;
+        let mut keys = Vec::with_capacity(4 + 3 * items.len());
         keys.extend([
             k.queue_stream(shard),
             k.scheduled(shard),
             k.deliveries_activity(shard),
         ]);
-        let mut args = Vec::with_capacity(10 + 10 * items.len());
+        if clustered {
+            keys.push(k.sub_outcomes(shard));
+        }
+        let mut args = Vec::with_capacity(11 + 11 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
             self.inner.active_ttl_secs.to_string(),
             self.inner.terminal_ttl_secs.to_string(),
             k.deliveries_by_status_prefix(shard),
-            policy.failure_threshold.to_string(),
-            (now / 1000).to_string(),
-            policy
-                .open_windows
-                .iter()
-                .map(|w| w.as_millis().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            // Idle circuits disappear: a host quiet for longer than the widest window starts fresh.
-            (policy
-                .open_windows
-                .iter()
-                .max()
-                .map_or(3600, Duration::as_secs)
-                + 3600)
-                .to_string(),
+        ]);
+        args.extend(circuit_args(policy, now));
+        args.extend([
             ATTEMPT_LOG_LEN.to_string(),
+            if clustered { "1" } else { "" }.to_owned(),
         ]);
         for i in items {
             keys.push(k.delivery(i.id));
-            keys.push(k.subscription(i.subscription_id));
-            keys.push(k.circuit(&i.host));
+            if !clustered {
+                keys.push(k.subscription(i.subscription_id));
+                keys.push(k.circuit(&i.host));
+            }
             // The schedule's message only for outcomes that schedule one.
             let (next_retry, due_ms, message) = match &i.outcome {
                 AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => (
@@ -433,17 +374,13 @@ impl Store {
                 due_ms,
                 message,
                 i.id.to_string(),
-                match i.signal {
-                    CircuitSignal::Success => "success",
-                    CircuitSignal::Failure => "failure",
-                    CircuitSignal::None => "none",
-                }
-                .to_owned(),
+                i.signal.name().to_owned(),
                 // One line of JSON (serde_json never writes a raw newline).
                 i.log
                     .as_ref()
                     .and_then(|l| serde_json::to_string(l).ok())
                     .unwrap_or_default(),
+                i.subscription_id.to_string(),
             ]);
         }
         let replies: Vec<String> = scripts::FINISH_ATTEMPTS
@@ -456,7 +393,7 @@ impl Store {
                 items.len()
             )));
         }
-        items
+        let results = items
             .iter()
             .zip(replies)
             .map(|(i, r)| match r.as_str() {
@@ -465,7 +402,11 @@ impl Store {
                 s if s == i.outcome.name() => Ok(FinishResult::Written),
                 other => Err(Error::Script(format!("finish_attempts: {other}"))),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if clustered {
+            self.update_circuits(items, &results, policy, now).await;
+        }
+        Ok(results)
     }
 
     /// Moves the lease of delivery `id` to `lease_until` if `token` still holds it (and the record is still
@@ -489,34 +430,6 @@ impl Store {
             )
             .await?;
         Ok(renewed == 1)
-    }
-
-    /// Asks `host`'s circuit breaker whether an attempt may go now (see [`CircuitState`]).
-    ///
-    /// # Errors
-    /// Redis failure.
-    pub async fn circuit_check(
-        &self,
-        host: &str,
-        policy: &CircuitPolicy,
-        now_ms: i64,
-    ) -> Result<CircuitState> {
-        let probe = u64::try_from(policy.probe_lease.as_millis()).unwrap_or(u64::MAX);
-        let reply: Vec<String> = scripts::CIRCUIT_CHECK
-            .run(
-                self.pool(),
-                vec![self.keys().circuit(host)],
-                vec![now_ms.to_string(), probe.to_string()],
-            )
-            .await?;
-        match reply.first().map(String::as_str) {
-            Some("closed") => Ok(CircuitState::Closed),
-            Some("probe") => Ok(CircuitState::Probe),
-            Some("open") => Ok(CircuitState::Open {
-                until_ms: reply.get(1).and_then(|v| v.parse().ok()).unwrap_or(now_ms),
-            }),
-            other => Err(Error::Script(format!("circuit_check: {other:?}"))),
-        }
     }
 }
 

@@ -28,6 +28,7 @@ mod attempt_subscriptions;
 pub mod attempts;
 pub mod backlog;
 pub mod callbacks;
+pub mod circuits;
 pub mod cleanup;
 pub mod cluster;
 pub mod connection;
@@ -46,6 +47,7 @@ mod scripts;
 pub mod secrets;
 mod sentinel;
 mod streams;
+mod sub_outcomes;
 mod subscriptions;
 
 use std::collections::HashMap;

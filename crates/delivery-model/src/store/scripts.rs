@@ -107,6 +107,20 @@ macro_rules! script {
     };
 }
 
+/// A script that uses the circuit breaker's shared functions (`lua/lib/circuit.lua`), prepended to its
+/// source: one definition of the breaker for the script that writes it beside an outcome (one node) and the
+/// one that writes it alone (cluster).
+macro_rules! with_circuit {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(
+                concat!(include_str!("lua/lib/circuit.lua"), include_str!($file)),
+                "",
+            )
+        });
+    };
+}
+
 /// The cluster flags of a script whose every write frees memory (see the module doc).
 macro_rules! frees_memory {
     ($name:ident, $file:literal) => {
@@ -122,7 +136,9 @@ script!(FANOUT, "lua/fanout.lua");
 script!(FANOUT_SHARD, "lua/fanout_shard.lua");
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 script!(BEGIN_ATTEMPTS, "lua/begin_attempts.lua");
-script!(FINISH_ATTEMPTS, "lua/finish_attempts.lua");
+with_circuit!(FINISH_ATTEMPTS, "lua/finish_attempts.lua");
+with_circuit!(CIRCUIT_UPDATE, "lua/circuit_update.lua");
+script!(FOLD_OUTCOMES, "lua/fold_outcomes.lua");
 script!(RENEW_LEASE, "lua/renew_lease.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");

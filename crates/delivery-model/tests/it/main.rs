@@ -36,6 +36,7 @@ mod backlog;
 mod cluster;
 mod cluster_delivery;
 mod cluster_layout;
+mod cluster_outcomes;
 mod connection;
 mod deliveries;
 mod durability;

@@ -16,12 +16,14 @@
 //! running in process keep running meanwhile.
 
 mod access;
+mod services;
 mod spawn;
 mod view;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+pub use services::OnCluster;
 pub use view::{NodeView, SLOTS, key_slot, parse_nodes};
 
 use crate::certs::{self, TlsFiles};

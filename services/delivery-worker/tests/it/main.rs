@@ -5,6 +5,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod cluster;
+
 use delivery_model::keys::Shard;
 use std::time::Duration;
 

@@ -5,24 +5,30 @@
 -- A worker whose lease was taken over (it outlived the lease) writes nothing and acknowledges nothing: the
 -- newer attempt owns the record. A status changed meanwhile by a receiver callback (the early `completed`
 -- race) is kept: the attempt is counted, the status is not touched.
--- KEYS[1] queue stream, KEYS[2] scheduled zset, KEYS[3] activity zset,
--- then per item: delivery hash, subscription hash, the destination host's circuit hash
+-- On one node the subscription counters and the circuit breakers are written here too. On a cluster they
+-- live in other slots: the counter effects go to the shard's `sub_outcomes` stream (folded into the
+-- subscriptions by fold_outcomes), and the caller sends the circuit signals to circuit_update.
+-- KEYS[1] queue stream, KEYS[2] scheduled zset, KEYS[3] activity zset, KEYS[4] (cluster) sub_outcomes
+-- stream; then per item: delivery hash, and on one node its subscription hash and the destination host's
+-- circuit hash
 -- ARGV[1] now (us), ARGV[2] queue group, ARGV[3] active TTL (s), ARGV[4] terminal TTL (s),
 -- ARGV[5] status-zset prefix, ARGV[6] failures that open a circuit, ARGV[7] now (ms),
 -- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s), ARGV[10] attempts the log keeps,
--- then per item (10 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
+-- ARGV[11] '1' on a cluster (KEYS[4] given, one key per item), '' on one node,
+-- then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
 -- without an attempt), queue entry id, last error, next retry (us), retry due (ms), retry message,
 -- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
--- ('' = none: nothing was attempted)
+-- ('' = none: nothing was attempted), subscription id
 -- Returns one of 'fenced', 'superseded' or the outcome written per item.
 local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1}
 local now, group = ARGV[1], ARGV[2]
-local windows = {}
-for w in string.gmatch(ARGV[8], '[^,]+') do windows[#windows + 1] = tonumber(w) end
+local windows = circuit_windows(ARGV[8])
+local clustered = ARGV[11] == '1'
 -- Work shared by the items of a batch is done once, in an order that keeps each item's effect what a lone
 -- call would have had: queue entries are acknowledged together at the end; a subscription's success is
 -- written once (before any later failure of the same subscription counts); a closed circuit is deleted once.
-local acks, succeeded, closed = {}, {}, {}
+-- `succeeded` is keyed by the subscription's hash (one node) or its id (cluster).
+local acks, succeeded = {}, {}
 local log_len = tonumber(ARGV[10])
 
 -- The record's attempt log with `line` appended, keeping the latest `log_len` lines.
@@ -37,33 +43,20 @@ local function logged(old, line)
 end
 
 local function write_success(sub)
-  if redis.call('EXISTS', sub) == 1 then
+  if clustered then
+    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', 'success', 't', now)
+  elseif redis.call('EXISTS', sub) == 1 then
     redis.call('HSET', sub, 'last_successful_use', now, 'publication_failures', '0')
   end
   succeeded[sub] = nil
 end
 
--- Circuit breaker: a success closes it; failures count up and open it for the next window; a failed
--- half-open probe (the window has passed) reopens it at once.
-local function circuit(key, result)
-  if result == 'success' then
-    if not closed[key] then redis.call('DEL', key) closed[key] = true end
-    return
+local function write_failure(sub)
+  if clustered then
+    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', 'failure', 't', now)
+  elseif redis.call('EXISTS', sub) == 1 then
+    redis.call('HINCRBY', sub, 'publication_failures', 1)
   end
-  if result ~= 'failure' then return end
-  closed[key] = nil
-  local now_ms = tonumber(ARGV[7])
-  local c = redis.call('HMGET', key, 'failures', 'opens', 'open_until')
-  local failures = tonumber(c[1] or '0') + 1
-  local opens = tonumber(c[2] or '0')
-  local open_until = tonumber(c[3] or '0')
-  if (open_until > 0 and open_until <= now_ms) or failures >= tonumber(ARGV[6]) then
-    local window = windows[math.min(opens + 1, #windows)] or 60000
-    redis.call('HSET', key, 'failures', 0, 'opens', opens + 1, 'open_until', now_ms + window, 'probe_until', 0)
-  else
-    redis.call('HSET', key, 'failures', failures)
-  end
-  redis.call('EXPIRE', key, ARGV[9])
 end
 
 local function finish(record, sub, circuit_key, a)
@@ -73,7 +66,9 @@ local function finish(record, sub, circuit_key, a)
   local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts', 'attempt_log')
   if r[1] ~= token then return 'fenced' end
   local status, created_ms = r[2], math.floor(tonumber(r[3] or '0') / 1000)
-  circuit(circuit_key, signal)
+  if circuit_key then
+    circuit(circuit_key, signal, tonumber(ARGV[7]), tonumber(ARGV[6]), windows, ARGV[9])
+  end
   acks[#acks + 1] = entry
   local counts = outcome ~= 'reschedule' and outcome ~= 'abandoned'
   local attempts = tonumber(r[4] or '0')
@@ -130,24 +125,28 @@ local function finish(record, sub, circuit_key, a)
     redis.call('EXPIRE', record, ARGV[4])
     if outcome == 'failed' then
       if succeeded[sub] then write_success(sub) end
-      if redis.call('EXISTS', sub) == 1 then
-        redis.call('HINCRBY', sub, 'publication_failures', 1)
-      end
+      write_failure(sub)
     end
   end
   return outcome
 end
 
-local items = (#KEYS - 3) / 3
+local first, per_item = 4, 3
+if clustered then first, per_item = 5, 1 end
+local items = (#KEYS - first + 1) / per_item
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[12 + i * 10]
+  local outcome = ARGV[13 + i * 11]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
-  local k = 4 + i * 3
-  results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], 11 + i * 10)
+  local k, a = first + i * per_item, 12 + i * 11
+  if clustered then
+    results[#results + 1] = finish(KEYS[k], ARGV[a + 10], nil, a)
+  else
+    results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], a)
+  end
 end
 for sub in pairs(succeeded) do write_success(sub) end
 if #acks > 0 then

@@ -1,0 +1,219 @@
+//! Outcomes on a real Redis Cluster (issue #15 step 2, `docs/cluster.md` §4.2–4.3): the outcome script stays
+//! in its shard's slot and stays fenced by the lease; the subscription counters follow through each shard's
+//! `sub_outcomes` stream and the fold, which applies every effect exactly once however many workers fold at
+//! the same time; the circuit breaker gets the signals of the written attempts only.
+
+use std::time::Duration;
+
+use delivery_model::delivery::DeliveryRecord;
+use delivery_model::ids::DeliveryId;
+use delivery_model::keys::{Keyspace, QUEUE_GROUP, Shard};
+use delivery_model::store::{
+    AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, FinishItem,
+    FinishResult, Store, StoreOptions,
+};
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::time::{Micros, now_micros};
+use fred::prelude::*;
+use test_support::cluster::Cluster;
+
+const HOST: &str = "receiver.example.com";
+
+async fn connect(cluster: &Cluster) -> (Store, Client) {
+    let opts = StoreOptions {
+        cluster_shards: 6,
+        ..cluster.admin_options()
+    };
+    let store = Store::connect(&opts).await.unwrap();
+    let raw = Builder::from_config(delivery_model::store::connection::fred_config(&opts).unwrap())
+        .build()
+        .unwrap();
+    raw.init().await.unwrap();
+    (store, raw)
+}
+
+/// A fresh delivery id of `shard`.
+fn id_in(k: &Keyspace, shard: Shard) -> DeliveryId {
+    loop {
+        let id = DeliveryId::new_v7();
+        if k.shard_of(id) == shard {
+            return id;
+        }
+    }
+}
+
+/// A leased delivery of `sub` on `shard`: created, enqueued, read from its queue and leased with `token`.
+/// Returns the record and its queue entry id.
+async fn leased(
+    store: &Store,
+    sub: &Subscription,
+    shard: Shard,
+    token: &str,
+) -> (DeliveryRecord, String) {
+    let k = store.keys();
+    let record = DeliveryRecord::new_pending(id_in(k, shard), sub.id, "a.b", "{}", now_micros());
+    assert!(store.create_and_enqueue_delivery(&record).await.unwrap());
+    let reader = store.reader().await.unwrap();
+    let read = reader
+        .read_group(&k.queue_stream(shard), QUEUE_GROUP, "w", 1, 100)
+        .await
+        .unwrap();
+    reader.quit().await;
+    let entry = read[0].id.clone();
+    let now = now_micros();
+    let item = BeginItem {
+        id: record.id,
+        token,
+        entry_id: &entry,
+    };
+    let began = store
+        .begin_attempts(&[item], now, now + 30_000_000, Duration::ZERO)
+        .await;
+    assert!(matches!(began[0], Ok(BeginAttempt::Go(_))));
+    (record, entry)
+}
+
+fn outcome(
+    (record, entry): &(DeliveryRecord, String),
+    token: &str,
+    outcome: AttemptOutcome,
+    signal: CircuitSignal,
+) -> FinishItem {
+    FinishItem {
+        id: record.id,
+        subscription_id: record.subscription_id,
+        token: token.to_owned(),
+        entry_id: entry.clone(),
+        outcome,
+        host: HOST.to_owned(),
+        signal,
+        log: None,
+    }
+}
+
+async fn stream_len(raw: &Client, key: String) -> u64 {
+    raw.xlen(key).await.unwrap()
+}
+
+async fn finish(store: &Store, item: FinishItem, at: Micros) -> FinishResult {
+    store
+        .finish_attempts(&[item], &CircuitPolicy::default(), at)
+        .await
+        .unwrap()[0]
+}
+
+#[tokio::test]
+async fn outcomes_stay_fenced_and_the_counters_fold_exactly_once() {
+    let cluster = Cluster::start(3, 0);
+    let (store, raw) = connect(&cluster).await;
+    let (other, _other_raw) = connect(&cluster).await;
+    let k = store.keys().clone();
+    store.ensure_queue_group().await.unwrap();
+    let sub = Subscription::new(
+        "owner-1",
+        "it",
+        "https://receiver.example.com/hook",
+        vec!["a.b".into()],
+        SubscriptionStatus::Active,
+        now_micros(),
+    );
+    assert!(store.create_subscription(&sub).await.unwrap());
+    let mut shards = k.shards();
+    let (x, y) = (shards.next().unwrap(), shards.next().unwrap());
+    let ok = leased(&store, &sub, x, "T0").await;
+    let bad1 = leased(&store, &sub, y, "T1").await;
+    let bad2 = leased(&store, &sub, y, "T2").await;
+
+    // A stale token writes nothing: no outcome, no counter effect, no circuit signal.
+    let failed = || AttemptOutcome::Failed {
+        error: "HTTP 500".into(),
+    };
+    let fenced = finish(
+        &store,
+        outcome(&bad1, "old", failed(), CircuitSignal::Failure),
+        now_micros(),
+    )
+    .await;
+    assert_eq!(fenced, FinishResult::Fenced);
+    assert_eq!(stream_len(&raw, k.sub_outcomes(y)).await, 0);
+    let circuit: u64 = raw.exists(k.circuit(HOST)).await.unwrap();
+    assert_eq!(circuit, 0, "a fenced attempt tells the breaker nothing");
+    // Items of two shards cannot share one script.
+    let mixed = [
+        outcome(&ok, "T0", AttemptOutcome::Delivered, CircuitSignal::Success),
+        outcome(&bad1, "T1", failed(), CircuitSignal::Failure),
+    ];
+    assert!(
+        store
+            .finish_attempts(&mixed, &CircuitPolicy::default(), now_micros())
+            .await
+            .is_err()
+    );
+
+    // A success on shard x before two failures on shard y.
+    let t0 = now_micros();
+    let written = |r| assert_eq!(r, FinishResult::Written);
+    written(
+        finish(
+            &store,
+            outcome(&ok, "T0", AttemptOutcome::Delivered, CircuitSignal::Success),
+            t0,
+        )
+        .await,
+    );
+    written(
+        finish(
+            &store,
+            outcome(&bad1, "T1", failed(), CircuitSignal::Failure),
+            t0 + 1,
+        )
+        .await,
+    );
+    written(
+        finish(
+            &store,
+            outcome(&bad2, "T2", failed(), CircuitSignal::Failure),
+            t0 + 2,
+        )
+        .await,
+    );
+    assert_eq!(stream_len(&raw, k.sub_outcomes(x)).await, 1);
+    assert_eq!(stream_len(&raw, k.sub_outcomes(y)).await, 2);
+    let failures: Option<u64> = raw.hget(k.circuit(HOST), "failures").await.unwrap();
+    assert_eq!(
+        failures,
+        Some(2),
+        "the breaker counted both failures after the success"
+    );
+    // Nothing reached the subscription yet: its hash is in another slot.
+    let before = store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(
+        (before.publication_failures, before.last_successful_use),
+        (0, None)
+    );
+
+    // Two workers fold at once: each effect is applied once, whoever wins each shard.
+    let (a, b) = tokio::join!(store.fold_outcomes(), other.fold_outcomes());
+    assert_eq!(a.unwrap() + b.unwrap(), 3);
+    assert_eq!(
+        store.fold_outcomes().await.unwrap(),
+        0,
+        "nothing is folded twice"
+    );
+    let after = store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(after.last_successful_use, Some(t0));
+    assert_eq!(
+        after.publication_failures, 2,
+        "failures after the last success count"
+    );
+    // Every queue entry was acknowledged with its outcome.
+    for shard in [x, y] {
+        let v: Value = raw
+            .xpending(k.queue_stream(shard), QUEUE_GROUP, ())
+            .await
+            .unwrap();
+        assert_eq!(v.into_array().first().and_then(Value::as_u64), Some(0));
+    }
+    store.quit().await;
+    other.quit().await;
+}
