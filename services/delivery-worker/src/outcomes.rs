@@ -7,7 +7,8 @@
 //! outcome and adds no delay; under heavy load batches grow and the per-delivery cost falls.
 //!
 //! An attempt still learns its own result (written, superseded, fenced) before it lets go of its slot, and
-//! a failed write leaves each of its entries pending exactly as a failed single write did.
+//! a failed write leaves each of its entries pending exactly as a failed single write did. After a write
+//! the batch's outcomes are added to the console's delivery statistics (`Store::record_stats`).
 
 use std::sync::Arc;
 
@@ -72,8 +73,18 @@ async fn writer(
             let (items, replies): (Vec<FinishItem>, Vec<Reply>) = batch.into_iter().unzip();
             match store.finish_attempts(&items, &policy, now_micros()).await {
                 Ok(results) => {
+                    let samples: Vec<_> = items
+                        .iter()
+                        .zip(&results)
+                        .filter_map(|(i, r)| i.stats_sample(*r))
+                        .collect();
                     for (reply, r) in replies.into_iter().zip(results) {
                         let _ = reply.send(Ok(r));
+                    }
+                    // After the replies: the console's counters never hold an attempt up.
+                    if let Err(e) = store.record_stats(&samples, now_micros() / 1_000_000).await {
+                        tracing::warn!(error = %e, outcomes = samples.len(),
+                            "delivery statistics not recorded (the console's charts miss these outcomes)");
                     }
                 }
                 Err(e) => {

@@ -45,6 +45,7 @@ mod revocation;
 mod scripts;
 pub mod secrets;
 mod sentinel;
+pub mod stats;
 mod streams;
 mod subscriptions;
 
