@@ -4,7 +4,8 @@
 //! its attempt log, retry → delivered, the overview, a narrow screen and a non-admin's view; it fails on any
 //! browser console error or failed request. This side checks what the receiver and Redis saw.
 //!
-//! Screenshots land in `target/console-screenshots/` (the README's is a copy of `subscriptions.png`).
+//! Screenshots land in `target/console-screenshots/` (`docs/console.png`, the README's, is a copy of
+//! `subscriptions-health.png`).
 
 use serde_json::json;
 use test_support::python::{browser_python, repo_root, run_script};

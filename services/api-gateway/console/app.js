@@ -6,7 +6,7 @@
 // renders), which is how live refresh stops when the reader leaves.
 
 import { token, clearToken, claims, takeTokenFromFragment } from './api.js';
-import { replace } from './dom.js';
+import { replace, notify } from './dom.js';
 import * as signin from './signin.js';
 import * as overview from './overview.js';
 import * as subscriptions from './subscriptions.js';
@@ -48,6 +48,7 @@ function render() {
   takeTokenFromFragment();
   const main = document.getElementById('main');
   replace(main);
+  notify('');
   header();
   const { path, params } = route();
   if (!token() || path === '/signin') {

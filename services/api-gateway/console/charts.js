@@ -69,6 +69,11 @@ export function lineChart({ title, series, labels, unit }) {
       .filter((p) => p !== null)
       .join(' ');
     root.append(svg('polyline', { points: pts, class: `line ${s.cls}` }));
+    // Dots too: a series with one minute of data has no line to draw.
+    s.values.forEach((v, i) => {
+      if (v === null || v === 0) return;
+      root.append(svg('circle', { cx: (left + i * step).toFixed(1), cy: (pad + plotH - (v / max) * plotH).toFixed(1), r: 2.5, class: `dot ${s.cls}` }));
+    });
   }
   const caption = document.createElement('figcaption');
   caption.append(title, ' ');
@@ -89,7 +94,8 @@ function last(values) {
 
 function niceMax(v) {
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  // Multiples that divide into four even ticks.
+  for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 
@@ -97,5 +103,3 @@ function fmt(v) {
   if (v >= 100 || Number.isInteger(v)) return String(Math.round(v));
   return v.toFixed(1);
 }
-
-export { points };

@@ -201,6 +201,8 @@ def run(driver):
     assert d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), "horizontal overflow"
     shot(d, "subscriptions-narrow")
     d.set_window_size(1280, 800)
+    wait(d, "the sparkline after the deliveries", lambda d: "1 ✓ 1 ✗" in d.find_element(By.ID, "subscriptions").text)
+    shot(d, "subscriptions-health")
 
     found = problems(d, [])
     assert not found, found
