@@ -43,8 +43,13 @@ export function claims() {
 /// An answer that was not 2xx, carrying TMI's `{error, error_description}` when the body had them.
 export class ApiError extends Error {
   constructor(status, body) {
-    const description = body && (body.error_description || body.error);
-    super(description ? `${description} (${body.error}, HTTP ${status})` : `HTTP ${status}`);
+    // TMI's handler errors put the sentence in `error` and leave `error_description` empty.
+    const error = body && typeof body.error === 'string' ? body.error : '';
+    const description = body && typeof body.error_description === 'string' ? body.error_description : '';
+    let message = `HTTP ${status}`;
+    if (description) message = `${description} (${error}, HTTP ${status})`;
+    else if (error) message = `${error} (HTTP ${status})`;
+    super(message);
     this.status = status;
     this.code = body && body.error;
   }
