@@ -9,7 +9,7 @@ const LIMIT = 20;
 /// While a new subscription awaits its challenge, the list refreshes itself this often.
 const PENDING_REFRESH_MS = 2000;
 
-export function render(main, { params, go }) {
+export function render(main, { params }) {
   const offset = Math.max(0, Number(params.get('offset')) || 0);
   const result = h('div', { class: 'result', 'aria-live': 'polite' });
   const list = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -113,7 +113,7 @@ export function render(main, { params, go }) {
       replace(result, h('p', {}, `${s.name} has no failed deliveries.`));
       return;
     }
-    const go = h('button', {
+    const confirm = h('button', {
       type: 'button',
       onclick: async () => {
         try {
@@ -127,9 +127,9 @@ export function render(main, { params, go }) {
     }, `Retry ${failed.total}`);
     replace(result, h('div', { class: 'preview' },
       h('p', {}, `Preview: ${failed.total} failed deliveries of ${s.name} would be queued again (add-on invocations are skipped).`),
-      go, ' ',
+      confirm, ' ',
       h('button', { type: 'button', class: 'secondary', onclick: () => replace(result) }, 'Cancel')));
-    go.focus();
+    confirm.focus();
   }
 
   function pager(page) {
