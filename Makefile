@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps run token build test fmt-check clippy unit receiver-tools deploy-check prometheus-check openapi-check fuzz bench clean-run
+.PHONY: help deps run token build test fmt-check clippy unit receiver-tools browser-tools deploy-check prometheus-check openapi-check fuzz bench clean-run
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ clippy:
 receiver-tools: ## Install the receiver-side verifiers the signature tests use (.tools/receiver-venv: standardwebhooks, cryptography)
 	@bash scripts/receiver-tools.sh >/dev/null
 
-unit: build receiver-tools ## Unit and integration tests (end-to-end tests included: they spawn the built binaries and a Prometheus)
+browser-tools: ## Install what the console's browser test drives (Debian chromium + chromium-driver when missing; .tools/browser-venv: selenium)
+	@bash scripts/browser-tools.sh >/dev/null
+
+unit: build receiver-tools browser-tools ## Unit and integration tests (end-to-end tests included: they spawn the built binaries, a Prometheus and headless Chromium)
 	HOOKLINE_REQUIRE_PROMETHEUS=1 $(CARGO) test --workspace
 
 deploy-check: ## Lint the Helm chart, Dockerfile and compose file

@@ -54,6 +54,7 @@ cat <<MSG
 
 Hookline is running.
   API            http://127.0.0.1:8080   (health: /healthz, readiness: /readyz)
+  Console        http://127.0.0.1:8080/console/   (sign in with the token that make -s token prints)
   api-gateway    http://127.0.0.1:9094/metrics
   event-consumer http://127.0.0.1:9091/metrics
   delivery-worker http://127.0.0.1:9092/metrics

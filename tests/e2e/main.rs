@@ -6,6 +6,7 @@ mod addons;
 mod callbacks;
 mod cleanup;
 mod cluster;
+mod console;
 mod contract;
 mod failover;
 mod halfopen;

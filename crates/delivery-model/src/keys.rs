@@ -529,5 +529,24 @@ impl Keyspace {
     }
 }
 
+// ---- delivery statistics (issue #20) ---------------------------------------------------------------------
+
+impl Keyspace {
+    /// HASH: what every delivery-worker and gateway replica recorded during one UTC minute (`minute` = Unix
+    /// seconds / 60): `delivered`, `failed`, `retried`, `attempts` and the attempt-duration histogram
+    /// `lat:<upper bound ms>` (see [`crate::stats`]). Untagged: only single-key commands touch it, so it
+    /// spreads over a cluster's slots. Expires [`crate::stats::MINUTE_TTL_SECS`] after its last write.
+    pub fn stats_minute(&self, minute: i64) -> String {
+        self.k(format_args!("hookline:stats:minute:{minute}"))
+    }
+
+    /// HASH: one subscription's `delivered` and `failed` outcomes during one UTC hour (`hour` = Unix seconds /
+    /// 3600), for the console's 24-hour sparkline. Untagged like [`stats_minute`](Self::stats_minute);
+    /// expires [`crate::stats::HOUR_TTL_SECS`] after its last write.
+    pub fn stats_subscription_hour(&self, id: SubscriptionId, hour: i64) -> String {
+        self.k(format_args!("hookline:stats:sub:{id}:{hour}"))
+    }
+}
+
 #[cfg(test)]
 mod tests;

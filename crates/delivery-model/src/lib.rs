@@ -18,6 +18,8 @@
 //!   over a stalled consumer's entries, blocking reads, group recreation, reconnects, the shutdown rule).
 //! - [`quota`]: per-owner quota overrides (subscriptions, add-on invocations) and their defaults' shape.
 //! - [`secret_box`]: AES-256-GCM encryption at rest of subscription secrets under configured keys.
+//! - [`stats`]: per-minute and per-hour delivery counters for the console's charts (what is counted, how
+//!   percentiles are estimated).
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
@@ -32,6 +34,7 @@ pub mod quota;
 pub mod reader;
 pub mod secret_box;
 pub mod signing;
+pub mod stats;
 pub mod store;
 pub mod subscription;
 pub mod time;

@@ -216,6 +216,11 @@ fn cluster_names_carry_their_tag_after_the_prefix() {
     assert_eq!(k.events_stream(), "tmi:events");
     assert_eq!(k.circuit("h"), "p:hookline:circuit:h");
     assert_eq!(k.url_deny_list(), "p:webhook:url_deny_list");
+    assert_eq!(k.stats_minute(7), "p:hookline:stats:minute:7");
+    assert_eq!(
+        k.stats_subscription_hour(sub, 3),
+        format!("p:hookline:stats:sub:{SUB}:3")
+    );
     assert!(
         k.idempotency("events", "a", "b")
             .starts_with("p:hookline:idempotency:")
@@ -323,7 +328,11 @@ fn control_scripts_touch_one_slot() {
     );
     one_slot(
         "fold_outcomes",
-        &[k.fold_watermarks(), k.subscription(sub), k.subscription_prefix()],
+        &[
+            k.fold_watermarks(),
+            k.subscription(sub),
+            k.subscription_prefix(),
+        ],
     );
     one_slot(
         "promote_due (challenges)",

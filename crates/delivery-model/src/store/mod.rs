@@ -46,6 +46,7 @@ mod revocation;
 mod scripts;
 pub mod secrets;
 mod sentinel;
+pub mod stats;
 mod streams;
 mod sub_outcomes;
 mod subscriptions;

@@ -22,6 +22,7 @@
 //! - [`sentinel`]: following a Sentinel failover (pool, read connection, scripts).
 //! - [`lease_renewal`]: an attempt that waited renews its lease, only while it holds it.
 //! - [`stale_entries`]: a `not_due` queue entry goes back on the schedule.
+//! - [`stats`]: the console's delivery counters, standalone and on a cluster.
 //! - [`tls`]: TLS verification, mutual TLS and ACL credentials at connect.
 //! - [`cluster`]: a real Redis Cluster: connecting (plain, mutual TLS, the ACL user), every master, a
 //!   stream read on a dedicated connection, a master failover.
@@ -48,5 +49,6 @@ mod retries;
 mod secrets;
 mod sentinel;
 mod stale_entries;
+mod stats;
 mod subscriptions;
 mod tls;

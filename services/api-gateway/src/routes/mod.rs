@@ -6,15 +6,18 @@
 //!
 //! One file per resource: [`subscriptions`] (and [`rotation`], their secrets; [`test_delivery`]), [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
 //! [`webhook_deliveries`] (receivers' status reads and callbacks), [`quotas`] (admin quota overrides and the
-//! subscription-create quota), [`events`], [`health`].
+//! subscription-create quota), [`events`], [`health`], [`stats`] (the console's aggregated counters),
+//! [`console`] (the web console's embedded files).
 
 pub mod addons;
+pub mod console;
 pub mod deliveries;
 pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod quotas;
 pub mod rotation;
+pub mod stats;
 pub mod subscriptions;
 pub mod test_delivery;
 pub mod webhook_deliveries;
@@ -77,6 +80,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(web::post().to(deliveries::retry_failed)),
     )
     .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}/stats", "GET")
+            .route(web::get().to(stats::get_subscription_stats)),
+    )
+    .service(resource("/admin/webhooks/stats", "GET").route(web::get().to(stats::get_stats)))
+    .service(
         resource("/admin/webhooks/deliveries", "GET")
             .route(web::get().to(deliveries::list_deliveries)),
     )
@@ -132,7 +140,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/events", "POST").route(web::post().to(events::publish_event)))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-    .configure(openapi::configure);
+    .configure(openapi::configure)
+    .configure(console::configure);
 }
 
 /// `/metrics` on the API listener: only with `api.metrics_on_api_port` (issue #16 item 7). Metrics are served
@@ -158,6 +167,8 @@ pub(crate) struct ListQuery {
     addon_id: Option<String>,
     created_after: Option<String>,
     created_before: Option<String>,
+    /// `GET /admin/webhooks/stats` only.
+    minutes: Option<String>,
 }
 
 /// Validated pagination.

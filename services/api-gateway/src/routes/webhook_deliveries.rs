@@ -26,16 +26,40 @@
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
-use delivery_model::ids::DeliveryId;
+use delivery_model::ids::{DeliveryId, SubscriptionId};
+use delivery_model::stats::{Counted, OutcomeSample};
 use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::subscription::Subscription;
-use delivery_model::time::{format_micros, now_micros};
+use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{DELIVERY_ID_PARAM, DeliveryIdPath, JsonBytes, decode};
 use crate::routes::deliveries::DeliveryView;
 use crate::state::AppState;
+
+/// Counts a callback that ended its delivery in the console's statistics (best effort: a Redis error is
+/// logged, the callback's answer stands).
+async fn record_final_outcome(
+    state: &AppState,
+    subscription: SubscriptionId,
+    status: DeliveryStatus,
+    now: Micros,
+) {
+    let counted = match status {
+        DeliveryStatus::Delivered => Counted::Delivered,
+        DeliveryStatus::Failed => Counted::Failed,
+        DeliveryStatus::Pending | DeliveryStatus::InProgress => return,
+    };
+    let sample = OutcomeSample {
+        subscription,
+        counted,
+        duration_ms: None,
+    };
+    if let Err(e) = state.store.record_stats(&[sample], now / 1_000_000).await {
+        tracing::warn!(error = %e, "delivery statistics not recorded for a callback");
+    }
+}
 
 /// The signature header (TMI's name).
 pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
@@ -184,6 +208,7 @@ pub async fn update_delivery_status(
     {
         CallbackResult::Updated { status, percent } => {
             count(status.as_str());
+            record_final_outcome(&state, record.subscription_id, status, now).await;
             tracing::info!(delivery.id = %id, delivery.status = %status, status_percent = percent, "delivery status updated by callback");
             Ok(HttpResponse::Ok().json(StatusUpdateResponse {
                 id,

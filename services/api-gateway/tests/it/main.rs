@@ -6,6 +6,7 @@
 mod harness;
 
 mod auth;
+mod console;
 mod deliveries;
 mod durability;
 mod events;

@@ -1,0 +1,182 @@
+// Subscriptions: the list with each one's health (status, last success, failures, its host's circuit, a
+// 24-hour sparkline), and create, test delivery, rotate secret, bulk retry and delete.
+
+import { api, query } from './api.js';
+import { h, replace, when, badge, errorBox, notify, table, confirmButton } from './dom.js';
+import { sparkline } from './charts.js';
+
+const LIMIT = 20;
+/// While a new subscription awaits its challenge, the list refreshes itself this often.
+const PENDING_REFRESH_MS = 2000;
+
+export function render(main, { params }) {
+  const offset = Math.max(0, Number(params.get('offset')) || 0);
+  const result = h('div', { class: 'result', 'aria-live': 'polite' });
+  const list = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading…'));
+  let timer = null;
+  let stopped = false;
+
+  async function load() {
+    clearTimeout(timer);
+    try {
+      const page = await api('GET', `/admin/webhooks/subscriptions${query({ limit: LIMIT, offset })}`);
+      renderList(page);
+      if (!stopped && page.subscriptions.some((s) => s.status === 'pending_verification')) {
+        timer = setTimeout(load, PENDING_REFRESH_MS);
+      }
+    } catch (err) {
+      replace(list, errorBox(err));
+    }
+    list.setAttribute('aria-busy', 'false');
+  }
+
+  function renderList(page) {
+    const rows = page.subscriptions.map((s) => [
+      h('span', {}, s.name, h('br'), h('code', { class: 'id' }, s.id)),
+      badge(s.status),
+      s.events.join(', '),
+      h('span', { class: 'url' }, s.url),
+      when(s.created_at),
+      when(s.last_successful_use),
+      String(s.publication_failures),
+      h('span', { class: 'circuit', 'data-sub': s.id }, '…'),
+      h('span', { class: 'spark-cell', 'data-sub': s.id }),
+      actions(s),
+    ]);
+    replace(list,
+      page.total === 0
+        ? h('p', { class: 'muted' }, 'No subscriptions yet.')
+        : table(`Subscriptions ${offset + 1}–${offset + page.subscriptions.length} of ${page.total}`,
+          ['Name', 'Status', 'Events', 'URL', 'Created', 'Last success', 'Publication failures', 'Host circuit', 'Last 24 h', 'Actions'],
+          rows, { id: 'subscriptions' }),
+      pager(page));
+    for (const s of page.subscriptions) health(s);
+  }
+
+  async function health(s) {
+    const circuit = list.querySelector(`.circuit[data-sub="${s.id}"]`);
+    const spark = list.querySelector(`.spark-cell[data-sub="${s.id}"]`);
+    try {
+      const st = await api('GET', `/admin/webhooks/subscriptions/${s.id}/stats`);
+      const delivered = st.hours.map((x) => x.delivered);
+      const failed = st.hours.map((x) => x.failed);
+      const sum = (a) => a.reduce((x, y) => x + y, 0);
+      replace(circuit, badge(st.circuit.state), st.circuit.failures ? ` ${st.circuit.failures} failures` : '');
+      replace(spark,
+        sparkline([{ values: delivered, cls: 's-delivered' }, { values: failed, cls: 's-failed' }],
+          `Last 24 hours: ${sum(delivered)} delivered, ${sum(failed)} failed`),
+        h('span', { class: 'spark-text' }, `${sum(delivered)} ✓ ${sum(failed)} ✗`));
+    } catch (err) {
+      replace(circuit, errorBox(err));
+    }
+  }
+
+  function actions(s) {
+    const act = async (label, fn) => {
+      try {
+        await fn();
+      } catch (err) {
+        replace(result, errorBox(err));
+        notify(`${label} failed`, 'bad');
+      }
+    };
+    return h('div', { class: 'actions' },
+      h('a', { href: `#/deliveries${query({ subscription_id: s.id })}` }, 'Deliveries'),
+      h('button', {
+        type: 'button',
+        class: 'secondary',
+        onclick: () => act('Test delivery', async () => {
+          const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/test`, {});
+          replace(result, h('p', { class: 'ok' }, `${r.message}: `, h('a', { href: `#/deliveries/${r.delivery_id}` }, r.delivery_id)));
+          notify('Test delivery queued');
+        }),
+      }, 'Test'),
+      confirmButton('Rotate secret', 'Confirm rotation', () => act('Rotate secret', async () => {
+        const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/rotate-secret`, {});
+        replace(result, h('div', { class: 'ok' },
+          h('p', {}, `New secret for ${s.name} (shown once; the previous one works until ${r.previous_secret_expires_at || 'now'}):`),
+          h('code', { class: 'secret' }, r.secret)));
+        notify('Secret rotated');
+      }), { class: 'secondary' }),
+      h('button', { type: 'button', class: 'secondary', onclick: () => act('Retry failed', () => previewRetry(s)) }, 'Retry failed…'),
+      confirmButton('Delete', 'Confirm delete', () => act('Delete', async () => {
+        await api('DELETE', `/admin/webhooks/subscriptions/${s.id}`);
+        notify(`Subscription ${s.name} deleted`);
+        load();
+      }), { class: 'danger' }));
+  }
+
+  /// Bulk retry with a preview: how many failed deliveries there are, then the retry on confirmation.
+  async function previewRetry(s) {
+    const failed = await api('GET', `/admin/webhooks/deliveries${query({ subscription_id: s.id, status: 'failed', limit: 1 })}`);
+    if (failed.total === 0) {
+      replace(result, h('p', {}, `${s.name} has no failed deliveries.`));
+      return;
+    }
+    const confirm = h('button', {
+      type: 'button',
+      onclick: async () => {
+        try {
+          const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/retry-failed`);
+          replace(result, h('p', { class: 'ok' }, `Queued ${r.queued} again${r.skipped ? `, skipped ${r.skipped} add-on invocations` : ''}${r.more ? '; more remain, retry again' : ''}.`));
+          notify('Failed deliveries queued again');
+        } catch (err) {
+          replace(result, errorBox(err));
+        }
+      },
+    }, `Retry ${failed.total}`);
+    replace(result, h('div', { class: 'preview' },
+      h('p', {}, `Preview: ${failed.total} failed deliveries of ${s.name} would be queued again (add-on invocations are skipped).`),
+      confirm, ' ',
+      h('button', { type: 'button', class: 'secondary', onclick: () => replace(result) }, 'Cancel')));
+    confirm.focus();
+  }
+
+  function pager(page) {
+    const nav = h('nav', { class: 'pager', 'aria-label': 'Subscription pages' });
+    if (offset > 0) nav.append(h('a', { href: `#/subscriptions${query({ offset: Math.max(0, offset - LIMIT) })}` }, '← Previous'));
+    if (offset + LIMIT < page.total) nav.append(h('a', { href: `#/subscriptions${query({ offset: offset + LIMIT })}` }, 'Next →'));
+    return nav;
+  }
+
+  replace(main, h('h1', {}, 'Subscriptions'), createForm(load, result), result, list);
+  load();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+function createForm(reload, result) {
+  const field = (id, label, attrs = {}, help) => h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    h('input', { id, name: id, ...attrs, ...(help ? { 'aria-describedby': `${id}-help` } : {}) }),
+    help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null);
+  const form = h('form', { class: 'card create', id: 'create-subscription' },
+    h('h2', {}, 'New subscription'),
+    h('div', { class: 'fields' },
+      field('sub-name', 'Name', { required: true, maxlength: 255 }),
+      field('sub-url', 'URL', { type: 'url', required: true, placeholder: 'https://' }),
+      field('sub-events', 'Event types', { required: true, value: '*' }, 'Comma-separated, or * for all'),
+      field('sub-tm', 'Threat model id', {}, 'Optional: only this threat model\'s events')),
+    h('button', { type: 'submit' }, 'Create'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const v = (id) => form.querySelector(`#${id}`).value.trim();
+    const body = { name: v('sub-name'), url: v('sub-url'), events: v('sub-events').split(',').map((x) => x.trim()).filter(Boolean) };
+    if (v('sub-tm')) body.threat_model_id = v('sub-tm');
+    try {
+      const s = await api('POST', '/admin/webhooks/subscriptions', body);
+      replace(result, h('div', { class: 'ok' },
+        h('p', {}, `Created ${s.name} (${s.id}); it becomes active once its URL answers the verification challenge. Its secret, shown once:`),
+        h('code', { class: 'secret' }, s.secret)));
+      notify('Subscription created');
+      form.reset();
+      reload();
+    } catch (err) {
+      replace(result, errorBox(err));
+      notify('Create failed', 'bad');
+    }
+  });
+  return form;
+}
