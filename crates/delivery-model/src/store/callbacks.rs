@@ -12,6 +12,7 @@ use super::{Store, scripts};
 use crate::delivery::DeliveryStatus;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::keys::Layout;
 use crate::time::Micros;
 
 /// What a callback asks for. `status` is the internal status (a callback's `completed` is `Delivered`).
@@ -59,14 +60,16 @@ impl Store {
         let k = self.keys();
         let shard = k.shard_of(id);
         let client = self.writer();
+        // On a cluster the subscription's counter follows through the shard's stream and the fold.
+        let (counters, sub_arg) = if k.layout() == Layout::Standalone {
+            (k.subscription(subscription), String::new())
+        } else {
+            (k.sub_outcomes(shard), subscription.to_string())
+        };
         let reply: Vec<Value> = scripts::DELIVERY_CALLBACK
             .run_on(
                 &client,
-                vec![
-                    k.delivery(id),
-                    k.subscription(subscription),
-                    k.deliveries_activity(shard),
-                ],
+                vec![k.delivery(id), counters, k.deliveries_activity(shard)],
                 vec![
                     update.status.as_str().to_owned(),
                     update.percent.map(|p| p.to_string()).unwrap_or_default(),
@@ -77,6 +80,7 @@ impl Store {
                     self.inner.terminal_ttl_secs.to_string(),
                     k.deliveries_by_status_prefix(shard),
                     id.to_string(),
+                    sub_arg,
                 ],
             )
             .await?;

@@ -30,13 +30,15 @@ use super::{Store, scripts};
 use crate::delivery::DeliveryStatus;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::keys::Layout;
 use crate::subscription::SubscriptionStatus;
 use crate::time::Micros;
 
 /// What one chunk of the stale sweep did ([`Store::fail_stale_deliveries`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaleSweep {
-    /// Index members looked at (at most the limit: fewer means the sweep has caught up).
+    /// Index members looked at (at most the limit per shard: fewer than the limit means the sweep has
+    /// caught up).
     pub examined: u64,
     /// Still in progress with newer activity than the index knew: re-scored, kept.
     pub refreshed: u64,
@@ -263,40 +265,44 @@ impl Store {
         error: &str,
     ) -> Result<StaleSweep> {
         let k = self.keys();
-        // Not slot-safe yet: the shard's records and the subscriptions' counters in one step (§3).
-        let shard = k.unsplit_shard();
-        let reply: Vec<Value> = scripts::CLEANUP_FAIL_STALE
-            .run(
-                self.pool(),
-                vec![k.deliveries_activity(shard)],
-                vec![
-                    cutoff.to_string(),
-                    limit.max(1).to_string(),
-                    now.to_string(),
-                    self.inner.terminal_ttl_secs.to_string(),
-                    k.delivery_prefix(shard),
-                    k.deliveries_by_status_prefix(shard),
-                    k.subscription_prefix(),
-                    error.to_owned(),
-                ],
-            )
-            .await?;
-        let mut it = reply.into_iter();
-        let mut next = || it.next().map(|v| int(&v)).unwrap_or(0);
-        let (examined, refreshed, dropped) = (next(), next(), next());
-        let failed = it
-            .filter_map(|v| v.as_string())
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| Error::Script(format!("cleanup_fail_stale: delivery id {s:?}")))
-            })
-            .collect::<Result<Vec<DeliveryId>>>()?;
-        Ok(StaleSweep {
-            examined,
-            refreshed,
-            dropped,
-            failed,
-        })
+        let mut sweep = StaleSweep::default();
+        // One script per shard (one on one node), each with the whole limit: a cycle's work is bounded by
+        // `limit` per shard.
+        for shard in k.shards() {
+            let (keys, subscriptions) = if k.layout() == Layout::Standalone {
+                (vec![k.deliveries_activity(shard)], k.subscription_prefix())
+            } else {
+                let keys = vec![k.deliveries_activity(shard), k.sub_outcomes(shard)];
+                (keys, String::new())
+            };
+            let reply: Vec<Value> = scripts::CLEANUP_FAIL_STALE
+                .run(
+                    self.pool(),
+                    keys,
+                    vec![
+                        cutoff.to_string(),
+                        limit.max(1).to_string(),
+                        now.to_string(),
+                        self.inner.terminal_ttl_secs.to_string(),
+                        k.delivery_prefix(shard),
+                        k.deliveries_by_status_prefix(shard),
+                        subscriptions,
+                        error.to_owned(),
+                    ],
+                )
+                .await?;
+            let mut it = reply.into_iter();
+            let mut next = || it.next().map(|v| int(&v)).unwrap_or(0);
+            sweep.examined += next();
+            sweep.refreshed += next();
+            sweep.dropped += next();
+            for v in it.filter_map(|v| v.as_string()) {
+                sweep.failed.push(v.parse().map_err(|_| {
+                    Error::Script(format!("cleanup_fail_stale: delivery id {v:?}"))
+                })?);
+            }
+        }
+        Ok(sweep)
     }
 
     // ---- subscription lifecycle --------------------------------------------------------------------------

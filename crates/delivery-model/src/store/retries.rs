@@ -9,6 +9,7 @@
 //! After an outage, [`Store::retry_failed`] does the same for a subscription's failed deliveries in a creation
 //! time range, a bounded number per call, oldest first.
 
+use fred::prelude::*;
 use fred::types::Value;
 
 use super::attempts::flat;
@@ -17,6 +18,7 @@ use super::{Store, scripts};
 use crate::delivery::{DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::keys::Layout;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::SubscriptionStatus;
 use crate::time::Micros;
@@ -102,6 +104,24 @@ impl Store {
         }
     }
 
+    /// The status of the subscription delivery `id` belongs to (`""` when the record or the subscription is
+    /// gone): two reads, the record's shard then the control slot (cluster mode).
+    async fn subscription_status_of(&self, id: DeliveryId) -> Result<String> {
+        let k = self.keys();
+        let sub: Option<String> = self
+            .pool()
+            .hget(k.delivery(id), crate::delivery::field::SUBSCRIPTION_ID)
+            .await?;
+        let Some(sub) = sub.and_then(|s| s.parse::<SubscriptionId>().ok()) else {
+            return Ok(String::new());
+        };
+        let status: Option<String> = self
+            .pool()
+            .hget(k.subscription(sub), crate::subscription::field::STATUS)
+            .await?;
+        Ok(status.unwrap_or_default())
+    }
+
     /// Moves delivery `id` back to `pending` and queues it, if it is a `failed` resource-change delivery whose
     /// subscription is active, and returns it as it is then. The checks and the change are one atomic step.
     ///
@@ -113,7 +133,12 @@ impl Store {
         let shard = k.shard_of(id);
         let msg = QueueMessage::DeliveryV1 { delivery_id: id }.encode();
         let client = self.writer();
-        // Not slot-safe yet: reads the subscription's status (control) in the record's step (§3).
+        // On one node the script reads the subscription's status; on a cluster it is read here first.
+        let (sub_prefix, sub_status) = if k.layout() == Layout::Standalone {
+            (k.subscription_prefix(), String::new())
+        } else {
+            (String::new(), self.subscription_status_of(id).await?)
+        };
         let reply: Vec<Value> = scripts::RETRY_DELIVERY
             .run_on(
                 &client,
@@ -123,9 +148,10 @@ impl Store {
                     self.inner.active_ttl_secs.to_string(),
                     k.deliveries_by_status_prefix(shard),
                     id.to_string(),
-                    k.subscription_prefix(),
+                    sub_prefix,
                     MESSAGE_FIELD.to_owned(),
                     msg,
+                    sub_status,
                 ],
             )
             .await?;

@@ -1,13 +1,17 @@
 //! Outcomes on a real Redis Cluster (issue #15 step 2, `docs/cluster.md` §4.2–4.3): the outcome script stays
 //! in its shard's slot and stays fenced by the lease; the subscription counters follow through each shard's
 //! `sub_outcomes` stream and the fold, which applies every effect exactly once however many workers fold at
-//! the same time; the circuit breaker gets the signals of the written attempts only.
+//! the same time; the circuit breaker gets the signals of the written attempts only. Status callbacks, admin
+//! retries and the stale sweep work in the record's shard and send their counter effects the same way.
 
 use std::time::Duration;
 
-use delivery_model::delivery::DeliveryRecord;
-use delivery_model::ids::DeliveryId;
+use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
+use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{Keyspace, QUEUE_GROUP, Shard};
+use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
+use delivery_model::store::import::LegacyPlacement;
+use delivery_model::store::retries::RetryResult;
 use delivery_model::store::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, FinishItem,
     FinishResult, Store, StoreOptions,
@@ -216,4 +220,116 @@ async fn outcomes_stay_fenced_and_the_counters_fold_exactly_once() {
     }
     store.quit().await;
     other.quit().await;
+}
+
+#[tokio::test]
+async fn callbacks_retries_and_stale_sweeps_stay_in_their_shard() {
+    let cluster = Cluster::start(3, 0);
+    let (store, raw) = connect(&cluster).await;
+    let k = store.keys().clone();
+    store.ensure_queue_group().await.unwrap();
+    let sub = Subscription::new(
+        "owner-1",
+        "it",
+        "https://receiver.example.com/hook",
+        vec!["a.b".into()],
+        SubscriptionStatus::Active,
+        now_micros(),
+    );
+    assert!(store.create_subscription(&sub).await.unwrap());
+    let _: () = raw
+        .hset(k.subscription(sub.id), ("timeout_count", "3"))
+        .await
+        .unwrap();
+    let mut shards = k.shards();
+    let (x, y) = (shards.next().unwrap(), shards.next().unwrap());
+    // Two deliveries answered 2xx with `X-TMI-Callback: async`, on two shards.
+    let t0 = now_micros() - 10_000_000;
+    let called = leased(&store, &sub, x, "T0").await;
+    let silent = leased(&store, &sub, y, "T1").await;
+    for (d, token) in [(&called, "T0"), (&silent, "T1")] {
+        let r = finish(
+            &store,
+            outcome(d, token, AttemptOutcome::InProgress, CircuitSignal::Success),
+            t0,
+        )
+        .await;
+        assert_eq!(r, FinishResult::Written);
+    }
+
+    // The receiver reports one of them delivered: the record in its shard, the counter through the fold.
+    let update = CallbackUpdate {
+        status: DeliveryStatus::Delivered,
+        percent: None,
+        message: None,
+    };
+    let r = store
+        .apply_callback(called.0.id, sub.id, &update, now_micros())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CallbackResult::Updated {
+            status: DeliveryStatus::Delivered,
+            percent: 100
+        }
+    );
+    // The other goes stale: cleanup fails it in its shard and counts it through the fold.
+    let sweep = store
+        .fail_stale_deliveries(now_micros() - 1_000_000, now_micros(), 100, "no callback")
+        .await
+        .unwrap();
+    assert_eq!(sweep.failed, [silent.0.id]);
+    assert_eq!(
+        store.fold_outcomes().await.unwrap(),
+        4,
+        "two successes, a callback, a stale"
+    );
+    let s = store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(
+        s.timeout_count, 0,
+        "a delivered callback resets the timeout count"
+    );
+    assert_eq!(
+        s.publication_failures, 1,
+        "the stale delivery counts after the successes"
+    );
+
+    // An admin retry of the stale one: the subscription's status is read first, the record moved in its shard.
+    let before = stream_len(&raw, k.queue_stream(y)).await;
+    match store
+        .retry_delivery(silent.0.id, now_micros())
+        .await
+        .unwrap()
+    {
+        RetryResult::Queued(r) => assert_eq!(r.status, DeliveryStatus::Pending),
+        other => panic!("not queued: {other:?}"),
+    }
+    assert_eq!(stream_len(&raw, k.queue_stream(y)).await, before + 1);
+    // A failed delivery of a subscription that no longer exists stays failed.
+    let orphan = DeliveryRecord {
+        status: DeliveryStatus::Failed,
+        ..DeliveryRecord::new_pending(
+            DeliveryId::new_v7(),
+            SubscriptionId::new_v4(),
+            "a.b",
+            "{}",
+            now_micros(),
+        )
+    };
+    store
+        .import_delivery(
+            &orphan,
+            LegacyPlacement::Keep {
+                ttl: Duration::from_secs(600),
+            },
+            now_micros(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.retry_delivery(orphan.id, now_micros()).await.unwrap(),
+        RetryResult::SubscriptionNotActive(None)
+    );
+    store.quit().await;
 }

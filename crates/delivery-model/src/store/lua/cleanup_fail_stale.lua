@@ -2,9 +2,10 @@
 -- index, up to a limit. Each record is checked here, inside the script, so a status callback that lands
 -- before it wins (its fresh last_activity_at keeps the record alive) and one that lands after finds a
 -- terminal record.
--- KEYS[1] activity zset (score = last_activity_at, us)
+-- KEYS[1] activity zset (score = last_activity_at, us), KEYS[2] (cluster) the shard's sub_outcomes stream
 -- ARGV[1] cutoff (us), ARGV[2] limit, ARGV[3] now (us), ARGV[4] terminal TTL (s), ARGV[5] delivery-key prefix,
--- ARGV[6] status-zset prefix, ARGV[7] subscription-key prefix, ARGV[8] last_error to write
+-- ARGV[6] status-zset prefix, ARGV[7] subscription-key prefix ('' on a cluster: the subscriptions are in
+-- another slot, and the count goes through KEYS[2] and the fold), ARGV[8] last_error to write
 -- Returns {examined, refreshed, dropped, failed id, ...}: refreshed = still in progress with newer activity
 -- than the index knew (re-scored), dropped = no longer in progress or expired (left the index).
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -28,7 +29,9 @@ for _, id in ipairs(ids) do
     redis.call('EXPIRE', key, ARGV[4])
     redis.call('ZREM', KEYS[1], id)
     -- TMI counts stale addon deliveries against the subscription; Hookline counts every stale delivery.
-    if h[3] and redis.call('EXISTS', ARGV[7] .. h[3]) == 1 then
+    if h[3] and ARGV[7] == '' then
+      redis.call('XADD', KEYS[2], '*', 'sub', h[3], 'kind', 'stale', 't', ARGV[3])
+    elseif h[3] and redis.call('EXISTS', ARGV[7] .. h[3]) == 1 then
       redis.call('HINCRBY', ARGV[7] .. h[3], 'publication_failures', 1)
     end
     failed[#failed + 1] = id

@@ -1,10 +1,13 @@
 -- A receiver's status callback, as a compare-and-set: terminal records never change, and whatever the worker
 -- writes later keeps a status set here (its finish script sees a non-pending status: "superseded"). A
 -- callback on a `pending` record is allowed: it may arrive before the worker has recorded the 2xx answer.
--- KEYS[1] delivery hash, KEYS[2] subscription hash, KEYS[3] activity zset (in_progress ids, score = µs)
+-- KEYS[1] delivery hash, KEYS[2] subscription hash (one node) or the shard's sub_outcomes stream (cluster:
+-- the subscription is in another slot, and the fold resets its counter), KEYS[3] activity zset
+-- (in_progress ids, score = µs)
 -- ARGV[1] new status (in_progress|delivered|failed), ARGV[2] percent ('' = unchanged),
 -- ARGV[3] '1' when a message is given, ARGV[4] message, ARGV[5] now (µs), ARGV[6] active TTL (s),
--- ARGV[7] terminal TTL (s), ARGV[8] status-zset prefix, ARGV[9] delivery id
+-- ARGV[7] terminal TTL (s), ARGV[8] status-zset prefix, ARGV[9] delivery id,
+-- ARGV[10] the subscription id on a cluster ('' on one node)
 -- Returns {'missing'} | {'terminal', status} | {'updated', status, percent}
 local h = redis.call('HMGET', KEYS[1], 'status', 'created_at')
 local cur = h[1]
@@ -27,8 +30,12 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   if new == 'delivered' then
     redis.call('HSET', KEYS[1], 'delivered_at', now, 'status_percent', '100')
+    if ARGV[10] ~= '' then
+      redis.call('XADD', KEYS[2], '*', 'sub', ARGV[10], 'kind', 'callback_delivered', 't', now)
     -- Never recreate a deleted subscription as a stub hash.
-    if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'timeout_count', '0') end
+    elseif redis.call('EXISTS', KEYS[2]) == 1 then
+      redis.call('HSET', KEYS[2], 'timeout_count', '0')
+    end
   end
 end
 return {'updated', new, redis.call('HGET', KEYS[1], 'status_percent') or '0'}

@@ -2,17 +2,21 @@
 -- subscription goes back to `pending`, with a fresh retry budget (attempts 0), and is queued at once. Its
 -- last error stays until the next attempt overwrites it. Add-on invocations are refused (re-invoke the add-on
 -- instead: that re-checks the invoker's quota and issues a fresh delegation token).
--- Hookline runs on a single Redis node, where a script may read the key it derives (the subscription).
+-- On one node the script reads the subscription's status itself (a key it derives). On a cluster the
+-- subscription is in another slot: the caller reads its status just before and passes it (a deactivation in
+-- between yields a queued delivery the worker fails at once, as for one queued just before a deactivation).
 -- KEYS[1] delivery hash, KEYS[2] queue stream
 -- ARGV[1] now (us), ARGV[2] active TTL (s), ARGV[3] status-zset prefix, ARGV[4] delivery id,
--- ARGV[5] subscription-key prefix, ARGV[6] queue message field, ARGV[7] message
+-- ARGV[5] subscription-key prefix ('' on a cluster), ARGV[6] queue message field, ARGV[7] message,
+-- ARGV[8] on a cluster: the subscription's status as read by the caller ('' = gone)
 -- Returns {'missing'} | {'status', current} | {'addon'} | {'subscription', status ('' = gone)}
 --   | {'queued', {record field, value, …}} (the record as it is now)
 local h = redis.call('HMGET', KEYS[1], 'status', 'created_at', 'addon_id', 'subscription_id')
 if not h[1] then return {'missing'} end
 if h[1] ~= 'failed' then return {'status', h[1]} end
 if h[3] and h[3] ~= '' then return {'addon'} end
-local sub_status = redis.call('HGET', ARGV[5] .. (h[4] or ''), 'status')
+local sub_status = ARGV[8]
+if ARGV[5] ~= '' then sub_status = redis.call('HGET', ARGV[5] .. (h[4] or ''), 'status') end
 if sub_status ~= 'active' then return {'subscription', sub_status or ''} end
 local id = ARGV[4]
 redis.call('ZREM', ARGV[3] .. 'failed', id)
