@@ -10,7 +10,6 @@ use delivery_model::error::Error;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::{Layout, key_slot};
 use delivery_model::queue::QueueMessage;
-use delivery_model::store::import::LegacyPlacement;
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
@@ -128,30 +127,39 @@ async fn control_and_shard_scripts_run_on_a_real_cluster_with_one_slot_each() {
     assert!(cluster.acl_log().is_empty(), "{:?}", cluster.acl_log());
 }
 
-/// `retry_delivery` still reads the record's subscription inside its shard script (the split moves that read
-/// to the gateway, docs/cluster.md §3): on a cluster that second slot is refused at once, even with both
-/// slots on one node — the shebang's guarantee that a layout mistake cannot pass unseen.
+/// Why every script runs with `#!lua` on a cluster (docs/cluster.md §1.2): a plain script may touch a key of
+/// another slot as long as it is on the same node, so a layout mistake would pass or fail depending on
+/// where the slots sit; with the shebang the second slot is refused at once. Shown on two keys of one node
+/// in different slots (a shard's record and a subscription); `keys::tests` and the cluster tests of every
+/// split script show that Hookline's own scripts keep to one slot.
 #[tokio::test]
 async fn a_script_reaching_a_second_slot_fails_loudly() {
     let cluster = Cluster::start(3, 0);
     let store = Store::connect(&cluster.admin_options()).await.unwrap();
     let k = store.keys().clone();
-    // A delivery whose shard shares the control slot's master, so that only the shebang can refuse it.
-    let control_node = cluster.node_for_key(&k.subscription(SubscriptionId::new_v4()));
+    let sub = k.subscription(SubscriptionId::new_v4());
+    let control_node = cluster.node_for_key(&sub);
     let id = std::iter::repeat_with(DeliveryId::new_v7)
         .find(|id| cluster.node_for_key(&k.delivery(*id)) == control_node)
         .unwrap();
-    let mut record =
-        DeliveryRecord::new_pending(id, SubscriptionId::new_v4(), "a.b", "{}", now_micros());
-    record.status = DeliveryStatus::Failed;
-    let keep = LegacyPlacement::Keep {
-        ttl: Duration::from_secs(600),
-    };
-    store
-        .import_delivery(&record, keep, now_micros())
+    let record = k.delivery(id);
+    let raw = Builder::from_config(
+        delivery_model::store::connection::fred_config(&cluster.admin_options()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    raw.init().await.unwrap();
+    let body = "redis.call('EXISTS', KEYS[1]) return redis.call('EXISTS', ARGV[1])";
+    // Without the shebang the undeclared key of the other slot is read: it happens to be on this node.
+    let plain: i64 = raw
+        .eval(body, vec![record.clone()], vec![sub.clone()])
         .await
         .unwrap();
-    let Err(Error::Redis(e)) = store.retry_delivery(id, now_micros()).await else {
+    assert_eq!(plain, 0);
+    let Err(e) = raw
+        .eval::<i64, _, _, _>(format!("#!lua\n{body}"), vec![record], vec![sub])
+        .await
+    else {
         panic!("a cross-slot script must fail");
     };
     assert!(
@@ -159,6 +167,7 @@ async fn a_script_reaching_a_second_slot_fails_loudly() {
             .contains("Script attempted to access keys that do not hash to the same slot"),
         "{e}"
     );
+    raw.quit().await.unwrap();
     store.quit().await;
 }
 
