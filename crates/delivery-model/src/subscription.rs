@@ -100,6 +100,49 @@ impl FromStr for SignatureScheme {
     }
 }
 
+/// Why the delivery-worker disabled a subscription (endpoint health, issue #18). A disabled subscription is
+/// `inactive`: it matches no event, its pending deliveries fail without further attempts, and an
+/// administrator re-enables it (`POST /admin/webhooks/subscriptions/{id}/enable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// The receiver answered `410 Gone`: it asked not to be called again.
+    Gone,
+    /// `worker.disable_after_failures` permanent failures in a row and no success for
+    /// `worker.disable_after_failing_for`.
+    Failing,
+}
+
+impl DisabledReason {
+    pub const ALL: [DisabledReason; 2] = [DisabledReason::Gone, DisabledReason::Failing];
+
+    /// As stored, shown by the API and labelled in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisabledReason::Gone => "gone",
+            DisabledReason::Failing => "failing",
+        }
+    }
+
+    /// The error the deliveries failed by the disable record.
+    pub fn delivery_error(self) -> &'static str {
+        match self {
+            DisabledReason::Gone => "subscription disabled: the receiver answered 410 Gone",
+            DisabledReason::Failing => "subscription disabled: too many consecutive failures",
+        }
+    }
+}
+
+impl FromStr for DisabledReason {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::Decode(format!("unknown disabled reason {s:?}")))
+    }
+}
+
 /// Hash field names of a stored subscription.
 pub mod field {
     pub const ID: &str = "id";
@@ -130,6 +173,10 @@ pub mod field {
     pub const TIMESTAMPED_CALLBACKS: &str = "timestamped_callbacks";
     /// `1`: `tmi` deliveries also carry `X-Webhook-Timestamp` and a signature covering it.
     pub const TIMESTAMP_HEADER: &str = "timestamp_header";
+    /// Why the worker disabled an `inactive` subscription ([`DisabledReason`]); absent otherwise.
+    pub const DISABLED_REASON: &str = "disabled_reason";
+    /// When it was disabled (µs).
+    pub const DISABLED_AT: &str = "disabled_at";
     /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
     pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
@@ -174,6 +221,10 @@ pub struct Subscription {
     /// `tmi` deliveries also carry `X-Webhook-Timestamp` and `X-Webhook-Signature-Timestamped` over
     /// `timestamp.body` (the plain `X-Webhook-Signature` is unchanged). Chosen at create.
     pub timestamp_header: bool,
+    /// Set while the worker has disabled it (status `inactive`); cleared when an administrator enables it.
+    pub disabled_reason: Option<DisabledReason>,
+    /// When it was disabled (µs).
+    pub disabled_at: Option<Micros>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -207,6 +258,8 @@ impl fmt::Debug for Subscription {
             .field("previous_secret_until", &self.previous_secret_until)
             .field("timestamped_callbacks", &self.timestamped_callbacks)
             .field("timestamp_header", &self.timestamp_header)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("disabled_at", &self.disabled_at)
             .finish()
     }
 }
@@ -272,6 +325,8 @@ impl Subscription {
             previous_secret_until: None,
             timestamped_callbacks: false,
             timestamp_header: false,
+            disabled_reason: None,
+            disabled_at: None,
         }
     }
 
@@ -310,6 +365,10 @@ impl Subscription {
             previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
             timestamped_callbacks: get(h, field::TIMESTAMPED_CALLBACKS) == Some("1"),
             timestamp_header: get(h, field::TIMESTAMP_HEADER) == Some("1"),
+            disabled_reason: get(h, field::DISABLED_REASON)
+                .map(str::parse)
+                .transpose()?,
+            disabled_at: opt_num(h, field::DISABLED_AT)?,
         })
     }
 
@@ -367,6 +426,10 @@ impl Subscription {
         }
         if let Some(t) = self.last_successful_use {
             v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
+        }
+        if let (Some(r), Some(at)) = (self.disabled_reason, self.disabled_at) {
+            v.push((field::DISABLED_REASON, r.as_str().to_owned()));
+            v.push((field::DISABLED_AT, at.to_string()));
         }
         v
     }
@@ -450,6 +513,8 @@ mod tests {
             previous_secret_until: Some(100),
             timestamped_callbacks: true,
             timestamp_header: true,
+            disabled_reason: Some(DisabledReason::Gone),
+            disabled_at: Some(12),
         }
     }
 

@@ -109,6 +109,8 @@ mod tests {
             previous_secret_until: None,
             timestamped_callbacks: false,
             timestamp_header: false,
+            disabled_reason: None,
+            disabled_at: None,
         }
     }
 

@@ -270,6 +270,15 @@ fn control_scripts_touch_one_slot() {
         ],
     );
     one_slot(
+        "enable_subscription",
+        &[
+            k.subscription(sub),
+            k.match_generation(),
+            k.subscriptions_by_status_prefix(),
+            k.subscriptions_by_event_prefix(),
+        ],
+    );
+    one_slot(
         "delete_subscription",
         &[
             k.subscription(sub),
@@ -363,7 +372,7 @@ fn shard_scripts_touch_one_slot() {
         ];
         let all: Vec<String> = record.into_iter().chain(work).chain(cleanup).collect();
         // create_delivery, import_delivery, begin/finish_attempts, promote_due, delivery_callback,
-        // retry_delivery, query_deliveries and the cleanup steps, each on one shard.
+        // retry_delivery, query_deliveries, fail_disabled_pending and the cleanup steps, each on one shard.
         one_slot(&format!("shard {shard}"), &all);
         assert_ne!(key_slot(&all[0]), key_slot(CONTROL_TAG));
     }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{Layout, QUEUE_GROUP};
 use crate::queue::QueueMessage;
-use crate::subscription::Subscription;
+use crate::subscription::{DisabledReason, Subscription};
 use crate::time::Micros;
 
 /// A delivery whose lease this attempt holds, with its subscription as read in the same step.
@@ -62,6 +62,9 @@ pub enum AttemptOutcome {
     Failed { error: String },
     /// Failed without an attempt (subscription gone or not active, target refused by policy).
     Abandoned { error: String },
+    /// The receiver answered `410 Gone`: failed for good, and its subscription is disabled
+    /// ([`DisabledReason::Gone`]) in the same step.
+    Gone { error: String },
 }
 
 impl AttemptOutcome {
@@ -74,6 +77,7 @@ impl AttemptOutcome {
             AttemptOutcome::Reschedule { .. } => "reschedule",
             AttemptOutcome::Failed { .. } => "failed",
             AttemptOutcome::Abandoned { .. } => "abandoned",
+            AttemptOutcome::Gone { .. } => "gone",
         }
     }
 
@@ -83,7 +87,8 @@ impl AttemptOutcome {
             AttemptOutcome::Retry { error, .. }
             | AttemptOutcome::Reschedule { error, .. }
             | AttemptOutcome::Failed { error }
-            | AttemptOutcome::Abandoned { error } => Some(error),
+            | AttemptOutcome::Abandoned { error }
+            | AttemptOutcome::Gone { error } => Some(error),
             AttemptOutcome::Delivered | AttemptOutcome::InProgress => None,
         }
     }
@@ -108,6 +113,8 @@ pub struct CircuitPolicy {
     pub open_windows: Vec<Duration>,
     /// How long a half-open probe holds the circuit before another attempt may probe.
     pub probe_lease: Duration,
+    /// When failures disable the subscription itself (the breaker only pauses a host).
+    pub health: HealthPolicy,
 }
 
 impl Default for CircuitPolicy {
@@ -116,8 +123,19 @@ impl Default for CircuitPolicy {
             failure_threshold: 5,
             open_windows: [60, 300, 900, 1800].map(Duration::from_secs).to_vec(),
             probe_lease: Duration::from_secs(40),
+            health: HealthPolicy::default(),
         }
     }
+}
+
+/// Endpoint health (issue #18): when the outcome write disables a subscription for its failures
+/// ([`DisabledReason::Failing`]). A `410 Gone` ([`AttemptOutcome::Gone`]) disables it whatever this says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HealthPolicy {
+    /// Permanent failures in a row (`publication_failures`) that may disable it; 0: never.
+    pub disable_after_failures: u32,
+    /// … if it has also had no success (or, never used, no creation) for this long.
+    pub disable_after_failing_for: Duration,
 }
 
 static NO_POLICY: std::sync::LazyLock<CircuitPolicy> =
@@ -163,6 +181,9 @@ pub enum FinishResult {
     Superseded,
     /// Our lease was taken over by a newer attempt: nothing written.
     Fenced,
+    /// Written, and the write disabled the subscription (endpoint health): its other pending deliveries
+    /// are then failed by [`Store::fail_disabled_pending`].
+    Disabled(DisabledReason),
 }
 
 /// One delivery of a [`Store::begin_attempts`] batch.
@@ -385,7 +406,7 @@ impl Store {
             k.scheduled(shard),
             k.deliveries_activity(shard),
         ]);
-        let mut args = Vec::with_capacity(10 + 10 * items.len());
+        let mut args = Vec::with_capacity(15 + 10 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -409,6 +430,11 @@ impl Store {
                 + 3600)
                 .to_string(),
             ATTEMPT_LOG_LEN.to_string(),
+            policy.health.disable_after_failures.to_string(),
+            micros(policy.health.disable_after_failing_for).to_string(),
+            k.subscriptions_by_status_prefix(),
+            k.subscriptions_by_event_prefix(),
+            k.match_generation(),
         ]);
         for i in items {
             keys.push(k.delivery(i.id));
@@ -463,6 +489,12 @@ impl Store {
                 "fenced" => Ok(FinishResult::Fenced),
                 "superseded" => Ok(FinishResult::Superseded),
                 s if s == i.outcome.name() => Ok(FinishResult::Written),
+                s if s.strip_suffix("+disabled") == Some(i.outcome.name()) => {
+                    Ok(FinishResult::Disabled(match i.outcome {
+                        AttemptOutcome::Gone { .. } => DisabledReason::Gone,
+                        _ => DisabledReason::Failing,
+                    }))
+                }
                 other => Err(Error::Script(format!("finish_attempts: {other}"))),
             })
             .collect()

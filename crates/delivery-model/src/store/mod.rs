@@ -35,6 +35,7 @@ mod deliveries;
 pub mod delivery_queries;
 mod durability;
 mod fanout_shards;
+pub mod health;
 pub mod idempotency;
 pub mod import;
 mod queue;
@@ -63,8 +64,9 @@ use crate::time::Micros;
 
 pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
-    CircuitUpdate, FinishItem, FinishResult, Leased,
+    CircuitUpdate, FinishItem, FinishResult, HealthPolicy, Leased,
 };
+pub use health::EnableResult;
 pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;

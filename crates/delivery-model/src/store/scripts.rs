@@ -140,6 +140,8 @@ script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
+script!(FAIL_DISABLED_PENDING, "lua/fail_disabled_pending.lua");
+script!(ENABLE_SUBSCRIPTION, "lua/enable_subscription.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
 frees_memory!(DELETE_QUOTA, "lua/delete_quota.lua");

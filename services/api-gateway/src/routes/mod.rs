@@ -10,6 +10,7 @@
 
 pub mod addons;
 pub mod deliveries;
+pub mod enable;
 pub mod events;
 pub mod health;
 pub mod openapi;
@@ -68,6 +69,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "POST",
         )
         .route(web::post().to(rotation::rotate_secret)),
+    )
+    .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}/enable", "POST")
+            .route(web::post().to(enable::enable_subscription)),
     )
     .service(
         resource(

@@ -10,7 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::ids::SubscriptionId;
 use delivery_model::signing::standard;
 use delivery_model::store::Secret;
-use delivery_model::subscription::{SignatureScheme, Subscription, SubscriptionStatus};
+use delivery_model::subscription::{
+    DisabledReason, SignatureScheme, Subscription, SubscriptionStatus,
+};
 use delivery_model::time::{format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +203,11 @@ pub struct SubscriptionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
     url: &'a str,
+    /// Hookline addition (endpoint health): why the delivery-worker disabled it, while it is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<DisabledReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<String>,
 }
 
 impl<'a> SubscriptionView<'a> {
@@ -239,6 +246,8 @@ impl<'a> SubscriptionView<'a> {
             } else {
                 &s.url
             },
+            disabled_reason: s.disabled_reason,
+            disabled_at: s.disabled_at.map(format_micros),
         }
     }
 }

@@ -8,6 +8,7 @@ mod harness;
 mod auth;
 mod deliveries;
 mod durability;
+mod enable;
 mod events;
 mod exposure;
 mod health;

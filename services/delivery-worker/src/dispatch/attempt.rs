@@ -187,7 +187,10 @@ impl Dispatcher {
                 return Ok(Concluded::early(Outcome::Abandoned { error }).into());
             }
             Some(s) if s.status != SubscriptionStatus::Active => {
-                let error = format!("subscription is not active (status {})", s.status);
+                let error = match s.disabled_reason {
+                    Some(reason) => reason.delivery_error().to_owned(),
+                    None => format!("subscription is not active (status {})", s.status),
+                };
                 return Ok(Concluded::early(Outcome::Abandoned { error }).into());
             }
             Some(s) => s,
@@ -347,6 +350,10 @@ impl Dispatcher {
             .observe(writing.elapsed().as_secs_f64());
         let label = match written {
             FinishResult::Written => label,
+            FinishResult::Disabled(reason) => {
+                self.disabled(record.subscription_id, reason);
+                label
+            }
             FinishResult::Superseded => "superseded",
             FinishResult::Fenced => "fenced",
         };

@@ -17,6 +17,7 @@
 //! - [`header`]: TMI's header names and the headers of each request the worker sends.
 //! - `host_slots`: the per-host limit on requests in flight.
 //! - `circuit`: this worker's view of the shared circuit breaker.
+//! - `health`: what follows when an outcome write disabled a subscription (endpoint health).
 //! - `challenge`: a subscription's verification challenge.
 //!
 //! [`AttemptOutcome`]: delivery_model::store::AttemptOutcome
@@ -26,6 +27,7 @@ mod challenge;
 mod circuit;
 mod config;
 pub mod header;
+mod health;
 mod host_slots;
 mod lease;
 mod outcome;

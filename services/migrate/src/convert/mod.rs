@@ -245,6 +245,8 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         previous_secret_until: None,
         timestamped_callbacks: false,
         timestamp_header: false,
+        disabled_reason: None,
+        disabled_at: None,
         operator_pinned: row.operator_pinned,
     })
 }

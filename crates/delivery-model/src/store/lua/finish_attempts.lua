@@ -10,12 +10,16 @@
 -- ARGV[1] now (us), ARGV[2] queue group, ARGV[3] active TTL (s), ARGV[4] terminal TTL (s),
 -- ARGV[5] status-zset prefix, ARGV[6] failures that open a circuit, ARGV[7] now (ms),
 -- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s), ARGV[10] attempts the log keeps,
+-- ARGV[11] permanent failures in a row that disable a subscription (0 = never), ARGV[12] for how long it
+-- must also have had no success (us), ARGV[13] subscription status-set prefix, ARGV[14] event-set prefix,
+-- ARGV[15] match-generation key,
 -- then per item (10 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
--- without an attempt), queue entry id, last error, next retry (us), retry due (ms), retry message,
--- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
--- ('' = none: nothing was attempted)
--- Returns one of 'fenced', 'superseded' or the outcome written per item.
-local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1}
+-- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us),
+-- retry due (ms), retry message, delivery id, what the attempt tells the circuit breaker
+-- (success|failure|none), the attempt's log line ('' = none: nothing was attempted)
+-- Returns one of 'fenced', 'superseded' or the outcome written per item, the latter followed by
+-- '+disabled' when this item disabled its subscription.
+local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1, gone = 1}
 local now, group = ARGV[1], ARGV[2]
 local windows = {}
 for w in string.gmatch(ARGV[8], '[^,]+') do windows[#windows + 1] = tonumber(w) end
@@ -41,6 +45,36 @@ local function write_success(sub)
     redis.call('HSET', sub, 'last_successful_use', now, 'publication_failures', '0')
   end
   succeeded[sub] = nil
+end
+
+-- Endpoint health (issue #18): an active subscription becomes `inactive` with a reason (the values of
+-- `DisabledReason::as_str`), leaving its status set and its event sets as `set_subscription_status` does.
+-- Only this block and its two callers below touch the subscription's status; on a cluster it moves to the
+-- control slot with the other subscription effects (docs/cluster.md §4.3). Returns true when it disabled.
+local function disable(sub, reason)
+  local h = redis.call('HMGET', sub, 'status', 'id', 'events')
+  if h[1] ~= 'active' then return false end
+  local id = h[2] or ''
+  redis.call('HSET', sub, 'status', 'inactive', 'modified_at', now, 'disabled_reason', reason, 'disabled_at', now)
+  redis.call('SREM', ARGV[13] .. 'active', id)
+  redis.call('SADD', ARGV[13] .. 'inactive', id)
+  redis.call('INCR', ARGV[15])
+  local ok, events = pcall(cjson.decode, h[3] or '[]')
+  if ok and type(events) == 'table' then
+    for _, e in ipairs(events) do redis.call('SREM', ARGV[14] .. e, id) end
+  end
+  return true
+end
+
+-- TMI's `publication_failures` rule made explicit: after a permanent failure, `ARGV[11]` of them in a row
+-- and no success (or, never used, no creation) for `ARGV[12]` disable the subscription.
+local function failing(sub, failures)
+  local threshold = tonumber(ARGV[11])
+  if threshold <= 0 or failures < threshold then return false end
+  local h = redis.call('HMGET', sub, 'last_successful_use', 'created_at')
+  local since = tonumber(h[1] or h[2] or '0') or 0
+  if tonumber(now) - since < tonumber(ARGV[12]) then return false end
+  return disable(sub, 'failing')
 end
 
 -- Circuit breaker: a success closes it; failures count up and open it for the next window; a failed
@@ -123,15 +157,19 @@ local function finish(record, sub, circuit_key, a)
     redis.call('HDEL', record, 'lease', 'lease_until')
     redis.call('ZADD', KEYS[2], due_ms, retry_msg)
     redis.call('EXPIRE', record, ARGV[3])
-  else -- failed, abandoned
+  else -- failed, gone, abandoned
     write({'status', 'failed', 'last_error', err, 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('failed')
     redis.call('EXPIRE', record, ARGV[4])
-    if outcome == 'failed' then
+    if outcome ~= 'abandoned' then
       if succeeded[sub] then write_success(sub) end
       if redis.call('EXISTS', sub) == 1 then
-        redis.call('HINCRBY', sub, 'publication_failures', 1)
+        local failures = redis.call('HINCRBY', sub, 'publication_failures', 1)
+        -- Endpoint health: a 410 disables at once, other failures past the threshold.
+        local disabled
+        if outcome == 'gone' then disabled = disable(sub, 'gone') else disabled = failing(sub, failures) end
+        if disabled then return outcome .. '+disabled' end
       end
     end
   end
@@ -141,13 +179,13 @@ end
 local items = (#KEYS - 3) / 3
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[12 + i * 10]
+  local outcome = ARGV[17 + i * 10]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
   local k = 4 + i * 3
-  results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], 11 + i * 10)
+  results[#results + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], 16 + i * 10)
 end
 for sub in pairs(succeeded) do write_success(sub) end
 if #acks > 0 then
