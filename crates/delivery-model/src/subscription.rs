@@ -143,6 +143,22 @@ impl FromStr for DisabledReason {
     }
 }
 
+/// A subscription's delivery rate limit (issue #18), enforced in Redis across every worker replica (GCRA):
+/// on average `per_second` requests a second, at most `burst` at once after a quiet spell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Bounds of the per-subscription limits, shared by the API's validation and the docs.
+pub mod limits {
+    /// Largest `rate_limit.per_second` and `rate_limit.burst`.
+    pub const MAX_RATE: u32 = 10_000;
+    /// Largest `max_in_flight`.
+    pub const MAX_IN_FLIGHT: u32 = 1_000;
+}
+
 /// Hash field names of a stored subscription.
 pub mod field {
     pub const ID: &str = "id";
@@ -177,6 +193,11 @@ pub mod field {
     pub const DISABLED_REASON: &str = "disabled_reason";
     /// When it was disabled (µs).
     pub const DISABLED_AT: &str = "disabled_at";
+    /// Rate limit ([`RateLimit`]): requests per second; absent when unlimited.
+    pub const RATE_LIMIT_PER_SECOND: &str = "rate_limit_per_second";
+    pub const RATE_LIMIT_BURST: &str = "rate_limit_burst";
+    /// Most deliveries in flight at once, across every worker; absent when unlimited.
+    pub const MAX_IN_FLIGHT: &str = "max_in_flight";
     /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
     pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
@@ -225,6 +246,10 @@ pub struct Subscription {
     pub disabled_reason: Option<DisabledReason>,
     /// When it was disabled (µs).
     pub disabled_at: Option<Micros>,
+    /// Per-subscription delivery rate, across every worker; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Most deliveries in flight at once, across every worker; `None`: unlimited.
+    pub max_in_flight: Option<u32>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -260,6 +285,8 @@ impl fmt::Debug for Subscription {
             .field("timestamp_header", &self.timestamp_header)
             .field("disabled_reason", &self.disabled_reason)
             .field("disabled_at", &self.disabled_at)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -327,6 +354,8 @@ impl Subscription {
             timestamp_header: false,
             disabled_reason: None,
             disabled_at: None,
+            rate_limit: None,
+            max_in_flight: None,
         }
     }
 
@@ -365,10 +394,16 @@ impl Subscription {
             previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
             timestamped_callbacks: get(h, field::TIMESTAMPED_CALLBACKS) == Some("1"),
             timestamp_header: get(h, field::TIMESTAMP_HEADER) == Some("1"),
-            disabled_reason: get(h, field::DISABLED_REASON)
-                .map(str::parse)
-                .transpose()?,
+            disabled_reason: get(h, field::DISABLED_REASON).map(str::parse).transpose()?,
             disabled_at: opt_num(h, field::DISABLED_AT)?,
+            rate_limit: match opt_num(h, field::RATE_LIMIT_PER_SECOND)? {
+                None => None,
+                Some(per_second) => Some(RateLimit {
+                    per_second,
+                    burst: opt_num(h, field::RATE_LIMIT_BURST)?.unwrap_or(1),
+                }),
+            },
+            max_in_flight: opt_num(h, field::MAX_IN_FLIGHT)?,
         })
     }
 
@@ -431,7 +466,24 @@ impl Subscription {
             v.push((field::DISABLED_REASON, r.as_str().to_owned()));
             v.push((field::DISABLED_AT, at.to_string()));
         }
+        v.extend(self.limit_fields().into_iter().flatten());
         v
+    }
+
+    /// The limit fields: each `Some` to write, `None` to delete (an unlimited subscription writes none).
+    pub fn limit_fields(&self) -> [Option<(&'static str, String)>; 3] {
+        let rate = self.rate_limit;
+        [
+            rate.map(|r| (field::RATE_LIMIT_PER_SECOND, r.per_second.to_string())),
+            rate.map(|r| (field::RATE_LIMIT_BURST, r.burst.to_string())),
+            self.max_in_flight
+                .map(|n| (field::MAX_IN_FLIGHT, n.to_string())),
+        ]
+    }
+
+    /// Whether deliveries ask the Redis limiter first (any limit set).
+    pub fn is_limited(&self) -> bool {
+        self.rate_limit.is_some() || self.max_in_flight.is_some()
     }
 
     /// The secret replaced by the last rotation, while its grace period lasts at `now`.
@@ -515,6 +567,11 @@ mod tests {
             timestamp_header: true,
             disabled_reason: Some(DisabledReason::Gone),
             disabled_at: Some(12),
+            rate_limit: Some(RateLimit {
+                per_second: 50,
+                burst: 5,
+            }),
+            max_in_flight: Some(2),
         }
     }
 

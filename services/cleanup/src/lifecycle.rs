@@ -111,6 +111,8 @@ mod tests {
             timestamp_header: false,
             disabled_reason: None,
             disabled_at: None,
+            rate_limit: None,
+            max_in_flight: None,
         }
     }
 

@@ -13,7 +13,7 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     /// Attempts finished, by outcome (delivered, in_progress, retry, failed, gone, abandoned, refused,
-    /// deferred, circuit_open, superseded, fenced).
+    /// deferred, circuit_open, limited, superseded, fenced).
     pub deliveries: IntCounterVec,
     /// Duration of delivery attempts, by result class (2xx, 3xx, 4xx, 5xx, error), in seconds.
     pub attempt_duration: HistogramVec,
@@ -67,6 +67,9 @@ pub struct Metrics {
     pub subscriptions_disabled: IntCounterVec,
     /// Pending deliveries failed without an attempt because their subscription was disabled.
     pub disabled_failed: IntCounter,
+    /// Attempts deferred without consuming an attempt, by reason: `host` (no free slot of the host in this
+    /// worker), `rate` and `in_flight` (the subscription's limits, shared by every replica).
+    pub deferrals: IntCounterVec,
     circuit_hosts: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -199,6 +202,13 @@ impl Metrics {
                 "hookline_worker_disabled_failed_total",
                 "Pending deliveries failed without an attempt because their subscription was disabled.",
             )?,
+            deferrals: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_deferrals_total",
+                    "Attempts deferred without consuming an attempt, by reason (host, rate, in_flight).",
+                ),
+                &["reason"],
+            )?,
             circuit_hosts: Arc::new(Mutex::new(HashSet::new())),
         };
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -224,6 +234,7 @@ impl Metrics {
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.subscriptions_disabled.clone()))?;
         registry.register(Box::new(m.disabled_failed.clone()))?;
+        registry.register(Box::new(m.deferrals.clone()))?;
         Ok(m)
     }
 }

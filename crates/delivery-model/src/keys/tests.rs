@@ -337,6 +337,26 @@ fn control_scripts_touch_one_slot() {
     assert_eq!(key_slot(&k.subscription(sub)), key_slot(CONTROL_TAG));
 }
 
+/// The limiter script's keys (issue #18): one slot per subscription, not the control slot.
+#[test]
+fn limiter_keys_share_a_slot_per_subscription() {
+    let k = cluster(12);
+    let (sub, _, _) = ids();
+    let keys = [
+        k.limit_rate(sub),
+        k.limit_in_flight(sub),
+        k.limit_waiting(sub),
+        k.limit_reserved(sub),
+    ];
+    one_slot("limit_acquire, limit_release", &keys);
+    assert!(keys[0].contains(&format!("{{hl:l.{sub}}}")), "{}", keys[0]);
+    let standalone = Keyspace::new("", "tmi:events");
+    assert_eq!(
+        standalone.limit_rate(sub),
+        format!("hookline:limit:rate:{sub}")
+    );
+}
+
 /// The per-shard scripts: for every shard, its queue, schedule, records and indexes share one slot, and
 /// a record is found in the shard its id names.
 #[test]

@@ -66,9 +66,7 @@ impl Store {
                     .await?;
                 let (read, n) = (reply.first().copied(), reply.get(1).copied());
                 let (Some(read), Some(n)) = (read, n) else {
-                    return Err(Error::Script(format!(
-                        "fail_disabled_pending: {reply:?}"
-                    )));
+                    return Err(Error::Script(format!("fail_disabled_pending: {reply:?}")));
                 };
                 failed += n;
                 // The index keeps every status, so offsets stay valid while records fail.
@@ -110,7 +108,11 @@ impl Store {
             }),
             Some("missing") => Ok(EnableResult::Missing),
             Some("not_disabled") => Ok(EnableResult::NotDisabled(
-                reply.get(1).map(String::as_str).unwrap_or_default().parse()?,
+                reply
+                    .get(1)
+                    .map(String::as_str)
+                    .unwrap_or_default()
+                    .parse()?,
             )),
             other => Err(Error::Script(format!("enable_subscription: {other:?}"))),
         }

@@ -38,6 +38,7 @@ mod fanout_shards;
 pub mod health;
 pub mod idempotency;
 pub mod import;
+mod limits;
 mod queue;
 pub mod quotas;
 mod replay;
@@ -66,11 +67,12 @@ pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
     CircuitUpdate, FinishItem, FinishResult, HealthPolicy, Leased,
 };
-pub use health::EnableResult;
 pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
+pub use health::EnableResult;
+pub use limits::{LimitDecision, LimitTiming};
 pub use secrets::{ResealReport, Rotation};
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader, entry_time_ms};

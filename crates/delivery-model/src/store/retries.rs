@@ -106,9 +106,10 @@ impl Store {
             let (chosen, other): (Vec<_>, Vec<_>) = page.items.iter().partition(|r| select(r));
             passed += other.len() as u64;
             // Each retry is its own atomic script, so a page's run concurrently.
-            let results =
-                futures::future::try_join_all(chosen.iter().map(|r| self.retry_delivery(r.id, now)))
-                    .await?;
+            let results = futures::future::try_join_all(
+                chosen.iter().map(|r| self.retry_delivery(r.id, now)),
+            )
+            .await?;
             for r in results {
                 match r {
                     RetryResult::Queued(_) => summary.queued += 1,

@@ -94,13 +94,25 @@ async fn enable_reactivates_a_disabled_subscription_and_requeues_what_the_disabl
     assert_eq!(body["more"], false);
     assert_eq!(body["subscription"]["status"], "active");
     assert_eq!(body["subscription"]["publication_failures"], 0);
-    assert!(body["subscription"].get("disabled_reason").is_none(), "{body}");
+    assert!(
+        body["subscription"].get("disabled_reason").is_none(),
+        "{body}"
+    );
     let store = &app.store;
     let status = |id| async move {
-        store.get_delivery(id).await.expect("read").expect("record").status
+        store
+            .get_delivery(id)
+            .await
+            .expect("read")
+            .expect("record")
+            .status
     };
     assert_eq!(status(by_disable).await, DeliveryStatus::Pending);
-    assert_eq!(status(before).await, DeliveryStatus::Failed, "failed before the disable: kept");
+    assert_eq!(
+        status(before).await,
+        DeliveryStatus::Failed,
+        "failed before the disable: kept"
+    );
     let matching = app
         .store
         .match_candidates("threat_model.created")

@@ -16,6 +16,7 @@
 //!   how an answer's error and `Retry-After` are read.
 //! - [`header`]: TMI's header names and the headers of each request the worker sends.
 //! - `host_slots`: the per-host limit on requests in flight.
+//! - `limits`: the per-subscription rate and in-flight limits, shared by every replica through Redis.
 //! - `circuit`: this worker's view of the shared circuit breaker.
 //! - `health`: what follows when an outcome write disabled a subscription (endpoint health).
 //! - `challenge`: a subscription's verification challenge.
@@ -30,6 +31,7 @@ pub mod header;
 mod health;
 mod host_slots;
 mod lease;
+mod limits;
 mod outcome;
 
 use std::time::{Duration, Instant};

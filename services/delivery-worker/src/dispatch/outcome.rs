@@ -38,6 +38,9 @@ pub(super) enum Outcome {
     Deferred { at: Micros },
     /// The host's circuit is open: try again when it may close, without consuming an attempt.
     CircuitOpen { until: Micros },
+    /// Over the subscription's rate or in-flight limit: try again at `at` (the time the limiter named),
+    /// without consuming an attempt.
+    Limited { at: Micros },
 }
 
 impl Outcome {
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::Abandoned { .. } => "abandoned",
             Outcome::Deferred { .. } => "deferred",
             Outcome::CircuitOpen { .. } => "circuit_open",
+            Outcome::Limited { .. } => "limited",
         }
     }
 
@@ -67,7 +71,7 @@ impl Outcome {
             }
             Outcome::Abandoned { error } => AttemptOutcome::Abandoned { error },
             Outcome::Gone { error } => AttemptOutcome::Gone { error },
-            Outcome::Deferred { at } => AttemptOutcome::Reschedule {
+            Outcome::Deferred { at } | Outcome::Limited { at } => AttemptOutcome::Reschedule {
                 error: String::new(),
                 at,
             },
@@ -244,7 +248,9 @@ mod tests {
         ));
         let gone = Outcome::of_answer(&cfg(), 0, &answer(410, "bye"));
         assert_eq!(gone.label(), "gone");
-        assert!(matches!(gone.stored(), AttemptOutcome::Gone { error } if error == "HTTP 410: bye"));
+        assert!(
+            matches!(gone.stored(), AttemptOutcome::Gone { error } if error == "HTTP 410: bye")
+        );
         let deferred = Outcome::Deferred { at: 7 };
         assert_eq!(deferred.label(), "deferred");
         assert_eq!(deferred.stored().error(), Some(""));

@@ -22,7 +22,13 @@ async fn a_410_disables_the_subscription_and_fails_its_pending_deliveries() {
     let settings = settings(&redis, &[]);
     let fixture = StoreFixture::on(redis, settings.store_options()).await;
     let gone = queue_one(&fixture, &receiver).await;
-    let sub = fixture.store.get_delivery(gone).await.unwrap().unwrap().subscription_id;
+    let sub = fixture
+        .store
+        .get_delivery(gone)
+        .await
+        .unwrap()
+        .unwrap()
+        .subscription_id;
     // A second delivery waiting for a retry an hour away: the disable fails it without an attempt.
     let waiting = fixture.queue_delivery(sub).await.id;
     let later = (now_micros() + 3_600_000_000).to_string();
@@ -44,7 +50,10 @@ async fn a_410_disables_the_subscription_and_fails_its_pending_deliveries() {
     assert_eq!(s.publication_failures, 1);
     let record = |id| svc.store.get_delivery(id);
     let first = record(gone).await.unwrap().unwrap();
-    assert!(first.last_error.unwrap().starts_with("HTTP 410"), "its own answer");
+    assert!(
+        first.last_error.unwrap().starts_with("HTTP 410"),
+        "its own answer"
+    );
     assert_eq!(first.attempts, 1, "no retry after a 410");
     let second = record(waiting).await.unwrap().unwrap();
     assert_eq!(
@@ -84,13 +93,23 @@ async fn failures_past_the_threshold_disable_the_subscription() {
     );
     let mut svc = InProcess::start(redis, settings, delivery_worker::run).await;
     let first = queue_one(&svc, &receiver).await;
-    let sub = svc.store.get_delivery(first).await.unwrap().unwrap().subscription_id;
+    let sub = svc
+        .store
+        .get_delivery(first)
+        .await
+        .unwrap()
+        .unwrap()
+        .subscription_id;
     wait::until("the first delivery failed", TIMEOUT, || async {
         (status(&svc.store, first).await == DeliveryStatus::Failed).then_some(())
     })
     .await;
     let s = svc.store.get_subscription(sub).await.unwrap().unwrap();
-    assert_eq!(s.status, SubscriptionStatus::Active, "one failure: below the threshold");
+    assert_eq!(
+        s.status,
+        SubscriptionStatus::Active,
+        "one failure: below the threshold"
+    );
 
     let second = svc.queue_delivery(sub).await.id;
     wait::until("the subscription is disabled", TIMEOUT, || async {

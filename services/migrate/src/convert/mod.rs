@@ -247,6 +247,8 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         timestamp_header: false,
         disabled_reason: None,
         disabled_at: None,
+        rate_limit: None,
+        max_in_flight: None,
         operator_pinned: row.operator_pinned,
     })
 }
