@@ -13,6 +13,8 @@
 -- ARGV[7] reservation horizon (us), ARGV[8] when to ask again without a slot (us)
 -- Returns {'go'} | {'rate', retry at (us)} | {'in_flight', retry at (us)}
 local now, id = tonumber(ARGV[1]), ARGV[2]
+-- Times leave the script as integers: Lua's tostring keeps only 14 digits, and microsecond times have 16.
+local function int(x) return string.format('%d', x) end
 local interval, tolerance = tonumber(ARGV[3]), tonumber(ARGV[4])
 local cap, horizon = tonumber(ARGV[5]), tonumber(ARGV[7])
 -- Idle limiter keys go away; an hour outlives any reservation (the horizon) and any lease.
@@ -23,7 +25,7 @@ if cap > 0 then
   if not redis.call('ZSCORE', KEYS[2], id) and redis.call('ZCARD', KEYS[2]) >= cap then
     redis.call('ZADD', KEYS[3], 'NX', now, id)
     redis.call('PEXPIRE', KEYS[3], ttl)
-    return {'in_flight', tostring(now + tonumber(ARGV[8]))}
+    return {'in_flight', int(now + tonumber(ARGV[8]))}
   end
 end
 
@@ -33,13 +35,13 @@ if interval > 0 then
     local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
     local allowed_at = tat - tolerance
     if allowed_at > now then
-      if allowed_at - now > horizon then return {'rate', tostring(now + horizon)} end
-      redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', ttl)
+      if allowed_at - now > horizon then return {'rate', int(now + horizon)} end
+      redis.call('SET', KEYS[1], int(tat + interval), 'PX', ttl)
       redis.call('ZADD', KEYS[4], allowed_at, id)
       redis.call('PEXPIRE', KEYS[4], ttl)
-      return {'rate', tostring(allowed_at)}
+      return {'rate', int(allowed_at)}
     end
-    redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', ttl)
+    redis.call('SET', KEYS[1], int(tat + interval), 'PX', ttl)
   end
 end
 
