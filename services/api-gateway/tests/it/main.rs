@@ -13,6 +13,7 @@ mod events;
 mod exposure;
 mod health;
 mod input_rules;
+mod limits;
 mod quotas;
 mod routing;
 mod security;
