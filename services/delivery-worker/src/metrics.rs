@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Subscriptions this worker's outcome writes disabled (endpoint health), by reason (`gone`: the
     /// receiver answered 410; `failing`: `worker.disable_after_failures` in a row).
     pub subscriptions_disabled: IntCounterVec,
+    /// Subscriptions now `inactive`: disabled by endpoint health (until an administrator enables them), or an
+    /// operator-pinned sink switched off.
+    pub subscriptions_inactive: IntGauge,
     /// Pending deliveries failed without an attempt because their subscription was disabled.
     pub disabled_failed: IntCounter,
     /// Attempts deferred without consuming an attempt, by reason: `host` (no free slot of the host in this
@@ -202,6 +205,10 @@ impl Metrics {
                 "hookline_worker_disabled_failed_total",
                 "Pending deliveries failed without an attempt because their subscription was disabled.",
             )?,
+            subscriptions_inactive: IntGauge::new(
+                "hookline_worker_subscriptions_inactive",
+                "Subscriptions now inactive (disabled by endpoint health, or an operator-pinned sink switched off).",
+            )?,
             deferrals: IntCounterVec::new(
                 Opts::new(
                     "hookline_worker_deferrals_total",
@@ -235,6 +242,7 @@ impl Metrics {
         registry.register(Box::new(m.subscriptions_disabled.clone()))?;
         registry.register(Box::new(m.disabled_failed.clone()))?;
         registry.register(Box::new(m.deferrals.clone()))?;
+        registry.register(Box::new(m.subscriptions_inactive.clone()))?;
         Ok(m)
     }
 }

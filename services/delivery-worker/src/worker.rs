@@ -20,6 +20,7 @@ use std::time::Duration;
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::reader::{Batch, BatchHandler, GroupReader, GroupSpec, Handled, ReaderEvent};
 use delivery_model::store::{Store, StreamEntry};
+use delivery_model::subscription::SubscriptionStatus;
 use service_common::config::{Settings, consumer_name};
 use service_common::shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -251,6 +252,14 @@ async fn sampler(store: Store, metrics: Metrics, token: CancellationToken) {
         }
         if let Ok(n) = store.scheduled_len().await {
             metrics.scheduled.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Ok(n) = store
+            .count_subscriptions_by_status(SubscriptionStatus::Inactive)
+            .await
+        {
+            metrics
+                .subscriptions_inactive
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         if !shutdown::sleep(&token, Duration::from_secs(5)).await {
             return;

@@ -52,9 +52,19 @@ async fn limits_are_set_at_create_replaced_by_put_and_validated() {
         json!({"rate_limits": null}),
     ] {
         let res = app.put(&path).admin().json(&malformed).send().await;
-        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{malformed}: {}", res.text());
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "{malformed}: {}",
+            res.text()
+        );
     }
-    let res = app.put(&path).bearer(&user_token()).json(&json!({})).send().await;
+    let res = app
+        .put(&path)
+        .bearer(&user_token())
+        .json(&json!({}))
+        .send()
+        .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
     let res = app

@@ -73,6 +73,11 @@ async fn a_410_disables_the_subscription_and_fails_its_pending_deliveries() {
         (svc.metric(DISABLED, &[("reason", "gone")]) == 1.0).then_some(())
     })
     .await;
+    // The sampler's next round (every 5 s) sees it.
+    wait::until("the inactive gauge shows it", TIMEOUT, || async {
+        (svc.metric("hookline_worker_subscriptions_inactive", &[]) == 1.0).then_some(())
+    })
+    .await;
     svc.stop().await.unwrap();
     assert_eq!(receiver.deliveries().len(), 1, "one request in all");
 }
