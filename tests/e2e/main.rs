@@ -10,6 +10,7 @@ mod contract;
 mod failover;
 mod halfopen;
 mod harness;
+mod health;
 mod observability;
 mod pipeline;
 mod production;
