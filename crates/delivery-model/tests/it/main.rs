@@ -41,6 +41,7 @@ mod deliveries;
 mod durability;
 mod fanout;
 mod harness;
+mod health;
 mod lease_renewal;
 mod queue;
 mod retries;

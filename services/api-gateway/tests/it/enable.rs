@@ -67,20 +67,16 @@ async fn enable_reactivates_a_disabled_subscription_and_requeues_what_the_disabl
 
     let res = app.post(&path).bearer(&user_token()).send().await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = app
-        .post(&path)
-        .admin()
-        .json(&json!({"requeue_failed": "yes"}))
-        .send()
-        .await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
-    let res = app
-        .post(&path)
-        .admin()
-        .json(&json!({"requeue": true}))
-        .send()
-        .await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
+    for bad in [json!({"requeue_failed": "yes"}), json!({"requeue": true})] {
+        let res = app.post(&path).admin().json(&bad).send().await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{bad}: {}", res.text());
+    }
+    let still = app.store.get_subscription(sub.id).await.expect("read");
+    assert_eq!(
+        still.map(|s| s.status),
+        Some(SubscriptionStatus::Inactive),
+        "refused requests change nothing"
+    );
 
     let res = app
         .post(&path)
