@@ -43,6 +43,7 @@ mod fanout;
 mod harness;
 mod health;
 mod lease_renewal;
+mod limits;
 mod queue;
 mod retries;
 mod secrets;
