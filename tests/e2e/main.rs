@@ -11,6 +11,7 @@ mod contract;
 mod failover;
 mod halfopen;
 mod harness;
+mod health;
 mod observability;
 mod pipeline;
 mod production;

@@ -335,6 +335,43 @@ impl Keyspace {
         self.c("hookline:fold:watermarks")
     }
 
+    // ---- per-subscription limits (issue #18) ---------------------------------------------------------------
+
+    /// A limiter key of subscription `sub`. In cluster mode each subscription's limiter keys carry a tag of
+    /// their own (`{hl:l.<sub>}`): the limiter script touches only them, and its load spreads over the
+    /// slots instead of landing on the control slot once per delivery.
+    fn l(&self, sub: SubscriptionId, rest: &str) -> String {
+        match self.layout {
+            Layout::Standalone => format!("{}hookline:limit:{rest}:{sub}", self.prefix),
+            Layout::Cluster { .. } => {
+                format!("{}{{hl:l.{sub}}}hookline:limit:{rest}:{sub}", self.prefix)
+            }
+        }
+    }
+
+    /// STRING: the GCRA theoretical arrival time (µs) of a rate-limited subscription. Expires when idle.
+    pub fn limit_rate(&self, sub: SubscriptionId) -> String {
+        self.l(sub, "rate")
+    }
+
+    /// ZSET: delivery ids holding one of the subscription's in-flight slots; score = the attempt's lease
+    /// expiry (µs), after which a slot a dead worker held counts as free.
+    pub fn limit_in_flight(&self, sub: SubscriptionId) -> String {
+        self.l(sub, "in_flight")
+    }
+
+    /// ZSET: delivery ids deferred for want of an in-flight slot, score = when (µs); a released slot wakes
+    /// the oldest.
+    pub fn limit_waiting(&self, sub: SubscriptionId) -> String {
+        self.l(sub, "waiting")
+    }
+
+    /// ZSET: delivery ids deferred by the rate limit to a send time already counted (reserved), score =
+    /// that time (µs): when they come back they pass without being counted again.
+    pub fn limit_reserved(&self, sub: SubscriptionId) -> String {
+        self.l(sub, "reserved")
+    }
+
     /// ZSET: `in_progress` deliveries; score = last_activity_at in **microseconds**. Cleanup fails the stale ones.
     pub fn deliveries_activity(&self, shard: Shard) -> String {
         self.s(shard, "webhook:deliveries:activity")

@@ -100,6 +100,65 @@ impl FromStr for SignatureScheme {
     }
 }
 
+/// Why the delivery-worker disabled a subscription (endpoint health, issue #18). A disabled subscription is
+/// `inactive`: it matches no event, its pending deliveries fail without further attempts, and an
+/// administrator re-enables it (`POST /admin/webhooks/subscriptions/{id}/enable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// The receiver answered `410 Gone`: it asked not to be called again.
+    Gone,
+    /// `worker.disable_after_failures` permanent failures in a row and no success for
+    /// `worker.disable_after_failing_for`.
+    Failing,
+}
+
+impl DisabledReason {
+    pub const ALL: [DisabledReason; 2] = [DisabledReason::Gone, DisabledReason::Failing];
+
+    /// As stored, shown by the API and labelled in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisabledReason::Gone => "gone",
+            DisabledReason::Failing => "failing",
+        }
+    }
+
+    /// The error the deliveries failed by the disable record.
+    pub fn delivery_error(self) -> &'static str {
+        match self {
+            DisabledReason::Gone => "subscription disabled: the receiver answered 410 Gone",
+            DisabledReason::Failing => "subscription disabled: too many consecutive failures",
+        }
+    }
+}
+
+impl FromStr for DisabledReason {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| Error::Decode(format!("unknown disabled reason {s:?}")))
+    }
+}
+
+/// A subscription's delivery rate limit (issue #18), enforced in Redis across every worker replica (GCRA):
+/// on average `per_second` requests a second, at most `burst` at once after a quiet spell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Bounds of the per-subscription limits, shared by the API's validation and the docs.
+pub mod limits {
+    /// Largest `rate_limit.per_second` and `rate_limit.burst`.
+    pub const MAX_RATE: u32 = 10_000;
+    /// Largest `max_in_flight`.
+    pub const MAX_IN_FLIGHT: u32 = 1_000;
+}
+
 /// Hash field names of a stored subscription.
 pub mod field {
     pub const ID: &str = "id";
@@ -130,6 +189,15 @@ pub mod field {
     pub const TIMESTAMPED_CALLBACKS: &str = "timestamped_callbacks";
     /// `1`: `tmi` deliveries also carry `X-Webhook-Timestamp` and a signature covering it.
     pub const TIMESTAMP_HEADER: &str = "timestamp_header";
+    /// Why the worker disabled an `inactive` subscription ([`DisabledReason`]); absent otherwise.
+    pub const DISABLED_REASON: &str = "disabled_reason";
+    /// When it was disabled (µs).
+    pub const DISABLED_AT: &str = "disabled_at";
+    /// Rate limit ([`RateLimit`]): requests per second; absent when unlimited.
+    pub const RATE_LIMIT_PER_SECOND: &str = "rate_limit_per_second";
+    pub const RATE_LIMIT_BURST: &str = "rate_limit_burst";
+    /// Most deliveries in flight at once, across every worker; absent when unlimited.
+    pub const MAX_IN_FLIGHT: &str = "max_in_flight";
     /// The fields the store seals at rest (see [`crate::secret_box`]): every one a key to sign with.
     pub const SEALED: [&str; 3] = [SECRET, SIGNING_KEY, PREVIOUS_SECRET];
 }
@@ -174,6 +242,14 @@ pub struct Subscription {
     /// `tmi` deliveries also carry `X-Webhook-Timestamp` and `X-Webhook-Signature-Timestamped` over
     /// `timestamp.body` (the plain `X-Webhook-Signature` is unchanged). Chosen at create.
     pub timestamp_header: bool,
+    /// Set while the worker has disabled it (status `inactive`); cleared when an administrator enables it.
+    pub disabled_reason: Option<DisabledReason>,
+    /// When it was disabled (µs).
+    pub disabled_at: Option<Micros>,
+    /// Per-subscription delivery rate, across every worker; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Most deliveries in flight at once, across every worker; `None`: unlimited.
+    pub max_in_flight: Option<u32>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -207,6 +283,10 @@ impl fmt::Debug for Subscription {
             .field("previous_secret_until", &self.previous_secret_until)
             .field("timestamped_callbacks", &self.timestamped_callbacks)
             .field("timestamp_header", &self.timestamp_header)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("disabled_at", &self.disabled_at)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -272,6 +352,10 @@ impl Subscription {
             previous_secret_until: None,
             timestamped_callbacks: false,
             timestamp_header: false,
+            disabled_reason: None,
+            disabled_at: None,
+            rate_limit: None,
+            max_in_flight: None,
         }
     }
 
@@ -310,6 +394,16 @@ impl Subscription {
             previous_secret_until: opt_num(h, field::PREVIOUS_SECRET_UNTIL)?,
             timestamped_callbacks: get(h, field::TIMESTAMPED_CALLBACKS) == Some("1"),
             timestamp_header: get(h, field::TIMESTAMP_HEADER) == Some("1"),
+            disabled_reason: get(h, field::DISABLED_REASON).map(str::parse).transpose()?,
+            disabled_at: opt_num(h, field::DISABLED_AT)?,
+            rate_limit: match opt_num(h, field::RATE_LIMIT_PER_SECOND)? {
+                None => None,
+                Some(per_second) => Some(RateLimit {
+                    per_second,
+                    burst: opt_num(h, field::RATE_LIMIT_BURST)?.unwrap_or(1),
+                }),
+            },
+            max_in_flight: opt_num(h, field::MAX_IN_FLIGHT)?,
         })
     }
 
@@ -368,7 +462,28 @@ impl Subscription {
         if let Some(t) = self.last_successful_use {
             v.push((field::LAST_SUCCESSFUL_USE, t.to_string()));
         }
+        if let (Some(r), Some(at)) = (self.disabled_reason, self.disabled_at) {
+            v.push((field::DISABLED_REASON, r.as_str().to_owned()));
+            v.push((field::DISABLED_AT, at.to_string()));
+        }
+        v.extend(self.limit_fields().into_iter().flatten());
         v
+    }
+
+    /// The limit fields: each `Some` to write, `None` to delete (an unlimited subscription writes none).
+    pub fn limit_fields(&self) -> [Option<(&'static str, String)>; 3] {
+        let rate = self.rate_limit;
+        [
+            rate.map(|r| (field::RATE_LIMIT_PER_SECOND, r.per_second.to_string())),
+            rate.map(|r| (field::RATE_LIMIT_BURST, r.burst.to_string())),
+            self.max_in_flight
+                .map(|n| (field::MAX_IN_FLIGHT, n.to_string())),
+        ]
+    }
+
+    /// Whether deliveries ask the Redis limiter first (any limit set).
+    pub fn is_limited(&self) -> bool {
+        self.rate_limit.is_some() || self.max_in_flight.is_some()
     }
 
     /// The secret replaced by the last rotation, while its grace period lasts at `now`.
@@ -450,6 +565,13 @@ mod tests {
             previous_secret_until: Some(100),
             timestamped_callbacks: true,
             timestamp_header: true,
+            disabled_reason: Some(DisabledReason::Gone),
+            disabled_at: Some(12),
+            rate_limit: Some(RateLimit {
+                per_second: 50,
+                burst: 5,
+            }),
+            max_in_flight: Some(2),
         }
     }
 

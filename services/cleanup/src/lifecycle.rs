@@ -109,6 +109,10 @@ mod tests {
             previous_secret_until: None,
             timestamped_callbacks: false,
             timestamp_header: false,
+            disabled_reason: None,
+            disabled_at: None,
+            rate_limit: None,
+            max_in_flight: None,
         }
     }
 

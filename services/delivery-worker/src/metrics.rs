@@ -12,8 +12,8 @@ use prometheus::{
 /// All metrics of this service.
 #[derive(Clone)]
 pub struct Metrics {
-    /// Attempts finished, by outcome (delivered, in_progress, retry, failed, abandoned, refused, deferred,
-    /// superseded, fenced).
+    /// Attempts finished, by outcome (delivered, in_progress, retry, failed, gone, abandoned, refused,
+    /// deferred, circuit_open, limited, superseded, fenced).
     pub deliveries: IntCounterVec,
     /// Duration of delivery attempts, by result class (2xx, 3xx, 4xx, 5xx, error), in seconds.
     pub attempt_duration: HistogramVec,
@@ -62,6 +62,17 @@ pub struct Metrics {
     /// Whether this worker last saw a host's circuit open (1) or closed (0). At most
     /// [`MAX_CIRCUIT_HOSTS`] hosts get their own label; the rest share `host="other"`.
     pub circuit_state: IntGaugeVec,
+    /// Subscriptions this worker's outcome writes disabled (endpoint health), by reason (`gone`: the
+    /// receiver answered 410; `failing`: `worker.disable_after_failures` in a row).
+    pub subscriptions_disabled: IntCounterVec,
+    /// Subscriptions now `inactive`: disabled by endpoint health (until an administrator enables them), or an
+    /// operator-pinned sink switched off.
+    pub subscriptions_inactive: IntGauge,
+    /// Pending deliveries failed without an attempt because their subscription was disabled.
+    pub disabled_failed: IntCounter,
+    /// Attempts deferred without consuming an attempt, by reason: `host` (no free slot of the host in this
+    /// worker), `rate` and `in_flight` (the subscription's limits, shared by every replica).
+    pub deferrals: IntCounterVec,
     circuit_hosts: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -183,6 +194,28 @@ impl Metrics {
                 ),
                 &["host"],
             )?,
+            subscriptions_disabled: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_subscriptions_disabled_total",
+                    "Subscriptions disabled by an outcome write, by reason (gone, failing).",
+                ),
+                &["reason"],
+            )?,
+            disabled_failed: IntCounter::new(
+                "hookline_worker_disabled_failed_total",
+                "Pending deliveries failed without an attempt because their subscription was disabled.",
+            )?,
+            subscriptions_inactive: IntGauge::new(
+                "hookline_worker_subscriptions_inactive",
+                "Subscriptions now inactive (disabled by endpoint health, or an operator-pinned sink switched off).",
+            )?,
+            deferrals: IntCounterVec::new(
+                Opts::new(
+                    "hookline_worker_deferrals_total",
+                    "Attempts deferred without consuming an attempt, by reason (host, rate, in_flight).",
+                ),
+                &["reason"],
+            )?,
             circuit_hosts: Arc::new(Mutex::new(HashSet::new())),
         };
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -206,6 +239,10 @@ impl Metrics {
         registry.register(Box::new(m.group_recreated.clone()))?;
         registry.register(Box::new(m.redis_errors.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.subscriptions_disabled.clone()))?;
+        registry.register(Box::new(m.disabled_failed.clone()))?;
+        registry.register(Box::new(m.deferrals.clone()))?;
+        registry.register(Box::new(m.subscriptions_inactive.clone()))?;
         Ok(m)
     }
 }

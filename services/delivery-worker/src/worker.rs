@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use delivery_model::keys::QUEUE_GROUP;
 use delivery_model::reader::{Batch, BatchHandler, GroupReader, GroupSpec, Handled, ReaderEvent};
-use delivery_model::store::{Store, StreamEntry};
+use delivery_model::store::{HealthPolicy, Store, StreamEntry};
+use delivery_model::subscription::SubscriptionStatus;
 use service_common::config::{Settings, consumer_name};
 use service_common::shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -128,6 +129,7 @@ pub async fn run(
     let background = CancellationToken::new();
     let scheduler = tokio::spawn(scheduler(
         store.clone(),
+        dispatcher.health(),
         cfg.scheduler_interval,
         metrics.clone(),
         background.clone(),
@@ -215,7 +217,13 @@ fn spawn_all(
     });
 }
 
-async fn scheduler(store: Store, every: Duration, metrics: Metrics, token: CancellationToken) {
+async fn scheduler(
+    store: Store,
+    health: HealthPolicy,
+    every: Duration,
+    metrics: Metrics,
+    token: CancellationToken,
+) {
     let mut last_fold = std::time::Instant::now();
     while shutdown::sleep(&token, every).await {
         loop {
@@ -238,9 +246,16 @@ async fn scheduler(store: Store, every: Duration, metrics: Metrics, token: Cance
         // (nothing to do on one node).
         if last_fold.elapsed() >= FOLD_EVERY {
             last_fold = std::time::Instant::now();
-            if let Err(e) = store.fold_outcomes().await {
-                metrics.redis_errors.inc();
-                tracing::warn!(error = %e, "folding subscription counters failed");
+            match store.fold_outcomes(&health).await {
+                Ok(folded) => {
+                    for (sub, reason) in folded.disabled {
+                        crate::dispatch::on_disabled(&store, &metrics, sub, reason);
+                    }
+                }
+                Err(e) => {
+                    metrics.redis_errors.inc();
+                    tracing::warn!(error = %e, "folding subscription counters failed");
+                }
             }
         }
     }
@@ -264,6 +279,14 @@ async fn sampler(store: Store, metrics: Metrics, token: CancellationToken) {
         }
         if let Ok(n) = store.scheduled_len().await {
             metrics.scheduled.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Ok(n) = store
+            .count_subscriptions_by_status(SubscriptionStatus::Inactive)
+            .await
+        {
+            metrics
+                .subscriptions_inactive
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         if !shutdown::sleep(&token, Duration::from_secs(5)).await {
             return;

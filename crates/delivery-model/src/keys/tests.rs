@@ -275,6 +275,15 @@ fn control_scripts_touch_one_slot() {
         ],
     );
     one_slot(
+        "enable_subscription",
+        &[
+            k.subscription(sub),
+            k.match_generation(),
+            k.subscriptions_by_status_prefix(),
+            k.subscriptions_by_event_prefix(),
+        ],
+    );
+    one_slot(
         "delete_subscription",
         &[
             k.subscription(sub),
@@ -341,6 +350,26 @@ fn control_scripts_touch_one_slot() {
     assert_eq!(key_slot(&k.subscription(sub)), key_slot(CONTROL_TAG));
 }
 
+/// The limiter script's keys (issue #18): one slot per subscription, not the control slot.
+#[test]
+fn limiter_keys_share_a_slot_per_subscription() {
+    let k = cluster(12);
+    let (sub, _, _) = ids();
+    let keys = [
+        k.limit_rate(sub),
+        k.limit_in_flight(sub),
+        k.limit_waiting(sub),
+        k.limit_reserved(sub),
+    ];
+    one_slot("limit_acquire, limit_release", &keys);
+    assert!(keys[0].contains(&format!("{{hl:l.{sub}}}")), "{}", keys[0]);
+    let standalone = Keyspace::new("", "tmi:events");
+    assert_eq!(
+        standalone.limit_rate(sub),
+        format!("hookline:limit:rate:{sub}")
+    );
+}
+
 /// The per-shard scripts: for every shard, its queue, schedule, records and indexes share one slot, and
 /// a record is found in the shard its id names.
 #[test]
@@ -377,7 +406,7 @@ fn shard_scripts_touch_one_slot() {
         ];
         let all: Vec<String> = record.into_iter().chain(work).chain(cleanup).collect();
         // create_delivery, import_delivery, begin/finish_attempts, promote_due, delivery_callback,
-        // retry_delivery, query_deliveries and the cleanup steps, each on one shard.
+        // retry_delivery, query_deliveries, fail_disabled_pending and the cleanup steps, each on one shard.
         one_slot(&format!("shard {shard}"), &all);
         assert_ne!(key_slot(&all[0]), key_slot(CONTROL_TAG));
     }

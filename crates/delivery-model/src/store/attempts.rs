@@ -15,14 +15,16 @@ use std::time::Duration;
 use fred::types::Value;
 
 use super::circuits::circuit_args;
-pub use super::circuits::{CircuitPolicy, CircuitSignal, CircuitState, CircuitUpdate};
+pub use super::circuits::{
+    CircuitPolicy, CircuitSignal, CircuitState, CircuitUpdate, HealthPolicy,
+};
 use super::{Store, scripts};
 use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{Layout, QUEUE_GROUP};
 use crate::queue::QueueMessage;
-use crate::subscription::Subscription;
+use crate::subscription::{DisabledReason, Subscription};
 use crate::time::Micros;
 
 /// A delivery whose lease this attempt holds, with its subscription as read in the same step.
@@ -64,6 +66,9 @@ pub enum AttemptOutcome {
     Failed { error: String },
     /// Failed without an attempt (subscription gone or not active, target refused by policy).
     Abandoned { error: String },
+    /// The receiver answered `410 Gone`: failed for good, and its subscription is disabled
+    /// ([`DisabledReason::Gone`]) in the same step.
+    Gone { error: String },
 }
 
 impl AttemptOutcome {
@@ -76,6 +81,7 @@ impl AttemptOutcome {
             AttemptOutcome::Reschedule { .. } => "reschedule",
             AttemptOutcome::Failed { .. } => "failed",
             AttemptOutcome::Abandoned { .. } => "abandoned",
+            AttemptOutcome::Gone { .. } => "gone",
         }
     }
 
@@ -85,7 +91,8 @@ impl AttemptOutcome {
             AttemptOutcome::Retry { error, .. }
             | AttemptOutcome::Reschedule { error, .. }
             | AttemptOutcome::Failed { error }
-            | AttemptOutcome::Abandoned { error } => Some(error),
+            | AttemptOutcome::Abandoned { error }
+            | AttemptOutcome::Gone { error } => Some(error),
             AttemptOutcome::Delivered | AttemptOutcome::InProgress => None,
         }
     }
@@ -100,6 +107,9 @@ pub enum FinishResult {
     Superseded,
     /// Our lease was taken over by a newer attempt: nothing written.
     Fenced,
+    /// Written, and the write disabled the subscription (endpoint health): its other pending deliveries
+    /// are then failed by [`Store::fail_disabled_pending`].
+    Disabled(DisabledReason),
 }
 
 /// One delivery of a [`Store::begin_attempts`] batch.
@@ -336,7 +346,7 @@ impl Store {
         if clustered {
             keys.push(k.sub_outcomes(shard));
         }
-        let mut args = Vec::with_capacity(11 + 11 * items.len());
+        let mut args = Vec::with_capacity(16 + 11 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -348,6 +358,12 @@ impl Store {
         args.extend([
             ATTEMPT_LOG_LEN.to_string(),
             if clustered { "1" } else { "" }.to_owned(),
+            // Endpoint health: on a cluster these apply in the fold instead (the subscription's slot).
+            policy.health.disable_after_failures.to_string(),
+            micros(policy.health.disable_after_failing_for).to_string(),
+            k.subscriptions_by_status_prefix(),
+            k.subscriptions_by_event_prefix(),
+            k.match_generation(),
         ]);
         for i in items {
             keys.push(k.delivery(i.id));
@@ -400,6 +416,12 @@ impl Store {
                 "fenced" => Ok(FinishResult::Fenced),
                 "superseded" => Ok(FinishResult::Superseded),
                 s if s == i.outcome.name() => Ok(FinishResult::Written),
+                s if s.strip_suffix("+disabled") == Some(i.outcome.name()) => {
+                    Ok(FinishResult::Disabled(match i.outcome {
+                        AttemptOutcome::Gone { .. } => DisabledReason::Gone,
+                        _ => DisabledReason::Failing,
+                    }))
+                }
                 other => Err(Error::Script(format!("finish_attempts: {other}"))),
             })
             .collect::<Result<Vec<_>>>()?;

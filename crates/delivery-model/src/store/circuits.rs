@@ -41,6 +41,8 @@ pub struct CircuitPolicy {
     pub open_windows: Vec<Duration>,
     /// How long a half-open probe holds the circuit before another attempt may probe.
     pub probe_lease: Duration,
+    /// When failures disable the subscription itself (the breaker only pauses a host).
+    pub health: HealthPolicy,
 }
 
 impl Default for CircuitPolicy {
@@ -49,8 +51,20 @@ impl Default for CircuitPolicy {
             failure_threshold: 5,
             open_windows: [60, 300, 900, 1800].map(Duration::from_secs).to_vec(),
             probe_lease: Duration::from_secs(40),
+            health: HealthPolicy::default(),
         }
     }
+}
+
+/// Endpoint health (issue #18): when an outcome disables a subscription for its failures
+/// ([`DisabledReason::Failing`](crate::subscription::DisabledReason::Failing)). A `410 Gone`
+/// ([`AttemptOutcome::Gone`](super::AttemptOutcome::Gone)) disables it whatever this says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HealthPolicy {
+    /// Permanent failures in a row (`publication_failures`) that may disable it; 0: never.
+    pub disable_after_failures: u32,
+    /// … if it has also had no success (or, never used, no creation) for this long.
+    pub disable_after_failing_for: Duration,
 }
 
 static NO_POLICY: std::sync::LazyLock<CircuitPolicy> =

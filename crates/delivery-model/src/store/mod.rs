@@ -36,8 +36,10 @@ mod deliveries;
 pub mod delivery_queries;
 mod durability;
 mod fanout_shards;
+pub mod health;
 pub mod idempotency;
 pub mod import;
+mod limits;
 mod queue;
 pub mod quotas;
 mod replay;
@@ -48,7 +50,7 @@ pub mod secrets;
 mod sentinel;
 pub mod stats;
 mod streams;
-mod sub_outcomes;
+pub mod sub_outcomes;
 mod subscriptions;
 
 use std::collections::HashMap;
@@ -66,12 +68,14 @@ use crate::time::Micros;
 
 pub use attempts::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, CircuitState,
-    CircuitUpdate, FinishItem, FinishResult, Leased,
+    CircuitUpdate, FinishItem, FinishResult, HealthPolicy, Leased,
 };
 pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
+pub use health::EnableResult;
+pub use limits::{LimitDecision, LimitTiming};
 pub use secrets::{ResealReport, Rotation};
 pub use sentinel::SentinelOptions;
 pub use streams::{StreamEntry, StreamReader, entry_time_ms};

@@ -67,6 +67,20 @@ impl Store {
         max: u64,
         now: Micros,
     ) -> Result<RetrySummary> {
+        self.retry_failed_where(subscription, (from_ms, to_ms), max, now, |_| true)
+            .await
+    }
+
+    /// [`Store::retry_failed`] for the failed deliveries `select` picks; the others are passed over (and
+    /// not counted).
+    pub(super) async fn retry_failed_where(
+        &self,
+        subscription: SubscriptionId,
+        (from_ms, to_ms): (Option<i64>, Option<i64>),
+        max: u64,
+        now: Micros,
+        select: impl Fn(&DeliveryRecord) -> bool,
+    ) -> Result<RetrySummary> {
         let filter = DeliveryFilter {
             subscription: Some(subscription),
             status: Some(DeliveryStatus::Failed),
@@ -75,30 +89,36 @@ impl Store {
             ..DeliveryFilter::default()
         };
         let mut summary = RetrySummary::default();
+        // Failed deliveries left where they are (skipped or not selected): the offset of the next page.
+        let mut passed = 0;
         loop {
             let done = summary.queued + summary.skipped;
-            // Retried deliveries leave the failed index; skipped ones stay at its head, so they are the
-            // offset of the next page.
+            // Retried deliveries leave the failed index; the others stay at its head.
             if done >= max {
-                let rest = self.query_deliveries(&filter, summary.skipped, 1).await?;
-                summary.more = !rest.items.is_empty();
+                let rest = self.query_deliveries(&filter, passed, RETRY_PAGE).await?;
+                summary.more = rest.items.iter().any(&select);
                 return Ok(summary);
             }
             let page = self
-                .query_deliveries(&filter, summary.skipped, (max - done).min(RETRY_PAGE))
+                .query_deliveries(&filter, passed, (max - done).min(RETRY_PAGE))
                 .await?;
             if page.items.is_empty() {
                 return Ok(summary);
             }
+            let (chosen, other): (Vec<_>, Vec<_>) = page.items.iter().partition(|r| select(r));
+            passed += other.len() as u64;
             // Each retry is its own atomic script, so a page's run concurrently.
             let results = futures::future::try_join_all(
-                page.items.iter().map(|r| self.retry_delivery(r.id, now)),
+                chosen.iter().map(|r| self.retry_delivery(r.id, now)),
             )
             .await?;
             for r in results {
                 match r {
                     RetryResult::Queued(_) => summary.queued += 1,
-                    _ => summary.skipped += 1,
+                    _ => {
+                        summary.skipped += 1;
+                        passed += 1;
+                    }
                 }
             }
         }

@@ -107,16 +107,13 @@ macro_rules! script {
     };
 }
 
-/// A script that uses the circuit breaker's shared functions (`lua/lib/circuit.lua`), prepended to its
-/// source: one definition of the breaker for the script that writes it beside an outcome (one node) and the
-/// one that writes it alone (cluster).
-macro_rules! with_circuit {
-    ($name:ident, $file:literal) => {
+/// A script that uses shared Lua functions (`lua/lib/`), prepended to its source: one definition of the
+/// circuit breaker and of endpoint health for the scripts that apply them beside an outcome (one node) and
+/// those that apply them alone (cluster: `circuit_update`, `fold_outcomes`).
+macro_rules! with_lib {
+    ($name:ident, [$($lib:literal),+], $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(
-                concat!(include_str!("lua/lib/circuit.lua"), include_str!($file)),
-                "",
-            )
+            Script::new(concat!($(include_str!($lib),)+ include_str!($file)), "")
         });
     };
 }
@@ -136,9 +133,21 @@ script!(FANOUT, "lua/fanout.lua");
 script!(FANOUT_SHARD, "lua/fanout_shard.lua");
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 script!(BEGIN_ATTEMPTS, "lua/begin_attempts.lua");
-with_circuit!(FINISH_ATTEMPTS, "lua/finish_attempts.lua");
-with_circuit!(CIRCUIT_UPDATE, "lua/circuit_update.lua");
-script!(FOLD_OUTCOMES, "lua/fold_outcomes.lua");
+with_lib!(
+    FINISH_ATTEMPTS,
+    ["lua/lib/circuit.lua", "lua/lib/health.lua"],
+    "lua/finish_attempts.lua"
+);
+with_lib!(
+    CIRCUIT_UPDATE,
+    ["lua/lib/circuit.lua"],
+    "lua/circuit_update.lua"
+);
+with_lib!(
+    FOLD_OUTCOMES,
+    ["lua/lib/health.lua"],
+    "lua/fold_outcomes.lua"
+);
 script!(RENEW_LEASE, "lua/renew_lease.lua");
 script!(PROMOTE_DUE, "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
@@ -157,6 +166,12 @@ script!(INVOKE_ADDON, "lua/invoke_addon.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
 script!(STATS_ADD, "lua/stats_add.lua");
+script!(FAIL_DISABLED_PENDING, "lua/fail_disabled_pending.lua");
+script!(ENABLE_SUBSCRIPTION, "lua/enable_subscription.lua");
+script!(LIMIT_ACQUIRE, "lua/limit_acquire.lua");
+script!(LIMIT_RELEASE, "lua/limit_release.lua");
+script!(LIMIT_WAKE, "lua/limit_wake.lua");
+script!(SET_LIMITS, "lua/set_limits.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
 frees_memory!(DELETE_QUOTA, "lua/delete_quota.lua");

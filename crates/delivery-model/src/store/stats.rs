@@ -48,9 +48,12 @@ impl FinishItem {
             (FinishResult::Superseded, _) | (_, AttemptOutcome::InProgress) => Counted::AttemptOnly,
             (_, AttemptOutcome::Delivered) => Counted::Delivered,
             (_, AttemptOutcome::Retry { .. }) => Counted::Retried,
-            (_, AttemptOutcome::Failed { .. } | AttemptOutcome::Abandoned { .. }) => {
-                Counted::Failed
-            }
+            (
+                _,
+                AttemptOutcome::Failed { .. }
+                | AttemptOutcome::Gone { .. }
+                | AttemptOutcome::Abandoned { .. },
+            ) => Counted::Failed,
         };
         Some(OutcomeSample {
             subscription: self.subscription_id,

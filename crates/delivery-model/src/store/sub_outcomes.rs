@@ -10,39 +10,56 @@
 
 use fred::prelude::*;
 
-use super::{Store, scripts};
-use crate::error::Result;
+use fred::types::Value;
+
+use super::{HealthPolicy, Store, scripts};
+use crate::error::{Error, Result};
+use crate::ids::SubscriptionId;
 use crate::keys::{Layout, Shard};
+use crate::subscription::DisabledReason;
 
 /// Most entries one fold script applies; a longer stream is folded over several calls.
 pub const FOLD_CHUNK: usize = 500;
 
+/// What [`Store::fold_outcomes`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Counter effects applied.
+    pub applied: usize,
+    /// Subscriptions the fold disabled (endpoint health), for the caller to fail their pending deliveries.
+    pub disabled: Vec<(SubscriptionId, DisabledReason)>,
+}
+
 impl Store {
-    /// Folds every shard's pending counter effects into the subscriptions (nothing on one node). Returns
-    /// how many effects this call applied.
+    /// Folds every shard's pending counter effects into the subscriptions (nothing on one node), applying
+    /// endpoint health (`health`) as the outcome script does on one node.
     ///
     /// # Errors
     /// Redis failure (what was folded before it stays folded; the rest waits for the next call).
-    pub async fn fold_outcomes(&self) -> Result<usize> {
+    pub async fn fold_outcomes(&self, health: &HealthPolicy) -> Result<Folded> {
+        let mut folded = Folded::default();
         if self.keys().layout() == Layout::Standalone {
-            return Ok(0);
+            return Ok(folded);
         }
-        let mut applied = 0;
         for shard in self.keys().shards() {
             loop {
-                let n = self.fold_shard(shard).await?;
-                applied += n;
+                let n = self.fold_shard(shard, health, &mut folded).await?;
                 if n < FOLD_CHUNK {
                     break;
                 }
             }
         }
-        Ok(applied)
+        Ok(folded)
     }
 
-    /// One fold step on `shard`: up to [`FOLD_CHUNK`] entries after the watermark. Returns how many were
-    /// applied (0 when there were none, or another folder moved the watermark first).
-    async fn fold_shard(&self, shard: Shard) -> Result<usize> {
+    /// One fold step on `shard`: up to [`FOLD_CHUNK`] entries after the watermark, added to `folded`.
+    /// Returns how many were applied (0 when there were none, or another folder moved the watermark first).
+    async fn fold_shard(
+        &self,
+        shard: Shard,
+        health: &HealthPolicy,
+        folded: &mut Folded,
+    ) -> Result<usize> {
         let k = self.keys();
         let field = shard.index().to_string();
         let watermark: Option<String> = self.pool().hget(k.fold_watermarks(), &field).await?;
@@ -61,7 +78,19 @@ impl Store {
             return Ok(0);
         };
         let last = last.clone();
-        let mut args = vec![field, watermark, last.clone(), k.subscription_prefix()];
+        let mut args = vec![
+            field,
+            watermark,
+            last.clone(),
+            k.subscription_prefix(),
+            health.disable_after_failures.to_string(),
+            u64::try_from(health.disable_after_failing_for.as_micros())
+                .unwrap_or(u64::MAX)
+                .to_string(),
+            k.subscriptions_by_status_prefix(),
+            k.subscriptions_by_event_prefix(),
+            k.match_generation(),
+        ];
         for (_, fields) in &entries {
             let get = |name: &str| {
                 fields
@@ -72,12 +101,29 @@ impl Store {
             };
             args.extend([get("sub"), get("kind"), get("t")]);
         }
-        let applied: i64 = scripts::FOLD_OUTCOMES
+        let reply: Vec<Value> = scripts::FOLD_OUTCOMES
             .run(self.pool(), vec![k.fold_watermarks()], args)
             .await?;
-        if applied == 0 {
+        let mut reply = reply.into_iter();
+        if reply.next().and_then(|v| v.as_i64()) != Some(1) {
             return Ok(0);
         }
+        while let (Some(sub), Some(reason)) = (reply.next(), reply.next()) {
+            let (sub, reason) = (sub.as_string(), reason.as_string());
+            let parsed = sub
+                .as_deref()
+                .and_then(|s| s.parse::<SubscriptionId>().ok())
+                .zip(
+                    reason
+                        .as_deref()
+                        .and_then(|r| r.parse::<DisabledReason>().ok()),
+                );
+            let Some(disabled) = parsed else {
+                return Err(Error::Script(format!("fold_outcomes: {sub:?} {reason:?}")));
+            };
+            folded.disabled.push(disabled);
+        }
+        folded.applied += entries.len();
         // Everything up to `last` is folded: drop it (the entry `last` itself stays until the next trim;
         // reads start after the watermark, so it is never applied again).
         let _: u64 = self

@@ -142,6 +142,17 @@ impl Store {
             .await?)
     }
 
+    /// How many subscriptions are in `status` (one `SCARD`).
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn count_subscriptions_by_status(&self, status: SubscriptionStatus) -> Result<u64> {
+        Ok(self
+            .pool()
+            .scard(self.keys().subscriptions_by_status(status))
+            .await?)
+    }
+
     /// Ids of the subscriptions in `status` (small sets walked by cleanup).
     ///
     /// # Errors

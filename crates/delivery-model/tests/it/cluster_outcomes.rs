@@ -14,9 +14,9 @@ use delivery_model::store::import::LegacyPlacement;
 use delivery_model::store::retries::RetryResult;
 use delivery_model::store::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, FinishItem,
-    FinishResult, Store, StoreOptions,
+    FinishResult, HealthPolicy, Store, StoreOptions,
 };
-use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::subscription::{DisabledReason, Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use fred::prelude::*;
 use test_support::cluster::Cluster;
@@ -97,6 +97,15 @@ fn outcome(
 
 async fn stream_len(raw: &Client, key: String) -> u64 {
     raw.xlen(key).await.unwrap()
+}
+
+/// One fold by a worker with the default health policy: how many effects it applied.
+async fn fold(store: &Store) -> usize {
+    store
+        .fold_outcomes(&HealthPolicy::default())
+        .await
+        .unwrap()
+        .applied
 }
 
 async fn finish(store: &Store, item: FinishItem, at: Micros) -> FinishResult {
@@ -197,13 +206,9 @@ async fn outcomes_stay_fenced_and_the_counters_fold_exactly_once() {
     );
 
     // Two workers fold at once: each effect is applied once, whoever wins each shard.
-    let (a, b) = tokio::join!(store.fold_outcomes(), other.fold_outcomes());
-    assert_eq!(a.unwrap() + b.unwrap(), 3);
-    assert_eq!(
-        store.fold_outcomes().await.unwrap(),
-        0,
-        "nothing is folded twice"
-    );
+    let (a, b) = tokio::join!(fold(&store), fold(&other));
+    assert_eq!(a + b, 3);
+    assert_eq!(fold(&store).await, 0, "nothing is folded twice");
     let after = store.get_subscription(sub.id).await.unwrap().unwrap();
     assert_eq!(after.last_successful_use, Some(t0));
     assert_eq!(
@@ -280,11 +285,7 @@ async fn callbacks_retries_and_stale_sweeps_stay_in_their_shard() {
         .await
         .unwrap();
     assert_eq!(sweep.failed, [silent.0.id]);
-    assert_eq!(
-        store.fold_outcomes().await.unwrap(),
-        4,
-        "two successes, a callback, a stale"
-    );
+    assert_eq!(fold(&store).await, 4, "two successes, a callback, a stale");
     let s = store.get_subscription(sub.id).await.unwrap().unwrap();
     assert_eq!(
         s.timeout_count, 0,
@@ -331,5 +332,49 @@ async fn callbacks_retries_and_stale_sweeps_stay_in_their_shard() {
         store.retry_delivery(orphan.id, now_micros()).await.unwrap(),
         RetryResult::SubscriptionNotActive(None)
     );
+    store.quit().await;
+}
+
+#[tokio::test]
+async fn a_410_disables_its_subscription_in_the_fold() {
+    let cluster = Cluster::start(3, 0);
+    let (store, raw) = connect(&cluster).await;
+    let k = store.keys().clone();
+    store.ensure_queue_group().await.unwrap();
+    let sub = Subscription::new(
+        "owner-1",
+        "it",
+        "https://receiver.example.com/hook",
+        vec!["a.b".into()],
+        SubscriptionStatus::Active,
+        now_micros(),
+    );
+    assert!(store.create_subscription(&sub).await.unwrap());
+    let shard = k.shards().next().unwrap();
+    let gone = leased(&store, &sub, shard, "T0").await;
+    let error = "HTTP 410".to_owned();
+    // The shard script writes the outcome; the subscription (another slot) is disabled by the fold.
+    let r = finish(
+        &store,
+        outcome(
+            &gone,
+            "T0",
+            AttemptOutcome::Gone { error },
+            CircuitSignal::Failure,
+        ),
+        now_micros(),
+    )
+    .await;
+    assert_eq!(r, FinishResult::Written);
+    let before = store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(before.status, SubscriptionStatus::Active);
+    let folded = store.fold_outcomes(&HealthPolicy::default()).await.unwrap();
+    assert_eq!(folded.disabled, [(sub.id, DisabledReason::Gone)]);
+    let after = store.get_subscription(sub.id).await.unwrap().unwrap();
+    assert_eq!(after.status, SubscriptionStatus::Inactive);
+    assert_eq!(after.publication_failures, 1);
+    // It no longer matches events (the consumer's candidate set).
+    let members: Vec<String> = raw.smembers(k.subscriptions_by_event("a.b")).await.unwrap();
+    assert!(members.is_empty(), "{members:?}");
     store.quit().await;
 }

@@ -289,6 +289,11 @@ pub struct WorkerSettings {
     pub delegation_ttl_secs: u64,
     pub circuit_failure_threshold: u32,
     pub circuit_open_ms: Vec<u64>,
+    /// Permanent failures in a row that, with no success for `disable_after_failing_for_secs`, disable a
+    /// subscription (0 = never).
+    pub disable_after_failures: u32,
+    /// See `disable_after_failures`, seconds.
+    pub disable_after_failing_for_secs: u64,
 }
 
 impl WorkerSettings {

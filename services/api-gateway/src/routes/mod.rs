@@ -12,8 +12,10 @@
 pub mod addons;
 pub mod console;
 pub mod deliveries;
+pub mod enable;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod openapi;
 pub mod quotas;
 pub mod rotation;
@@ -71,6 +73,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "POST",
         )
         .route(web::post().to(rotation::rotate_secret)),
+    )
+    .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}/limits", "PUT")
+            .route(web::put().to(limits::put_limits)),
+    )
+    .service(
+        resource("/admin/webhooks/subscriptions/{webhook_id}/enable", "POST")
+            .route(web::post().to(enable::enable_subscription)),
     )
     .service(
         resource(

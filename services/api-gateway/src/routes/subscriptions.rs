@@ -10,13 +10,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::ids::SubscriptionId;
 use delivery_model::signing::standard;
 use delivery_model::store::Secret;
-use delivery_model::subscription::{SignatureScheme, Subscription, SubscriptionStatus};
+use delivery_model::subscription::{
+    DisabledReason, RateLimit, SignatureScheme, Subscription, SubscriptionStatus,
+};
 use delivery_model::time::{format_micros, now_micros};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, WebhookIdPath, parse_uuid};
+use crate::routes::limits::{LimitsInput, RateLimitInput};
 use crate::routes::{ListQuery, quotas};
 use crate::state::AppState;
 use delivery_model::store::quotas::QuotaCreate;
@@ -48,6 +51,11 @@ pub struct SubscriptionInput {
     /// Hookline addition, `tmi` only: deliveries also carry `X-Webhook-Timestamp` and a signature over it.
     #[serde(default)]
     pub timestamp_header: Option<bool>,
+    /// Hookline addition (issue #18): per-subscription limits, see [`crate::routes::limits`].
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
+    #[serde(default)]
+    pub max_in_flight: Option<i64>,
 }
 
 impl std::fmt::Debug for SubscriptionInput {
@@ -61,6 +69,8 @@ impl std::fmt::Debug for SubscriptionInput {
             .field("signature_scheme", &self.signature_scheme)
             .field("timestamped_callbacks", &self.timestamped_callbacks)
             .field("timestamp_header", &self.timestamp_header)
+            .field("rate_limit", &self.rate_limit)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -201,6 +211,16 @@ pub struct SubscriptionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     threat_model_id: Option<&'a str>,
     url: &'a str,
+    /// Hookline addition (endpoint health): why the delivery-worker disabled it, while it is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<DisabledReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_at: Option<String>,
+    /// Hookline additions (issue #18): the subscription's limits, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<u32>,
 }
 
 impl<'a> SubscriptionView<'a> {
@@ -239,6 +259,10 @@ impl<'a> SubscriptionView<'a> {
             } else {
                 &s.url
             },
+            disabled_reason: s.disabled_reason,
+            disabled_at: s.disabled_at.map(format_micros),
+            rate_limit: s.rate_limit,
+            max_in_flight: s.max_in_flight,
         }
     }
 }
@@ -265,6 +289,11 @@ pub async fn create_subscription(
     JsonBody(input): JsonBody<SubscriptionInput>,
 ) -> ApiResult<HttpResponse> {
     let threat_model_id = input.validate()?;
+    let (rate_limit, max_in_flight) = LimitsInput {
+        rate_limit: input.rate_limit,
+        max_in_flight: input.max_in_flight,
+    }
+    .validate()?;
     let scheme = input.scheme()?;
     let secret = input.secret_for(scheme)?;
     // Standard Webhooks prefers asymmetric signatures: a `standard` subscription also signs with its own
@@ -290,6 +319,8 @@ pub async fn create_subscription(
         signing_key,
         timestamped_callbacks: input.timestamped_callbacks.unwrap_or(false),
         timestamp_header: input.timestamp_header.unwrap_or(false),
+        rate_limit,
+        max_in_flight,
         ..Subscription::new(
             caller.id,
             input.name,

@@ -148,6 +148,10 @@ impl TestApp {
         self.request(Method::POST, path)
     }
 
+    pub fn put(&self, path: &str) -> Req<'_> {
+        self.request(Method::PUT, path)
+    }
+
     pub fn delete(&self, path: &str) -> Req<'_> {
         self.request(Method::DELETE, path)
     }

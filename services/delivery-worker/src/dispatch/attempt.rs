@@ -1,25 +1,27 @@
 //! One delivery attempt whose lease is held, as typed stages:
 //!
 //! 1. prepare: the subscription must be active, the target must pass the outbound policy, a slot of the
-//!    host must come free and its circuit must not be open; else the attempt ends here ([`Concluded`]),
-//!    otherwise it is a [`PreparedAttempt`];
+//!    host must come free, its circuit must not be open and a limited subscription's limiter must agree;
+//!    else the attempt ends here ([`Concluded`]), otherwise it is a [`PreparedAttempt`];
 //! 2. send: exactly one POST of the stored payload bytes with TMI's headers ([`Sent`]);
 //! 3. classify: the answer (or the failure to get one) becomes an [`Outcome`] ([`Concluded`]);
 //! 4. finish: the outcome goes to the group commit, fenced by the lease, and is counted under its label.
 //!
-//! The host's slot travels with the attempt through every stage and is let go only once its outcome is
-//! written, so a host's slots bound its attempts until they are over.
+//! The host's slot (and a limited subscription's in-flight slot) travels with the attempt through every
+//! stage and is let go only once its outcome is written, so the slots bound attempts until they are over.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord};
+use delivery_model::ids::DeliveryId;
 use delivery_model::store::{CircuitSignal, FinishItem, FinishResult};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use http::{StatusCode, Uri};
 
 use super::host_slots::{self, Health, HostSlot};
+use super::limits::LimitSlot;
 use super::outcome::{DELIVERED, Outcome};
 use super::{Attempt, Dispatcher, Handled, circuit, header};
 use crate::client::{Answer, SendError};
@@ -52,6 +54,7 @@ struct PreparedAttempt {
     host: String,
     sub: Subscription,
     slot: HostSlot,
+    limit: Option<LimitSlot>,
 }
 
 /// A request made: its result, and what the record's log and the host's breaker learn from it.
@@ -61,6 +64,7 @@ struct Sent {
     host: String,
     signal: CircuitSignal,
     slot: HostSlot,
+    limit: Option<LimitSlot>,
 }
 
 /// An attempt whose outcome is decided: ready for its fenced write.
@@ -74,6 +78,8 @@ struct Concluded {
     trace: Option<Trace>,
     /// The host's slot, if one was taken: held until the outcome is written.
     slot: Option<HostSlot>,
+    /// The subscription's in-flight slot, if one was taken: given back once the outcome is written.
+    limit: Option<LimitSlot>,
 }
 
 impl Concluded {
@@ -85,6 +91,7 @@ impl Concluded {
             signal: CircuitSignal::None,
             trace: None,
             slot: None,
+            limit: None,
         }
     }
 }
@@ -134,9 +141,12 @@ impl Dispatcher {
             leased,
         } = attempt;
         let record = leased.record;
-        let concluded = match self.prepare(leased.subscription).await? {
-            Prepared::Ready(prepared) => {
+        let concluded = match self.prepare(record.id, leased.subscription).await? {
+            Prepared::Ready(mut prepared) => {
                 if !self.renew_if_waited(&record, &token, now).await? {
+                    if let Some(limit) = prepared.limit.take() {
+                        self.release(limit).await;
+                    }
                     self.metrics.deliveries.with_label_values(&["fenced"]).inc();
                     tracing::warn!("lease lost while waiting for the host's slot; not sent");
                     return Ok(Handled::LeftPending);
@@ -172,13 +182,15 @@ impl Dispatcher {
         self.store.renew_lease(record.id, token, until).await
     }
 
-    /// Checks everything that may stop an attempt before its request, in order: the subscription, the
-    /// target, a slot of the host (the attempt is deferred without one), the host's circuit.
+    /// Checks everything that may stop an attempt of delivery `id` before its request, in order: the
+    /// subscription, the target, a slot of the host (the attempt is deferred without one), the host's
+    /// circuit, and a limited subscription's limiter (deferred when over a limit).
     ///
     /// # Errors
-    /// Redis failure checking the circuit.
+    /// Redis failure checking the circuit or the limiter.
     async fn prepare(
         &self,
+        id: DeliveryId,
         subscription: Option<Subscription>,
     ) -> delivery_model::Result<Prepared> {
         let sub = match subscription {
@@ -187,7 +199,10 @@ impl Dispatcher {
                 return Ok(Concluded::early(Outcome::Abandoned { error }).into());
             }
             Some(s) if s.status != SubscriptionStatus::Active => {
-                let error = format!("subscription is not active (status {})", s.status);
+                let error = match s.disabled_reason {
+                    Some(reason) => reason.delivery_error().to_owned(),
+                    None => format!("subscription is not active (status {})", s.status),
+                };
                 return Ok(Concluded::early(Outcome::Abandoned { error }).into());
             }
             Some(s) => s,
@@ -202,6 +217,7 @@ impl Dispatcher {
         };
         let host = uri.host().unwrap_or_default().to_ascii_lowercase();
         let Some(slot) = self.hosts.acquire(&host, self.cfg.host_wait).await else {
+            self.metrics.deferrals.with_label_values(&["host"]).inc();
             let at = host_slots::deferred_until();
             let deferred = Concluded::early(Outcome::Deferred { at });
             return Ok(Concluded { host, ..deferred }.into());
@@ -211,11 +227,30 @@ impl Dispatcher {
             let slot = Some(slot);
             return Ok(Concluded { host, slot, ..open }.into());
         }
+        // Only a limited subscription asks the limiter: unlimited ones pay nothing for the feature.
+        let limit = if sub.is_limited() {
+            match self.limit(&sub, id).await? {
+                Ok(limit) => limit,
+                Err(deferred) => {
+                    let slot = Some(slot);
+                    let deferred = Concluded::early(deferred);
+                    return Ok(Concluded {
+                        host,
+                        slot,
+                        ..deferred
+                    }
+                    .into());
+                }
+            }
+        } else {
+            None
+        };
         Ok(Prepared::Ready(PreparedAttempt {
             uri,
             host,
             sub,
             slot,
+            limit,
         }))
     }
 
@@ -276,6 +311,7 @@ impl Dispatcher {
             host: p.host,
             signal,
             slot: p.slot,
+            limit: p.limit,
         }
     }
 
@@ -295,6 +331,7 @@ impl Dispatcher {
             signal: sent.signal,
             trace: Some(sent.trace),
             slot: Some(sent.slot),
+            limit: sent.limit,
         }
     }
 
@@ -341,12 +378,22 @@ impl Dispatcher {
             log,
         };
         let writing = Instant::now();
-        let written = self.outcomes.write(item).await?;
+        let written = self.outcomes.write(item).await;
+        // Written or not, the request is over: its in-flight slot goes back (a failed write leaves the entry
+        // pending for another attempt, which asks the limiter again).
+        if let Some(limit) = c.limit {
+            self.release(limit).await;
+        }
+        let written = written?;
         self.metrics
             .outcome_write
             .observe(writing.elapsed().as_secs_f64());
         let label = match written {
             FinishResult::Written => label,
+            FinishResult::Disabled(reason) => {
+                self.disabled(record.subscription_id, reason);
+                label
+            }
             FinishResult::Superseded => "superseded",
             FinishResult::Fenced => "fenced",
         };

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use delivery_model::store::CircuitPolicy;
+use delivery_model::store::{CircuitPolicy, HealthPolicy};
 use http::HeaderValue;
 use service_common::config::Settings;
 
@@ -61,6 +61,12 @@ impl DispatchConfig {
                     .map(|ms| Duration::from_millis(*ms))
                     .collect(),
                 probe_lease: s.worker.lease(&s.outbound),
+                health: HealthPolicy {
+                    disable_after_failures: s.worker.disable_after_failures,
+                    disable_after_failing_for: Duration::from_secs(
+                        s.worker.disable_after_failing_for_secs,
+                    ),
+                },
             },
         })
     }

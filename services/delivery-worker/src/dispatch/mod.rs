@@ -16,7 +16,9 @@
 //!   how an answer's error and `Retry-After` are read.
 //! - [`header`]: TMI's header names and the headers of each request the worker sends.
 //! - `host_slots`: the per-host limit on requests in flight.
+//! - `limits`: the per-subscription rate and in-flight limits, shared by every replica through Redis.
 //! - `circuit`: this worker's view of the shared circuit breaker.
+//! - `health`: what follows when an outcome write disabled a subscription (endpoint health).
 //! - `challenge`: a subscription's verification challenge.
 //!
 //! [`AttemptOutcome`]: delivery_model::store::AttemptOutcome
@@ -26,8 +28,10 @@ mod challenge;
 mod circuit;
 mod config;
 pub mod header;
+mod health;
 mod host_slots;
 mod lease;
+mod limits;
 mod outcome;
 
 use std::time::{Duration, Instant};
@@ -43,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::outcomes::Outcomes;
 
 pub use config::DispatchConfig;
+pub(crate) use health::on_disabled;
 pub use lease::Attempt;
 
 /// Handles queue entries. Shared by every task of the worker.

@@ -28,6 +28,8 @@ pub(super) enum Outcome {
     Retry { error: String, at: Micros },
     /// The last attempt failed.
     Failed { error: String },
+    /// The receiver answered `410 Gone`: failed for good, and the subscription is disabled with it.
+    Gone { error: String },
     /// The target failed the outbound policy: retrying will not help, so it fails for good.
     Refused { error: String },
     /// The subscription is gone or not active: nothing was sent.
@@ -36,6 +38,9 @@ pub(super) enum Outcome {
     Deferred { at: Micros },
     /// The host's circuit is open: try again when it may close, without consuming an attempt.
     CircuitOpen { until: Micros },
+    /// Over the subscription's rate or in-flight limit: try again at `at` (the time the limiter named),
+    /// without consuming an attempt.
+    Limited { at: Micros },
 }
 
 impl Outcome {
@@ -46,10 +51,12 @@ impl Outcome {
             Outcome::InProgress => "in_progress",
             Outcome::Retry { .. } => "retry",
             Outcome::Failed { .. } => "failed",
+            Outcome::Gone { .. } => "gone",
             Outcome::Refused { .. } => "refused",
             Outcome::Abandoned { .. } => "abandoned",
             Outcome::Deferred { .. } => "deferred",
             Outcome::CircuitOpen { .. } => "circuit_open",
+            Outcome::Limited { .. } => "limited",
         }
     }
 
@@ -63,7 +70,8 @@ impl Outcome {
                 AttemptOutcome::Failed { error }
             }
             Outcome::Abandoned { error } => AttemptOutcome::Abandoned { error },
-            Outcome::Deferred { at } => AttemptOutcome::Reschedule {
+            Outcome::Gone { error } => AttemptOutcome::Gone { error },
+            Outcome::Deferred { at } | Outcome::Limited { at } => AttemptOutcome::Reschedule {
                 error: String::new(),
                 at,
             },
@@ -89,6 +97,10 @@ impl Outcome {
             };
         }
         let error = http_error(a.status, &a.body, cfg.excerpt_bytes);
+        // The receiver says it is gone for good: no retry, and the outcome write disables the subscription.
+        if a.status == StatusCode::GONE {
+            return Outcome::Gone { error };
+        }
         let wait = match a.status.as_u16() {
             429 | 503 => retry_after(a),
             _ => None,
@@ -234,6 +246,11 @@ mod tests {
             open.stored(),
             AttemptOutcome::Reschedule { error, at: 7 } if error == "circuit open"
         ));
+        let gone = Outcome::of_answer(&cfg(), 0, &answer(410, "bye"));
+        assert_eq!(gone.label(), "gone");
+        assert!(
+            matches!(gone.stored(), AttemptOutcome::Gone { error } if error == "HTTP 410: bye")
+        );
         let deferred = Outcome::Deferred { at: 7 };
         assert_eq!(deferred.label(), "deferred");
         assert_eq!(deferred.stored().error(), Some(""));

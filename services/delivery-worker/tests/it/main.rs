@@ -22,6 +22,9 @@ use test_support::redis::RedisServer;
 use test_support::store::StoreFixture;
 use test_support::wait;
 
+mod health;
+mod limits;
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 const DELIVERIES: &str = "hookline_worker_deliveries_total";
 

@@ -245,6 +245,10 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         previous_secret_until: None,
         timestamped_callbacks: false,
         timestamp_header: false,
+        disabled_reason: None,
+        disabled_at: None,
+        rate_limit: None,
+        max_in_flight: None,
         operator_pinned: row.operator_pinned,
     })
 }

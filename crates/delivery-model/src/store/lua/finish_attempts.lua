@@ -15,15 +15,21 @@
 -- ARGV[5] status-zset prefix, ARGV[6] failures that open a circuit, ARGV[7] now (ms),
 -- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s), ARGV[10] attempts the log keeps,
 -- ARGV[11] '1' on a cluster (KEYS[4] given, one key per item), '' on one node,
+-- ARGV[12] permanent failures in a row that disable a subscription (0 = never), ARGV[13] for how long it
+-- must also have had no success (us), ARGV[14] subscription status-set prefix, ARGV[15] event-set prefix,
+-- ARGV[16] match-generation key (12–16 apply on one node; on a cluster the fold applies them),
 -- then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
--- without an attempt), queue entry id, last error, next retry (us), retry due (ms), retry message,
+-- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us), retry due (ms), retry message,
 -- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
 -- ('' = none: nothing was attempted), subscription id
--- Returns one of 'fenced', 'superseded' or the outcome written per item.
-local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1}
+-- Returns one of 'fenced', 'superseded' or the outcome written per item, the latter followed by
+-- '+disabled' when this item disabled its subscription (one node only: on a cluster the fold disables).
+local known = {delivered = 1, in_progress = 1, retry = 1, reschedule = 1, failed = 1, abandoned = 1, gone = 1}
 local now, group = ARGV[1], ARGV[2]
 local windows = circuit_windows(ARGV[8])
 local clustered = ARGV[11] == '1'
+local health = {now = now, threshold = tonumber(ARGV[12]), failing_for = tonumber(ARGV[13]),
+  status_prefix = ARGV[14], event_prefix = ARGV[15], generation = ARGV[16]}
 -- Work shared by the items of a batch is done once, in an order that keeps each item's effect what a lone
 -- call would have had: queue entries are acknowledged together at the end; a subscription's success is
 -- written once (before any later failure of the same subscription counts); a closed circuit is deleted once.
@@ -51,12 +57,17 @@ local function write_success(sub)
   succeeded[sub] = nil
 end
 
-local function write_failure(sub)
+-- A permanent failure (failed, gone). On one node it counts and may disable the subscription (endpoint
+-- health: a 410 at once, other failures past the threshold); returns true when it disabled.
+local function write_failure(sub, outcome)
   if clustered then
-    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', 'failure', 't', now)
-  elseif redis.call('EXISTS', sub) == 1 then
-    redis.call('HINCRBY', sub, 'publication_failures', 1)
+    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', outcome == 'gone' and 'gone' or 'failure', 't', now)
+    return false
   end
+  if redis.call('EXISTS', sub) == 0 then return false end
+  local failures = redis.call('HINCRBY', sub, 'publication_failures', 1)
+  if outcome == 'gone' then return disable(sub, 'gone', health) end
+  return failing(sub, failures, health)
 end
 
 local function finish(record, sub, circuit_key, a)
@@ -118,14 +129,14 @@ local function finish(record, sub, circuit_key, a)
     redis.call('HDEL', record, 'lease', 'lease_until')
     redis.call('ZADD', KEYS[2], due_ms, retry_msg)
     redis.call('EXPIRE', record, ARGV[3])
-  else -- failed, abandoned
+  else -- failed, gone, abandoned
     write({'status', 'failed', 'last_error', err, 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('failed')
     redis.call('EXPIRE', record, ARGV[4])
-    if outcome == 'failed' then
+    if outcome ~= 'abandoned' then
       if succeeded[sub] then write_success(sub) end
-      write_failure(sub)
+      if write_failure(sub, outcome) then return outcome .. '+disabled' end
     end
   end
   return outcome
@@ -136,12 +147,12 @@ if clustered then first, per_item = 5, 1 end
 local items = (#KEYS - first + 1) / per_item
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[13 + i * 11]
+  local outcome = ARGV[18 + i * 11]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
-  local k, a = first + i * per_item, 12 + i * 11
+  local k, a = first + i * per_item, 17 + i * 11
   if clustered then
     results[#results + 1] = finish(KEYS[k], ARGV[a + 10], nil, a)
   else
