@@ -260,6 +260,7 @@ impl Stack {
             timestamp: Some("2026-04-01T12:00:00Z".into()),
             payload: payload.to_string(),
             delivery_id: None,
+            trace: None,
         };
         self.store.publish_event(&event).await.expect("publish")
     }

@@ -18,6 +18,7 @@
 //!   over a stalled consumer's entries, blocking reads, group recreation, reconnects, the shutdown rule).
 //! - [`quota`]: per-owner quota overrides (subscriptions, add-on invocations) and their defaults' shape.
 //! - [`secret_box`]: AES-256-GCM encryption at rest of subscription secrets under configured keys.
+//! - [`trace`]: the W3C trace context carried by stream entries, challenge messages and delivery records.
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
@@ -35,5 +36,6 @@ pub mod signing;
 pub mod store;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 
 pub use error::{Error, Result};

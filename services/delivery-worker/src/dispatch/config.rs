@@ -27,6 +27,8 @@ pub struct DispatchConfig {
     /// extra Redis call.
     pub renew_after: Duration,
     pub circuit: CircuitPolicy,
+    /// `outbound.send_traceparent`: deliveries carry the attempt's W3C trace context to the receiver.
+    pub send_traceparent: bool,
 }
 
 impl DispatchConfig {
@@ -62,6 +64,7 @@ impl DispatchConfig {
                     .collect(),
                 probe_lease: s.worker.lease(&s.outbound),
             },
+            send_traceparent: s.outbound.send_traceparent,
         })
     }
 
@@ -109,6 +112,7 @@ pub(super) mod tests {
             host_wait: Duration::from_secs(30),
             renew_after: Duration::from_secs(5),
             circuit: CircuitPolicy::default(),
+            send_traceparent: false,
         }
     }
 

@@ -18,6 +18,8 @@
 //! - `host_slots`: the per-host limit on requests in flight.
 //! - `circuit`: this worker's view of the shared circuit breaker.
 //! - `challenge`: a subscription's verification challenge.
+//! - `spans`: the attempt's and the challenge's spans (continuing the trace their work carries) and the
+//!   outbound `traceparent`.
 //!
 //! [`AttemptOutcome`]: delivery_model::store::AttemptOutcome
 
@@ -29,8 +31,11 @@ pub mod header;
 mod host_slots;
 mod lease;
 mod outcome;
+mod spans;
 
 use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
 
 use delivery_model::ids::DeliveryId;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
@@ -132,8 +137,14 @@ impl Dispatcher {
                     None => Handled::LeftPending,
                 };
             }
-            Some(Ok(QueueMessage::ChallengeV1 { subscription_id })) => {
-                self.challenge(stream, &entry.id, subscription_id).await
+            Some(Ok(QueueMessage::ChallengeV1 {
+                subscription_id,
+                trace,
+            })) => {
+                let span = spans::challenge(subscription_id, trace.as_ref());
+                self.challenge(stream, &entry.id, subscription_id, trace)
+                    .instrument(span)
+                    .await
             }
             _ => {
                 tracing::warn!(entry.id = %entry.id, "undecodable queue entry acknowledged and skipped");
@@ -149,7 +160,8 @@ impl Dispatcher {
     /// Makes one attempt whose lease [`Dispatcher::begin_batch`] took.
     pub async fn attempt(&self, attempt: Attempt) -> Handled {
         let entry_id = attempt.entry_id.clone();
-        let result = self.attempt_delivery(attempt).await;
+        let span = spans::attempt(&attempt.leased.record);
+        let result = self.attempt_delivery(attempt).instrument(span).await;
         self.settle(&entry_id, result)
     }
 
