@@ -7,8 +7,9 @@
 //! OpenTelemetry layer: spans have no context of their own, and [`continuation`] hands the incoming context
 //! on unchanged, so a hop that exports nothing does not break the trace of the hops that do.
 //!
-//! Span conventions: the OpenTelemetry name of a span is its `otel.name` field (else the span's name), its
-//! kind `otel.kind` (`server` for API requests, `consumer` for stream work, `client` for outbound requests).
+//! Span conventions: the OpenTelemetry name of a span is its `otel.name` field at creation (else the span's
+//! name; [`rename`] once it is known later), its kind `otel.kind` (`server` for API requests, `consumer` for
+//! stream work, `client` for outbound requests).
 
 use std::collections::HashMap;
 
@@ -38,6 +39,12 @@ pub fn add_link(span: &Span, other: Option<&TraceContext>) {
     if let Some(cx) = other.map(otel_context) {
         span.add_link(cx.span().span_context().clone());
     }
+}
+
+/// Renames `span` in its export (an API request's span once its route is known). A recorded `otel.name`
+/// field only names a span that has not started yet.
+pub fn rename(span: &Span, name: String) {
+    span.context().span().update_name(name);
 }
 
 /// The context of `span`, for the next hop to continue; `None` without trace export.

@@ -85,7 +85,6 @@ where
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!(
         "request",
-        otel.name = tracing::field::Empty,
         otel.kind = "server",
         request.id = %id,
         http.method = %method,
@@ -110,7 +109,7 @@ where
         }
         let route = res.request().match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
         let status = res.status().as_u16();
-        request_span.record("otel.name", format!("{method} {route}"));
+        service_common::trace::rename(&request_span, format!("{method} {route}"));
         request_span.record("http.route", route.as_str());
         request_span.record("http.response.status_code", status);
         let elapsed = started.elapsed();
