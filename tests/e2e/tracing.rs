@@ -3,7 +3,8 @@
 //! succeeds shows up as one trace: the caller's span → the gateway's request span → the consumer's fan-out →
 //! two attempt spans (outcomes `retry`, then `delivered`); the receiver gets the attempt's `traceparent`
 //! (`outbound.send_traceparent`), and the gateway's log line carries the trace id. An entry appended
-//! straight to `tmi:events` with a `traceparent` field is continued the same way.
+//! straight to `tmi:events` with a `traceparent` field is continued the same way, and an async receiver's
+//! status callback joins its delivery's trace.
 
 use std::time::Duration;
 
@@ -227,4 +228,50 @@ async fn an_entry_appended_with_a_traceparent_field_is_continued_by_fan_out_and_
         })
         .await;
     assert_eq!(other.parent_span_id, "", "a root span");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_receivers_status_callback_joins_the_deliverys_trace() {
+    let otlp = OtlpReceiver::start().await;
+    let stack = traced_stack(&otlp).await;
+    let rx = Receiver::start().await;
+    rx.set_async(true);
+    let (_, secret) = stack.verified_subscription(&rx, &[EVENT], None).await;
+    let producer = TraceContext::parse(
+        Some("00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-01"),
+        None,
+    )
+    .unwrap();
+    stack
+        .publish_traced(EVENT, None, json!({"n": 4}), Some(producer.clone()))
+        .await;
+    let got = rx.wait_for_deliveries(1, WAIT).await;
+    let id = got[0].delivery_id().expect("delivery id").to_owned();
+    let answer = stack
+        .callback(&id, &secret, r#"{"status":"completed"}"#)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    let trace_id = producer.trace_id();
+    let (fan_out, callback, request) = otlp
+        .wait_for("the status callback span", EXPORT_WAIT, |s| {
+            let fan_out = span(s, "event-consumer", "event.fan_out", trace_id)?;
+            let callback = span(s, "api-gateway", "delivery.status_callback", trace_id)?;
+            let request = s.iter().find(|r| {
+                r.service == "api-gateway"
+                    && r.name == "POST /webhook-deliveries/{delivery_id}/status"
+            })?;
+            Some((fan_out.clone(), callback.clone(), request.clone()))
+        })
+        .await;
+    assert_eq!(
+        callback.parent_span_id, fan_out.span_id,
+        "a child of the context its record holds"
+    );
+    assert_eq!(callback.attr("delivery.id"), Some(id.as_str()));
+    assert_eq!(
+        callback.links,
+        [(request.trace_id.clone(), request.span_id.clone())],
+        "linked to the callback request's own span"
+    );
 }
