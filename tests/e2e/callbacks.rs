@@ -217,6 +217,17 @@ async fn async_receiver_reports_progress_then_completes() {
         (DeliveryStatus::Delivered, 100)
     );
     assert!(r.delivered_at.is_some());
+    // The completion is the delivery's end: the gateway observes it in the SLO histogram (progress
+    // callbacks did not), under the worker's name, so the SLO's sums see it.
+    let metrics = format!("http://{}/metrics", stack.api.ops_addr());
+    let (status, _, text) = test_support::http::request("GET", &metrics, &[], "").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.lines()
+            .any(|l| l == "hookline_worker_event_to_delivered_seconds_count 1"),
+        "{text}"
+    );
     assert_eq!(
         activity(&redis).await,
         None,

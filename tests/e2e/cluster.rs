@@ -97,6 +97,7 @@ fn created(i: usize) -> StreamEvent {
         timestamp: Some("2026-04-01T12:00:00Z".into()),
         payload: format!(r#"{{"event_type":"threat_model.created","object_id":"tm-{i}"}}"#),
         delivery_id: None,
+        trace: None,
     }
 }
 

@@ -10,6 +10,7 @@ use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::Keyspace;
 use delivery_model::store::Store;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use delivery_model::trace::TraceContext;
 use serde_json::{Value, json};
 use test_support::receiver::Receiver;
 use test_support::redis::RedisServer;
@@ -239,6 +240,18 @@ impl Stack {
 
     /// Appends a TMI-shaped event to `tmi:events`, as TMI's emitter does.
     pub async fn publish(&self, event_type: &str, tm: Option<&str>, data: Value) -> String {
+        self.publish_traced(event_type, tm, data, None).await
+    }
+
+    /// [`publish`](Self::publish) with `traceparent`/`tracestate` fields in the entry when `trace` is set
+    /// (a producer that continues its own trace).
+    pub async fn publish_traced(
+        &self,
+        event_type: &str,
+        tm: Option<&str>,
+        data: Value,
+        trace: Option<TraceContext>,
+    ) -> String {
         let object_id = tm.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let mut payload = json!({
             "event_type": event_type,
@@ -260,6 +273,7 @@ impl Stack {
             timestamp: Some("2026-04-01T12:00:00Z".into()),
             payload: payload.to_string(),
             delivery_id: None,
+            trace,
         };
         self.store.publish_event(&event).await.expect("publish")
     }

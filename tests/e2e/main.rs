@@ -21,4 +21,5 @@ mod resilience;
 mod rotation;
 mod secrets;
 mod signatures;
+mod tracing;
 mod worker;

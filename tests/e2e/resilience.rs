@@ -32,6 +32,7 @@ async fn consumer_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
                     timestamp: None,
                     payload: payload.to_string(),
                     delivery_id: None,
+                    trace: None,
                 };
                 store.publish_event(&ev).await.unwrap();
                 if i % 50 == 0 {

@@ -52,6 +52,7 @@ pub(crate) fn stream_event(i: usize) -> StreamEvent {
         timestamp: Some("2026-04-01T12:00:00Z".into()),
         payload: payload.to_string(),
         delivery_id: None,
+        trace: None,
     }
 }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::ids::{AddonId, DeliveryId, SubscriptionId};
 use crate::subscription::{num, opt_num};
 use crate::time::Micros;
+use crate::trace::TraceContext;
 
 /// Delivery status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,6 +117,11 @@ pub mod field {
     /// The latest attempts, one JSON [`AttemptLogEntry`](super::AttemptLogEntry) per line, oldest first,
     /// at most [`ATTEMPT_LOG_LEN`](super::ATTEMPT_LOG_LEN) (internal; served by its own admin endpoint).
     pub const ATTEMPT_LOG: &str = "attempt_log";
+    /// The W3C trace context of the hop that created the record (internal): every attempt and the status
+    /// callbacks continue that trace. Absent on records written without one.
+    pub const TRACEPARENT: &str = crate::trace::TRACEPARENT;
+    /// Its `tracestate`, when there was one (internal).
+    pub const TRACESTATE: &str = crate::trace::TRACESTATE;
 }
 
 /// Attempts a record's log keeps (the latest ones).
@@ -188,6 +194,8 @@ pub struct DeliveryRecord {
     pub last_activity_at: Micros,
     pub addon_id: Option<AddonId>,
     pub invoked_by: Option<Invoker>,
+    /// Where this delivery's trace continues (set at creation, kept for every attempt).
+    pub trace: Option<TraceContext>,
 }
 
 impl DeliveryRecord {
@@ -215,6 +223,7 @@ impl DeliveryRecord {
             last_activity_at: now,
             addon_id: None,
             invoked_by: None,
+            trace: None,
         }
     }
 
@@ -265,6 +274,7 @@ impl DeliveryRecord {
                 None => None,
             },
             invoked_by,
+            trace: TraceContext::from_fields(h),
         })
     }
 
@@ -310,6 +320,9 @@ impl DeliveryRecord {
                 v.push((field::INVOKED_BY_SECURITY_REVIEWER, "true".to_owned()));
             }
         }
+        if let Some(t) = &self.trace {
+            v.extend(t.to_fields());
+        }
         v
     }
 }
@@ -349,6 +362,11 @@ mod tests {
         });
         r.last_error = Some("HTTP 500: boom".into());
         r.next_retry_at = Some(2_000);
+        r.trace = TraceContext::parse(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("congo=t61rcWkgMzE"),
+        );
+        assert!(r.trace.is_some());
         let h: HashMap<String, String> = r
             .to_fields()
             .into_iter()

@@ -3,6 +3,9 @@
 //! A stream entry carries TMI's fields, all strings: `event_type`, `threat_model_id`, `object_id`,
 //! `object_type`, `owner_id`, `timestamp` and `payload` (TMI's `EventPayload` JSON). Hookline's own producers
 //! add `delivery_id` to `addon.invoked` entries, naming the delivery record the invoke endpoint pre-created.
+//! Any entry may also carry `traceparent` and `tracestate` (W3C trace context, read with
+//! [`TraceContext::from_fields`](crate::trace::TraceContext::from_fields)): the consumer's fan-out continues
+//! that trace. TMI's emitter writes neither; an absent or malformed value changes nothing.
 //!
 //! Every receiver gets the same body shape, the unified envelope of TMI's design:
 //! `{"event_type", "threat_model_id", "timestamp", "object_type", "object_id", "data"}`.
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::DeliveryId;
+use crate::trace::TraceContext;
 
 /// `addon.invoked`: the delivery record exists already; the consumer only routes it to the worker.
 pub const ADDON_INVOKED: &str = "addon.invoked";
@@ -95,6 +99,8 @@ pub struct StreamEvent {
     pub payload: String,
     /// Set on Hookline's `addon.invoked` entries.
     pub delivery_id: Option<DeliveryId>,
+    /// The producer's trace (`traceparent`, `tracestate` fields), when it sent a well-formed one.
+    pub trace: Option<TraceContext>,
 }
 
 /// Why a stream entry cannot be processed. Such entries are acknowledged, logged and counted, never retried.
@@ -165,6 +171,7 @@ impl StreamEvent {
             event_type,
             payload,
             delivery_id,
+            trace: TraceContext::from_fields(fields),
         })
     }
 
@@ -186,7 +193,8 @@ impl StreamEvent {
         serde_json::to_string(&envelope)
     }
 
-    /// The fields to append for this event, in TMI's order (used by `POST /events` and the invoke endpoint).
+    /// The fields to append for this event, in TMI's order (used by `POST /events` and the invoke endpoint),
+    /// then Hookline's own (`delivery_id`, the trace context) when set.
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![
             (field::EVENT_TYPE, self.event_type.clone()),
@@ -205,6 +213,9 @@ impl StreamEvent {
         ];
         if let Some(id) = self.delivery_id {
             v.push((field::DELIVERY_ID, id.to_string()));
+        }
+        if let Some(t) = &self.trace {
+            v.extend(t.to_fields());
         }
         v
     }
@@ -280,6 +291,29 @@ mod tests {
             ])),
             Err(MalformedEvent::Payload(_))
         ));
+    }
+
+    #[test]
+    fn trace_fields_are_optional_and_malformed_ones_ignored() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let base = [("event_type", "team.created"), ("payload", "{}")];
+        let plain = StreamEvent::decode(&entry(&base)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.trace, None);
+        let bad = [base[0], base[1], ("traceparent", "not-a-traceparent")];
+        let with_bad = StreamEvent::decode(&entry(&bad)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(with_bad, plain, "a malformed traceparent changes nothing");
+        let good = [base[0], base[1], ("traceparent", tp), ("tracestate", "k=v")];
+        let traced = StreamEvent::decode(&entry(&good)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            traced.trace.as_ref().map(|t| t.trace_id()),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let fields: HashMap<String, String> = traced
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(StreamEvent::decode(&fields).ok(), Some(traced));
     }
 
     #[test]

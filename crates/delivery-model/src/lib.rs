@@ -20,6 +20,7 @@
 //! - [`secret_box`]: AES-256-GCM encryption at rest of subscription secrets under configured keys.
 //! - [`stats`]: per-minute and per-hour delivery counters for the console's charts (what is counted, how
 //!   percentiles are estimated).
+//! - [`trace`]: the W3C trace context carried by stream entries, challenge messages and delivery records.
 //! - [`time`]: the timestamp representation shared by records and the API (microseconds, RFC 3339).
 //! - [`error`]: this crate's error type.
 
@@ -38,5 +39,6 @@ pub mod stats;
 pub mod store;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 
 pub use error::{Error, Result};

@@ -5,12 +5,19 @@
 //! record (and its payload) when it attempts the delivery, so the stream stays small. The same encoding is the
 //! member of the retry schedule ZSET, so scheduling the same message twice keeps one member.
 //!
+//! A challenge message may carry the W3C trace context of the request that created its subscription
+//! (`traceparent`, `tracestate`: optional fields, ignored by a release that does not know them). A
+//! delivery's context lives in its record instead, which every attempt reads: retries, takeovers and an
+//! administrator's retry keep it without re-encoding, and a `delivery_v1` message stays one fixed string per
+//! delivery (the schedule's dedup above).
+//!
 //! A new message shape is a new variant (`DeliveryV2`, …), so entries written by an older release still
 //! decode during a rolling upgrade.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeliveryId, SubscriptionId};
+use crate::trace::TraceContext;
 
 /// The stream field that holds the encoded message.
 pub const MESSAGE_FIELD: &str = "m";
@@ -22,7 +29,12 @@ pub enum QueueMessage {
     /// Attempt delivery `delivery_id` now.
     DeliveryV1 { delivery_id: DeliveryId },
     /// Send the verification challenge of `subscription_id` now.
-    ChallengeV1 { subscription_id: SubscriptionId },
+    ChallengeV1 {
+        subscription_id: SubscriptionId,
+        /// The trace the challenge continues (the subscription's creation), when there is one.
+        #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+        trace: Option<TraceContext>,
+    },
 }
 
 impl QueueMessage {
@@ -33,8 +45,18 @@ impl QueueMessage {
             QueueMessage::DeliveryV1 { delivery_id } => {
                 format!(r#"{{"type":"delivery_v1","delivery_id":"{delivery_id}"}}"#)
             }
-            QueueMessage::ChallengeV1 { subscription_id } => {
-                format!(r#"{{"type":"challenge_v1","subscription_id":"{subscription_id}"}}"#)
+            QueueMessage::ChallengeV1 {
+                subscription_id,
+                trace,
+            } => {
+                let mut s =
+                    format!(r#"{{"type":"challenge_v1","subscription_id":"{subscription_id}""#);
+                // Validated values (hex, dashes; `tracestate` printable ASCII) but escaped all the same.
+                for (k, v) in trace.iter().flat_map(TraceContext::to_fields) {
+                    s.push_str(&format!(",\"{k}\":{}", serde_json::Value::from(v)));
+                }
+                s.push('}');
+                s
             }
         }
     }
@@ -60,6 +82,14 @@ mod tests {
             },
             QueueMessage::ChallengeV1 {
                 subscription_id: SubscriptionId::new_v4(),
+                trace: None,
+            },
+            QueueMessage::ChallengeV1 {
+                subscription_id: SubscriptionId::new_v4(),
+                trace: TraceContext::parse(
+                    Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                    Some("congo=\"t61\""),
+                ),
             },
         ];
         for m in msgs {
@@ -67,6 +97,19 @@ mod tests {
             assert_eq!(serde_json::to_string(&m).ok(), Some(by_hand.clone()));
             assert_eq!(QueueMessage::decode(&by_hand).ok(), Some(m));
         }
+    }
+
+    #[test]
+    fn challenge_without_trace_fields_still_decodes() {
+        let id = SubscriptionId::new_v4();
+        let old = format!(r#"{{"type":"challenge_v1","subscription_id":"{id}"}}"#);
+        assert_eq!(
+            QueueMessage::decode(&old).ok(),
+            Some(QueueMessage::ChallengeV1 {
+                subscription_id: id,
+                trace: None
+            })
+        );
     }
 
     #[test]

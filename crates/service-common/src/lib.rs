@@ -3,6 +3,8 @@
 //! - [`config`]: the one configuration loader (embedded defaults, optional file, `HOOKLINE__*` environment)
 //!   and the typed, validated [`Settings`](config::Settings).
 //! - [`telemetry`]: `tracing` logs (human or JSON) and optional OpenTelemetry trace export.
+//! - [`trace`]: W3C trace context across the hops (request headers and stored contexts to span parents and
+//!   back).
 //! - [`ops`]: the `/healthz`, `/readyz`, `/metrics` listener of every service.
 //! - [`shutdown`]: the process's one cancellation token, fired by SIGTERM or SIGINT.
 //! - [`redis`]: connecting the [`delivery_model::store::Store`] from settings.
@@ -21,6 +23,7 @@ pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+pub mod trace;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -87,6 +87,27 @@ pub fn hop_buckets() -> Vec<f64> {
     ]
 }
 
+/// Buckets of the SLO histograms: fine below a second, and the SLO thresholds operators pick (10 s, 30 s,
+/// 60 s, 5 min) as exact bucket bounds.
+pub const SLO_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+
+/// Name of the SLO histogram of deliveries delivered, from their event: observed by the worker for a 2xx
+/// without an async callback, and by the api-gateway when an async receiver's callback completes one. The
+/// same name and buckets in both, so the SLO's queries sum them without knowing where a delivery ended.
+pub const EVENT_TO_DELIVERED: &str = "hookline_worker_event_to_delivered_seconds";
+/// Its help text, the same in both processes.
+pub const EVENT_TO_DELIVERED_HELP: &str = "Time from the event to its delivery being delivered (a 2xx, or an async receiver's completing callback), retries included.";
+
+/// Seconds from the event behind delivery `id` to `now_ms`: a delivery id is a UUIDv7 whose timestamp is
+/// the input entry's append time (fan-out) or the record's creation (test deliveries, invocations). 0 for
+/// a clock behind the id's.
+pub fn since_event(id: delivery_model::ids::DeliveryId, now_ms: i64) -> f64 {
+    id.time_ms()
+        .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)
+}
+
 /// Renders a registry in the Prometheus text format.
 pub fn render_metrics(registry: &Registry) -> String {
     let mut buf = Vec::new();

@@ -22,12 +22,14 @@
 //! - [`postgres`]: a private PostgreSQL server (TMI's database, for `hookline-migrate`), stopped on drop.
 //! - [`python`]: receiver-side signature verifiers in Python with the libraries receivers use.
 //! - [`prometheus`]: a private Prometheus server scraping the services' ops listeners, killed on drop.
+//! - [`otlp`]: a loopback OTLP/gRPC trace receiver collecting the services' spans.
 
 pub mod auth;
 pub mod certs;
 pub mod cluster;
 pub mod http;
 pub mod inproc;
+pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod proxy;

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Route label of requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -32,6 +34,10 @@ pub struct ApiMetrics {
     pub delivery_callbacks: IntCounterVec,
     /// Retries answered with the stored first answer of their `Idempotency-Key`.
     pub idempotent_replays: IntCounter,
+    /// SLO: from the event to an async receiver's callback completing its delivery, in seconds. The
+    /// worker's histogram of the same name counts the deliveries a 2xx completed
+    /// ([`service_common::ops::EVENT_TO_DELIVERED`]); the SLO's queries sum both.
+    pub event_to_delivered: Histogram,
 }
 
 impl ApiMetrics {
@@ -91,6 +97,14 @@ impl ApiMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(addon_invocations.clone()))?;
         registry.register(Box::new(delivery_callbacks.clone()))?;
+        let event_to_delivered = Histogram::with_opts(
+            HistogramOpts::new(
+                service_common::ops::EVENT_TO_DELIVERED,
+                service_common::ops::EVENT_TO_DELIVERED_HELP,
+            )
+            .buckets(service_common::ops::SLO_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(event_to_delivered.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(subscriptions_created.clone()))?;
         registry.register(Box::new(test_deliveries.clone()))?;
@@ -112,6 +126,7 @@ impl ApiMetrics {
             idempotent_replays,
             addon_invocations,
             delivery_callbacks,
+            event_to_delivered,
         })
     }
 

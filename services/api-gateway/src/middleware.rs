@@ -3,17 +3,22 @@
 //! - gives the request an id — the client's `X-Request-ID` when it sent a usable one, else a fresh UUIDv4 —
 //!   and echoes it on the response, whatever the outcome (TMI does the same);
 //! - runs the request inside a span carrying that id, so every log line of the request can be correlated;
+//!   the span continues the caller's W3C trace (`traceparent`/`tracestate` headers) when it sent one, and
+//!   the context the next hop continues is left in the request's extensions ([`RequestTrace`]);
 //! - records the request in [`ApiMetrics`](crate::metrics::ApiMetrics) by route *pattern* and logs one
 //!   access line.
 
 use std::future::Future;
 use std::time::Instant;
 
+use std::future::{Ready, ready};
+
 use actix_web::HttpMessage as _;
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::web;
+use actix_web::{FromRequest, HttpRequest, web};
+use delivery_model::trace::TraceContext;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -30,6 +35,24 @@ const PROBE_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 /// The id of the request being served (a request extension).
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The trace context the request's work hands on (to a stream entry, a challenge, a delivery record): the
+/// request span's own, or without trace export the caller's unchanged. An extractor; never fails.
+#[derive(Clone, Debug, Default)]
+pub struct RequestTrace(pub Option<TraceContext>);
+
+impl FromRequest for RequestTrace {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(req
+            .extensions()
+            .get::<RequestTrace>()
+            .cloned()
+            .unwrap_or_default()))
+    }
+}
 
 /// The client's id when it is printable ASCII of sensible length, else a new UUIDv4.
 fn request_id(req: &ServiceRequest) -> String {
@@ -60,8 +83,22 @@ where
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let span = tracing::info_span!("request", request.id = %id, http.method = %method);
+    let span = tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        request.id = %id,
+        http.method = %method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let incoming = service_common::trace::from_headers(|name| {
+        req.headers().get(name).and_then(|v| v.to_str().ok())
+    });
+    service_common::trace::set_parent(&span, incoming.as_ref());
+    let trace = service_common::trace::continuation(&span, incoming.as_ref());
+    req.extensions_mut().insert(RequestTrace(trace));
     let fut = span.in_scope(|| srv.call(req));
+    let request_span = span.clone();
     async move {
         // Handler and extractor errors arrive here already turned into responses (actix converts them
         // inside the route), so they carry the id too; only a failing inner middleware could return `Err`,
@@ -72,6 +109,9 @@ where
         }
         let route = res.request().match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
         let status = res.status().as_u16();
+        service_common::trace::rename(&request_span, format!("{method} {route}"));
+        request_span.record("http.route", route.as_str());
+        request_span.record("http.response.status_code", status);
         let elapsed = started.elapsed();
         if let Some(state) = state {
             state.metrics.observe_request(&method, &route, status, elapsed);

@@ -118,8 +118,8 @@ impl Metrics {
                 "Time from the event to its delivery's first attempt's answer.",
             )?,
             event_to_delivered: slo(
-                "hookline_worker_event_to_delivered_seconds",
-                "Time from the event to the attempt that delivered it, retries included.",
+                service_common::ops::EVENT_TO_DELIVERED,
+                service_common::ops::EVENT_TO_DELIVERED_HELP,
             )?,
             pickup_lag: hop(
                 "hookline_worker_pickup_lag_seconds",
@@ -252,23 +252,11 @@ fn hop(name: &str, help: &str) -> prometheus::Result<Histogram> {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(service_common::ops::hop_buckets()))
 }
 
-/// Buckets of the SLO histograms: fine below a second, and the SLO thresholds operators pick (10 s, 30 s,
-/// 60 s, 5 min) as exact bucket bounds.
-pub const SLO_BUCKETS: [f64; 14] = [
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
-];
+pub use service_common::ops::{SLO_BUCKETS, since_event};
 
 /// An SLO histogram ([`SLO_BUCKETS`]).
 fn slo(name: &str, help: &str) -> prometheus::Result<Histogram> {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(SLO_BUCKETS.to_vec()))
-}
-
-/// Seconds from the event behind delivery `id` to `now_ms`: a delivery id is a UUIDv7 whose timestamp is
-/// the input entry's append time (fan-out) or the record's creation (test deliveries, invocations). 0 for
-/// a clock behind the id's.
-pub fn since_event(id: delivery_model::ids::DeliveryId, now_ms: i64) -> f64 {
-    id.time_ms()
-        .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)
 }
 
 impl Metrics {

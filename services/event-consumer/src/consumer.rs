@@ -10,6 +10,12 @@
 //!   entry finds its records and creates none.
 //! - **No poison entries.** A malformed entry is acknowledged, logged and counted, never retried.
 //! - **Self-healing.** A group lost with Redis's data (`NOGROUP`) is recreated by the reader without a restart.
+//!
+//! Tracing: every entry gets its own span (`event.fan_out`, or `event.route` for an add-on invocation), a
+//! child of the trace context the entry carries (`traceparent`/`tracestate` fields) rather than one batch
+//! span with links: an entry's fan-out is the next hop of that one event, and the deliveries it creates
+//! store the span's context, so their attempts continue the same trace. Entries of one batch share script
+//! calls; each entry's span lasts until its batch is written. An entry without a context starts a trace.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +25,7 @@ use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
 use delivery_model::store::{FanoutEntry, Store, StreamEntry, entry_time_ms};
 use delivery_model::time::now_micros;
+use delivery_model::trace::TraceContext;
 use futures::StreamExt;
 use service_common::config::{Settings, consumer_name};
 
@@ -69,6 +76,16 @@ impl Processed {
     }
 }
 
+/// A resource-change event to fan out: (entry id, event type, envelope, matched subscriptions, the trace
+/// context its deliveries continue).
+type PlannedFanout<'a> = (
+    &'a str,
+    &'a str,
+    String,
+    Vec<SubscriptionId>,
+    Option<TraceContext>,
+);
+
 /// The work one batch asks for, sorted by kind.
 #[derive(Default)]
 struct Plan<'a> {
@@ -76,8 +93,17 @@ struct Plan<'a> {
     malformed: Vec<String>,
     /// Add-on invocations: (entry id, pre-created delivery).
     routes: Vec<(&'a str, DeliveryId)>,
-    /// Resource-change events: (entry id, event type, envelope, matched subscriptions).
-    fanouts: Vec<(&'a str, &'a str, String, Vec<SubscriptionId>)>,
+    /// Resource-change events.
+    fanouts: Vec<PlannedFanout<'a>>,
+    /// One span per routed or fanned-out entry, ended when the batch is done (dropped with the plan).
+    spans: Vec<tracing::Span>,
+}
+
+/// Makes `span` (an entry's, not entered yet) a child of the entry's own trace context; returns the context
+/// the entry's deliveries continue.
+fn continue_entry(span: &tracing::Span, e: &StreamEvent) -> Option<TraceContext> {
+    service_common::trace::set_parent(span, e.trace.as_ref());
+    service_common::trace::continuation(span, e.trace.as_ref())
 }
 
 /// A decoded entry: its id and event, or why it is malformed.
@@ -180,7 +206,12 @@ impl Consumer {
                     plan.malformed.push(id.clone());
                 }
                 Ok(e) if e.event_type == ADDON_INVOKED => match e.delivery_id {
-                    Some(d) => plan.routes.push((id.as_str(), d)),
+                    Some(d) => {
+                        let span = tracing::info_span!("event.route", otel.kind = "consumer", stream.entry = %id, delivery.id = %d);
+                        continue_entry(&span, e);
+                        plan.spans.push(span);
+                        plan.routes.push((id.as_str(), d));
+                    }
                     None => {
                         // TMI's own addon.invoked entries carry no delivery id (TMI's worker polls for the
                         // record); only Hookline's invoke endpoint creates addon deliveries.
@@ -215,8 +246,11 @@ impl Consumer {
                             }
                         }
                     };
+                    let span = tracing::info_span!("event.fan_out", otel.kind = "consumer", stream.entry = %id, event.r#type = %e.event_type, subscriptions = subs.len());
+                    let trace = continue_entry(&span, e);
+                    plan.spans.push(span);
                     plan.fanouts
-                        .push((id.as_str(), e.event_type.as_str(), envelope, subs));
+                        .push((id.as_str(), e.event_type.as_str(), envelope, subs, trace));
                 }
             }
         }
@@ -279,18 +313,21 @@ impl Consumer {
 
     /// Writes the deliveries of resource-change events and acknowledges them, in chunks of scripts.
     /// Returns `false` when some entries stay pending.
-    async fn fan_out(&self, fanouts: &[(&str, &str, String, Vec<SubscriptionId>)]) -> bool {
+    async fn fan_out(&self, fanouts: &[PlannedFanout<'_>]) -> bool {
         let now = now_micros();
         let chunks: Vec<Vec<FanoutEntry<'_>>> = fanouts
             .chunks(FANOUT_CHUNK)
             .map(|c| {
                 c.iter()
-                    .map(|(entry_id, event_type, envelope, subs)| FanoutEntry {
-                        entry_id,
-                        event_type,
-                        envelope,
-                        subscriptions: subs,
-                    })
+                    .map(
+                        |(entry_id, event_type, envelope, subs, trace)| FanoutEntry {
+                            entry_id,
+                            event_type,
+                            envelope,
+                            subscriptions: subs,
+                            trace: trace.as_ref(),
+                        },
+                    )
                     .collect()
             })
             .collect();

@@ -12,6 +12,7 @@ use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{EVENTS_GROUP, Layout, Shard};
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
+use crate::trace::TraceContext;
 
 /// One input entry to fan out ([`Store::fanout_batch`]).
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,17 @@ pub struct FanoutEntry<'a> {
     pub envelope: &'a str,
     /// The subscriptions it matched; none still acknowledges the entry.
     pub subscriptions: &'a [SubscriptionId],
+    /// The trace its deliveries continue (stored in each record), if any.
+    pub trace: Option<&'a TraceContext>,
+}
+
+impl FanoutEntry<'_> {
+    /// The script arguments of the entry's trace context: `traceparent`, `tracestate` (`''` when absent).
+    pub(super) fn trace_args(&self) -> [String; 2] {
+        let tp = self.trace.map(|t| t.traceparent.clone());
+        let ts = self.trace.and_then(|t| t.tracestate.clone());
+        [tp.unwrap_or_default(), ts.unwrap_or_default()]
+    }
 }
 
 impl Store {
@@ -43,6 +55,7 @@ impl Store {
             event_type,
             envelope,
             subscriptions,
+            trace: None,
         };
         self.fanout_batch(std::slice::from_ref(&entry), now).await
     }
@@ -89,6 +102,7 @@ impl Store {
             args.push(e.entry_id.to_owned());
             args.push(e.event_type.to_owned());
             args.push(e.envelope.to_owned());
+            args.extend(e.trace_args());
             args.push(e.subscriptions.len().to_string());
             for sub in e.subscriptions {
                 let id = DeliveryId::for_fanout_keyed(

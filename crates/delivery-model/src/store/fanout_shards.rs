@@ -87,6 +87,7 @@ impl Store {
         for part in parts {
             args.push(part.entry.event_type.to_owned());
             args.push(part.entry.envelope.to_owned());
+            args.extend(part.entry.trace_args());
             args.push(part.deliveries.len().to_string());
             for (sub, id) in &part.deliveries {
                 args.push(sub.to_string());

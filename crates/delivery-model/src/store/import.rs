@@ -102,7 +102,8 @@ impl Store {
     /// # Errors
     /// Redis failure (nothing was written).
     pub async fn import_subscription(&self, sub: &Subscription) -> Result<ImportWrite> {
-        let (keys, mut args) = self.subscription_write(sub, vec![self.keys().match_generation()]);
+        let (keys, mut args) =
+            self.subscription_write(sub, vec![self.keys().match_generation()], None);
         args.push(if sub.status == SubscriptionStatus::Active {
             self.keys().subscriptions_by_event_prefix()
         } else {

@@ -216,6 +216,7 @@ impl Store {
         sub: &Subscription,
         limits: &SubscriptionLimits,
         now: Micros,
+        trace: Option<&crate::trace::TraceContext>,
     ) -> Result<QuotaCreate> {
         if sub.status != SubscriptionStatus::PendingVerification {
             // Imported or pinned subscriptions go through `create_subscription`, outside any quota.
@@ -237,6 +238,7 @@ impl Store {
                 k.subscription_rate_minute(&sub.owner_id),
                 k.subscription_rate_day(&sub.owner_id),
             ],
+            trace,
         );
         args.extend([
             now_secs.to_string(),

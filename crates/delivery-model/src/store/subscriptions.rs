@@ -10,6 +10,7 @@ use crate::ids::SubscriptionId;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::time::Micros;
+use crate::trace::TraceContext;
 
 /// Result of a failed challenge ([`Store::challenge_failed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,16 +27,18 @@ impl Store {
     /// The keys and leading arguments of every script that writes a new subscription (create, quota-checked
     /// create, import): the hash, its indexes, the queue, `extra_keys`, then the threat-model index if any;
     /// and id, score, queue message field, has-threat-model flag, and the challenge message (empty unless the
-    /// subscription awaits verification).
+    /// subscription awaits verification; it carries `trace`, the context of the request creating it).
     pub(crate) fn subscription_write(
         &self,
         sub: &Subscription,
         extra_keys: Vec<String>,
+        trace: Option<&TraceContext>,
     ) -> (Vec<String>, Vec<String>) {
         let k = self.keys();
         let challenge = if sub.status == SubscriptionStatus::PendingVerification {
             QueueMessage::ChallengeV1 {
                 subscription_id: sub.id,
+                trace: trace.cloned(),
             }
             .encode()
         } else {
@@ -73,7 +76,7 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn create_subscription(&self, sub: &Subscription) -> Result<bool> {
-        let (keys, mut args) = self.subscription_write(sub, Vec::new());
+        let (keys, mut args) = self.subscription_write(sub, Vec::new(), None);
         push_fields(&mut args, sub, self.secrets())?;
         let created: i64 = scripts::CREATE_SUBSCRIPTION
             .run(self.pool(), keys, args)
@@ -232,13 +235,14 @@ impl Store {
     }
 
     /// Records a failed challenge: schedules the next one at `retry_at_ms`, or moves the subscription to
-    /// `pending_delete` once `max_challenges` have been sent.
+    /// `pending_delete` once `max_challenges` have been sent. The next challenge carries `trace` on.
     ///
     /// # Errors
     /// Redis failure.
     pub async fn challenge_failed(
         &self,
         id: SubscriptionId,
+        trace: Option<&TraceContext>,
         max_challenges: u32,
         retry_at_ms: i64,
         now: Micros,
@@ -253,6 +257,7 @@ impl Store {
                     retry_at_ms.to_string(),
                     QueueMessage::ChallengeV1 {
                         subscription_id: id,
+                        trace: trace.cloned(),
                     }
                     .encode(),
                     now.to_string(),

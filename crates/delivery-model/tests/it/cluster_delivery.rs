@@ -69,13 +69,20 @@ async fn fanout_writes_each_shard_once_and_acknowledges_after_all() {
     let entries = pending_entries(&store, 2).await;
     assert_eq!(events_pending(&k, &raw).await, 2);
     let subs: Vec<SubscriptionId> = (0..12).map(|_| SubscriptionId::new_v4()).collect();
+    // The first entry carries a trace context, which every shard's script stores in its records.
+    let trace = delivery_model::trace::TraceContext::parse(
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        None,
+    );
     let batch: Vec<FanoutEntry<'_>> = entries
         .iter()
-        .map(|e| FanoutEntry {
+        .enumerate()
+        .map(|(i, e)| FanoutEntry {
             entry_id: e,
             event_type: "threat_model.created",
             envelope: "{}",
             subscriptions: &subs,
+            trace: if i == 0 { trace.as_ref() } else { None },
         })
         .collect();
 
@@ -88,11 +95,13 @@ async fn fanout_writes_each_shard_once_and_acknowledges_after_all() {
         "{lengths:?}"
     );
     // Every record is in the shard its id names, with its indexes registered there for cleanup.
-    for e in &entries {
+    for (i, e) in entries.iter().enumerate() {
         for sub in &subs {
             let id = DeliveryId::for_fanout(e, *sub);
             let shard = k.shard_of(id);
-            assert_eq!(store.get_delivery(id).await.unwrap().unwrap().id, id);
+            let record = store.get_delivery(id).await.unwrap().unwrap();
+            assert_eq!(record.id, id);
+            assert_eq!(record.trace, if i == 0 { trace.clone() } else { None });
             let registered: bool = raw
                 .sismember(
                     k.delivery_index_registry(shard),
@@ -152,6 +161,7 @@ async fn due_retries_go_back_to_their_own_shard_and_challenges_to_theirs() {
     }
     let challenge = delivery_model::queue::QueueMessage::ChallengeV1 {
         subscription_id: SubscriptionId::new_v4(),
+        trace: None,
     };
     store.schedule(&challenge, 1_000).await.unwrap();
     assert_eq!(store.scheduled_len().await.unwrap(), 13);

@@ -104,6 +104,7 @@ async fn control_and_shard_scripts_run_on_a_real_cluster_with_one_slot_each() {
         .schedule(
             &QueueMessage::ChallengeV1 {
                 subscription_id: sub.id,
+                trace: None,
             },
             1,
         )

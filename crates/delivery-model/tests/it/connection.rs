@@ -63,7 +63,8 @@ async fn after_a_redis_restart_the_store_reconnects_and_reloads_its_scripts() {
     assert_eq!(
         queued,
         vec![QueueMessage::ChallengeV1 {
-            subscription_id: sub.id
+            subscription_id: sub.id,
+            trace: None,
         }]
     );
 }

@@ -183,6 +183,7 @@ async fn create_delivery_and_emit_appends_the_event_naming_the_record() {
         timestamp: None,
         payload: r#"{"data":{}}"#.into(),
         delivery_id: Some(rec.id),
+        trace: None,
     };
 
     assert!(

@@ -7,10 +7,12 @@ use delivery_model::ids::{DeliveryId, FanoutKey};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::keys::Shard;
 use delivery_model::queue::QueueMessage;
+use delivery_model::store::FanoutEntry;
 use delivery_model::subscription::SubscriptionStatus::{
     Active, PendingDelete, PendingVerification,
 };
 use delivery_model::time::now_micros;
+use delivery_model::trace::TraceContext;
 
 use crate::harness::{ACTIVE_TTL, CONSUMER, Ctx, ms, subscription};
 
@@ -28,6 +30,7 @@ fn event() -> StreamEvent {
             r#"{{"threat_model_id":"{TM}","object_id":"{TM}","object_type":"threat_model","data":{{"name":"Payments", "x":1.50}}}}"#
         ),
         delivery_id: None,
+        trace: None,
     }
 }
 
@@ -259,4 +262,51 @@ async fn keyed_fanout_ids_cannot_be_computed_from_public_inputs() {
     assert_eq!(ctx.stored_delivery(keyed).await.subscription_id, sub.id);
     // A replay of the entry (a crash before the ack) finds the same id and creates nothing.
     assert_eq!(fan().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn fanout_stores_each_entrys_trace_context_in_its_records_only() {
+    let ctx = Ctx::start().await;
+    let sub = ctx.verified(&["*"]).await;
+    let ev = event();
+    let envelope = ev.envelope().unwrap();
+    let traced_entry = publish_and_read(&ctx, &ev).await;
+    let trace = TraceContext::parse(
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        Some("vendor=x"),
+    );
+    let plain_entry = ctx.store.publish_event(&ev).await.unwrap();
+    let reader = ctx.store.reader().await.unwrap();
+    reader
+        .read_group(ctx.k().events_stream(), EVENTS_GROUP, CONSUMER, 10, 10)
+        .await
+        .unwrap();
+    reader.quit().await;
+    let subs = [sub.id];
+    let entry = |entry_id, trace| FanoutEntry {
+        entry_id,
+        event_type: &ev.event_type,
+        envelope: &envelope,
+        subscriptions: &subs,
+        trace,
+    };
+    let batch = [
+        entry(traced_entry.as_str(), trace.as_ref()),
+        entry(plain_entry.as_str(), None),
+    ];
+    assert_eq!(
+        ctx.store.fanout_batch(&batch, now_micros()).await.unwrap(),
+        2
+    );
+    let traced = DeliveryId::for_fanout(&traced_entry, sub.id);
+    let plain = DeliveryId::for_fanout(&plain_entry, sub.id);
+    for (id, expected) in [(traced, trace.clone()), (plain, None)] {
+        let record = ctx.store.get_delivery(id).await.unwrap().expect("record");
+        assert_eq!(record.trace, expected);
+    }
+    let raw = ctx.hgetall(&ctx.k().delivery(plain)).await;
+    assert!(
+        !raw.contains_key(field::TRACEPARENT) && !raw.contains_key(field::TRACESTATE),
+        "no empty trace fields on a record without a context: {raw:?}"
+    );
 }

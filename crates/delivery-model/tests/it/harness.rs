@@ -195,5 +195,6 @@ pub fn event(n: u32) -> StreamEvent {
         timestamp: Some("2026-04-01T12:00:00Z".into()),
         payload: format!(r#"{{"object_id":"obj-{n}"}}"#),
         delivery_id: None,
+        trace: None,
     }
 }

@@ -43,7 +43,7 @@ async fn challenge_failed(
     now: Micros,
 ) -> ChallengeFailure {
     ctx.store
-        .challenge_failed(id, MAX_CHALLENGES, due_ms, now)
+        .challenge_failed(id, None, MAX_CHALLENGES, due_ms, now)
         .await
         .unwrap()
 }
@@ -115,6 +115,7 @@ async fn create_writes_hash_indexes_and_enqueues_first_challenge() {
 
     let challenge = QueueMessage::ChallengeV1 {
         subscription_id: sub.id,
+        trace: None,
     };
     let queued: Vec<QueueMessage> = ctx.queue().await.into_iter().map(|(_, m)| m).collect();
     assert_eq!(queued, vec![challenge.clone()]);
@@ -320,6 +321,7 @@ async fn challenge_failures_retry_then_exhaust_to_pending_delete() {
     ctx.create(&sub).await;
     let member = QueueMessage::ChallengeV1 {
         subscription_id: sub.id,
+        trace: None,
     }
     .encode();
     let now = now_micros();

@@ -151,6 +151,8 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub otlp_endpoint: String,
+    /// How often finished spans are sent to the OTLP endpoint, in batches, milliseconds.
+    pub export_interval_ms: u64,
 }
 
 /// `[ops]`
@@ -238,6 +240,9 @@ pub struct OutboundSettings {
     pub request_timeout_ms: u64,
     pub max_response_bytes: usize,
     pub error_excerpt_bytes: usize,
+    /// Send the attempt's W3C `traceparent` (and `tracestate`) with every delivery, so receivers can continue
+    /// the trace. Off by default: it tells receivers the trace ids of the sender.
+    pub send_traceparent: bool,
 }
 
 impl OutboundSettings {

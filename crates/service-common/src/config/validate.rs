@@ -30,6 +30,12 @@ impl Settings {
         ] {
             list.retain(|s| !s.trim().is_empty());
         }
+        if self.telemetry.export_interval_ms == 0 {
+            return Err(invalid(
+                "telemetry.export_interval_ms",
+                "must be at least 1",
+            ));
+        }
         self.redis.validate()?;
         self.redis.validate_cluster()?;
         self.redis.validate_sentinel()?;

@@ -20,6 +20,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBytes, decode};
 use crate::idempotency::{self, ROUTE_EVENTS};
+use crate::middleware::RequestTrace;
 use crate::state::AppState;
 
 /// Longest accepted text field, in characters (TMI's bound on event type strings).
@@ -162,6 +163,7 @@ impl EventInput {
             timestamp: Some(timestamp.to_rfc3339_opts(SecondsFormat::Secs, true)),
             payload,
             delivery_id: None,
+            trace: None,
         }))
     }
 }
@@ -172,6 +174,7 @@ pub async fn publish_event(
     caller: Caller,
     state: web::Data<AppState>,
     JsonBytes(body): JsonBytes,
+    RequestTrace(trace): RequestTrace,
 ) -> ApiResult<HttpResponse> {
     let input: EventInput = decode(&body)?;
     if !(caller.admin || caller.has_scope(&state.events_scope)) {
@@ -187,7 +190,9 @@ pub async fn publish_event(
             description: "Administrator access is required to publish system_audit events".into(),
         });
     }
-    let PreparedEvent(event) = input.prepare(Utc::now())?;
+    let PreparedEvent(mut event) = input.prepare(Utc::now())?;
+    // The consumer's fan-out continues this request's trace.
+    event.trace = trace;
     let (metrics, caller_id) = (state.metrics.clone(), caller.id.clone());
     idempotency::once(&state, &req, &caller, ROUTE_EVENTS, &body, |store| async move {
         let id = store.publish_event(&event).await?;

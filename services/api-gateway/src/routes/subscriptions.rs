@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, WebhookIdPath, parse_uuid};
+use crate::middleware::RequestTrace;
 use crate::routes::limits::{LimitsInput, RateLimitInput};
 use crate::routes::{ListQuery, quotas};
 use crate::state::AppState;
@@ -287,6 +288,7 @@ pub async fn create_subscription(
     Admin(caller): Admin,
     state: web::Data<AppState>,
     JsonBody(input): JsonBody<SubscriptionInput>,
+    RequestTrace(trace): RequestTrace,
 ) -> ApiResult<HttpResponse> {
     let threat_model_id = input.validate()?;
     let (rate_limit, max_in_flight) = LimitsInput {
@@ -335,7 +337,7 @@ pub async fn create_subscription(
     let limits = quotas::subscription_limits(&state, &sub.owner_id).await?;
     let outcome = state
         .store
-        .create_subscription_within_quota(&sub, &limits, now)
+        .create_subscription_within_quota(&sub, &limits, now, trace.as_ref())
         .await?;
     if let Some(refused) = quotas::refusal(&outcome, &limits, now) {
         tracing::info!(owner.id = %sub.owner_id, outcome = ?outcome, "subscription create refused by quota");

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{OptionalJsonBody, WebhookIdPath};
+use crate::middleware::RequestTrace;
 use crate::routes::subscriptions::load;
 use crate::state::AppState;
 
@@ -88,6 +89,7 @@ pub async fn test_subscription(
     _admin: Admin,
     state: web::Data<AppState>,
     OptionalJsonBody(body): OptionalJsonBody<TestRequest>,
+    RequestTrace(trace): RequestTrace,
 ) -> ApiResult<HttpResponse> {
     let requested = body.and_then(|b| b.event_type);
     if let Some(e) = &requested
@@ -104,13 +106,16 @@ pub async fn test_subscription(
     }
     let event_type = test_event_type(requested, &sub);
     let now = now_micros();
-    let record = DeliveryRecord::new_pending(
-        DeliveryId::new_v7(),
-        sub.id,
-        event_type.as_str(),
-        test_payload(&event_type, sub.id, now)?,
-        now,
-    );
+    let record = DeliveryRecord {
+        trace,
+        ..DeliveryRecord::new_pending(
+            DeliveryId::new_v7(),
+            sub.id,
+            event_type.as_str(),
+            test_payload(&event_type, sub.id, now)?,
+            now,
+        )
+    };
     if !state.store.create_and_enqueue_delivery(&record).await? {
         return Err(ApiError::Internal(format!(
             "delivery id {} already exists",

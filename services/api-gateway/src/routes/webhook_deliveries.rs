@@ -32,6 +32,7 @@ use delivery_model::store::callbacks::{CallbackResult, CallbackUpdate};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::{Micros, format_micros, now_micros};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{DELIVERY_ID_PARAM, DeliveryIdPath, JsonBytes, decode};
@@ -201,14 +202,28 @@ pub async fn update_delivery_status(
         }
     };
     let now = now_micros();
-    match state
+    // The callback joins its delivery's trace (the request's own span stays in the caller's trace, if any).
+    let span = tracing::info_span!(
+        "delivery.status_callback",
+        delivery.id = %id,
+        callback.status = %update.status,
+    );
+    service_common::trace::set_parent(&span, record.trace.as_ref());
+    let request = service_common::trace::context_of(&tracing::Span::current());
+    service_common::trace::add_link(&span, request.as_ref());
+    let applied = state
         .store
         .apply_callback(id, record.subscription_id, &update, now)
-        .await?
-    {
+        .instrument(span)
+        .await?;
+    match applied {
         CallbackResult::Updated { status, percent } => {
             count(status.as_str());
             record_final_outcome(&state, record.subscription_id, status, now).await;
+            if status == DeliveryStatus::Delivered {
+                let slo = service_common::ops::since_event(id, now / 1000);
+                state.metrics.event_to_delivered.observe(slo);
+            }
             tracing::info!(delivery.id = %id, delivery.status = %status, status_percent = percent, "delivery status updated by callback");
             Ok(HttpResponse::Ok().json(StatusUpdateResponse {
                 id,

@@ -67,7 +67,8 @@ async fn create_answers_201_with_secret_and_enqueues_the_challenge() {
     assert_eq!(
         queue_messages(&app).await,
         vec![QueueMessage::ChallengeV1 {
-            subscription_id: id
+            subscription_id: id,
+            trace: None,
         }]
     );
 }

@@ -23,7 +23,7 @@ use http::{StatusCode, Uri};
 use super::host_slots::{self, Health, HostSlot};
 use super::limits::LimitSlot;
 use super::outcome::{DELIVERED, Outcome};
-use super::{Attempt, Dispatcher, Handled, circuit, header};
+use super::{Attempt, Dispatcher, Handled, circuit, header, spans};
 use crate::client::{Answer, SendError};
 use crate::metrics::since_event;
 
@@ -124,11 +124,11 @@ fn class(status: Option<StatusCode>) -> &'static str {
 }
 
 impl Dispatcher {
-    /// Runs an attempt's stages, from its lease to the written outcome.
+    /// Runs an attempt's stages, from its lease to the written outcome, inside the attempt's span
+    /// (`spans::attempt`).
     ///
     /// # Errors
     /// Redis failure (checking the circuit, or writing the outcome): the entry stays pending.
-    #[tracing::instrument(skip_all, fields(delivery.id = %attempt.leased.record.id))]
     pub(super) async fn attempt_delivery(
         &self,
         attempt: Attempt,
@@ -261,13 +261,16 @@ impl Dispatcher {
             .delegation
             .as_ref()
             .and_then(|d| d.mint(record, now / 1_000_000));
-        let headers = header::delivery(
+        let mut headers = header::delivery(
             &self.cfg.user_agent,
             record,
             &p.sub,
             delegation_token.as_deref(),
             now,
         );
+        if self.cfg.send_traceparent {
+            spans::propagate(&mut headers, record.trace.as_ref());
+        }
 
         self.metrics.in_flight.inc();
         let started_at = now_micros();
@@ -358,6 +361,7 @@ impl Dispatcher {
         c: Concluded,
     ) -> delivery_model::Result<Handled> {
         let label = c.outcome.label();
+        let status = c.trace.and_then(|t| t.status);
         let outcome = c.outcome.stored();
         let log = c.trace.map(|t| AttemptLogEntry {
             attempt: record.attempts.saturating_add(1),
@@ -398,6 +402,7 @@ impl Dispatcher {
             FinishResult::Fenced => "fenced",
         };
         self.metrics.deliveries.with_label_values(&[label]).inc();
+        spans::record_outcome(label, status);
         if label == DELIVERED {
             self.metrics
                 .event_to_delivered

@@ -10,6 +10,7 @@ use delivery_model::ids::SubscriptionId;
 use delivery_model::store::ChallengeFailure;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::now_micros;
+use delivery_model::trace::TraceContext;
 use http::StatusCode;
 
 use super::{Dispatcher, Handled, header, micros};
@@ -60,12 +61,13 @@ impl Dispatcher {
     ///
     /// # Errors
     /// Redis failure: the entry stays pending.
-    #[tracing::instrument(skip_all, fields(subscription.id = %id))]
+    /// Runs inside the challenge's span (`spans::challenge`); `trace` goes on with the next challenge.
     pub(super) async fn challenge(
         &self,
         stream: &str,
         entry_id: &str,
         id: SubscriptionId,
+        trace: Option<TraceContext>,
     ) -> delivery_model::Result<Handled> {
         let sub = match self.store.get_subscription(id).await? {
             Some(s) if s.status == SubscriptionStatus::PendingVerification => s,
@@ -75,7 +77,8 @@ impl Dispatcher {
             }
         };
         let verified = self.send_challenge(id, &sub).await;
-        let end = self.record_challenge(id, verified).await?;
+        let end = self.record_challenge(id, verified, trace.as_ref()).await?;
+        tracing::Span::current().record("challenge.result", end.label());
         self.metrics
             .challenges
             .with_label_values(&[end.label()])
@@ -126,6 +129,7 @@ impl Dispatcher {
         &self,
         id: SubscriptionId,
         verified: bool,
+        trace: Option<&TraceContext>,
     ) -> delivery_model::Result<ChallengeEnd> {
         let now = now_micros();
         if verified {
@@ -143,7 +147,7 @@ impl Dispatcher {
         let retry_at_ms = (now + micros(self.cfg.challenge_interval)) / 1000;
         let r = self
             .store
-            .challenge_failed(id, self.cfg.max_challenges, retry_at_ms, now)
+            .challenge_failed(id, trace, self.cfg.max_challenges, retry_at_ms, now)
             .await?;
         Ok(if r == ChallengeFailure::Exhausted {
             ChallengeEnd::Exhausted

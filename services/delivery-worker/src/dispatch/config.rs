@@ -27,6 +27,8 @@ pub struct DispatchConfig {
     /// extra Redis call.
     pub renew_after: Duration,
     pub circuit: CircuitPolicy,
+    /// `outbound.send_traceparent`: deliveries carry the attempt's W3C trace context to the receiver.
+    pub send_traceparent: bool,
 }
 
 impl DispatchConfig {
@@ -68,6 +70,7 @@ impl DispatchConfig {
                     ),
                 },
             },
+            send_traceparent: s.outbound.send_traceparent,
         })
     }
 
@@ -115,6 +118,7 @@ pub(super) mod tests {
             host_wait: Duration::from_secs(30),
             renew_after: Duration::from_secs(5),
             circuit: CircuitPolicy::default(),
+            send_traceparent: false,
         }
     }
 

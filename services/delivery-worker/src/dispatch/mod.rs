@@ -20,6 +20,8 @@
 //! - `circuit`: this worker's view of the shared circuit breaker.
 //! - `health`: what follows when an outcome write disabled a subscription (endpoint health).
 //! - `challenge`: a subscription's verification challenge.
+//! - `spans`: the attempt's and the challenge's spans (continuing the trace their work carries) and the
+//!   outbound `traceparent`.
 //!
 //! [`AttemptOutcome`]: delivery_model::store::AttemptOutcome
 
@@ -33,8 +35,11 @@ mod host_slots;
 mod lease;
 mod limits;
 mod outcome;
+mod spans;
 
 use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
 
 use delivery_model::ids::DeliveryId;
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
@@ -137,8 +142,14 @@ impl Dispatcher {
                     None => Handled::LeftPending,
                 };
             }
-            Some(Ok(QueueMessage::ChallengeV1 { subscription_id })) => {
-                self.challenge(stream, &entry.id, subscription_id).await
+            Some(Ok(QueueMessage::ChallengeV1 {
+                subscription_id,
+                trace,
+            })) => {
+                let span = spans::challenge(subscription_id, trace.as_ref());
+                self.challenge(stream, &entry.id, subscription_id, trace)
+                    .instrument(span)
+                    .await
             }
             _ => {
                 tracing::warn!(entry.id = %entry.id, "undecodable queue entry acknowledged and skipped");
@@ -154,7 +165,8 @@ impl Dispatcher {
     /// Makes one attempt whose lease [`Dispatcher::begin_batch`] took.
     pub async fn attempt(&self, attempt: Attempt) -> Handled {
         let entry_id = attempt.entry_id.clone();
-        let result = self.attempt_delivery(attempt).await;
+        let span = spans::attempt(&attempt.leased.record);
+        let result = self.attempt_delivery(attempt).instrument(span).await;
         self.settle(&entry_id, result)
     }
 

@@ -43,6 +43,7 @@ fn event(event_type: &str) -> StreamEvent {
         timestamp: Some("2026-04-01T12:00:00Z".into()),
         payload: r#"{"threat_model_id":"tm-1","data":{"name":"Payments"}}"#.into(),
         delivery_id: None,
+        trace: None,
     }
 }
 

@@ -7,15 +7,17 @@
 -- ARGV[5] delivery-key prefix, ARGV[6] subscription-key prefix, ARGV[7] by-subscription zset prefix,
 -- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
 -- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
--- then per entry: entry id, event type, payload, n, and n triples (subscription id, delivery id, message)
+-- then per entry: entry id, event type, payload, traceparent, tracestate ('' when absent: the record then gets
+-- no such field), n, and n triples (subscription id, delivery id, message)
 -- Returns the number of deliveries created.
 local created = 0
 local i = 11
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
 local active, acks = {}, {}
 while i <= #ARGV do
-  local entry, event_type, payload, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
+  local entry, event_type, payload, tp, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
+  i = i + 6
   for _ = 1, n do
     local sub, id, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
@@ -25,6 +27,8 @@ while i <= #ARGV do
       redis.call('HSET', key, 'id', id, 'subscription_id', sub, 'event_type', event_type, 'status', 'pending',
         'status_percent', '0', 'status_message', '', 'payload', payload, 'attempts', '0',
         'created_at', ARGV[2], 'last_activity_at', ARGV[2])
+      if tp ~= '' then redis.call('HSET', key, 'traceparent', tp) end
+      if ts ~= '' then redis.call('HSET', key, 'tracestate', ts) end
       redis.call('EXPIRE', key, ARGV[4])
       redis.call('ZADD', KEYS[3], ARGV[3], id)
       redis.call('ZADD', KEYS[4], ARGV[3], id)

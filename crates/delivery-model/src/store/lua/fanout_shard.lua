@@ -8,13 +8,15 @@
 -- KEYS[4] delivery index registry (set of the per-subscription and per-event index names cleanup prunes)
 -- ARGV[1] now (us), ARGV[2] score (created ms), ARGV[3] TTL (s), ARGV[4] delivery-key prefix,
 -- ARGV[5] by-subscription zset prefix, ARGV[6] by-event zset prefix, ARGV[7] queue message field,
--- then per entry: event type, payload, n, and n triples (subscription id, delivery id, message)
+-- then per entry: event type, payload, traceparent, tracestate ('' when absent: the record then gets no such
+-- field), n, and n triples (subscription id, delivery id, message)
 -- Returns the number of deliveries created.
 local created = 0
 local i = 8
 while i <= #ARGV do
-  local event_type, payload, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
+  local event_type, payload, tp, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local n = tonumber(ARGV[i + 4])
+  i = i + 5
   for _ = 1, n do
     local sub, id, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
@@ -23,6 +25,8 @@ while i <= #ARGV do
       redis.call('HSET', key, 'id', id, 'subscription_id', sub, 'event_type', event_type, 'status', 'pending',
         'status_percent', '0', 'status_message', '', 'payload', payload, 'attempts', '0',
         'created_at', ARGV[1], 'last_activity_at', ARGV[1])
+      if tp ~= '' then redis.call('HSET', key, 'traceparent', tp) end
+      if ts ~= '' then redis.call('HSET', key, 'tracestate', ts) end
       redis.call('EXPIRE', key, ARGV[3])
       redis.call('ZADD', KEYS[2], ARGV[2], id)
       redis.call('ZADD', KEYS[3], ARGV[2], id)

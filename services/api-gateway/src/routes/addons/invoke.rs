@@ -20,7 +20,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AddonIdPath, JsonBytes, decode, parse_uuid};
 use crate::idempotency::{self, ROUTE_INVOKE};
+use crate::middleware::RequestTrace;
 use crate::state::AppState;
+use delivery_model::trace::TraceContext;
 
 /// `object_type` of the `addon.invoked` input entry (TMI's emitter names the add-on itself).
 const ADDON_OBJECT_TYPE: &str = "addon";
@@ -164,6 +166,7 @@ pub async fn invoke_addon(
     caller: Caller,
     state: web::Data<AppState>,
     JsonBytes(body): JsonBytes,
+    RequestTrace(trace): RequestTrace,
 ) -> ApiResult<HttpResponse> {
     let input: InvokeAddonRequest = decode(&body)?;
     // TMI needs the e-mail (and the subject) to attribute the invocation.
@@ -174,7 +177,7 @@ pub async fn invoke_addon(
     };
     let inv = input.validate()?;
     idempotency::once(&state, &req, &caller, ROUTE_INVOKE, &body, |store| {
-        invoke_validated(store, &state, id, &caller, email, inv)
+        invoke_validated(store, &state, id, &caller, email, inv, trace)
     })
     .await
 }
@@ -187,6 +190,7 @@ async fn invoke_validated(
     caller: &Caller,
     email: String,
     inv: ValidInvocation,
+    trace: Option<TraceContext>,
 ) -> ApiResult<HttpResponse> {
     let addon = store
         .get_addon(id)
@@ -196,8 +200,11 @@ async fn invoke_validated(
 
     let now = now_micros();
     let timestamp = format_micros(now);
-    let record = invocation_record(&addon, &inv, caller, email, now, &timestamp)?;
-    let event = invoked_event(&addon, &inv, caller, &record, now, &timestamp)?;
+    let mut record = invocation_record(&addon, &inv, caller, email, now, &timestamp)?;
+    let mut event = invoked_event(&addon, &inv, caller, &record, now, &timestamp)?;
+    // The record carries the request's trace to the worker's attempts; the entry to the consumer's routing.
+    record.trace.clone_from(&trace);
+    event.trace = trace;
     // An administrator's override for this invoker (`PUT /admin/quotas/addons/{user_id}`) replaces the
     // `[addons]` defaults; the dedup window is not part of TMI's quota.
     let mut limits = state.addon_limits;
@@ -313,6 +320,7 @@ fn invoked_event(
         timestamp: Some(rfc3339_secs(now)),
         payload,
         delivery_id: Some(record.id),
+        trace: None,
     })
 }
 
