@@ -18,6 +18,7 @@ use crate::delivery::{DeliveryRecord, DeliveryStatus};
 use crate::error::{Error, Result};
 use crate::event::StreamEvent;
 use crate::ids::{AddonId, DeliveryId};
+use crate::keys::{Layout, Shard};
 use crate::time::Micros;
 
 /// TMI's sliding window for the hourly limit, seconds.
@@ -98,6 +99,16 @@ pub enum InvokeOutcome {
 
 fn text(v: Option<Value>) -> String {
     v.and_then(|v| v.as_string()).unwrap_or_default()
+}
+
+/// What the delete script answered.
+pub(super) fn parse_delete(r: &str) -> Result<DeleteAddon> {
+    match r {
+        "deleted" => Ok(DeleteAddon::Deleted),
+        "missing" => Ok(DeleteAddon::NotFound),
+        "active" => Ok(DeleteAddon::Active),
+        other => Err(Error::Script(format!("delete_addon: {other}"))),
+    }
 }
 
 fn parse_active(rest: &mut impl Iterator<Item = Value>) -> Vec<ActiveInvocation> {
@@ -213,8 +224,12 @@ impl Store {
     /// Redis failure.
     pub async fn delete_addon(&self, id: AddonId) -> Result<DeleteAddon> {
         let k = self.keys();
-        // Not slot-safe yet: the add-on (control) and its deliveries (every shard) in one step (§4.6).
-        let shard = k.unsplit_shard();
+        if k.layout() != Layout::Standalone {
+            return self
+                .delete_addon_sharded(id, crate::time::now_micros())
+                .await;
+        }
+        let shard = Shard::ZERO;
         let r: String = scripts::DELETE_ADDON
             .run(
                 self.pool(),
@@ -232,12 +247,7 @@ impl Store {
                 ],
             )
             .await?;
-        match r.as_str() {
-            "deleted" => Ok(DeleteAddon::Deleted),
-            "missing" => Ok(DeleteAddon::NotFound),
-            "active" => Ok(DeleteAddon::Active),
-            other => Err(Error::Script(format!("delete_addon: {other}"))),
-        }
+        parse_delete(&r)
     }
 
     /// Records an invocation if the invoker's limits allow it, all in one step: the active limit (only
@@ -262,6 +272,10 @@ impl Store {
         let nanos = now
             .saturating_mul(1000)
             .saturating_add(i64::from(rand::random::<u16>() % 1000));
+        if k.layout() != Layout::Standalone {
+            let member = format!("{now_secs}:{nanos}");
+            return self.invoke_addon_sharded(inv, limits, now, member).await;
+        }
         let mut keys = vec![
             k.addon(inv.addon),
             k.addon_hourly(inv.invoker),
@@ -279,9 +293,8 @@ impl Store {
             secs(limits.dedup_window).to_string(),
             HOURLY_WINDOW_SECS.to_string(),
             HOURLY_KEY_TTL_SECS.to_string(),
-            // Not slot-safe yet: the invoker's active set (control) is pruned by reading records of any
-            // shard (§4.4 splits this script in three).
-            k.delivery_prefix(k.unsplit_shard()),
+            // One node: the invoker's active set is pruned by reading the records in the script.
+            k.delivery_prefix(Shard::ZERO),
             // The active set outlives the longest a pending record can (its TTL) by an hour; its stale members
             // are pruned by the next invocation anyway.
             (self.inner.active_ttl_secs + 3600).to_string(),

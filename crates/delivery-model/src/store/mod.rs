@@ -23,6 +23,7 @@
 //! This file holds the handle, its connection and the plumbing the other files share; `Store`'s methods for
 //! each kind of record or structure live in a submodule of their own, each one `impl Store` block.
 
+mod addon_shards;
 pub mod addons;
 mod attempt_subscriptions;
 pub mod attempts;
@@ -251,7 +252,17 @@ pub(crate) fn push_fields(
 /// Appends a delivery record as the record-writing scripts take it: creation score, id, field count, then
 /// field/value pairs.
 pub(crate) fn push_record(args: &mut Vec<String>, record: &DeliveryRecord) {
-    let fields = record.to_fields();
+    push_record_with(args, record, &[]);
+}
+
+/// [`push_record`] with `extra` internal fields written with the record (a cluster's `routed` flag).
+pub(crate) fn push_record_with(
+    args: &mut Vec<String>,
+    record: &DeliveryRecord,
+    extra: &[(&'static str, &str)],
+) {
+    let mut fields = record.to_fields();
+    fields.extend(extra.iter().map(|(f, v)| (*f, (*v).to_owned())));
     args.push(created_score(record.created_at));
     args.push(record.id.to_string());
     args.push(fields.len().to_string());

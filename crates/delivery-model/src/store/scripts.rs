@@ -163,6 +163,8 @@ script!(CREATE_ADDON, "lua/create_addon.lua");
 frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");
 script!(INVOKE_ADDON, "lua/invoke_addon.lua");
+script!(INVOKE_RESERVE, "lua/invoke_reserve.lua");
+script!(ADDON_DELETE_MARK, "lua/addon_delete_mark.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
 script!(STATS_ADD, "lua/stats_add.lua");

@@ -35,6 +35,7 @@
 mod attempts;
 mod backlog;
 mod cluster;
+mod cluster_addons;
 mod cluster_delivery;
 mod cluster_layout;
 mod cluster_outcomes;
