@@ -1,5 +1,5 @@
 //! Redis Cluster (issue #15), step by step: a binary whose every Redis path is slot-safe starts on a
-//! cluster (the event-consumer and the delivery-worker); every other one refuses to, with the reason and
+//! cluster (the event-consumer, the delivery-worker and cleanup); every other one refuses to, with the reason and
 //! before writing anything. Against a real cluster (plain, and TLS with the services' ACL user), so the
 //! refusal cannot be mistaken for a connection failure. And the delivery path through the real binaries on
 //! a cluster: events to the receiver across every shard, with a worker killed mid-run.
@@ -32,7 +32,6 @@ async fn only_slot_safe_binaries_start(cluster: &Cluster) {
     env.extend(cluster.service_env());
     for (bin, args) in [
         (ServiceBin::ApiGateway, &[][..]),
-        (ServiceBin::Cleanup, &["--once"]),
         (ServiceBin::Migrate, &["--reencrypt-secrets"]),
     ] {
         let (code, out) = run_to_exit(bin, args, &env).await;
@@ -46,9 +45,12 @@ async fn only_slot_safe_binaries_start(cluster: &Cluster) {
             "nothing written on {port}"
         );
     }
-    // The event-consumer's and the worker's paths are slot-safe: they start (and are stopped on drop).
+    // The event-consumer's, the worker's and cleanup's paths are slot-safe: they start (and are stopped on
+    // drop), and a cleanup cycle completes.
     let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
     let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
+    let (code, out) = run_to_exit(ServiceBin::Cleanup, &["--once"], &env).await;
+    assert_eq!(code, Some(0), "cleanup --once: {out}");
     drop((consumer, worker));
 }
 

@@ -115,6 +115,20 @@ impl Keyspace {
         }
     }
 
+    /// The shard whose tag key `key` carries ([`Shard::ZERO`] in standalone mode); `None` for a key of no
+    /// shard (control or untagged keys on a cluster). Cleanup learns an index's shard from its name.
+    pub fn shard_of_key(&self, key: &str) -> Option<Shard> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        match self.layout {
+            Layout::Standalone => Some(Shard::ZERO),
+            Layout::Cluster { .. } => self.shards().find(|s| {
+                self.shard_tags
+                    .get(usize::from(s.index()))
+                    .is_some_and(|t| rest.starts_with(t.as_str()))
+            }),
+        }
+    }
+
     /// The one shard of standalone mode, for the operations whose script is not yet split per slot
     /// (`docs/cluster.md` §3 lists them). In cluster mode the services refuse to start until it is, and a
     /// script given these keys there fails loudly on its first key of another slot (the `#!lua` shebang), so

@@ -85,7 +85,11 @@ impl Store {
         }
         // The record and its queue entry, in its shard: routed now, so the input entry is only acknowledged.
         let shard = k.shard_of(record.id);
-        let mut keys = vec![k.delivery(record.id), k.queue_stream(shard)];
+        let mut keys = vec![
+            k.delivery(record.id),
+            k.queue_stream(shard),
+            k.delivery_index_registry(shard),
+        ];
         keys.extend(self.record_index_keys(record));
         let mut args = vec![self.inner.active_ttl_secs.to_string()];
         push_record_with(&mut args, record, &[("routed", "1")]);

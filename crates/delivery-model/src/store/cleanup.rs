@@ -30,7 +30,7 @@ use super::{Store, scripts};
 use crate::delivery::DeliveryStatus;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::Layout;
+use crate::keys::{Layout, Shard};
 use crate::subscription::SubscriptionStatus;
 use crate::time::Micros;
 
@@ -363,9 +363,12 @@ impl Store {
         count: u32,
     ) -> Result<(String, u64)> {
         let k = self.keys();
-        // Standalone only: `SCAN` sees one node; in cluster mode the record-creating scripts will register
-        // their index keys instead (§3).
-        let shard = k.unsplit_shard();
+        // Standalone only: `SCAN` sees one node. On a cluster the record-creating scripts register their
+        // index keys (§3), so there is nothing to discover: the walk is complete at once.
+        if k.layout() != Layout::Standalone {
+            return Ok(("0".to_owned(), 0));
+        }
+        let shard = Shard::ZERO;
         let pattern = format!("{}*", glob_escape(&format!("{}:", k.deliveries_all(shard))));
         let reply: Vec<Value> = scripts::CLEANUP_DISCOVER_INDEXES
             .run(
@@ -395,15 +398,17 @@ impl Store {
     /// Redis failure.
     pub async fn delivery_indexes(&self) -> Result<Vec<String>> {
         let k = self.keys();
-        // Not per shard yet (§3: cleanup prunes each shard's indexes).
-        let shard = k.unsplit_shard();
-        let mut keys: Vec<String> = self
-            .pool()
-            .smembers(k.delivery_index_registry(shard))
-            .await?;
-        keys.push(k.deliveries_all(shard));
-        keys.push(k.deliveries_activity(shard));
-        keys.extend(DeliveryStatus::ALL.map(|s| k.deliveries_by_status(shard, s)));
+        let mut keys: Vec<String> = Vec::new();
+        for shard in k.shards() {
+            let registered: Vec<String> = self
+                .pool()
+                .smembers(k.delivery_index_registry(shard))
+                .await?;
+            keys.extend(registered);
+            keys.push(k.deliveries_all(shard));
+            keys.push(k.deliveries_activity(shard));
+            keys.extend(DeliveryStatus::ALL.map(|s| k.deliveries_by_status(shard, s)));
+        }
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
@@ -421,8 +426,10 @@ impl Store {
         limit: u32,
     ) -> Result<PruneChunk> {
         let k = self.keys();
-        // Not per shard yet: the index's own shard is needed here in cluster mode (§3).
-        let shard = k.unsplit_shard();
+        // The index's shard, from its tag: its records and its registry are in the same slot.
+        let shard = k
+            .shard_of_key(key)
+            .ok_or_else(|| Error::Script(format!("cleanup: {key} is not a delivery index")))?;
         let reply: Vec<Value> = scripts::CLEANUP_PRUNE_INDEX
             .run(
                 self.pool(),

@@ -193,7 +193,9 @@ impl Store {
         stream: String,
         entry: Vec<(String, String)>,
     ) -> Result<bool> {
-        let mut keys = vec![self.keys().delivery(record.id), stream];
+        let k = self.keys();
+        let registry = k.delivery_index_registry(k.shard_of(record.id));
+        let mut keys = vec![k.delivery(record.id), stream, registry];
         keys.extend(self.record_index_keys(record));
         let ttl = if record.status.is_terminal() {
             self.inner.terminal_ttl_secs

@@ -148,6 +148,7 @@ impl Store {
             k.delivery(record.id),
             k.queue_stream(shard),
             k.scheduled(shard),
+            k.delivery_index_registry(shard),
         ];
         keys.extend(self.record_index_keys(record));
         let mut args = vec![ttl.to_string()];

@@ -3,6 +3,7 @@
 //! `tests/e2e/cleanup.rs`.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod cluster;
 mod harness;
 mod indexes;
 mod lease;

@@ -1,7 +1,9 @@
 -- Imports one row of TMI's legacy `webhook_deliveries` table as a delivery record with its indexes, only if
 -- absent (a re-run writes nothing), and hands pending work to the worker in the same step: enqueued when
 -- due, on the schedule when its retry time is still ahead; terminal records are only stored.
--- KEYS[1] delivery hash, KEYS[2] queue stream, KEYS[3] schedule zset, KEYS[4..] zset indexes (score = created ms)
+-- The index keys are registered for cleanup's pruning (on a cluster its `SCAN` could not find them).
+-- KEYS[1] delivery hash, KEYS[2] queue stream, KEYS[3] schedule zset, KEYS[4] the shard's delivery index
+-- registry, KEYS[5..] zset indexes (score = created ms)
 -- ARGV[1] TTL (s), ARGV[2] score, ARGV[3] id, ARGV[4] number of record field/value pairs (n),
 -- ARGV[5 .. 4+2n] record pairs, then: placement ('queue' | 'schedule' | 'keep'), queue message field,
 -- queue message, due time (ms, for 'schedule')
@@ -12,7 +14,10 @@ local fields = {}
 for i = 5, 4 + 2 * n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-for i = 4, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+for i = 5, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
+  redis.call('SADD', KEYS[4], KEYS[i])
+end
 local placement = ARGV[5 + 2 * n]
 if placement == 'queue' then
   redis.call('XADD', KEYS[2], '*', ARGV[6 + 2 * n], ARGV[7 + 2 * n])
