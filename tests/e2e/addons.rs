@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use test_support::receiver::Receiver;
 use test_support::{auth, wait};
 
-use crate::harness::{SECRET, Stack, WAIT, parse_id, user, verified_jwt_claims};
+use crate::harness::{On, SECRET, Stack, WAIT, parse_id, user, verified_jwt_claims};
 
 const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
 const OTHER_TM: &str = "0f6c0000-0000-4000-8000-000000000002";
@@ -231,7 +231,16 @@ async fn addon_crud_validation_and_listing() {
 
 #[tokio::test]
 async fn invocation_is_delivered_signed_with_the_data_bytes_as_sent() {
-    let stack = Stack::start().await;
+    invocation_is_delivered_signed_with_the_data_bytes_as_sent_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn invocation_is_delivered_signed_with_the_data_bytes_as_sent_on_a_cluster() {
+    invocation_is_delivered_signed_with_the_data_bytes_as_sent_on(On::Cluster).await;
+}
+
+async fn invocation_is_delivered_signed_with_the_data_bytes_as_sent_on(on: On) {
+    let stack = Stack::start_for(on, &[]).await;
     let rx = Receiver::start().await;
     // The subscription does not list addon.invoked: add-on deliveries ignore the events list.
     let (sub, secret) = stack
@@ -597,7 +606,17 @@ async fn concurrent_invocations_cannot_overrun_the_active_limit() {
 
 #[tokio::test]
 async fn active_invocations_block_delete_and_a_subscription_delete_takes_its_addons() {
-    let stack = Stack::start().await;
+    active_invocations_block_delete_and_a_subscription_delete_takes_its_addons_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn active_invocations_block_delete_and_a_subscription_delete_takes_its_addons_on_a_cluster() {
+    active_invocations_block_delete_and_a_subscription_delete_takes_its_addons_on(On::Cluster)
+        .await;
+}
+
+async fn active_invocations_block_delete_and_a_subscription_delete_takes_its_addons_on(on: On) {
+    let stack = Stack::start_for(on, &[]).await;
     let rx = Receiver::start().await;
     rx.set_async(true);
     let (sub, secret) = stack

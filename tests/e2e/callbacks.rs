@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use test_support::receiver::{Receiver, Response, signature};
 use test_support::wait;
 
-use crate::harness::{Stack, WAIT, parse_id, user};
+use crate::harness::{On, Stack, WAIT, parse_id, user};
 
 const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
 const NIL: &str = "00000000-0000-0000-0000-000000000000";
@@ -52,7 +52,16 @@ async fn admin_view(stack: &Stack, id: &str) -> Value {
 
 #[tokio::test]
 async fn async_receiver_reports_progress_then_completes() {
-    let stack = Stack::start().await;
+    async_receiver_reports_progress_then_completes_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn async_receiver_reports_progress_then_completes_on_a_cluster() {
+    async_receiver_reports_progress_then_completes_on(On::Cluster).await;
+}
+
+async fn async_receiver_reports_progress_then_completes_on(on: On) {
+    let stack = Stack::start_for(on, &[]).await;
     let rx = Receiver::start().await;
     rx.set_async(true);
     let (sub, secret) = stack
@@ -73,7 +82,7 @@ async fn async_receiver_reports_progress_then_completes() {
     let activity = |redis: &Client| {
         let redis = redis.clone();
         let d = d.clone();
-        let key = k.deliveries_activity(Shard::ZERO);
+        let key = k.deliveries_activity(k.shard_of(parse_id(&d)));
         async move {
             redis
                 .zscore::<Option<f64>, _, _>(key, d)
@@ -235,14 +244,14 @@ async fn async_receiver_reports_progress_then_completes() {
     );
     let in_delivered: Option<f64> = redis
         .zscore(
-            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::Delivered),
+            k.deliveries_by_status(k.shard_of(parse_id(&d)), DeliveryStatus::Delivered),
             &d,
         )
         .await
         .expect("zscore");
     let in_progress: Option<f64> = redis
         .zscore(
-            k.deliveries_by_status(Shard::ZERO, DeliveryStatus::InProgress),
+            k.deliveries_by_status(k.shard_of(parse_id(&d)), DeliveryStatus::InProgress),
             &d,
         )
         .await
@@ -253,14 +262,15 @@ async fn async_receiver_reports_progress_then_completes() {
     );
     let ttl: i64 = redis.ttl(k.delivery(parse_id(&d))).await.expect("ttl");
     assert!(ttl > 4 * 3600, "terminal TTL: {ttl}");
-    let timeouts: String = redis
-        .hget(k.subscription(sub), "timeout_count")
-        .await
-        .expect("hget");
-    assert_eq!(
-        timeouts, "0",
-        "completed resets the subscription's timeout count"
-    );
+    // Completed resets the subscription's timeout count (on a cluster through the fold, a second later).
+    wait::until("the timeout count is reset", WAIT, || async {
+        let timeouts: String = redis
+            .hget(k.subscription(sub), "timeout_count")
+            .await
+            .expect("hget");
+        (timeouts == "0").then_some(())
+    })
+    .await;
 
     let late = stack.callback(&d, &secret, r#"{"status":"failed"}"#).await;
     assert_eq!(late.status, 409);

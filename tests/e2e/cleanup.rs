@@ -42,7 +42,7 @@ async fn start_cleanup(stack: &Stack, extra: &[(&str, &str)]) -> Service {
 
 /// A raw client for reading Redis state the store has no method for.
 async fn raw(stack: &Stack) -> Client {
-    let client = Builder::from_config(Config::from_url(&stack.redis.url()).unwrap())
+    let client = Builder::from_config(Config::from_url(&stack.redis().url()).unwrap())
         .build()
         .unwrap();
     client.init().await.unwrap();
@@ -226,7 +226,7 @@ async fn short_lived_store(stack: &Stack) -> Store {
         pool_size: 1,
         active_ttl: Duration::from_secs(1),
         terminal_ttl: Duration::from_secs(1),
-        ..StoreOptions::new(stack.redis.url())
+        ..StoreOptions::new(stack.redis().url())
     })
     .await
     .unwrap()
@@ -347,7 +347,7 @@ async fn expired_deliveries_leave_every_index() {
         pool_size: 1,
         active_ttl: Duration::from_secs(3600),
         terminal_ttl: Duration::from_secs(3600),
-        ..StoreOptions::new(stack.redis.url())
+        ..StoreOptions::new(stack.redis().url())
     })
     .await
     .unwrap();

@@ -12,8 +12,10 @@ use delivery_model::store::Store;
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::trace::TraceContext;
 use serde_json::{Value, json};
+use test_support::cluster::{Cluster, ClusterOptions};
 use test_support::receiver::Receiver;
 use test_support::redis::RedisServer;
+use test_support::redis::hookline_cluster_acl_rule;
 use test_support::service::{Service, ServiceBin};
 use test_support::{auth, http, wait};
 
@@ -69,7 +71,39 @@ pub struct Stack {
     /// The API's OpenAPI document: every answer a test gets is checked against it.
     contract: Contract,
     // Last: dropped after the services so they never see Redis vanish.
-    pub redis: RedisServer,
+    backing: Backing,
+}
+
+/// What a scenario runs on: the end-to-end scenarios that matter most run on both (issue #15).
+#[derive(Clone, Copy, Debug)]
+pub enum On {
+    /// One plain redis-server.
+    Single,
+    /// A 3-master Redis Cluster, the services connecting as the minimal ACL user (with the cluster's
+    /// additions) and the queue in 12 shards.
+    Cluster,
+}
+
+/// Where a stack's data lives: one redis-server (every variant of it), or a Redis Cluster.
+enum Backing {
+    Single(RedisServer),
+    Cluster(Cluster),
+}
+
+impl Backing {
+    fn admin_options(&self) -> delivery_model::store::StoreOptions {
+        match self {
+            Backing::Single(r) => r.admin_options(),
+            Backing::Cluster(c) => c.admin_options(),
+        }
+    }
+
+    fn service_env(&self) -> Vec<(String, String)> {
+        match self {
+            Backing::Single(r) => r.service_env(),
+            Backing::Cluster(c) => c.service_env(),
+        }
+    }
 }
 
 impl Stack {
@@ -92,7 +126,32 @@ impl Stack {
     /// As [`start_on`](Self::start_on), but the services reach `redis` at `services_url` (a proxy in front
     /// of it); the test's own store still talks to `redis` directly.
     pub async fn start_via(redis: RedisServer, services_url: &str, extra: &[(&str, &str)]) -> Self {
-        let access = redis.service_env();
+        Self::start_backed(Backing::Single(redis), services_url, extra).await
+    }
+
+    /// The three pipeline services on what `on` names, `extra` on top of the e2e defaults.
+    pub async fn start_for(on: On, extra: &[(&str, &str)]) -> Self {
+        match on {
+            On::Single => Self::start_with(extra).await,
+            On::Cluster => {
+                let cluster = Cluster::start_with(ClusterOptions {
+                    acl_rule: Some(hookline_cluster_acl_rule()),
+                    ..ClusterOptions::new(3, 0)
+                });
+                Self::start_on_cluster(cluster, extra).await
+            }
+        }
+    }
+
+    /// The three pipeline services on a Redis Cluster (with the services' ACL user when it has one), `extra`
+    /// on top; the test's own store is the harness's admin access.
+    pub async fn start_on_cluster(cluster: Cluster, extra: &[(&str, &str)]) -> Self {
+        let url = cluster.url();
+        Self::start_backed(Backing::Cluster(cluster), &url, extra).await
+    }
+
+    async fn start_backed(backing: Backing, services_url: &str, extra: &[(&str, &str)]) -> Self {
+        let access = backing.service_env();
         // The URL is `services_url`'s; the rest (credentials, TLS files) is the server's.
         let access: Vec<(&str, &str)> = access
             .iter()
@@ -103,7 +162,7 @@ impl Stack {
         let api = Service::start(ServiceBin::ApiGateway, &env).await;
         let consumer = Service::start(ServiceBin::EventConsumer, &env).await;
         let worker = Service::start(ServiceBin::DeliveryWorker, &env).await;
-        let store = Store::connect(&redis.admin_options())
+        let store = Store::connect(&backing.admin_options())
             .await
             .expect("connect store");
         let admin = auth::admin_token(SECRET, "admin-1");
@@ -116,7 +175,23 @@ impl Stack {
             env,
             admin,
             contract,
-            redis,
+            backing,
+        }
+    }
+
+    /// The stack's one redis-server (not for a cluster stack).
+    pub fn redis(&self) -> &RedisServer {
+        match &self.backing {
+            Backing::Single(r) => r,
+            Backing::Cluster(_) => panic!("a cluster stack has no single redis-server"),
+        }
+    }
+
+    /// [`redis`](Self::redis), to stop or restart it.
+    pub fn redis_mut(&mut self) -> &mut RedisServer {
+        match &mut self.backing {
+            Backing::Single(r) => r,
+            Backing::Cluster(_) => panic!("a cluster stack has no single redis-server"),
         }
     }
 
@@ -414,7 +489,7 @@ impl Stack {
     /// A plain client on this stack's Redis, to read (or break) what the services wrote.
     pub async fn redis_client(&self) -> fred::prelude::Client {
         use fred::prelude::*;
-        let config = delivery_model::store::connection::fred_config(&self.redis.admin_options())
+        let config = delivery_model::store::connection::fred_config(&self.backing.admin_options())
             .expect("redis config");
         let client = Builder::from_config(config).build().expect("redis client");
         client.init().await.expect("redis init");

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use test_support::receiver::{ChallengeMode, Receiver, Response};
 use test_support::wait;
 
-use crate::harness::{Stack, WAIT};
+use crate::harness::{On, Stack, WAIT};
 
 const TM: &str = "0f6c0000-0000-4000-8000-000000000001";
 const OTHER_TM: &str = "0f6c0000-0000-4000-8000-000000000002";
@@ -82,7 +82,16 @@ async fn challenge_failure_leads_to_pending_delete_after_three_attempts() {
 
 #[tokio::test]
 async fn event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope() {
-    let stack = Stack::start().await;
+    event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope_on_a_cluster() {
+    event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope_on(On::Cluster).await;
+}
+
+async fn event_is_delivered_signed_with_tmi_headers_and_the_unified_envelope_on(on: On) {
+    let stack = Stack::start_for(on, &[]).await;
     let rx = Receiver::start().await;
     let (id, secret) = stack
         .verified_subscription(&rx, &["threat_model.created"], None)
@@ -186,7 +195,16 @@ async fn wildcard_threat_model_filter_and_non_matching_subscriptions() {
 
 #[tokio::test]
 async fn server_error_then_success_is_retried_once() {
-    let stack = Stack::start().await;
+    server_error_then_success_is_retried_once_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn server_error_then_success_is_retried_once_on_a_cluster() {
+    server_error_then_success_is_retried_once_on(On::Cluster).await;
+}
+
+async fn server_error_then_success_is_retried_once_on(on: On) {
+    let stack = Stack::start_for(on, &[]).await;
     let rx = Receiver::start().await;
     rx.push_response(Response::status(500).body("boom"));
     stack
@@ -218,7 +236,16 @@ async fn server_error_then_success_is_retried_once() {
 
 #[tokio::test]
 async fn failed_after_the_last_attempt_and_sent_again_by_an_admin() {
-    let stack = Stack::start_with(&[("HOOKLINE__WORKER__MAX_ATTEMPTS", "3")]).await;
+    failed_after_the_last_attempt_and_sent_again_by_an_admin_on(On::Single).await;
+}
+
+#[tokio::test]
+async fn failed_after_the_last_attempt_and_sent_again_by_an_admin_on_a_cluster() {
+    failed_after_the_last_attempt_and_sent_again_by_an_admin_on(On::Cluster).await;
+}
+
+async fn failed_after_the_last_attempt_and_sent_again_by_an_admin_on(on: On) {
+    let stack = Stack::start_for(on, &[("HOOKLINE__WORKER__MAX_ATTEMPTS", "3")]).await;
     let rx = Receiver::start().await;
     rx.set_default_status(503);
     let (sub_id, _) = stack

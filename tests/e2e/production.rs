@@ -61,7 +61,7 @@ async fn the_pipeline_runs_over_mutual_tls_and_a_bad_tls_setup_fails_at_start() 
     let rx = Receiver::start().await;
     deliver_one_event(&stack, &rx).await;
 
-    let files = stack.redis.tls_files().expect("a TLS server").clone();
+    let files = stack.redis().tls_files().expect("a TLS server").clone();
     let untrusted = files.untrusted_ca.display().to_string();
     let plain = RedisServer::start();
     let plain_url = format!("rediss://127.0.0.1:{}", plain.port());
@@ -165,7 +165,7 @@ async fn the_whole_pipeline_runs_as_the_minimal_acl_user() {
     }
     let wrong_url = format!(
         "redis://{ACL_USER}:wrong-secret-77@127.0.0.1:{}",
-        stack.redis.port()
+        stack.redis().port()
     );
     let env = with(
         &stack.env,
@@ -186,7 +186,7 @@ async fn the_whole_pipeline_runs_as_the_minimal_acl_user() {
 
     // And the restriction is real: a command outside the rule is refused.
     use fred::prelude::*;
-    let mut opts = stack.redis.admin_options();
+    let mut opts = stack.redis().admin_options();
     opts.username = Some(ACL_USER.into());
     opts.password = Some(delivery_model::store::Secret::new(ACL_PASSWORD));
     let config = delivery_model::store::connection::fred_config(&opts).unwrap();

@@ -280,7 +280,7 @@ async fn redis_restarted_empty_mid_run_recovers_without_restarts() {
     stack.publish(EVENT, None, json!({"before": true})).await;
     rx.wait_for_deliveries(1, WAIT).await;
 
-    stack.redis.restart_empty();
+    stack.redis_mut().restart_empty();
     // Everything was lost: subscribe again and deliver again, with the same processes.
     let rx2 = Receiver::start().await;
     let (_, secret) = wait::until("the API works again", Duration::from_secs(20), || async {
@@ -321,7 +321,7 @@ async fn sigterm_exits_without_waiting_out_redis_timeouts_when_redis_is_gone() {
     let mut stack = Stack::start().await;
     let rx = Receiver::start().await;
     stack.verified_subscription(&rx, &[EVENT], None).await;
-    stack.redis.kill();
+    stack.redis_mut().kill();
     stack.worker.sigterm();
     stack.consumer.sigterm();
     stack.api.sigterm();

@@ -11,7 +11,12 @@ pub const CLUSTER_REFUSAL: &str = "cluster mode: the key layout is not yet slot-
 
 /// The services whose every Redis path is slot-safe and tested on a real cluster: they start on one.
 /// A service joins this list only with its in-process tests running against `test_support::cluster`.
-pub const CLUSTER_READY: &[&str] = &["event-consumer", "delivery-worker", "cleanup"];
+pub const CLUSTER_READY: &[&str] = &[
+    "event-consumer",
+    "delivery-worker",
+    "cleanup",
+    "api-gateway",
+];
 
 /// Connects to Redis as configured, failing fast when it cannot be reached or authenticated.
 ///
