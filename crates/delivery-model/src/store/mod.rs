@@ -38,6 +38,7 @@ mod durability;
 mod fanout_shards;
 pub mod idempotency;
 pub mod import;
+mod merged_pages;
 mod queue;
 pub mod quotas;
 mod replay;

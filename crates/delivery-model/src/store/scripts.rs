@@ -158,6 +158,7 @@ script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
 script!(STATS_ADD, "lua/stats_add.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
+script!(INTERSECT_DELIVERIES, "lua/intersect_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
 frees_memory!(DELETE_QUOTA, "lua/delete_quota.lua");
 script!(
