@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
-use delivery_model::store::Store;
 use delivery_model::store::delivery_queries::DeliveryFilter;
 use delivery_model::store::import::LegacyPlacement;
+use delivery_model::store::{Store, StoreOptions};
 use delivery_model::time::{Micros, now_micros};
 use fred::prelude::*;
-use test_support::cluster::Cluster;
+use test_support::cluster::{Cluster, ClusterOptions};
+use test_support::redis::hookline_cluster_acl_rule;
 
 use crate::harness::Ctx;
 
@@ -255,8 +256,18 @@ async fn pages_stay_stable_while_deliveries_are_created(store: &Store) {
 
 #[tokio::test]
 async fn merged_pages_on_a_cluster_are_the_globally_sorted_list() {
-    let cluster = Cluster::start(3, 0);
-    let (store, raw) = crate::cluster_delivery::connect(&cluster).await;
+    let cluster = Cluster::start_with(ClusterOptions {
+        acl_rule: Some(hookline_cluster_acl_rule()),
+        ..ClusterOptions::new(3, 0)
+    });
+    // The lists as the services' ACL user reads them; the raw client (and its store) as the admin.
+    let (admin, raw) = crate::cluster_delivery::connect(&cluster).await;
+    admin.quit().await;
+    let opts = StoreOptions {
+        cluster_shards: 6,
+        ..cluster.service_options()
+    };
+    let store = Store::connect(&opts).await.unwrap();
     let k = store.keys().clone();
     let s = pages_are_the_sorted_list(&store).await;
     // The scenario's records are on every shard, so the merge is what made the pages.
@@ -289,10 +300,12 @@ async fn merged_pages_on_a_cluster_are_the_globally_sorted_list() {
     // The stability scenario in a keyspace of its own (another prefix) on the same cluster.
     pages_stay_stable_on(&cluster).await;
     store.quit().await;
+    raw.quit().await.unwrap();
+    assert!(cluster.acl_log().is_empty(), "{:?}", cluster.acl_log());
 }
 
 async fn pages_stay_stable_on(cluster: &Cluster) {
-    let opts = delivery_model::store::StoreOptions {
+    let opts = StoreOptions {
         cluster_shards: 6,
         key_prefix: "stable:".into(),
         ..cluster.admin_options()
