@@ -129,14 +129,6 @@ impl Keyspace {
         }
     }
 
-    /// The one shard of standalone mode, for the operations whose script is not yet split per slot
-    /// (`docs/cluster.md` §3 lists them). In cluster mode the services refuse to start until it is, and a
-    /// script given these keys there fails loudly on its first key of another slot (the `#!lua` shebang), so
-    /// every use is a named, visible piece of remaining work rather than a silent wrong key.
-    pub fn unsplit_shard(&self) -> Shard {
-        Shard::ZERO
-    }
-
     /// An untagged key: touched only by single-key commands and single-key scripts.
     fn k(&self, rest: impl std::fmt::Display) -> String {
         format!("{}{rest}", self.prefix)

@@ -73,7 +73,6 @@ fn standalone_names_are_unchanged() {
     let s = k.shard_of(id);
     assert_eq!(s, Shard::ZERO);
     assert_eq!(k.shards().collect::<Vec<_>>(), [Shard::ZERO]);
-    assert_eq!(k.unsplit_shard(), Shard::ZERO);
     let pending = DeliveryStatus::Pending;
     let active = SubscriptionStatus::Active;
     let names = [

@@ -4,6 +4,7 @@
 
 use fred::prelude::*;
 
+use super::merged_pages::{ScoreRange, ShardList};
 use super::{Page, Store, created_score, push_record, read_each, scripts};
 use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
 use crate::error::Result;
@@ -272,7 +273,8 @@ impl Store {
         .await
     }
 
-    /// Lists deliveries oldest first (TMI's order), optionally of one subscription.
+    /// Lists deliveries oldest first (TMI's order), optionally of one subscription. On a cluster the
+    /// shards' indexes are merged (`docs/cluster.md` §4.5, `store/merged_pages.rs`).
     ///
     /// # Errors
     /// Redis failure.
@@ -282,13 +284,28 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Page<DeliveryRecord>> {
-        // Not slot-safe yet: one shard's index only (§4.5 merges the shards).
-        let shard = self.keys().unsplit_shard();
-        let key = match subscription {
-            Some(s) => self.keys().deliveries_by_subscription(shard, s),
-            None => self.keys().deliveries_all(shard),
+        let k = self.keys();
+        let index = |shard| match subscription {
+            Some(s) => k.deliveries_by_subscription(shard, s),
+            None => k.deliveries_all(shard),
         };
-        let (ids, total) = self.zpage(&key, offset, limit, false).await?;
+        if k.layout() != Layout::Standalone {
+            let lists: Vec<ShardList> = k
+                .shards()
+                .map(|shard| ShardList {
+                    key: index(shard),
+                    indexes: vec![index(shard)],
+                })
+                .collect();
+            let all = ScoreRange {
+                from_ms: None,
+                to_ms: None,
+            };
+            return self.merged_page(&lists, all, offset, limit).await;
+        }
+        let (ids, total) = self
+            .zpage(&index(Shard::ZERO), offset, limit, false)
+            .await?;
         let ids = ids.iter().filter_map(|id| id.parse::<DeliveryId>().ok());
         let items = read_each(ids, |id| self.get_delivery(id)).await?;
         Ok(Page { items, total })

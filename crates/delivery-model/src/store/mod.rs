@@ -41,6 +41,7 @@ pub mod health;
 pub mod idempotency;
 pub mod import;
 mod limits;
+mod merged_pages;
 mod queue;
 pub mod quotas;
 mod replay;

@@ -175,6 +175,7 @@ script!(LIMIT_RELEASE, "lua/limit_release.lua");
 script!(LIMIT_WAKE, "lua/limit_wake.lua");
 script!(SET_LIMITS, "lua/set_limits.lua");
 script!(QUERY_DELIVERIES, "lua/query_deliveries.lua");
+script!(INTERSECT_DELIVERIES, "lua/intersect_deliveries.lua");
 script!(PUT_QUOTA, "lua/put_quota.lua");
 frees_memory!(DELETE_QUOTA, "lua/delete_quota.lua");
 script!(

@@ -16,7 +16,7 @@ use delivery_model::time::now_micros;
 use fred::prelude::*;
 use test_support::cluster::Cluster;
 
-async fn connect(cluster: &Cluster) -> (Store, Client) {
+pub(crate) async fn connect(cluster: &Cluster) -> (Store, Client) {
     let opts = StoreOptions {
         cluster_shards: 6,
         ..cluster.admin_options()
