@@ -42,6 +42,7 @@ pub mod import;
 mod limits;
 mod queue;
 pub mod quotas;
+pub mod redrive;
 mod replay;
 pub mod retries;
 mod revocation;
