@@ -30,8 +30,10 @@ pub const FINISHED_RETENTION_SECS: u64 = 7 * 86_400;
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The receiver answered 4xx.
+    #[serde(rename = "http_4xx")]
     Http4xx,
     /// The receiver answered 5xx.
+    #[serde(rename = "http_5xx")]
     Http5xx,
     /// The receiver answered another status (a 2xx whose status callback never came, a redirect).
     HttpOther,
@@ -341,6 +343,14 @@ mod tests {
         );
         assert_eq!(class(None, Some("target refused")), ErrorClass::Other);
         assert_eq!(ErrorClass::of(None), ErrorClass::None);
+    }
+
+    #[test]
+    fn class_names_are_the_documented_ones() {
+        let names =
+            serde_json::to_string(&[ErrorClass::Http4xx, ErrorClass::Http5xx, ErrorClass::None])
+                .unwrap_or_default();
+        assert_eq!(names, r#"["http_4xx","http_5xx","none"]"#);
     }
 
     #[test]
