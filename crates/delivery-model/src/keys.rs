@@ -410,6 +410,26 @@ impl Keyspace {
     pub fn delivery_index_registry(&self, shard: Shard) -> String {
         self.s(shard, "hookline:cleanup:delivery_indexes")
     }
+
+    // ---- redrive jobs (issue #18) --------------------------------------------------------------------------
+
+    /// HASH: the subscription's redrive job ([`crate::redrive::field`]: filters, pace, counters and the
+    /// cursor of its walk over the failed index). One per subscription; no TTL while it runs, then
+    /// [`FINISHED_RETENTION_SECS`](crate::redrive::FINISHED_RETENTION_SECS).
+    pub fn redrive_job(&self, subscription: SubscriptionId) -> String {
+        self.c(format_args!("hookline:redrive:job:{subscription}"))
+    }
+
+    /// SET: subscription ids whose redrive job is running (the runner's work list).
+    pub fn redrive_active(&self) -> String {
+        self.c("hookline:redrive:active")
+    }
+
+    /// STRING: the redrive runner's lease (token of the cleanup replica that advances the jobs), `NX PX`,
+    /// renewed every tick, deleted by its holder when it stops.
+    pub fn redrive_lease(&self) -> String {
+        self.c("hookline:redrive:lease")
+    }
 }
 
 // ---- add-ons (issue #3) ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ pub mod keys;
 pub mod queue;
 pub mod quota;
 pub mod reader;
+pub mod redrive;
 pub mod secret_box;
 pub mod signing;
 pub mod stats;

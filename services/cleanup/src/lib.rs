@@ -4,6 +4,7 @@
 //!   `pending_delete` and then away, expired deliveries leave the indexes, acknowledged stream entries are
 //!   trimmed — each step in bounded chunks, under the lease.
 //! - [`lease`]: the Redis lease that lets one replica at a time run a cycle.
+//! - [`redrive`]: the runner of redrive jobs (issue #18), beside the cycles under a lease of its own.
 //! - [`lifecycle`]: TMI's idle/broken/deletion rules as pure decisions.
 //! - [`state`]: where the walks stand between cycles (kept in Redis, so any replica resumes them).
 //! - [`config`]: the `[cleanup]` settings, typed.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
+pub mod redrive;
 pub mod state;
 
 use std::time::{Duration, Instant};
@@ -37,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CleanupConfig, risky_settings};
 use crate::cycle::{Budget, Cleaner, CycleOutcome, CycleReport};
 use crate::metrics::Metrics;
+use crate::redrive::{RedriveConfig, Runner};
 
 /// The service's name in logs and metrics.
 pub const SERVICE: &str = "cleanup";
@@ -46,13 +49,21 @@ pub fn readiness(_settings: &Settings, store: &Store) -> ReadyCheck {
     ops::redis_ready(store.clone())
 }
 
-/// The service's loop: runs [`cycles`] until the context's `shutdown` is cancelled.
+/// The service's loops: runs [`cycles`] and the redrive [`Runner`] until the context's `shutdown` is cancelled.
 ///
 /// # Errors
 /// Metrics registered twice in the context's registry.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let (cfg, metrics) = prepare(&ctx)?;
-    cycles(cfg, ctx.store, metrics, ctx.shutdown).await;
+    let runner = Runner::new(
+        ctx.store.clone(),
+        RedriveConfig::from_cleanup(&cfg),
+        metrics.clone(),
+    );
+    tokio::join!(
+        cycles(cfg, ctx.store, metrics, ctx.shutdown.clone()),
+        runner.run(ctx.shutdown)
+    );
     Ok(())
 }
 

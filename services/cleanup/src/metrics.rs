@@ -2,7 +2,7 @@
 //! bounded: the six actions ([`Action`]) and four cycle outcomes ([`CycleEnd`]), both defined here so that
 //! this module depends on no other (the cycle and the lease report through it).
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// What cleanup changes; the `action` label of `hookline_cleanup_items_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,14 @@ pub struct Metrics {
     pub last_success: IntGauge,
     /// 1 while this replica holds the cleanup lease, else 0.
     pub lease_held: IntGauge,
+    /// Failed deliveries queued again by redrive jobs.
+    pub redrive_queued: IntCounter,
+    /// Failed deliveries a redrive job matched but did not queue (changed meanwhile, subscription inactive).
+    pub redrive_skipped: IntCounter,
+    /// Redrive jobs running, as the runner holding the lease sees them (0 on the other replicas).
+    pub redrive_active: IntGauge,
+    /// 1 while this replica holds the redrive runner's lease, else 0.
+    pub redrive_lease_held: IntGauge,
 }
 
 impl Metrics {
@@ -127,6 +135,22 @@ impl Metrics {
                 "hookline_cleanup_lease_held",
                 "1 while this replica holds the cleanup lease.",
             )?,
+            redrive_queued: IntCounter::new(
+                "hookline_cleanup_redrive_queued_total",
+                "Failed deliveries queued again by redrive jobs.",
+            )?,
+            redrive_skipped: IntCounter::new(
+                "hookline_cleanup_redrive_skipped_total",
+                "Failed deliveries a redrive job matched but did not queue.",
+            )?,
+            redrive_active: IntGauge::new(
+                "hookline_cleanup_redrive_active_jobs",
+                "Redrive jobs running (reported by the replica holding the redrive lease).",
+            )?,
+            redrive_lease_held: IntGauge::new(
+                "hookline_cleanup_redrive_lease_held",
+                "1 while this replica holds the redrive runner's lease.",
+            )?,
         };
         for a in Action::ALL {
             m.items.with_label_values(&[a.label()]).inc_by(0);
@@ -139,6 +163,10 @@ impl Metrics {
         registry.register(Box::new(m.cycle_duration.clone()))?;
         registry.register(Box::new(m.last_success.clone()))?;
         registry.register(Box::new(m.lease_held.clone()))?;
+        registry.register(Box::new(m.redrive_queued.clone()))?;
+        registry.register(Box::new(m.redrive_skipped.clone()))?;
+        registry.register(Box::new(m.redrive_active.clone()))?;
+        registry.register(Box::new(m.redrive_lease_held.clone()))?;
         Ok(m)
     }
 

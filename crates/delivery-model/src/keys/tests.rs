@@ -137,6 +137,9 @@ fn standalone_names_are_unchanged() {
         ),
         (k.cleanup_lease(), "p:hookline:cleanup:lease".into()),
         (k.cleanup_state(), "p:hookline:cleanup:state".into()),
+        (k.redrive_job(sub), format!("p:hookline:redrive:job:{SUB}")),
+        (k.redrive_active(), "p:hookline:redrive:active".into()),
+        (k.redrive_lease(), "p:hookline:redrive:lease".into()),
         (
             k.delivery_index_registry(s),
             "p:hookline:cleanup:delivery_indexes".into(),
@@ -333,6 +336,15 @@ fn control_scripts_touch_one_slot() {
     one_slot(
         "cleanup_lease_commit, cleanup_lease_release",
         &[k.cleanup_lease(), k.cleanup_state(), k.layout_marker()],
+    );
+    one_slot(
+        "redrive_start, redrive_cancel, redrive_step, the redrive lease",
+        &[
+            k.redrive_job(sub),
+            k.redrive_active(),
+            k.redrive_lease(),
+            k.subscription(sub),
+        ],
     );
     one_slot(
         "fold_outcomes",

@@ -44,6 +44,7 @@ mod limits;
 mod merged_pages;
 mod queue;
 pub mod quotas;
+pub mod redrive;
 mod replay;
 pub mod retries;
 mod revocation;

@@ -149,6 +149,20 @@ impl Store {
     /// Redis failure (nothing was written), a corrupt record, a reply the script never gives, or
     /// [`Error::NotReplicated`] (queued, not yet confirmed by replicas; retrying it again answers 409).
     pub async fn retry_delivery(&self, id: DeliveryId, now: Micros) -> Result<RetryResult> {
+        self.retry_delivery_with(id, now, false).await
+    }
+
+    /// [`Store::retry_delivery`], which with `include_addons` also retries a failed add-on invocation (a
+    /// redrive job that asked for them: the worker mints a fresh delegation token for every attempt).
+    ///
+    /// # Errors
+    /// As [`Store::retry_delivery`].
+    pub async fn retry_delivery_with(
+        &self,
+        id: DeliveryId,
+        now: Micros,
+        include_addons: bool,
+    ) -> Result<RetryResult> {
         let k = self.keys();
         let shard = k.shard_of(id);
         let msg = QueueMessage::DeliveryV1 { delivery_id: id }.encode();
@@ -172,6 +186,7 @@ impl Store {
                     MESSAGE_FIELD.to_owned(),
                     msg,
                     sub_status,
+                    if include_addons { "1" } else { "0" }.to_owned(),
                 ],
             )
             .await?;

@@ -18,6 +18,7 @@ pub mod health;
 pub mod limits;
 pub mod openapi;
 pub mod quotas;
+pub mod redrive;
 pub mod rotation;
 pub mod stats;
 pub mod subscriptions;
@@ -88,6 +89,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "POST",
         )
         .route(web::post().to(deliveries::retry_failed)),
+    )
+    .service(
+        resource(
+            "/admin/webhooks/subscriptions/{webhook_id}/redrive",
+            "GET, POST, DELETE",
+        )
+        .route(web::get().to(redrive::get_redrive))
+        .route(web::post().to(redrive::start_redrive))
+        .route(web::delete().to(redrive::cancel_redrive)),
     )
     .service(
         resource("/admin/webhooks/subscriptions/{webhook_id}/stats", "GET")

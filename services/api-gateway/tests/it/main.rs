@@ -16,6 +16,7 @@ mod health;
 mod input_rules;
 mod limits;
 mod quotas;
+mod redrive;
 mod routing;
 mod security;
 mod slow_clients;

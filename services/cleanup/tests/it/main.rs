@@ -8,5 +8,6 @@ mod harness;
 mod indexes;
 mod lease;
 mod lifecycle;
+mod redrive;
 mod stale;
 mod streams;

@@ -8,13 +8,14 @@
 -- KEYS[1] delivery hash, KEYS[2] queue stream
 -- ARGV[1] now (us), ARGV[2] active TTL (s), ARGV[3] status-zset prefix, ARGV[4] delivery id,
 -- ARGV[5] subscription-key prefix ('' on a cluster), ARGV[6] queue message field, ARGV[7] message,
--- ARGV[8] on a cluster: the subscription's status as read by the caller ('' = gone)
+-- ARGV[8] on a cluster: the subscription's status as read by the caller ('' = gone),
+-- ARGV[9] '1' to allow add-on invocations
 -- Returns {'missing'} | {'status', current} | {'addon'} | {'subscription', status ('' = gone)}
 --   | {'queued', {record field, value, …}} (the record as it is now)
 local h = redis.call('HMGET', KEYS[1], 'status', 'created_at', 'addon_id', 'subscription_id')
 if not h[1] then return {'missing'} end
 if h[1] ~= 'failed' then return {'status', h[1]} end
-if h[3] and h[3] ~= '' then return {'addon'} end
+if h[3] and h[3] ~= '' and ARGV[9] ~= '1' then return {'addon'} end
 local sub_status = ARGV[8]
 if ARGV[5] ~= '' then sub_status = redis.call('HGET', ARGV[5] .. (h[4] or ''), 'status') end
 if sub_status ~= 'active' then return {'subscription', sub_status or ''} end
