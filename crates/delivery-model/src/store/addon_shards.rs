@@ -63,7 +63,10 @@ impl Store {
             k.addon_dedup(inv.addon, inv.invoker),
             k.addon_active(inv.invoker),
         ];
-        let reply: Vec<Value> = scripts::INVOKE_RESERVE.run(self.pool(), keys, args).await?;
+        // One client for the reservation, the record and the `WAIT`s that confirm both.
+        let client = self.writer();
+        let reserved = keys[0].clone();
+        let reply: Vec<Value> = scripts::INVOKE_RESERVE.run_on(&client, keys, args).await?;
         let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());
         match it.next().as_deref() {
             Some("reserved") => {}
@@ -100,16 +103,17 @@ impl Store {
             }
             .encode(),
         );
-        let created: i64 = scripts::CREATE_DELIVERY
-            .run(self.pool(), keys, args)
-            .await?;
+        let created: i64 = scripts::CREATE_DELIVERY.run_on(&client, keys, args).await?;
         if created != 1 {
             return Err(Error::Script(format!(
                 "invoke_addon: delivery id {} already exists",
                 record.id
             )));
         }
-        // For TMI-compatible readers of the input stream (Hookline's consumer only acknowledges it).
+        self.confirm(&client, &[&reserved, &k.delivery(record.id)])
+            .await?;
+        // For TMI-compatible readers of the input stream (Hookline's consumer only acknowledges it). It
+        // confirms its own write.
         self.publish_event(inv.event).await?;
         Ok(InvokeOutcome::Created)
     }

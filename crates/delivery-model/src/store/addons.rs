@@ -311,7 +311,8 @@ impl Store {
         let kind = text(it.next());
         match kind.as_str() {
             "created" => {
-                self.confirm(&client).await?;
+                // One node (a cluster takes `invoke_addon_sharded`): one `WAIT`, no names needed.
+                self.confirm(&client, &[]).await?;
                 Ok(InvokeOutcome::Created)
             }
             "gone" => Ok(InvokeOutcome::AddonGone),

@@ -89,7 +89,7 @@ impl Store {
             Some("updated") => {
                 let status = it.next().unwrap_or_default().parse()?;
                 let percent = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-                self.confirm(&client).await?;
+                self.confirm(&client, &[&k.delivery(id)]).await?;
                 Ok(CallbackResult::Updated { status, percent })
             }
             Some("missing") => Ok(CallbackResult::Missing),

@@ -14,9 +14,9 @@
 //! that one name, as with a cluster-wide or wildcard certificate.
 //!
 //! What cluster mode refuses: a database in the URL (a cluster has only database 0), query parameters other
-//! than `node`, Sentinel settings (the cluster fails over by itself), and `WAIT` for replicas
-//! (`wait_replicas`): `WAIT` must reach the master that took the write, and a clustered client sends a
-//! keyless command to any master. That is for the slot-aware key layout to solve (`docs/cluster.md`).
+//! than `node`, and Sentinel settings (the cluster fails over by itself). `WAIT` for replicas
+//! (`wait_replicas`) works: each one is routed to the master of a slot just written
+//! ([`durability`](super::durability)).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub fn url_problem(url: &str) -> Option<String> {
 /// The checks of cluster mode that involve more than the URL; a no-op for other configurations.
 ///
 /// # Errors
-/// [`Error::Config`] for Sentinel settings or `WAIT` for replicas with a cluster (see the module doc).
+/// [`Error::Config`] for Sentinel settings with a cluster (see the module doc).
 pub(crate) fn check_options(config: &Config, opts: &StoreOptions) -> Result<()> {
     if !config.server.is_clustered() {
         return Ok(());
@@ -85,13 +85,6 @@ pub(crate) fn check_options(config: &Config, opts: &StoreOptions) -> Result<()> 
     if opts.sentinel.is_some() {
         return Err(Error::Config(
             "Sentinel and Redis Cluster exclude each other: a cluster fails over by itself".into(),
-        ));
-    }
-    if opts.wait_replicas > 0 {
-        return Err(Error::Config(
-            "waiting for replicas (WAIT) is not supported in cluster mode yet: it must reach the \
-             master that took the write"
-                .into(),
         ));
     }
     Ok(())
@@ -190,9 +183,10 @@ mod tests {
         });
         assert!(refused(&opts).contains("Sentinel and Redis Cluster"));
 
+        // WAIT for replicas works on a cluster: each one goes to the master of a slot just written.
         opts.sentinel = None;
         opts.wait_replicas = 1;
-        assert!(refused(&opts).contains("WAIT"));
+        assert!(fred_config(&opts).is_ok());
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl Store {
         if self.ack_wait().is_on() {
             // The deliveries are written but the entries still pending: if the replicas do not confirm, the
             // error leaves them pending and the consumer fans them out again (same ids, nothing twice).
-            self.confirm(&client).await?;
+            // One node (a cluster takes `fanout_sharded`): one `WAIT`, no names needed.
+            self.confirm(&client, &[]).await?;
             let ids: Vec<String> = entries.iter().map(|e| e.entry_id.to_owned()).collect();
             let _: i64 = client
                 .xack(self.keys().events_stream(), EVENTS_GROUP, ids)

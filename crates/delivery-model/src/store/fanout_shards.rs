@@ -53,23 +53,28 @@ impl Store {
                 }
             }
         }
+        // One client for the shards' writes and the `WAIT`s that confirm them (one connection per master).
+        let client = self.writer();
         let calls = shards
             .iter()
-            .map(|(shard, parts)| self.fanout_shard(*shard, parts, now));
+            .map(|(shard, parts)| self.fanout_shard(&client, *shard, parts, now));
         let created: u64 = futures::future::try_join_all(calls)
             .await?
             .into_iter()
             .sum();
+        // With replicas to wait for, the entries are acknowledged only after every shard's writes are
+        // confirmed: if one is not, the entries stay pending and are fanned out again (nothing twice).
+        let queues: Vec<String> = shards.keys().map(|s| k.queue_stream(*s)).collect();
+        let written: Vec<&str> = queues.iter().map(String::as_str).collect();
+        self.confirm(&client, &written).await?;
         let ids: Vec<String> = entries.iter().map(|e| e.entry_id.to_owned()).collect();
-        let _: i64 = self
-            .pool()
-            .xack(k.events_stream(), EVENTS_GROUP, ids)
-            .await?;
+        let _: i64 = client.xack(k.events_stream(), EVENTS_GROUP, ids).await?;
         Ok(created)
     }
 
     async fn fanout_shard(
         &self,
+        client: &Client,
         shard: Shard,
         parts: &[ShardPart<'_>],
         now: Micros,
@@ -101,7 +106,7 @@ impl Store {
             k.deliveries_by_status(shard, crate::delivery::DeliveryStatus::Pending),
             k.delivery_index_registry(shard),
         ];
-        scripts::FANOUT_SHARD.run(self.pool(), keys, args).await
+        scripts::FANOUT_SHARD.run_on(client, keys, args).await
     }
 
     /// [`Store::route_existing`] on a cluster: enqueue once (the record's `routed` flag), then acknowledge.
@@ -111,9 +116,10 @@ impl Store {
         id: DeliveryId,
     ) -> Result<bool> {
         let k = self.keys();
+        let client = self.writer();
         let routed: i64 = scripts::ROUTE_EXISTING_SHARD
-            .run(
-                self.pool(),
+            .run_on(
+                &client,
                 vec![k.delivery(id), k.queue_stream(k.shard_of(id))],
                 vec![
                     MESSAGE_FIELD.to_owned(),
@@ -121,8 +127,8 @@ impl Store {
                 ],
             )
             .await?;
-        let _: i64 = self
-            .pool()
+        self.confirm(&client, &[&k.delivery(id)]).await?;
+        let _: i64 = client
             .xack(k.events_stream(), EVENTS_GROUP, entry_id)
             .await?;
         Ok(routed == 1)

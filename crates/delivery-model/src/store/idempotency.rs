@@ -106,7 +106,8 @@ impl Store {
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| Error::Decode("idempotency: stored status".into()))?;
                 let body = it.next().unwrap_or_default();
-                self.confirm(&client).await?;
+                self.confirm(&client, &[&self.idempotency_key(scope)])
+                    .await?;
                 Ok(IdempotencyBegin::Replay(StoredAnswer { status, body }))
             }
             other => Err(Error::Script(format!("idempotency_begin: {other:?}"))),
@@ -138,7 +139,7 @@ impl Store {
                 ],
             )
             .await?;
-        self.confirm(&client).await
+        self.confirm(&client, &[&self.idempotency_key(scope)]).await
     }
 
     /// Gives up the claim of a first request that wrote nothing, so that a retry runs afresh.

@@ -108,7 +108,8 @@ impl Store {
                 event.to_fields(),
             )
             .await?;
-        self.confirm(&client).await?;
+        self.confirm(&client, &[self.keys().events_stream()])
+            .await?;
         Ok(id)
     }
 

@@ -248,6 +248,7 @@ impl Store {
             limits.per_day.to_string(),
         ]);
         super::push_fields(&mut args, sub, self.secrets())?;
+        let written = k.subscription(sub.id);
         let client = self.writer();
         let reply: Vec<Value> = scripts::CREATE_SUBSCRIPTION_QUOTA
             .run_on(&client, keys, args)
@@ -255,7 +256,7 @@ impl Store {
         let mut it = reply.into_iter();
         let kind = text(it.next());
         if kind == "created" {
-            self.confirm(&client).await?;
+            self.confirm(&client, &[&written]).await?;
         }
         let current = text(it.next()).parse().unwrap_or(0);
         let minute = MinuteWindow {

@@ -197,7 +197,7 @@ impl Store {
             Some("queued") => {
                 let record = reply.next().map(flat).unwrap_or_default();
                 let record = DeliveryRecord::from_hash(&record)?;
-                self.confirm(&client).await?;
+                self.confirm(&client, &[&k.delivery(id)]).await?;
                 Ok(RetryResult::Queued(Box::new(record)))
             }
             Some("missing") => Ok(RetryResult::Missing),

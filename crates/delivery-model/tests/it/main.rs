@@ -29,6 +29,7 @@
 //! - [`cluster_layout`]: the cluster key layout: control and shard scripts in one slot each, a second slot
 //!   refused loudly, the shard count fixed by the data.
 //! - [`cluster_delivery`]: the delivery path on a cluster: fan-out per shard, routing, nothing twice.
+//! - [`cluster_durability`]: the loss budget on a cluster: each `WAIT` at the master of a slot written.
 //! - [`cluster_lists`]: the admin delivery lists merged across the shards, stable pages, both layouts agree.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
@@ -38,6 +39,7 @@ mod backlog;
 mod cluster;
 mod cluster_addons;
 mod cluster_delivery;
+mod cluster_durability;
 mod cluster_layout;
 mod cluster_lists;
 mod cluster_outcomes;

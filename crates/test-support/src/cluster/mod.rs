@@ -345,6 +345,43 @@ impl Cluster {
         field(&repl, name)?.parse().ok()
     }
 
+    /// Plain port of a live replica of the master that serves `slot`.
+    ///
+    /// # Panics
+    /// When that master has no live replica.
+    pub fn replica_for_slot(&self, slot: u16) -> u16 {
+        let view = self.view();
+        let master = view
+            .iter()
+            .find(|v| v.master && !v.failing && v.serves(slot))
+            .map(|v| v.id.clone());
+        let Some(v) = view
+            .iter()
+            .find(|v| !v.master && !v.failing && v.master_id.is_some() && v.master_id == master)
+        else {
+            panic!("no live replica of the master of slot {slot}: {view:?}")
+        };
+        v.port
+    }
+
+    /// Whether `key` exists on the node on plain `port` (`SCAN … MATCH`: a replica answers it without
+    /// `READONLY`, which a one-shot connection cannot keep). `key` must hold no glob characters.
+    pub fn node_has_key(&self, port: u16, key: &str) -> bool {
+        match self.node_command(port, &["SCAN", "0", "MATCH", key, "COUNT", "1000000"]) {
+            Some(Reply::Array(parts)) => {
+                matches!(parts.get(1), Some(Reply::Array(keys)) if !keys.is_empty())
+            }
+            other => panic!("SCAN on {port}: {other:?}"),
+        }
+    }
+
+    /// SIGKILLs the node on plain `port` (a replica, say, so that its master's `WAIT`s go unanswered).
+    pub fn kill_node(&mut self, port: u16) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            n.kill();
+        }
+    }
+
     /// SIGKILLs master `index` (of [`master_ports`](Self::master_ports)) and waits until one of its
     /// replicas has taken over its slots and the cluster is healthy again. Returns the promoted replica's
     /// client port and how long the promotion took.
