@@ -70,7 +70,7 @@ const EVENTS: usize = 300;
 const SLOTS: &str = "8";
 
 /// The services' environment on `cluster`: the e2e base, the cluster's access, 6 queue shards.
-fn cluster_env(cluster: &Cluster, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn cluster_env(cluster: &Cluster, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = base_env(&cluster.url());
     env.retain(|(k, _)| k != "HOOKLINE__REDIS__URL");
     env.extend(cluster.service_env());

@@ -31,15 +31,15 @@ use crate::harness::{SECRET, base_env, merge};
 /// Delivery of new events resumes at most this long after the sentinel promoted the replica.
 const RESUME_BOUND: Duration = Duration::from_secs(30);
 /// Events per second the publisher sends.
-const RATE: u64 = 20;
+pub(crate) const RATE: u64 = 20;
 /// How long after the promotion the publisher keeps going.
 const AFTER_PROMOTION: Duration = Duration::from_secs(4);
-const EVENT: &str = "threat_model.updated";
+pub(crate) const EVENT: &str = "threat_model.updated";
 /// The worker's slots: at most this many attempts are in flight at the kill, so sent twice.
 const MAX_IN_FLIGHT: usize = 8;
 
 /// One `POST /events` answered 202: the event number and when the answer came.
-type Acked = Arc<Mutex<Vec<(u64, Instant)>>>;
+pub(crate) type Acked = Arc<Mutex<Vec<(u64, Instant)>>>;
 /// `/readyz` answers seen by the watcher: service, when, ready or not.
 type Readiness = Arc<Mutex<Vec<(&'static str, Instant, bool)>>>;
 
@@ -102,37 +102,8 @@ impl FailoverStack {
         }
     }
 
-    /// Sends `RATE` events a second through `POST /events` until `stop`, recording each 202.
     fn publish(&self, stop: CancellationToken) -> (Acked, tokio::task::JoinHandle<u64>) {
-        let acked: Acked = Arc::default();
-        let url = self.api.api_url("/events");
-        let bearer = format!("Bearer {}", auth::admin_token(SECRET, "admin-1"));
-        let log = acked.clone();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
-            let mut sent = 0u64;
-            while stop.run_until_cancelled(tick.tick()).await.is_some() {
-                let (url, bearer, log) = (url.clone(), bearer.clone(), log.clone());
-                let i = sent;
-                // One task per event keeps the rate steady while some calls wait on a dead primary.
-                tokio::spawn(async move {
-                    let body = json!({"event_type": EVENT, "object_id": format!("obj-{i}"),
-                        "object_type": "threat_model", "data": {"i": i}});
-                    let headers = [
-                        ("authorization", bearer.as_str()),
-                        ("content-type", "application/json"),
-                    ];
-                    if let Ok((202, _, _)) =
-                        http::try_request("POST", &url, &headers, body.to_string()).await
-                    {
-                        lock(&log).push((i, Instant::now()));
-                    }
-                });
-                sent += 1;
-            }
-            sent
-        });
-        (acked, task)
+        publish(&self.api, stop)
     }
 
     /// Polls `/readyz` of the consumer, the worker and cleanup every 100 ms until `stop`.
@@ -162,8 +133,45 @@ impl FailoverStack {
     }
 }
 
+/// Sends `RATE` events a second through `api`'s `POST /events` until `stop`, recording each 202 (the event
+/// number is the payload's `data.i`).
+pub(crate) fn publish(
+    api: &Service,
+    stop: CancellationToken,
+) -> (Acked, tokio::task::JoinHandle<u64>) {
+    let acked: Acked = Arc::default();
+    let url = api.api_url("/events");
+    let bearer = format!("Bearer {}", auth::admin_token(SECRET, "admin-1"));
+    let log = acked.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+        let mut sent = 0u64;
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            let (url, bearer, log) = (url.clone(), bearer.clone(), log.clone());
+            let i = sent;
+            // One task per event keeps the rate steady while some calls wait on a dead primary.
+            tokio::spawn(async move {
+                let body = json!({"event_type": EVENT, "object_id": format!("obj-{i}"),
+                        "object_type": "threat_model", "data": {"i": i}});
+                let headers = [
+                    ("authorization", bearer.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                if let Ok((202, _, _)) =
+                    http::try_request("POST", &url, &headers, body.to_string()).await
+                {
+                    lock(&log).push((i, Instant::now()));
+                }
+            });
+            sent += 1;
+        }
+        sent
+    });
+    (acked, task)
+}
+
 /// Event numbers the receiver got, with the first arrival of each.
-fn delivered(rx: &Receiver) -> HashMap<u64, Instant> {
+pub(crate) fn delivered(rx: &Receiver) -> HashMap<u64, Instant> {
     let mut got = HashMap::new();
     for r in rx.deliveries() {
         if let Some(i) = r.json().and_then(|j| j["data"]["i"].as_u64()) {
@@ -223,7 +231,7 @@ fn not_ready_spans(readiness: &Readiness, since: Instant) -> Vec<(&'static str, 
 }
 
 /// Event numbers acknowledged at or after `since` (or before it, with `before`).
-fn acked_around(acked: &Acked, since: Instant, before: bool) -> Vec<u64> {
+pub(crate) fn acked_around(acked: &Acked, since: Instant, before: bool) -> Vec<u64> {
     lock(acked)
         .iter()
         .filter(|(_, at)| (*at < since) == before)

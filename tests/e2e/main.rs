@@ -6,6 +6,7 @@ mod addons;
 mod callbacks;
 mod cleanup;
 mod cluster;
+mod cluster_failover;
 mod console;
 mod contract;
 mod failover;

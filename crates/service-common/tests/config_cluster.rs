@@ -163,8 +163,9 @@ fn what_a_cluster_would_ignore_is_refused() {
         let e = err(&[("HOOKLINE__REDIS__URL", url)]);
         assert!(e.contains("`redis.url`"), "{url}: {e}");
     }
-    let e = err(&[CLUSTER, ("HOOKLINE__REDIS__WAIT_REPLICAS", "1")]);
-    assert!(e.contains("`redis.wait_replicas`"), "{e}");
+    // WAIT for replicas works on a cluster (each one at the master of a slot written).
+    let s = load(&[CLUSTER, ("HOOKLINE__REDIS__WAIT_REPLICAS", "1")]).unwrap();
+    assert_eq!(s.store_options().wait_replicas, 1);
     // The password is given once: the URL and a key both set is refused as for a single node.
     let e = err(&[
         ("HOOKLINE__REDIS__URL", "redis-cluster://:url-pw@h:7000"),

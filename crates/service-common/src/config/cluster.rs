@@ -4,8 +4,7 @@
 //!
 //! Refused with a cluster URL, naming the key: a database path or other query parameters in `redis.url`
 //! (fred would ignore them), any Sentinel key (a cluster fails over by itself, and which of the two would
-//! decide where to connect would be a guess), `redis.wait_replicas` above 0 (`WAIT` cannot yet be sent
-//! to the master that took the write), a `redis.cluster_shards` above the layout's maximum, and a
+//! decide where to connect would be a guess), a `redis.cluster_shards` above the layout's maximum, and a
 //! `redis.key_prefix` holding a brace (it would become every key's hash tag). Refused without one:
 //! `redis.cluster_shards` other than 0 (it would silently do nothing on one node).
 
@@ -87,13 +86,6 @@ impl RedisSettings {
                 "Sentinel settings cannot be combined with a Redis Cluster URL (redis.url is \
                  redis-cluster:// or rediss-cluster://): a cluster fails over by itself; remove \
                  redis.sentinels and every redis.sentinel_* key",
-            ));
-        }
-        if self.wait_replicas > 0 {
-            return Err(invalid(
-                "redis.wait_replicas",
-                "must be 0 with a Redis Cluster URL for now: WAIT must reach the master that took \
-                 the write (issue #15, docs/cluster.md)",
             ));
         }
         Ok(())
