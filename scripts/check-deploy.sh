@@ -190,7 +190,6 @@ chart_refuses_bad_values() {
   helm_refuses "a config section that is not a map" "at '/config/worker'" --set config.worker=x || bad=1
   helm_refuses "a misspelt chart value (values.schema.json)" "'autoscalling' not allowed" \
     --set deliveryWorker.autoscalling.enabled=false || bad=1
-  helm_refuses "Redis Cluster" "Redis Cluster is not supported" --set redis.url=redis-cluster://r:6379 || bad=1
   helm_refuses "credentials in redis.url" "must not hold credentials" --set redis.url=redis://u:p@r:6379 || bad=1
   helm_refuses "a non-redis URL" "must start with redis://" --set redis.url=http://r:6379 || bad=1
   helm_refuses "a password without a Secret" "redis.password.enabled needs" --set redis.password.enabled=true || bad=1
@@ -205,8 +204,10 @@ chart_refuses_bad_values() {
     --set 'config.redis.sentinels={s:26379}' || bad=1
   helm_refuses "a Redis password in config" "config.redis.password is set by the chart" \
     --set config.redis.password=s || bad=1
-  helm_refuses "Redis TLS settings without TLS" "need TLS: set redis.tls or a rediss:// redis.url" \
+  helm_refuses "Redis TLS settings without TLS" "need TLS: set redis.tls or a rediss:// (rediss-cluster://) redis.url" \
     --set redis.tlsCa.secretName=ca || bad=1
+  helm_refuses "Redis TLS settings with a plain-text cluster URL" "need TLS: set redis.tls or a rediss://" \
+    --set redis.url=redis-cluster://r:6379 --set redis.tlsCa.secretName=ca || bad=1
   helm_refuses "two CA sources for Redis" "redis.tlsCa: set secretName or configMapName, not both" \
     --set redis.tls=true --set redis.tlsCa.secretName=a --set redis.tlsCa.configMapName=b || bad=1
   helm_refuses "an unknown cleanup mode" "at '/cleanup/mode'" --set cleanup.mode=daemon || bad=1
@@ -218,9 +219,58 @@ chart_refuses_bad_values() {
     --set deliveryWorker.autoscaling.mode=memory || bad=1
   helm_refuses "KEDA with a TLS server name but no address" "deliveryWorker.autoscaling.keda.address is needed" \
     --set deliveryWorker.autoscaling.mode=keda --set redis.tls=true --set redis.tlsServerName=redis.example || bad=1
+  helm_refuses "networkPolicy.redis.extraPorts with a range ending below its start" "endPort 7000 is below port 7001" \
+    --set-json 'networkPolicy.redis.extraPorts=[{"port":7001,"endPort":7000}]' || bad=1
   # Older than Chart.yaml's kubeVersion.
   if out=$("$HELM" template hl "$CHART" --kube-version 1.20.0 2>&1); then
     echo "accepted Kubernetes 1.20.0 (kubeVersion)"; bad=1
+  fi
+  return "$bad"
+}
+
+# What the services refuse at start with a Redis Cluster URL (service_common's config/cluster.rs, delivery_model's
+# store/cluster.rs) and hookline-migrate's refusal of a cluster: each refused when rendering, naming the value.
+chart_refuses_bad_cluster_values() {
+  local bad=0 c=redis-cluster://r:6379
+  helm_refuses "a database path in a cluster URL" "a Redis Cluster has only database 0" --set redis.url=$c/1 || bad=1
+  helm_refuses "a #fragment in a cluster URL" "a cluster URL cannot carry a #fragment" --set "redis.url=$c#x" || bad=1
+  local param
+  for param in "timeout=5" "node=r2" "node=r2:0" "node=r2:70000" "node=[::1]:7000" "node=:7000" "node=a:b:7000"; do
+    helm_refuses "cluster URL parameter $param" "a cluster URL takes only node=host:port query parameters" \
+      --set-string "redis.url=$c?node=r1:6379&$param" || bad=1
+  done
+  helm_refuses "Sentinel with a cluster URL" "redis.sentinel.enabled cannot be combined with a cluster redis.url" \
+    --set redis.url=$c --set redis.sentinel.enabled=true --set redis.sentinel.masterName=m \
+    --set 'redis.sentinel.hosts={s:26379}' || bad=1
+  helm_refuses "too many queue shards" "config.redis.cluster_shards must be a whole number from 1 to 256" \
+    --set redis.url=$c --set config.redis.cluster_shards=257 || bad=1
+  helm_refuses "a fractional shard count" "config.redis.cluster_shards must be a whole number from 1 to 256" \
+    --set redis.url=$c --set config.redis.cluster_shards=1.5 || bad=1
+  helm_refuses "queue shards without a cluster URL" "config.redis.cluster_shards needs a cluster redis.url" \
+    --set config.redis.cluster_shards=4 || bad=1
+  helm_refuses "a key prefix with a brace on a cluster" "config.redis.key_prefix must not contain '{' or '}'" \
+    --set redis.url=$c --set-json 'config.redis.key_prefix="hl{x}"' || bad=1
+  helm_refuses "the migrate Job with a cluster URL" "hookline-migrate cannot import into a Redis Cluster yet" \
+    --set redis.url=$c --set migrate.enabled=true --set secrets.postgresUrl=postgres://db/tmi || bad=1
+  helm_refuses "KEDA with a cluster URL" "deliveryWorker.autoscaling.mode keda cannot follow a Redis Cluster" \
+    --set redis.url=$c --set deliveryWorker.autoscaling.mode=keda || bad=1
+  return "$bad"
+}
+
+# What the services accept with a cluster URL renders, the URL passed on as given (TLS added by redis.tls).
+chart_accepts_cluster_urls() {
+  local bad=0 url want out
+  for url in "redis-cluster://r:6379" "redis-cluster://r:6379/" "rediss-cluster://r:6379?node=r2:6380&node=10.0.0.3:7002" \
+    "redis-cluster://r:6379?&node=r2:6380&" "redis-cluster://r?node=r2:6379"; do
+    if ! out=$("$HELM" template hl "$CHART" --kube-version "$KUBE_MIN" --set-string "redis.url=$url" 2>&1); then
+      printf 'refused %s:\n%s\n' "$url" "$out"; bad=1; continue
+    fi
+    want=${url%/}
+    printf '%s' "$out" | grep -qF -- "value: \"$want\"" || { echo "HOOKLINE__REDIS__URL is not $want"; bad=1; }
+  done
+  out=$("$HELM" template hl "$CHART" --kube-version "$KUBE_MIN" --set redis.url=redis-cluster://r:6379 --set redis.tls=true 2>&1)
+  if ! printf '%s' "$out" | grep -qF 'value: "rediss-cluster://r:6379"'; then
+    echo "redis.tls does not turn redis-cluster:// into rediss-cluster://"; bad=1
   fi
   return "$bad"
 }
@@ -277,6 +327,16 @@ if [ -s "$WORK/rendered-default.yaml" ]; then
   run "autoscaling mode auto falls back to the CPU HPA without KEDA" \
     worker_scaler "$WORK/rendered-default.yaml" HorizontalPodAutoscaler ScaledObject
 fi
+# On a Redis Cluster, mode auto keeps the CPU HPA even where KEDA is served (KEDA cannot read per-shard queues).
+out="$WORK/rendered-redis-cluster-keda.yaml"
+if run "helm template (ci/redis-cluster-values.yaml, mode auto, the cluster serves KEDA)" \
+  render "$out" -f "$CHART/ci/redis-cluster-values.yaml" --set deliveryWorker.autoscaling.mode=auto "${KEDA_API[@]}"; then
+  run "autoscaling mode auto keeps the CPU HPA on a Redis Cluster" worker_scaler "$out" HorizontalPodAutoscaler ScaledObject
+fi
+if [ -s "$WORK/rendered-redis-cluster-values.yaml" ]; then
+  run "manifest checks catch broken renderings (selftest, Redis Cluster with seed nodes)" \
+    "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-redis-cluster-values.yaml"
+fi
 if [ -s "$WORK/rendered-redis-tls-values.yaml" ]; then
   run "observability checks catch broken renderings (selftest, KEDA over TLS and ACL)" \
     "$PY" scripts/obs_checks.py selftest "$WORK/rendered-redis-tls-values.yaml"
@@ -294,6 +354,8 @@ if [ -s "$WORK/rendered-production-values.yaml" ]; then
     "$PY" scripts/deploy_checks.py selftest "$WORK/rendered-production-values.yaml"
 fi
 run "chart refuses bad values" chart_refuses_bad_values
+run "chart refuses what the services refuse with a Redis Cluster URL" chart_refuses_bad_cluster_values
+run "chart accepts the Redis Cluster URLs the services accept" chart_accepts_cluster_urls
 
 if [ -x "$VENV/bin/hadolint" ]; then
   run "hadolint deploy/Dockerfile" "$VENV/bin/hadolint" --config deploy/hadolint.yaml deploy/Dockerfile

@@ -553,6 +553,27 @@ def pod_containers_env(d: dict) -> list[dict]:
     return [e for c in (spec or {}).get("containers", []) for e in c.get("env", [])]
 
 
+# What HOOKLINE__REDIS__URL may be: one node, or a Redis Cluster (seed nodes as ?node=host:port).
+REDIS_URL_RE = re.compile(r"rediss?(-cluster)?://")
+CLUSTER_URL_RE = re.compile(r"rediss?-cluster://")
+# The most queue shards a cluster may have (delivery_model::keys::MAX_CLUSTER_SHARDS).
+MAX_CLUSTER_SHARDS = 256
+
+
+def redis_ports(url: str) -> set[int]:
+    """The TCP ports a Redis URL names: its host's (6379 when absent) and, for a cluster, every seed's."""
+    rest = url.split("://", 1)[-1]
+    authority, _, query = rest.partition("?")
+    m = re.search(r"@?[^/@:]+:(\d+)(/|$)", authority)
+    ports = {int(m.group(1)) if m else 6379}
+    if CLUSTER_URL_RE.match(url):
+        for param in filter(None, query.split("&")):
+            seed = re.fullmatch(r"node=[^:]+:(\d+)", param)
+            if seed:
+                ports.add(int(seed.group(1)))
+    return ports
+
+
 def check_container(p: Problems, where: str, c: dict, comp: str) -> None:
     """What every Hookline container must be: its own pinned image, hardened, with requests and limits."""
     image = str(c.get("image", ""))
@@ -603,7 +624,8 @@ def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, 
             p.check(m.group(2).lower() in cfg.get(m.group(1).lower(), {}),
                     f"{where}: {name} is not a key of config/default.toml")
     url = str((env.get("HOOKLINE__REDIS__URL") or {}).get("value", ""))
-    p.check(re.match(r"rediss?://", url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis:// or rediss:// URL")
+    p.check(REDIS_URL_RE.match(url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis:// or rediss:// URL")
+    p.check(not CLUSTER_URL_RE.match(url), f"{where}: {comp} refuses a Redis Cluster URL (and the chart refuses it)")
     p.check("HOOKLINE__AUTH__JWT_SECRET" in env or "HOOKLINE__AUTH__JWT_PUBLIC_KEY_PEM" in env,
             f"{where}: no JWT key variable (the whole configuration is validated)")
     p.check("HOOKLINE__WORKER__DELEGATION_KEY" not in env, f"{where}: the delegation key belongs to the delivery-worker only")
@@ -670,12 +692,28 @@ def check_manifests(docs: list[dict]) -> Problems:
         "ops": listen_port(rendered_cfg.get("ops", {}).get("listen", cfg["ops"]["listen"])),
     }
     secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
-    redis_port = None
-    for d in docs:
-        for e in pod_containers_env(d):
-            if e.get("name") == "HOOKLINE__REDIS__URL":
-                m = re.search(r"@?[^/@:]+:(\d+)(/|$)", str(e.get("value", "")).split("://", 1)[-1])
-                redis_port = int(m.group(1)) if m else 6379
+    # The Redis URL the pods get; every pod must get the same one.
+    redis_urls = {str(e.get("value", "")) for d in docs for e in pod_containers_env(d)
+                  if e.get("name") == "HOOKLINE__REDIS__URL"}
+    p.check(len(redis_urls) == 1, f"the pods get {len(redis_urls)} different Redis URLs: {sorted(redis_urls)}")
+    redis_url = min(redis_urls, default="")
+    cluster = bool(CLUSTER_URL_RE.match(redis_url))
+    want_redis_ports = redis_ports(redis_url)
+    if cluster:
+        # What the services refuse at start with a cluster URL must not reach a pod (the chart refuses it).
+        rcfg = rendered_cfg.get("redis", {})
+        shards = rcfg.get("cluster_shards", 0)
+        p.check(isinstance(shards, int) and 0 <= shards <= MAX_CLUSTER_SHARDS,
+                f"[redis] cluster_shards {shards!r} is not 0..{MAX_CLUSTER_SHARDS}")
+        p.check(not re.search(r"[{}]", str(rcfg.get("key_prefix", ""))),
+                "[redis] key_prefix holds a brace with a Redis Cluster URL")
+        p.check(not by_kind.get("ScaledObject"),
+                "a KEDA ScaledObject with a Redis Cluster URL (KEDA cannot read the per-shard queues)")
+        p.check(not any("HOOKLINE__REDIS__SENTINELS" == e.get("name") for d in docs for e in pod_containers_env(d)),
+                "Sentinel settings with a Redis Cluster URL")
+    else:
+        p.check(rendered_cfg.get("redis", {}).get("cluster_shards", 0) == 0,
+                "[redis] cluster_shards is set without a Redis Cluster URL")
 
     # Workloads.
     workloads: dict[str, tuple[str, dict, dict]] = {}  # service -> (kind, object, pod template)
@@ -738,7 +776,7 @@ def check_manifests(docs: list[dict]) -> Problems:
                 p.check(skr.get("optional") or skr["key"] in data,
                         f"{where}: {e['name']} needs key {skr['key']} that Secret {skr['name']} lacks")
         url = str((envd.get("HOOKLINE__REDIS__URL") or {}).get("value", ""))
-        p.check(re.match(r"rediss?://", url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis:// or rediss:// URL")
+        p.check(REDIS_URL_RE.match(url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis(s):// or redis(s)-cluster:// URL")
         p.check("HOOKLINE__AUTH__JWT_SECRET" in envd or "HOOKLINE__AUTH__JWT_PUBLIC_KEY_PEM" in envd,
                 f"{where}: no JWT key variable (every service validates [auth])")
         if name in CONSUMER_NAME_ENV:
@@ -818,10 +856,13 @@ def check_manifests(docs: list[dict]) -> Problems:
             else:
                 p.check(not wide, f"{where}: {comp} may connect to any port (only the worker may leave)")
             ingress_ports = {pt.get("port") for r in np_["spec"].get("ingress", []) for pt in r.get("ports", [])}
+            # Every port the Redis URL names (a cluster's seeds too) is allowed out, exactly or in a range.
+            egress_ranges = [(pt.get("port"), pt.get("endPort", pt.get("port"))) for r in egress
+                             for pt in r.get("ports", []) if isinstance(pt.get("port"), int)]
+            missing = sorted(rp for rp in want_redis_ports if not any(lo <= rp <= hi for lo, hi in egress_ranges))
+            p.check(not missing, f"{where}: no egress to Redis port(s) {missing}")
             if comp in JOB_TARGETS:
                 p.check(not np_["spec"].get("ingress"), f"{where}: the {comp} Job has no listener but allows ingress")
-                egress_ports = {pt.get("port") for r in egress for pt in r.get("ports", [])}
-                p.check(redis_port in egress_ports, f"{where}: no egress to Redis (port {redis_port})")
                 continue
             want = expected_ports(comp, ports) if comp else set()
             p.check(ingress_ports == want, f"{where}: ingress ports {ingress_ports} != {want}")
@@ -943,6 +984,49 @@ JOB_MUTATIONS: list[tuple[str, str, Any]] = [
 ]
 
 
+def _redis_egress(docs: list[dict], component: str) -> list[dict]:
+    """The ports of a component's NetworkPolicy rule towards Redis (the one holding the URL's port)."""
+    url = str(_env(docs, component, "HOOKLINE__REDIS__URL")["value"])
+    first = min(redis_ports(url.split("?")[0]))
+    egress = _find(docs, "NetworkPolicy", component)["spec"]["egress"]
+    return next(r["ports"] for r in egress if any(pt.get("port") == first for pt in r.get("ports", [])))
+
+
+def _drop_seed_port(docs: list[dict]) -> None:
+    url = str(_env(docs, "event-consumer", "HOOKLINE__REDIS__URL")["value"])
+    seeds = redis_ports(url) - redis_ports(url.split("?")[0])
+    ports = _redis_egress(docs, "event-consumer")
+    ports[:] = [pt for pt in ports if pt.get("port") not in seeds]
+
+
+def _set_redis_config(docs: list[dict], line: str) -> None:
+    """Sets `key = value` in the rendered config file's [redis] section (replacing the key if present)."""
+    cm = _find(docs, "ConfigMap")
+    name = next(iter(cm["data"]))
+    key = line.split("=", 1)[0].strip()
+    text = re.sub(rf"(?m)^{re.escape(key)}\s*=.*\n?", "", cm["data"][name])
+    if re.search(r"(?m)^\[redis\]$", text):
+        text = re.sub(r"(?m)^\[redis\]$", f"[redis]\n{line}", text, count=1)
+    else:
+        text += f"\n[redis]\n{line}\n"
+    cm["data"][name] = text
+
+
+# Applied when the rendering's Redis URL is a cluster URL with seed nodes (ci/redis-cluster-values.yaml).
+CLUSTER_MUTATIONS: list[tuple[str, str, Any]] = [
+    ("a seed node's port not allowed out", "no egress to Redis port",
+     _drop_seed_port),
+    ("cluster URL rewritten to one node", "different Redis URLs",
+     lambda d: _env(d, "api-gateway", "HOOKLINE__REDIS__URL").update(value="redis://redis-cluster-0:6379")),
+    ("too many queue shards", "cluster_shards",
+     lambda d: _set_redis_config(d, "cluster_shards = 300")),
+    ("KEDA on a cluster", "KEDA ScaledObject",
+     lambda d: d.append({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                         "metadata": {"name": "x", "labels": {"app.kubernetes.io/part-of": "hookline"}},
+                         "spec": {"scaleTargetRef": {"name": "x"}}})),
+]
+
+
 def cmd_selftest(rendered: str) -> int:
     """Each mutation of a good rendering must be caught by check_manifests: the checks have teeth."""
     import copy
@@ -955,6 +1039,9 @@ def cmd_selftest(rendered: str) -> int:
     mutations = list(MUTATIONS)
     if any(d["kind"] == "Job" for d in base):
         mutations += JOB_MUTATIONS
+    urls = {str(e.get("value", "")) for d in base for e in pod_containers_env(d) if e.get("name") == "HOOKLINE__REDIS__URL"}
+    if any(CLUSTER_URL_RE.match(u) and "node=" in u for u in urls):
+        mutations += CLUSTER_MUTATIONS
     for label, expect, mutate in mutations:
         docs = copy.deepcopy(base)
         mutate(docs)

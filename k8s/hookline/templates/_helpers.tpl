@@ -149,15 +149,19 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- add (int $grace) (int .Values.terminationGraceExtraSeconds) -}}
 {{- end -}}
 
-{{/* Redis URL as the pods see it: no credentials (the user and password are variables of their own). */}}
+{{/* "true" when redis.url names a Redis Cluster (redis-cluster:// or rediss-cluster://), else empty. */}}
+{{- define "hookline.redisCluster" -}}
+{{- if has (urlParse .Values.redis.url).scheme (list "redis-cluster" "rediss-cluster") }}true{{ end -}}
+{{- end -}}
+
+{{/* Redis URL as the pods see it: no credentials (the user and password are variables of their own).
+     redis.tls turns redis:// into rediss:// and redis-cluster:// into rediss-cluster://. What the services
+     would refuse at start about the Redis mode is refused here, at render time, naming the values. */}}
 {{- define "hookline.redisUrl" -}}
 {{- $r := .Values.redis -}}
 {{- $u := urlParse $r.url -}}
-{{- if hasPrefix "redis-cluster" $u.scheme -}}
-{{- fail "redis.url: Redis Cluster is not supported yet; use a standalone or primary/replica Redis" -}}
-{{- end -}}
-{{- if not (has $u.scheme (list "redis" "rediss")) -}}
-{{- fail (printf "redis.url must start with redis:// or rediss:// (got %q)" $r.url) -}}
+{{- if not (has $u.scheme (list "redis" "rediss" "redis-cluster" "rediss-cluster")) -}}
+{{- fail (printf "redis.url must start with redis://, rediss://, redis-cluster:// or rediss-cluster:// (got %q)" $r.url) -}}
 {{- end -}}
 {{- if $u.userinfo -}}
 {{- fail "redis.url must not hold credentials: use redis.username and redis.password" -}}
@@ -165,14 +169,65 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if not $u.host -}}
 {{- fail (printf "redis.url has no host (got %q)" $r.url) -}}
 {{- end -}}
-{{- $scheme := ternary "rediss" $u.scheme (eq (toString $r.tls) "true") -}}
-{{- printf "%s://%s%s" $scheme $u.host $u.path -}}
+{{- $redisCfg := get (.Values.config | default dict) "redis" | default dict -}}
+{{- $tls := eq (toString $r.tls) "true" -}}
+{{- if include "hookline.redisCluster" . -}}
+{{- include "hookline.redisClusterChecks" . -}}
+{{- printf "%s://%s" (ternary "rediss-cluster" $u.scheme $tls) $u.host -}}
+{{- else -}}
+{{- if ne (toString (get $redisCfg "cluster_shards" | default 0)) "0" -}}
+{{- fail "config.redis.cluster_shards needs a cluster redis.url (redis-cluster:// or rediss-cluster://); remove it for a single Redis or Sentinel" -}}
+{{- end -}}
+{{- printf "%s://%s%s" (ternary "rediss" $u.scheme $tls) $u.host $u.path -}}
+{{- end -}}
 {{- if $u.query }}?{{ $u.query }}{{ end -}}
 {{- end -}}
 
-{{/* "true" when the pods reach Redis over TLS (redis.tls or a rediss:// URL), else empty. */}}
+{{/* What the services refuse at start with a cluster URL, refused here at render time with the values'
+     names (service_common's config/cluster.rs and delivery_model's store/cluster.rs hold the same rules):
+     a database path, a #fragment, query parameters but node=host:port (a port 1-65535, a host without
+     ':', so no IPv6 literal), Sentinel (a cluster fails over by itself), WAIT for replicas, a shard
+     count outside 0-256, and a key prefix with a brace (it would become every key's hash tag). And
+     hookline-migrate, which still refuses a cluster (its import is not slot-aware yet). */}}
+{{- define "hookline.redisClusterChecks" -}}
+{{- $r := .Values.redis -}}
+{{- $u := urlParse $r.url -}}
+{{- $redisCfg := get (.Values.config | default dict) "redis" | default dict -}}
+{{- if not (has $u.path (list "" "/")) -}}
+{{- fail (printf "redis.url: a Redis Cluster has only database 0, so a cluster URL takes no database path (got %q)" $u.path) -}}
+{{- end -}}
+{{- if or $u.fragment (contains "#" $r.url) -}}
+{{- fail "redis.url: a cluster URL cannot carry a #fragment" -}}
+{{- end -}}
+{{- range $param := splitList "&" ($u.query | default "") -}}
+{{- if $param -}}
+{{- $port := regexFind "[0-9]+$" $param -}}
+{{- if not (and (regexMatch `^node=[^:]+:[0-9]+$` $param) (le 1 (int $port)) (le (int $port) 65535)) -}}
+{{- fail (printf "redis.url: a cluster URL takes only node=host:port query parameters (more seed nodes; a host name or IPv4 address, a port from 1 to 65535; got %q)" $param) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $r.sentinel.enabled -}}
+{{- fail "redis.sentinel.enabled cannot be combined with a cluster redis.url (a Redis Cluster fails over by itself): set redis.sentinel.enabled=false, or a redis:// or rediss:// URL" -}}
+{{- end -}}
+{{- if hasKey $redisCfg "cluster_shards" -}}
+{{- $n := toString (get $redisCfg "cluster_shards") -}}
+{{- if not (and (regexMatch "^[0-9]+$" $n) (le (int $n) 256)) -}}
+{{- fail (printf "config.redis.cluster_shards must be a whole number from 1 to 256, or 0 for the default 12 (got %s)" $n) -}}
+{{- end -}}
+{{- end -}}
+{{- if regexMatch "[{}]" (toString (get $redisCfg "key_prefix" | default "")) -}}
+{{- fail "config.redis.key_prefix must not contain '{' or '}' with a cluster redis.url: it would become the hash tag of every key" -}}
+{{- end -}}
+{{- if .Values.migrate.enabled -}}
+{{- fail "migrate.enabled: hookline-migrate cannot import into a Redis Cluster yet (its import is not slot-aware), and redis.url is a cluster URL: set migrate.enabled=false (docs/operations.md, \"Redis Cluster\")" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the pods reach Redis over TLS (redis.tls or a rediss:// / rediss-cluster:// URL), else empty. */}}
 {{- define "hookline.redisTls" -}}
-{{- if hasPrefix "rediss://" (include "hookline.redisUrl" .) }}true{{ end -}}
+{{- $url := include "hookline.redisUrl" . -}}
+{{- if or (hasPrefix "rediss://" $url) (hasPrefix "rediss-cluster://" $url) }}true{{ end -}}
 {{- end -}}
 
 {{/* "secret" or "configMap" when the pods get a CA bundle for Redis, else empty. TLS settings without TLS
@@ -184,7 +239,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- fail "redis.tlsCa: set secretName or configMapName, not both" -}}
 {{- end -}}
 {{- if and (or $ca.secretName $ca.configMapName $r.tlsClientCert.secretName $r.tlsServerName) (not (include "hookline.redisTls" .)) -}}
-{{- fail "redis.tlsCa, redis.tlsClientCert and redis.tlsServerName need TLS: set redis.tls or a rediss:// redis.url" -}}
+{{- fail "redis.tlsCa, redis.tlsClientCert and redis.tlsServerName need TLS: set redis.tls or a rediss:// (rediss-cluster://) redis.url" -}}
 {{- end -}}
 {{- if $ca.secretName }}secret{{ else if $ca.configMapName }}configMap{{ end -}}
 {{- end -}}
@@ -309,11 +364,55 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 {{- end -}}
 
-{{/* TCP port of the Redis server, for the NetworkPolicy. */}}
+{{/* TCP port of the Redis server (a cluster URL's first seed node). */}}
 {{- define "hookline.redisPort" -}}
 {{- $u := urlParse .Values.redis.url -}}
 {{- $p := regexFind ":[0-9]+$" $u.host | trimPrefix ":" -}}
 {{- default "6379" $p -}}
+{{- end -}}
+
+{{/* TCP ports the pods reach Redis on, as a JSON list: the URL's port, plus every seed node's
+     (node=host:port) with a cluster URL. */}}
+{{- define "hookline.redisPorts" -}}
+{{- $ports := list (include "hookline.redisPort" . | int) -}}
+{{- if include "hookline.redisCluster" . -}}
+{{- range splitList "&" ((urlParse .Values.redis.url).query | default "") -}}
+{{- with regexFind ":[0-9]+$" . -}}
+{{- $ports = append $ports (trimPrefix ":" . | int) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- uniq $ports | toJson -}}
+{{- end -}}
+
+{{/* The ports of the NetworkPolicy's Redis egress rule: hookline.redisPorts, then
+     networkPolicy.redis.extraPorts (a port, or {port, endPort} for a range). A Redis Cluster's client
+     connects to every node at the address the node announces (CLUSTER SLOTS), not only to the seeds, so
+     nodes listening on ports the URL does not name must be listed there. */}}
+{{- define "hookline.redisEgressPorts" -}}
+{{- $named := list -}}
+{{- range include "hookline.redisPorts" . | fromJsonArray -}}
+{{- $named = append $named (int .) -}}
+{{- end -}}
+{{- range $named }}
+- port: {{ . | int }}
+  protocol: TCP
+{{- end }}
+{{- range .Values.networkPolicy.redis.extraPorts }}
+{{- if kindIs "map" . }}
+{{- if and .endPort (lt (int .endPort) (int .port)) -}}
+{{- fail (printf "networkPolicy.redis.extraPorts: endPort %d is below port %d" (int .endPort) (int .port)) -}}
+{{- end }}
+- port: {{ .port | int }}
+  {{- with .endPort }}
+  endPort: {{ . | int }}
+  {{- end }}
+  protocol: TCP
+{{- else if not (has (int .) $named) }}
+- port: {{ . | int }}
+  protocol: TCP
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "hookline.redisPasswordSecret" -}}
@@ -641,15 +740,17 @@ spec:
 
 {{/* What the delivery-worker's replica count follows (deliveryWorker.autoscaling.mode), resolved: "keda" (a
      KEDA ScaledObject on the queue's length), "hpa" (an HPA: explicit metrics, an External metric or CPU),
-     or empty (autoscaling off). `auto` picks KEDA when the cluster serves keda.sh/v1alpha1 and no explicit
-     HPA metrics are set, else the HPA on CPU. */}}
+     or empty (autoscaling off). `auto` picks KEDA when the Kubernetes cluster serves keda.sh/v1alpha1, no
+     explicit HPA metrics are set and redis.url is not a Redis Cluster, else the HPA on CPU. */}}
 {{- define "hookline.workerScaling" -}}
 {{- $as := .Values.deliveryWorker.autoscaling -}}
 {{- if $as.enabled -}}
 {{- $mode := $as.mode | default "auto" -}}
-{{- if eq $mode "keda" -}}keda
+{{- if and (eq $mode "keda") (include "hookline.redisCluster" .) -}}
+{{- fail "deliveryWorker.autoscaling.mode keda cannot follow a Redis Cluster's queue (one stream per shard, under computed hash tags, which KEDA's scaler cannot name): use mode external (hookline_worker_queue_length sums every shard) or cpu" -}}
+{{- else if eq $mode "keda" -}}keda
 {{- else if eq $mode "auto" -}}
-{{- if and (not $as.metrics) (or (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}keda{{- else -}}hpa{{- end -}}
+{{- if and (not $as.metrics) (not (include "hookline.redisCluster" .)) (or (.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject") (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}keda{{- else -}}hpa{{- end -}}
 {{- else -}}hpa
 {{- end -}}
 {{- end -}}
