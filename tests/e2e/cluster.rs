@@ -29,7 +29,15 @@ async fn every_binary_starts(cluster: &Cluster) {
     env.extend(cluster.service_env());
     // hookline-migrate connects and runs (its PostgreSQL import and --from-redis are tested on a cluster
     // in services/migrate/tests).
-    let (code, out) = run_to_exit(ServiceBin::Migrate, &["--reencrypt-secrets"], &env).await;
+    let mut with_key = env.clone();
+    with_key.extend([
+        ("HOOKLINE__SECRET_KEYS__CURRENT".to_owned(), "k1".to_owned()),
+        (
+            "HOOKLINE__SECRET_KEYS__KEYS__K1".to_owned(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+        ),
+    ]);
+    let (code, out) = run_to_exit(ServiceBin::Migrate, &["--reencrypt-secrets"], &with_key).await;
     assert_eq!(code, Some(0), "hookline-migrate: {out}");
     assert!(out.contains("subscription secrets: scanned=0"), "{out}");
     // Every service's paths are slot-safe: they start (and are stopped on drop), and a cleanup cycle

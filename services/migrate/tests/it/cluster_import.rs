@@ -14,7 +14,7 @@ use test_support::resp::Reply;
 use test_support::service::{Service, ServiceBin};
 use test_support::wait;
 
-use crate::from_redis::Target;
+use crate::cluster_target::Target;
 use crate::harness::*;
 
 /// Keys on each master: what a run wrote, counted.

@@ -7,6 +7,7 @@
 
 mod acl;
 mod cluster_import;
+mod cluster_target;
 mod from_redis;
 mod harness;
 mod import;
