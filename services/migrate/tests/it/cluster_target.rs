@@ -51,52 +51,14 @@ impl Target {
         }
     }
 
-    /// How many queue and schedule entries name each delivery, over every shard's queue and schedule.
+    /// How many queue and schedule entries name each delivery ([`entries`]).
     pub async fn entries(&self) -> HashMap<DeliveryId, (u32, u32)> {
-        let k = self.store.keys();
-        let mut n: HashMap<DeliveryId, (u32, u32)> = HashMap::new();
-        for stream in k.worker_streams() {
-            let entries: Vec<(String, HashMap<String, String>)> =
-                self.raw.xrange(&stream, "-", "+", None).await.unwrap();
-            for (_, fields) in entries {
-                if let Ok(QueueMessage::DeliveryV1 { delivery_id }) =
-                    QueueMessage::decode(&fields[MESSAGE_FIELD])
-                {
-                    n.entry(delivery_id).or_default().0 += 1;
-                }
-            }
-        }
-        for (schedule, _) in k.schedules() {
-            let members: Vec<String> = self
-                .raw
-                .zrange(&schedule, 0, -1, None, false, None, false)
-                .await
-                .unwrap();
-            for m in members {
-                if let Ok(QueueMessage::DeliveryV1 { delivery_id }) = QueueMessage::decode(&m) {
-                    n.entry(delivery_id).or_default().1 += 1;
-                }
-            }
-        }
-        n
+        entries(&self.store, &self.raw).await
     }
 
-    /// Every challenge on the control queue.
+    /// Every challenge on the control queue ([`challenges`]).
     pub async fn challenges(&self) -> Vec<SubscriptionId> {
-        let entries: Vec<(String, HashMap<String, String>)> = self
-            .raw
-            .xrange(self.store.keys().challenge_queue(), "-", "+", None)
-            .await
-            .unwrap();
-        entries
-            .into_iter()
-            .filter_map(|(_, f)| match QueueMessage::decode(&f[MESSAGE_FIELD]) {
-                Ok(QueueMessage::ChallengeV1 {
-                    subscription_id, ..
-                }) => Some(subscription_id),
-                _ => None,
-            })
-            .collect()
+        challenges(&self.store, &self.raw).await
     }
 
     /// Stops the test's clients and checks that the services' ACL user was refused nothing.
@@ -106,4 +68,51 @@ impl Target {
         let log = self.cluster.acl_log();
         assert!(log.is_empty(), "the ACL user was refused: {log:?}");
     }
+}
+
+/// How many queue and schedule entries name each delivery (queue, schedule), over every shard's queue and
+/// schedule (the one queue and schedule on one node), read by the test's `raw` client.
+pub async fn entries(store: &Store, raw: &Client) -> HashMap<DeliveryId, (u32, u32)> {
+    let k = store.keys();
+    let mut n: HashMap<DeliveryId, (u32, u32)> = HashMap::new();
+    for stream in k.worker_streams() {
+        let entries: Vec<(String, HashMap<String, String>)> =
+            raw.xrange(&stream, "-", "+", None).await.unwrap();
+        for (_, fields) in entries {
+            if let Ok(QueueMessage::DeliveryV1 { delivery_id }) =
+                QueueMessage::decode(&fields[MESSAGE_FIELD])
+            {
+                n.entry(delivery_id).or_default().0 += 1;
+            }
+        }
+    }
+    for (schedule, _) in k.schedules() {
+        let members: Vec<String> = raw
+            .zrange(&schedule, 0, -1, None, false, None, false)
+            .await
+            .unwrap();
+        for m in members {
+            if let Ok(QueueMessage::DeliveryV1 { delivery_id }) = QueueMessage::decode(&m) {
+                n.entry(delivery_id).or_default().1 += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Every challenge on the control queue (the one queue on one node).
+pub async fn challenges(store: &Store, raw: &Client) -> Vec<SubscriptionId> {
+    let entries: Vec<(String, HashMap<String, String>)> = raw
+        .xrange(store.keys().challenge_queue(), "-", "+", None)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .filter_map(|(_, f)| match QueueMessage::decode(&f[MESSAGE_FIELD]) {
+            Ok(QueueMessage::ChallengeV1 {
+                subscription_id, ..
+            }) => Some(subscription_id),
+            _ => None,
+        })
+        .collect()
 }

@@ -26,8 +26,8 @@ use test_support::redis::RedisServer;
 use test_support::service::{Service, ServiceBin};
 use test_support::wait;
 
-use crate::cluster_target::Target;
-use crate::harness::{OWNER, WAIT, World, run_migrate};
+use crate::cluster_target::{Target, challenges, entries};
+use crate::harness::{OWNER, WAIT, World, run_migrate, service_env};
 
 const SEC: Micros = 1_000_000;
 
@@ -486,4 +486,52 @@ async fn refuses_to_copy_a_deployment_onto_itself_or_from_a_cluster() {
         run_migrate(&w.env(), &["--from-redis", "redis-cluster://127.0.0.1:9"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("standalone"), "{err}");
+}
+
+#[tokio::test]
+async fn copies_into_another_single_node_as_well() {
+    let receiver = Receiver::start().await;
+    let old = RedisServer::start();
+    let source = Store::connect(&old.admin_options()).await.unwrap();
+    let src = fill(&source, &receiver.url(), 3600 * SEC).await;
+    let new = RedisServer::start();
+    let env = service_env(new.service_env());
+    let target = Store::connect(&new.admin_options()).await.unwrap();
+    let raw = Builder::from_config(
+        delivery_model::store::connection::fred_config(&new.admin_options()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    raw.init().await.unwrap();
+    let from = ["--from-redis", &old.url()];
+
+    let (code, out, err) = run_migrate(&env, &from).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("deliveries: imported 6, skipped (exists) 0"),
+        "{out}"
+    );
+    // Today's key names on one node, each pending delivery once, the challenge on the one queue.
+    let entries = entries(&target, &raw).await;
+    assert_eq!(
+        entries,
+        HashMap::from([(src.queued, (1, 0)), (src.retried, (0, 1))])
+    );
+    assert_eq!(challenges(&target, &raw).await, [src.pending.id]);
+    for id in [src.failed, src.in_progress, src.addon_delivery] {
+        assert_eq!(
+            target.get_delivery_with_attempts(id).await.unwrap(),
+            source.get_delivery_with_attempts(id).await.unwrap()
+        );
+    }
+    assert!(target.get_addon(src.addon.id).await.unwrap().is_some());
+
+    let (code, out, _) = run_migrate(&env, &from).await;
+    assert_eq!(code, 0, "{out}");
+    for line in lines(&out) {
+        assert!(line.contains(": imported 0, "), "{out}");
+    }
+    assert_eq!(self::entries(&target, &raw).await, entries);
+    source.quit().await;
+    target.quit().await;
 }
