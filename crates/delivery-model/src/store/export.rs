@@ -4,8 +4,9 @@
 //! the target are the import's create-if-absent scripts ([`super::import`]).
 //!
 //! What is read beyond the typed records: a delivery's internal attempt log and its remaining TTL, where each
-//! pending delivery waits (its due time on a schedule, else the queue), the idempotency records with their
-//! remaining TTLs, and the server's identity, so a copy onto itself is refused.
+//! pending delivery waits (its due time on a schedule, else the queue), an add-on invoker's invocation
+//! windows (active set, hourly window), the idempotency records with their remaining TTLs, and the server's
+//! identity, so a copy onto itself is refused.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use fred::types::{InfoKind, Value};
 use super::Store;
 use super::import::ImportWrite;
 use super::scripts;
-use crate::delivery::{DeliveryRecord, field};
+use crate::delivery::{DeliveryRecord, DeliveryStatus, field};
 use crate::error::{Error, Result};
 use crate::ids::DeliveryId;
 use crate::keys::Shard;
@@ -41,6 +42,16 @@ pub struct CopiedIdempotency {
     pub name: String,
     pub fields: Vec<(String, String)>,
     pub ttl: Duration,
+}
+
+/// One add-on invoker's invocation windows: the active set (delivery ids, score = created ms) and the
+/// hourly window (TMI's `<unix>:<unixnano>` members, score = unix s), each with its remaining TTL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InvocationWindows {
+    pub active: Vec<(String, f64)>,
+    pub active_ttl: Option<Duration>,
+    pub hourly: Vec<(String, f64)>,
+    pub hourly_ttl: Option<Duration>,
 }
 
 /// Who a Redis server is (`INFO server` / `INFO cluster`), to refuse copying a deployment onto itself.
@@ -184,6 +195,86 @@ impl Store {
             });
         }
         Ok((next, out))
+    }
+
+    /// A sorted set's members with their scores, and its remaining TTL (`None`: no expiry, or no set).
+    async fn zset_with_ttl(&self, key: &str) -> Result<(Vec<(String, f64)>, Option<Duration>)> {
+        let pipeline = self.pool().next().pipeline();
+        let _: () = pipeline.zrange(key, 0, -1, None, false, None, true).await?;
+        let _: () = pipeline.pttl(key).await?;
+        let (members, pttl): (Vec<(String, f64)>, i64) = pipeline.all().await?;
+        Ok((members, u64::try_from(pttl).ok().map(Duration::from_millis)))
+    }
+
+    /// Add-on invoker `invoker`'s invocation windows, so that the limits they enforce carry over a move. The
+    /// active set keeps only members whose delivery is still `pending` or `in_progress`: the others no
+    /// longer count (an invocation prunes them), and copying them would only have the next copy add them
+    /// back after that pruning.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn invocation_windows(&self, invoker: &str) -> Result<InvocationWindows> {
+        let k = self.keys();
+        let (members, active_ttl) = self.zset_with_ttl(&k.addon_active(invoker)).await?;
+        let mut active = Vec::new();
+        for (member, score) in members {
+            let Ok(id) = member.parse::<DeliveryId>() else {
+                continue;
+            };
+            let status: Option<String> = self.pool().hget(k.delivery(id), field::STATUS).await?;
+            let live = status
+                .and_then(|s| s.parse::<DeliveryStatus>().ok())
+                .is_some_and(|s| !s.is_terminal());
+            if live {
+                active.push((member, score));
+            }
+        }
+        let (hourly, hourly_ttl) = self.zset_with_ttl(&k.addon_hourly(invoker)).await?;
+        Ok(InvocationWindows {
+            active,
+            active_ttl,
+            hourly,
+            hourly_ttl,
+        })
+    }
+
+    /// Adds copied invocation windows to invoker `invoker`'s (control slot; one single-key script per
+    /// window), each member only if absent; a window this creates gets the TTL the copy had left.
+    ///
+    /// # Errors
+    /// Redis failure.
+    pub async fn import_invocation_windows(
+        &self,
+        invoker: &str,
+        windows: &InvocationWindows,
+    ) -> Result<ImportWrite> {
+        let k = self.keys();
+        let mut added = 0;
+        for (key, members, ttl) in [
+            (k.addon_active(invoker), &windows.active, windows.active_ttl),
+            (k.addon_hourly(invoker), &windows.hourly, windows.hourly_ttl),
+        ] {
+            if members.is_empty() {
+                continue;
+            }
+            let ms = ttl.map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            });
+            let mut args = vec![ms.to_string()];
+            for (member, score) in members {
+                args.push(score.to_string());
+                args.push(member.clone());
+            }
+            let n: i64 = scripts::IMPORT_ZSET
+                .run(self.pool(), vec![key], args)
+                .await?;
+            added += n;
+        }
+        Ok(if added > 0 {
+            ImportWrite::Created
+        } else {
+            ImportWrite::Exists
+        })
     }
 
     /// Stores a copied idempotency record under this deployment's name for it, with its remaining TTL, only
