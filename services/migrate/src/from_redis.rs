@@ -7,10 +7,10 @@
 //! with its indexes and its one queue or schedule entry in one step. A crash mid-run leaves every delivery
 //! either fully copied (record and entry) or not at all, and the re-run copies the rest.
 //!
-//! Order: subscriptions (add-ons name them), add-ons, quotas, the URL deny list, deliveries, idempotency
-//! records. What is not copied, and why, is in `docs/operations.md` ("Moving to a Redis Cluster").
+//! Order: subscriptions (add-ons name them), add-ons, quotas, the URL deny list, deliveries, the add-on
+//! invokers' invocation windows (their active sets name deliveries), idempotency records. What is not copied, and why, is in `docs/operations.md` ("Moving to a Redis Cluster").
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use delivery_model::delivery::DeliveryStatus;
@@ -36,6 +36,7 @@ pub mod table {
     pub const ADDON_QUOTAS: &str = "addon_quotas";
     pub const DENY_LIST: &str = "url_deny_list";
     pub const DELIVERIES: &str = "deliveries";
+    pub const INVOCATION_WINDOWS: &str = "addon_invocation_windows";
     pub const IDEMPOTENCY: &str = "idempotency_keys";
 }
 
@@ -81,15 +82,17 @@ pub async fn check_distinct(source: &Store, target: &Store) -> Result<()> {
 /// # Errors
 /// Redis failure on either side (what was written stays written; a re-run skips it).
 pub async fn run(source: &Store, target: &Store, opts: &CopyOptions) -> Result<Report> {
-    let tables = vec![
+    let mut tables = vec![
         subscriptions(source, target, opts).await?,
         addons(source, target, opts).await?,
         quotas(source, target, opts).await?,
         addon_quotas(source, target, opts).await?,
         deny_list(source, target, opts).await?,
-        deliveries(source, target, opts).await?,
-        idempotency(source, target, opts).await?,
     ];
+    let (report, invokers) = deliveries(source, target, opts).await?;
+    tables.push(report);
+    tables.push(invocation_windows(source, target, opts, &invokers).await?);
+    tables.push(idempotency(source, target, opts).await?);
     for t in &tables {
         tracing::info!(
             table = t.table,
@@ -250,8 +253,14 @@ pub fn placement(
     }
 }
 
-async fn deliveries(source: &Store, target: &Store, opts: &CopyOptions) -> Result<TableReport> {
+/// Copies every delivery; returns the report and the invokers of the add-on deliveries it saw.
+async fn deliveries(
+    source: &Store,
+    target: &Store,
+    opts: &CopyOptions,
+) -> Result<(TableReport, BTreeSet<String>)> {
     let mut report = TableReport::new(table::DELIVERIES);
+    let mut invokers = BTreeSet::new();
     let scheduled = source.scheduled_deliveries().await?;
     for shard in source.keys().shards() {
         let mut offset = 0;
@@ -262,6 +271,9 @@ async fn deliveries(source: &Store, target: &Store, opts: &CopyOptions) -> Resul
                 let Some(copy) = source.export_delivery(*id).await? else {
                     continue;
                 };
+                if let Some(invoker) = copy.record.invoked_by.as_ref() {
+                    invokers.insert(invoker.uuid.clone());
+                }
                 let write = if opts.dry_run {
                     would(target.delivery_exists(*id).await?)
                 } else {
@@ -277,6 +289,31 @@ async fn deliveries(source: &Store, target: &Store, opts: &CopyOptions) -> Resul
             }
             offset += PAGE;
         }
+    }
+    Ok((report, invokers))
+}
+
+/// Each add-on invoker's active set and hourly window, so that the per-invoker limits hold across the move
+/// (an invoker who used the hour's allowance on the old deployment still has it used).
+async fn invocation_windows(
+    source: &Store,
+    target: &Store,
+    opts: &CopyOptions,
+    invokers: &BTreeSet<String>,
+) -> Result<TableReport> {
+    let mut report = TableReport::new(table::INVOCATION_WINDOWS);
+    for invoker in invokers {
+        let windows = source.invocation_windows(invoker).await?;
+        if windows.active.is_empty() && windows.hourly.is_empty() {
+            continue;
+        }
+        let write = if opts.dry_run {
+            // Counted without asking the target: the write itself adds only missing members.
+            ImportWrite::Created
+        } else {
+            target.import_invocation_windows(invoker, &windows).await?
+        };
+        count(&mut report, write);
     }
     Ok(report)
 }

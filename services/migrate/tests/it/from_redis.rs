@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use delivery_model::addon::Addon;
-use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
+use delivery_model::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus, Invoker};
+use delivery_model::event::StreamEvent;
 use delivery_model::ids::{AddonId, DeliveryId, SubscriptionId};
-use delivery_model::keys::QUEUE_GROUP;
+use delivery_model::keys::{EVENTS_GROUP, QUEUE_GROUP};
 use delivery_model::queue::{MESSAGE_FIELD, QueueMessage};
 use delivery_model::quota::{AddonQuota, WebhookQuota};
+use delivery_model::store::addons::{Invocation, InvocationLimits, InvokeOutcome};
 use delivery_model::store::idempotency::{IdempotencyBegin, IdempotencyScope, StoredAnswer};
 use delivery_model::store::import::{DenyPatternType, LegacyPlacement, UrlDenyEntry};
 use delivery_model::store::{
@@ -30,6 +32,8 @@ use crate::cluster_target::{Target, challenges, entries};
 use crate::harness::{OWNER, WAIT, World, run_migrate, service_env};
 
 const SEC: Micros = 1_000_000;
+/// The add-on invoker.
+const INVOKER: &str = "c1d2e3f4-0000-4000-8000-0000000000aa";
 
 /// What the standalone deployment holds.
 struct Source {
@@ -53,6 +57,21 @@ fn record(sub: SubscriptionId, now: Micros) -> DeliveryRecord {
         r#"{"event_type":"threat_model.created","n":1}"#,
         now,
     )
+}
+
+/// The `addon.invoked` input entry naming `record`.
+fn invoked_event(record: &DeliveryRecord) -> StreamEvent {
+    StreamEvent {
+        event_type: "addon.invoked".into(),
+        threat_model_id: None,
+        object_id: None,
+        object_type: None,
+        owner_id: None,
+        timestamp: None,
+        payload: record.payload.clone(),
+        delivery_id: Some(record.id),
+        trace: None,
+    }
 }
 
 /// One attempt as the worker makes it: the queue entry read, the lease taken, the outcome written with
@@ -93,7 +112,7 @@ async fn attempt(store: &Store, entry: &str, id: DeliveryId, outcome: AttemptOut
 /// A deployment as the services leave it: subscriptions (one active with counters, one awaiting
 /// verification), an add-on, quotas, the deny list, an idempotency record, and deliveries queued,
 /// retried (due in `retry_in`), delivered, failed (with attempt logs), awaiting a callback, and an
-/// add-on's.
+/// add-on invocation (queued, in its invoker's active set and hourly window).
 async fn fill(store: &Store, receiver: &str, retry_in: Micros) -> Source {
     let now = now_micros();
     let mut active = Subscription::new(
@@ -186,18 +205,44 @@ async fn fill(store: &Store, receiver: &str, retry_in: Micros) -> Source {
     let mut addon_record = record(active.id, now);
     addon_record.event_type = "addon.invoked".into();
     addon_record.addon_id = Some(addon.id);
-    for r in [
-        &queued,
-        &retried,
-        &delivered,
-        &failed,
-        &in_progress,
-        &addon_record,
-    ] {
+    addon_record.invoked_by = Some(Invoker {
+        uuid: INVOKER.into(),
+        email: "alice@example.com".into(),
+        name: "Alice".into(),
+        ..Invoker::default()
+    });
+    for r in [&queued, &retried, &delivered, &failed, &in_progress] {
         assert!(store.create_and_enqueue_delivery(r).await.unwrap());
     }
-    store.ensure_queue_group().await.unwrap();
+    // The add-on invocation as the gateway records it (the invoker's windows, the record, the input
+    // entry), routed to the queue by the consumer.
+    let invoked = invoked_event(&addon_record);
+    let limits = InvocationLimits {
+        max_active: 3,
+        max_per_hour: 10,
+        dedup_window: Duration::from_secs(5),
+    };
+    let invocation = Invocation {
+        addon: addon.id,
+        invoker: INVOKER,
+        record: &addon_record,
+        event: &invoked,
+    };
+    let outcome = store.invoke_addon(&invocation, &limits, now).await.unwrap();
+    assert_eq!(outcome, InvokeOutcome::Created);
+    store.ensure_events_group("0").await.unwrap();
     let reader = store.reader().await.unwrap();
+    let events = reader
+        .read_group(store.keys().events_stream(), EVENTS_GROUP, "c", 10, 100)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .route_existing(&events[0].id, addon_record.id)
+            .await
+            .unwrap()
+    );
+    store.ensure_queue_group().await.unwrap();
     let read = reader
         .read_group(
             &store.keys().queue_stream(delivery_model::keys::Shard::ZERO),
@@ -250,14 +295,6 @@ async fn fill(store: &Store, receiver: &str, retry_in: Micros) -> Source {
         &entry[&in_progress.id],
         in_progress.id,
         AttemptOutcome::InProgress,
-        t,
-    )
-    .await;
-    attempt(
-        store,
-        &entry[&addon_record.id],
-        addon_record.id,
-        AttemptOutcome::Delivered,
         t,
     )
     .await;
@@ -325,6 +362,7 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
             "addon_quotas: imported 1, skipped (exists) 0, skipped (too old) 0, invalid 0",
             "url_deny_list: imported 1, skipped (exists) 0, skipped (too old) 0, invalid 0",
             "deliveries: imported 5, skipped (exists) 1, skipped (too old) 0, invalid 0",
+            "addon_invocation_windows: imported 1, skipped (exists) 0, skipped (too old) 0, invalid 0",
             "idempotency_keys: imported 1, skipped (exists) 0, skipped (too old) 0, invalid 0",
         ],
         "{out}"
@@ -397,7 +435,11 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
     let entries = target.entries().await;
     assert_eq!(
         entries,
-        HashMap::from([(src.queued, (1, 0)), (src.retried, (0, 1))])
+        HashMap::from([
+            (src.queued, (1, 0)),
+            (src.retried, (0, 1)),
+            (src.addon_delivery, (1, 0))
+        ])
     );
     // The one awaiting its callback is timed by cleanup's stale sweep as before.
     let shard = t.keys().shard_of(src.in_progress);
@@ -427,6 +469,44 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
         "{replay:?}"
     );
 
+    // The invoker's add-on windows came along: the hour's invocation still counts on the cluster.
+    let (got, want) = (
+        t.invocation_windows(INVOKER).await.unwrap(),
+        source.invocation_windows(INVOKER).await.unwrap(),
+    );
+    assert_eq!((want.active.len(), want.hourly.len()), (1, 1));
+    assert_eq!((&got.active, &got.hourly), (&want.active, &want.hourly));
+    assert!(
+        got.hourly_ttl
+            .is_some_and(|ttl| ttl <= Duration::from_secs(3660))
+    );
+    let mut again = record(src.active.id, now_micros());
+    again.event_type = "addon.invoked".into();
+    again.addon_id = Some(src.addon.id);
+    let event = invoked_event(&again);
+    let one_per_hour = InvocationLimits {
+        max_active: 3,
+        max_per_hour: 1,
+        dedup_window: Duration::from_secs(5),
+    };
+    let refused = t
+        .invoke_addon(
+            &Invocation {
+                addon: src.addon.id,
+                invoker: INVOKER,
+                record: &again,
+                event: &event,
+            },
+            &one_per_hour,
+            now_micros(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, InvokeOutcome::HourlyLimit { current: 1, .. }),
+        "{refused:?}"
+    );
+
     // A re-run copies nothing and queues nothing more.
     let (code, out, err) = run_migrate(&target.env, &from).await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -447,7 +527,7 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
         WAIT,
         || async {
             let mut done = true;
-            for id in [src.queued, src.retried] {
+            for id in [src.queued, src.retried, src.addon_delivery] {
                 let r = t.get_delivery(id).await.unwrap().unwrap();
                 done &= r.status == DeliveryStatus::Delivered;
             }
@@ -456,15 +536,10 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
     )
     .await;
     let sent = receiver.count_by_delivery_id();
-    for id in [src.queued, src.retried] {
+    for id in [src.queued, src.retried, src.addon_delivery] {
         assert_eq!(sent.get(&id.to_string()), Some(&1), "{id}: {sent:?}");
     }
-    for id in [
-        src.delivered,
-        src.failed,
-        src.in_progress,
-        src.addon_delivery,
-    ] {
+    for id in [src.delivered, src.failed, src.in_progress] {
         assert_eq!(sent.get(&id.to_string()), None, "{id} is not sent again");
     }
     drop(worker);
@@ -515,7 +590,11 @@ async fn copies_into_another_single_node_as_well() {
     let entries = entries(&target, &raw).await;
     assert_eq!(
         entries,
-        HashMap::from([(src.queued, (1, 0)), (src.retried, (0, 1))])
+        HashMap::from([
+            (src.queued, (1, 0)),
+            (src.retried, (0, 1)),
+            (src.addon_delivery, (1, 0))
+        ])
     );
     assert_eq!(challenges(&target, &raw).await, [src.pending.id]);
     for id in [src.failed, src.in_progress, src.addon_delivery] {
