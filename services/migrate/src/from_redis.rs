@@ -13,6 +13,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+
 use delivery_model::delivery::DeliveryStatus;
 use delivery_model::ids::DeliveryId;
 use delivery_model::keys::Layout;
@@ -27,6 +29,10 @@ use crate::report::{Report, TableReport};
 
 /// Records read per page from the source.
 const PAGE: u64 = 500;
+/// Deliveries copied at once. One at a time the copy waits out two round trips per record: 3 000 deliveries
+/// from one node into a 3-master cluster on loopback (this 2-core machine) took 2.5 s so, 1.1 s with 32 at
+/// once, the process start included.
+const CONCURRENCY: usize = 32;
 
 /// The report's table names for a copy.
 pub mod table {
@@ -253,7 +259,33 @@ pub fn placement(
     }
 }
 
-/// Copies every delivery; returns the report and the invokers of the add-on deliveries it saw.
+/// Copies one delivery; `None` when it is gone at the source (expired since its index entry was read).
+/// Returns what the write did and the record's add-on invoker, if any.
+async fn copy_delivery(
+    source: &Store,
+    target: &Store,
+    opts: &CopyOptions,
+    scheduled: &HashMap<DeliveryId, i64>,
+    id: DeliveryId,
+) -> Result<Option<(ImportWrite, Option<String>)>> {
+    let Some(copy) = source.export_delivery(id).await? else {
+        return Ok(None);
+    };
+    let invoker = copy.record.invoked_by.as_ref().map(|i| i.uuid.clone());
+    let write = if opts.dry_run {
+        would(target.delivery_exists(id).await?)
+    } else {
+        let place = placement(&copy, scheduled, opts.terminal_ttl);
+        target
+            .import_copied_delivery(&copy, place, opts.now)
+            .await?
+    };
+    Ok(Some((write, invoker)))
+}
+
+/// Copies every delivery, [`CONCURRENCY`] at a time (each is one independent create-if-absent step, so
+/// their order does not matter and a crash leaves each copied or not); returns the report and the invokers
+/// of the add-on deliveries it saw.
 async fn deliveries(
     source: &Store,
     target: &Store,
@@ -266,23 +298,14 @@ async fn deliveries(
         let mut offset = 0;
         loop {
             let ids = source.delivery_ids_page(shard, offset, PAGE).await?;
-            for id in &ids {
-                // Gone since the index was read (expired): nothing to copy.
-                let Some(copy) = source.export_delivery(*id).await? else {
-                    continue;
-                };
-                if let Some(invoker) = copy.record.invoked_by.as_ref() {
-                    invokers.insert(invoker.uuid.clone());
-                }
-                let write = if opts.dry_run {
-                    would(target.delivery_exists(*id).await?)
-                } else {
-                    let place = placement(&copy, &scheduled, opts.terminal_ttl);
-                    target
-                        .import_copied_delivery(&copy, place, opts.now)
-                        .await?
-                };
+            let copied: Vec<_> = stream::iter(ids.iter().copied())
+                .map(|id| copy_delivery(source, target, opts, &scheduled, id))
+                .buffer_unordered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (write, invoker) in copied.into_iter().flatten() {
                 count(&mut report, write);
+                invokers.extend(invoker);
             }
             if (ids.len() as u64) < PAGE {
                 break;
