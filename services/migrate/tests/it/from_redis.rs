@@ -333,6 +333,10 @@ async fn moves_a_standalone_deployment_into_a_cluster_once_and_its_workers_deliv
     let (code, out, err) = run_migrate(&target.env, &[from[0], from[1], "--dry-run"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("dry run: nothing was written"), "{out}");
+    assert!(
+        out.contains("deliveries: would import 6, skipped (exists) 0"),
+        "{out}"
+    );
     assert!(target.entries().await.is_empty());
     assert!(
         target
