@@ -24,7 +24,7 @@ use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use fred::prelude::*;
 use test_support::receiver::Receiver;
-use test_support::redis::RedisServer;
+use test_support::redis::{ACL_PASSWORD, ACL_USER, HOOKLINE_ACL_RULE, RedisServer};
 use test_support::service::{Service, ServiceBin};
 use test_support::wait;
 
@@ -570,7 +570,8 @@ async fn refuses_to_copy_a_deployment_onto_itself_or_from_a_cluster() {
 #[tokio::test]
 async fn copies_into_another_single_node_as_well() {
     let receiver = Receiver::start().await;
-    let old = RedisServer::start();
+    // The source is read as the services' user, restricted by the minimal ACL rule.
+    let old = RedisServer::start_acl(HOOKLINE_ACL_RULE);
     let source = Store::connect(&old.admin_options()).await.unwrap();
     let src = fill(&source, &receiver.url(), 3600 * SEC).await;
     let new = RedisServer::start();
@@ -582,7 +583,10 @@ async fn copies_into_another_single_node_as_well() {
     .build()
     .unwrap();
     raw.init().await.unwrap();
-    let from = ["--from-redis", &old.url()];
+    let url = old
+        .url()
+        .replace("redis://", &format!("redis://{ACL_USER}:{ACL_PASSWORD}@"));
+    let from = ["--from-redis", url.as_str()];
 
     let (code, out, err) = run_migrate(&env, &from).await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -615,6 +619,17 @@ async fn copies_into_another_single_node_as_well() {
         assert!(line.contains(": imported 0, "), "{out}");
     }
     assert_eq!(self::entries(&target, &raw).await, entries);
+    let admin = Builder::from_config(
+        delivery_model::store::connection::fred_config(&old.admin_options()).unwrap(),
+    )
+    .build()
+    .unwrap();
+    admin.init().await.unwrap();
+    let denied: Vec<Value> = admin.custom(fred::cmd!("ACL"), vec!["LOG"]).await.unwrap();
+    assert!(
+        denied.is_empty(),
+        "the source refused the ACL user: {denied:#?}"
+    );
     source.quit().await;
     target.quit().await;
 }
