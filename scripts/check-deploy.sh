@@ -229,7 +229,7 @@ chart_refuses_bad_values() {
 }
 
 # What the services refuse at start with a Redis Cluster URL (service_common's config/cluster.rs, delivery_model's
-# store/cluster.rs) and hookline-migrate's refusal of a cluster: each refused when rendering, naming the value.
+# store/cluster.rs): each refused when rendering, naming the value.
 chart_refuses_bad_cluster_values() {
   local bad=0 c=redis-cluster://r:6379
   helm_refuses "a database path in a cluster URL" "a Redis Cluster has only database 0" --set redis.url=$c/1 || bad=1
@@ -250,8 +250,6 @@ chart_refuses_bad_cluster_values() {
     --set config.redis.cluster_shards=4 || bad=1
   helm_refuses "a key prefix with a brace on a cluster" "config.redis.key_prefix must not contain '{' or '}'" \
     --set redis.url=$c --set-json 'config.redis.key_prefix="hl{x}"' || bad=1
-  helm_refuses "the migrate Job with a cluster URL" "hookline-migrate cannot import into a Redis Cluster yet" \
-    --set redis.url=$c --set migrate.enabled=true --set secrets.postgresUrl=postgres://db/tmi || bad=1
   helm_refuses "KEDA with a cluster URL" "deliveryWorker.autoscaling.mode keda cannot follow a Redis Cluster" \
     --set redis.url=$c --set deliveryWorker.autoscaling.mode=keda || bad=1
   return "$bad"

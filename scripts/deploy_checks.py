@@ -624,8 +624,7 @@ def check_job(p: Problems, comp: str, job: dict, cm_files: dict, secrets: dict, 
             p.check(m.group(2).lower() in cfg.get(m.group(1).lower(), {}),
                     f"{where}: {name} is not a key of config/default.toml")
     url = str((env.get("HOOKLINE__REDIS__URL") or {}).get("value", ""))
-    p.check(REDIS_URL_RE.match(url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis:// or rediss:// URL")
-    p.check(not CLUSTER_URL_RE.match(url), f"{where}: {comp} refuses a Redis Cluster URL (and the chart refuses it)")
+    p.check(REDIS_URL_RE.match(url), f"{where}: HOOKLINE__REDIS__URL {url!r} is not a redis(s):// or redis(s)-cluster:// URL")
     p.check("HOOKLINE__AUTH__JWT_SECRET" in env or "HOOKLINE__AUTH__JWT_PUBLIC_KEY_PEM" in env,
             f"{where}: no JWT key variable (the whole configuration is validated)")
     p.check("HOOKLINE__WORKER__DELEGATION_KEY" not in env, f"{where}: the delegation key belongs to the delivery-worker only")

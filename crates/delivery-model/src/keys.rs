@@ -513,7 +513,12 @@ impl Keyspace {
     /// TTL: a short lease while the first request runs, then `api.idempotency_window_secs`.
     pub fn idempotency(&self, route: &str, caller: &str, key: &str) -> String {
         let digest = fred::util::sha1_hash(&format!("{caller}\n{key}"));
-        self.k(format_args!("hookline:idempotency:{route}:{digest}"))
+        format!("{}{route}:{digest}", self.idempotency_prefix())
+    }
+
+    /// The prefix of [`idempotency`](Self::idempotency) keys (a copy finds them by it on one node).
+    pub fn idempotency_prefix(&self) -> String {
+        self.k("hookline:idempotency:")
     }
 
     /// STRING: a receiver's timestamped signature (callback or HMAC read) already accepted for subscription

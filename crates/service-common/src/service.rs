@@ -45,7 +45,7 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let (settings, _telemetry) = startup::init(service)?;
-    let store = redis::connect_as(service, &settings)
+    let store = redis::connect(&settings)
         .await
         .context("connecting to Redis")?;
     let token = shutdown::token();

@@ -186,9 +186,8 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{/* What the services refuse at start with a cluster URL, refused here at render time with the values'
      names (service_common's config/cluster.rs and delivery_model's store/cluster.rs hold the same rules):
      a database path, a #fragment, query parameters but node=host:port (a port 1-65535, a host without
-     ':', so no IPv6 literal), Sentinel (a cluster fails over by itself), WAIT for replicas, a shard
-     count outside 0-256, and a key prefix with a brace (it would become every key's hash tag). And
-     hookline-migrate, which still refuses a cluster (its import is not slot-aware yet). */}}
+     ':', so no IPv6 literal), Sentinel (a cluster fails over by itself), a shard count outside 0-256,
+     and a key prefix with a brace (it would become every key's hash tag). */}}
 {{- define "hookline.redisClusterChecks" -}}
 {{- $r := .Values.redis -}}
 {{- $u := urlParse $r.url -}}
@@ -218,9 +217,6 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- if regexMatch "[{}]" (toString (get $redisCfg "key_prefix" | default "")) -}}
 {{- fail "config.redis.key_prefix must not contain '{' or '}' with a cluster redis.url: it would become the hash tag of every key" -}}
-{{- end -}}
-{{- if .Values.migrate.enabled -}}
-{{- fail "migrate.enabled: hookline-migrate cannot import into a Redis Cluster yet (its import is not slot-aware), and redis.url is a cluster URL: set migrate.enabled=false (docs/operations.md, \"Redis Cluster\")" -}}
 {{- end -}}
 {{- end -}}
 

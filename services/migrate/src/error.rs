@@ -42,6 +42,9 @@ pub enum Error {
     /// and the drop runs in one transaction.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// `--from-redis` refused its source (the target itself, or a cluster node): nothing was written.
+    #[error("--from-redis: {0}")]
+    Refused(String),
     /// Redis failed. Each record is written by one create-if-absent step, so a re-run resumes safely.
     #[error(transparent)]
     Store(#[from] delivery_model::Error),

@@ -5,6 +5,10 @@
 //! `[secret_keys] current` (after a key rotation, or to encrypt secrets stored before encryption at rest).
 //! Idempotent and resumable: rerun it until it reports `resealed=0`.
 //!
+//! With `--from-redis URL` it touches no database either: it copies a standalone Hookline deployment from
+//! that Redis into the configured one (a Redis Cluster's layout, or another node), create-if-absent, so a
+//! re-run copies nothing twice (`docs/operations.md`, "Moving to a Redis Cluster").
+//!
 //! Exit status: 0 when everything was imported (or skipped) and any drop done; 2 when rows were invalid
 //! (named in the summary); 3 when `--drop-legacy` refused; 1 on any other failure.
 
@@ -14,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use delivery_model::store::{Store, StoreOptions, TlsOptions};
 use migrate::drop_legacy::{DropOutcome, drop_legacy};
+use migrate::from_redis::{self, CopyOptions};
 use migrate::import::{self, ImportOptions};
 use service_common::startup;
 
@@ -43,6 +49,10 @@ struct Args {
     /// Import nothing; seal every subscription secret under `[secret_keys] current` (no database needed).
     #[arg(long, conflicts_with_all = ["drop_legacy", "dry_run", "postgres_url"])]
     reencrypt_secrets: bool,
+    /// Import nothing from PostgreSQL; copy the standalone Hookline deployment in this Redis
+    /// (`redis://` or `rediss://`, credentials in the URL) into the configured one.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["drop_legacy", "postgres_url", "reencrypt_secrets"])]
+    from_redis: Option<String>,
 }
 
 /// Ids read per page by `--reencrypt-secrets`.
@@ -68,12 +78,71 @@ async fn reencrypt_secrets(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The source store of `--from-redis`: the target's settings (key prefix, input stream, TTLs, secret keys,
+/// TLS trust) with the source's URL; credentials only from the URL, no Sentinel, no `WAIT`.
+fn source_options(
+    settings: &service_common::config::Settings,
+    url: &str,
+) -> anyhow::Result<StoreOptions> {
+    if delivery_model::store::cluster::is_cluster_url(url) {
+        anyhow::bail!(
+            "--from-redis copies a standalone deployment: give its redis:// or rediss:// URL, not a cluster's"
+        );
+    }
+    let mut opts = settings.store_options();
+    opts.url = url.to_owned();
+    opts.sentinel = None;
+    opts.wait_replicas = 0;
+    opts.username = None;
+    opts.password = None;
+    if !url.starts_with("rediss://") {
+        opts.tls = TlsOptions::default();
+    }
+    Ok(opts)
+}
+
+/// `--from-redis`: see the module doc.
+async fn from_redis(
+    settings: &service_common::config::Settings,
+    url: &str,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let source = Store::connect(&source_options(settings, url)?)
+        .await
+        .context("connecting to the source Redis")?;
+    let target = service_common::redis::connect(settings)
+        .await
+        .context("connecting to Redis")?;
+    let opts = CopyOptions {
+        dry_run,
+        now: delivery_model::time::now_micros(),
+        terminal_ttl: Duration::from_secs(settings.delivery.terminal_ttl_secs),
+    };
+    let result = async {
+        from_redis::check_distinct(&source, &target).await?;
+        from_redis::run(&source, &target, &opts).await
+    }
+    .await;
+    source.quit().await;
+    target.quit().await;
+    let report = result.context("copying from the source Redis")?;
+    print!("{}", report.render());
+    Ok(if report.invalid().next().is_some() {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let (settings, _telemetry) = startup::init(SERVICE)?;
     if args.reencrypt_secrets {
         return reencrypt_secrets(&settings).await;
+    }
+    if let Some(url) = &args.from_redis {
+        return from_redis(&settings, url, args.dry_run).await;
     }
     let url = args
         .postgres_url

@@ -8,6 +8,12 @@
 //!   a `pending_verification` one gets its challenge queued, as on creation.
 //! - Rows of TMI's legacy `webhook_deliveries` table become unified delivery records. A pending one is handed
 //!   to the worker in the same step ([`LegacyPlacement`]); a terminal one is stored with the TTL it has left.
+//! - Records copied from a standalone Hookline (`hookline-migrate --from-redis`, [`super::export`]) take the
+//!   same path with their internal fields (attempt log) and, in a cluster, the `routed` flag of a record
+//!   that has its queue entry ([`Store::import_copied_delivery`]).
+//!
+//! On a Redis Cluster every script here stays in one slot: a subscription with its indexes and challenge in
+//! the control slot, a delivery with its indexes and its queue or schedule entry in its shard's.
 //! - TMI's URL deny list becomes the [`Keyspace::url_deny_list`](crate::keys::Keyspace::url_deny_list) hash,
 //!   which the api-gateway consults next to its configured patterns ([`Store::url_deny_list`]).
 
@@ -17,10 +23,12 @@ use std::time::Duration;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, push_record, scripts, secs};
+use super::export::CopiedDelivery;
+use super::{Store, push_record_with, scripts, secs};
 use crate::delivery::DeliveryRecord;
 use crate::error::{Error, Result};
 use crate::ids::{AddonId, DeliveryId, SubscriptionId};
+use crate::keys::Layout;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::{Subscription, SubscriptionStatus};
 use crate::time::Micros;
@@ -50,6 +58,10 @@ pub enum LegacyPlacement {
     Enqueue,
     /// Pending with its retry time ahead: on the schedule, due at `due_ms` (Unix ms).
     Schedule { due_ms: i64 },
+    /// `in_progress` (a receiver's callback is awaited): stored with its entry in the activity index (score
+    /// `last_activity_at`, so cleanup's stale sweep times it as before), no queue entry, expiring after
+    /// `ttl`.
+    AwaitCallback { ttl: Duration },
     /// Terminal: stored only, expiring after `ttl` (what is left of its 7 days).
     Keep { ttl: Duration },
 }
@@ -119,14 +131,51 @@ impl Store {
     }
 
     /// Imports a legacy delivery row as a record with its indexes, only if absent, and places it (queue,
-    /// schedule, or nowhere for a terminal one) in the same step. A scheduled record lives until its due time
-    /// plus the active TTL, so it cannot expire before the worker sees it.
+    /// schedule, activity index, or nowhere for a terminal one) in the same step. A scheduled record lives
+    /// until its due time plus the active TTL, so it cannot expire before the worker sees it.
     ///
     /// # Errors
     /// Redis failure (nothing was written).
     pub async fn import_delivery(
         &self,
         record: &DeliveryRecord,
+        placement: LegacyPlacement,
+        now: Micros,
+    ) -> Result<ImportWrite> {
+        self.import_record(record, &[], placement, now).await
+    }
+
+    /// [`import_delivery`](Self::import_delivery) for a record copied from another Hookline deployment: its
+    /// attempt log comes along, and in a cluster a record placed on the queue or the schedule is marked
+    /// `routed` (it has its one queue entry, so an `addon.invoked` entry naming it enqueues nothing more).
+    ///
+    /// # Errors
+    /// Redis failure (nothing was written).
+    pub async fn import_copied_delivery(
+        &self,
+        copy: &CopiedDelivery,
+        placement: LegacyPlacement,
+        now: Micros,
+    ) -> Result<ImportWrite> {
+        let mut extra: Vec<(&'static str, &str)> = Vec::new();
+        if let Some(log) = copy.attempt_log.as_deref() {
+            extra.push((crate::delivery::field::ATTEMPT_LOG, log));
+        }
+        let queued = matches!(
+            placement,
+            LegacyPlacement::Enqueue | LegacyPlacement::Schedule { .. }
+        );
+        if queued && matches!(self.keys().layout(), Layout::Cluster { .. }) {
+            extra.push(("routed", "1"));
+        }
+        self.import_record(&copy.record, &extra, placement, now)
+            .await
+    }
+
+    async fn import_record(
+        &self,
+        record: &DeliveryRecord,
+        extra: &[(&'static str, &str)],
         placement: LegacyPlacement,
         now: Micros,
     ) -> Result<ImportWrite> {
@@ -141,6 +190,7 @@ impl Store {
                     due_ms.to_string(),
                 )
             }
+            LegacyPlacement::AwaitCallback { ttl } => ("activity", secs(ttl), String::new()),
             LegacyPlacement::Keep { ttl } => ("keep", secs(ttl), String::new()),
         };
         let shard = k.shard_of(record.id);
@@ -149,10 +199,11 @@ impl Store {
             k.queue_stream(shard),
             k.scheduled(shard),
             k.delivery_index_registry(shard),
+            k.deliveries_activity(shard),
         ];
         keys.extend(self.record_index_keys(record));
         let mut args = vec![ttl.to_string()];
-        push_record(&mut args, record);
+        push_record_with(&mut args, record, extra);
         args.push(mode.to_owned());
         args.push(MESSAGE_FIELD.to_owned());
         args.push(
@@ -162,6 +213,7 @@ impl Store {
             .encode(),
         );
         args.push(due);
+        args.push(record.last_activity_at.to_string());
         let created: i64 = scripts::IMPORT_DELIVERY
             .run(self.pool(), keys, args)
             .await?;

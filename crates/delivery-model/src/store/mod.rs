@@ -36,6 +36,7 @@ pub mod connection;
 mod deliveries;
 pub mod delivery_queries;
 mod durability;
+pub mod export;
 mod fanout_shards;
 pub mod health;
 pub mod idempotency;

@@ -189,6 +189,8 @@ script!(RESEAL_SECRET, "lua/reseal_secret.lua");
 script!(ROTATE_SECRET, "lua/rotate_secret.lua");
 script!(IMPORT_SUBSCRIPTION, "lua/import_subscription.lua");
 script!(IMPORT_DELIVERY, "lua/import_delivery.lua");
+script!(IMPORT_HASH, "lua/import_hash.lua");
+script!(IMPORT_ZSET, "lua/import_zset.lua");
 script!(IDEMPOTENCY_BEGIN, "lua/idempotency_begin.lua");
 script!(IDEMPOTENCY_FINISH, "lua/idempotency_finish.lua");
 frees_memory!(IDEMPOTENCY_RELEASE, "lua/idempotency_release.lua");

@@ -1,7 +1,7 @@
 //! Services run in process on a real cluster as the services' ACL user: the cluster counterpart of
 //! [`InProcess`](crate::inproc::InProcess), for one or several services sharing the cluster (a consumer
-//! and a worker make a pipeline). Each service connects through `service_common::redis::connect_as`, so a
-//! service that still refuses a cluster fails the test at [`OnCluster::run`].
+//! and a worker make a pipeline). Each service connects through `service_common::redis::connect`, as its
+//! binary does.
 
 use std::future::Future;
 use std::time::Duration;
@@ -87,13 +87,13 @@ impl OnCluster {
     /// registry and shutdown token).
     ///
     /// # Panics
-    /// The service refuses the cluster or cannot connect.
+    /// The service cannot connect.
     pub async fn run<F, Fut>(&mut self, name: &'static str, run: F)
     where
         F: FnOnce(Context) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let store = service_common::redis::connect_as(name, &self.settings)
+        let store = service_common::redis::connect(&self.settings)
             .await
             .unwrap_or_else(|e| panic!("{name} on the cluster: {e}"));
         let (registry, token) = (Registry::new(), CancellationToken::new());

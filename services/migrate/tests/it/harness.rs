@@ -221,20 +221,7 @@ impl World {
 
     /// What every service of a test gets: this Redis, loopback receivers allowed (as the e2e harness).
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = self.redis.service_env();
-        env.extend(
-            [
-                ("HOOKLINE__AUTH__JWT_SECRET", SECRET.to_owned()),
-                ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".to_owned()),
-                ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".to_owned()),
-                ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", String::new()),
-                ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50".to_owned()),
-                ("HOOKLINE__WORKER__BLOCK_MS", "200".to_owned()),
-                ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "2".to_owned()),
-            ]
-            .map(|(k, v)| (k.to_owned(), v)),
-        );
-        env
+        service_env(self.redis.service_env())
     }
 
     /// Runs `hookline-migrate args…` with this world's settings (the database from the config section,
@@ -251,26 +238,9 @@ impl World {
     /// Runs `hookline-migrate args…` with this world's settings plus `env` (which names the database);
     /// returns (exit code, stdout, stderr).
     pub async fn migrate_with(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-migrate"));
-        cmd.env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd.envs(self.env())
-            .envs(env.iter().copied())
-            .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json")
-            .args(args)
-            .stdin(Stdio::null());
-        let out = tokio::time::timeout(WAIT, cmd.output())
-            .await
-            .expect("hookline-migrate finishes")
-            .expect("run hookline-migrate");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.code().is_none() {
-            panic!("hookline-migrate killed: {stdout}\n{stderr}");
-        }
-        (out.status.code().unwrap_or(-1), stdout, stderr)
+        let mut all = self.env();
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        run_migrate(&all, args).await
     }
 
     /// The summary line of `table` in a run's output.
@@ -284,4 +254,47 @@ impl World {
     pub async fn dbsize(&self) -> u64 {
         self.redis_client.dbsize().await.unwrap()
     }
+}
+
+/// `redis_env` (how to reach Redis) plus what every service of a test gets: loopback receivers allowed (as
+/// the e2e harness), a quick scheduler and short reads.
+pub fn service_env(redis_env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env = redis_env;
+    env.extend(
+        [
+            ("HOOKLINE__AUTH__JWT_SECRET", SECRET.to_owned()),
+            ("HOOKLINE__OUTBOUND__ALLOW_HTTP_TARGETS", "true".to_owned()),
+            ("HOOKLINE__OUTBOUND__ALLOWLIST", "127.0.0.1".to_owned()),
+            ("HOOKLINE__SUBSCRIPTIONS__DENY_GLOBS", String::new()),
+            ("HOOKLINE__WORKER__SCHEDULER_INTERVAL_MS", "50".to_owned()),
+            ("HOOKLINE__WORKER__BLOCK_MS", "200".to_owned()),
+            ("HOOKLINE__SHUTDOWN__GRACE_PERIOD_SECS", "2".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
+/// Runs `hookline-migrate args…` with exactly `env` (a cleared environment otherwise, but `PATH`); returns
+/// (exit code, stdout, stderr).
+pub async fn run_migrate(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookline-migrate"));
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json")
+        .args(args)
+        .stdin(Stdio::null());
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("hookline-migrate finishes")
+        .expect("run hookline-migrate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.code().is_none() {
+        panic!("hookline-migrate killed: {stdout}\n{stderr}");
+    }
+    (out.status.code().unwrap_or(-1), stdout, stderr)
 }

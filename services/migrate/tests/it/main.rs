@@ -6,6 +6,9 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod acl;
+mod cluster_import;
+mod cluster_target;
+mod from_redis;
 mod harness;
 mod import;
 mod legacy_drop;
