@@ -37,14 +37,19 @@ fn data(i: usize) -> serde_json::Value {
 
 /// Event `i` as TMI writes it to the stream.
 pub(crate) fn stream_event(i: usize) -> StreamEvent {
+    stream_event_of(EVENT_TYPE, i)
+}
+
+/// Event `i` of type `event_type` as TMI writes it to the stream.
+pub(crate) fn stream_event_of(event_type: &str, i: usize) -> StreamEvent {
     let payload = serde_json::json!({
-        "event_type": EVENT_TYPE, "threat_model_id": THREAT_MODEL, "object_id": THREAT_MODEL,
+        "event_type": event_type, "threat_model_id": THREAT_MODEL, "object_id": THREAT_MODEL,
         "object_type": "threat_model", "owner_id": OWNER,
         "timestamp": "2026-04-01T12:00:00.123456789Z",
         "data": data(i),
     });
     StreamEvent {
-        event_type: EVENT_TYPE.into(),
+        event_type: event_type.into(),
         threat_model_id: Some(THREAT_MODEL.into()),
         object_id: Some(THREAT_MODEL.into()),
         object_type: Some("threat_model".into()),

@@ -13,6 +13,8 @@
 //! - **flood**: `--events` events by XADD as fast as possible; also Redis memory per delivery record.
 //! - **ceiling**: `wrk` POSTing the same body straight to a receiver like the pipeline's.
 //! - **scaling**: a receiver answering after `--slow-ms` with 1, 2, 4 workers of `--slots` slots each.
+//! - **noisy**: nine healthy subscriptions' p99 alone, beside a tenth with a `--noisy-backlog` backlog, and
+//!   beside a tenth that times out (issue #18's noisy neighbour).
 //!
 //! Every measured phase also prints CPU per delivery by process (Redis, each service, the benchmark's
 //! publisher and receiver) and a per-hop latency table from the services' histograms. Each run starts a
@@ -43,6 +45,7 @@ pub(crate) enum Phase {
     Flood,
     Ceiling,
     Scaling,
+    Noisy,
 }
 
 #[derive(Parser, Debug)]
@@ -53,7 +56,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling"
+        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling,noisy"
     )]
     phases: Vec<Phase>,
     /// Steady event rates of the rates and api-rates phases (events/s), comma-separated.
@@ -102,6 +105,12 @@ pub(crate) struct Args {
     /// Delivery-worker processes in the fast-receiver phases (all but scaling).
     #[arg(long, default_value_t = 1)]
     fast_workers: usize,
+    /// Events/s to the nine healthy subscriptions in the noisy-neighbour phase.
+    #[arg(long, default_value_t = 100)]
+    noisy_rate: u64,
+    /// Deliveries waiting for the tenth subscription in the noisy-neighbour phase's backlog case.
+    #[arg(long, default_value_t = 50_000)]
+    noisy_backlog: usize,
     /// Leave out the scaling phase (as leaving it out of `--phases`).
     #[arg(long)]
     skip_scaling: bool,
@@ -179,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Phase::Scaling) {
         phases::scaling::run(&args).await?;
+    }
+    if args.runs(Phase::Noisy) {
+        phases::noisy::run(&args).await?;
     }
     Ok(())
 }

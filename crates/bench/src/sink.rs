@@ -58,7 +58,16 @@ impl Sink {
     /// # Errors
     /// No loopback port, or the runtime cannot be built.
     pub(crate) fn start(delay: Duration) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST, delay)
+    }
+
+    /// As [`Sink::start`], on loopback address `ip` (another address is another host to the worker: its
+    /// own slots and circuit).
+    ///
+    /// # Errors
+    /// No port on `ip`, or the runtime cannot be built.
+    pub(crate) fn start_on(ip: std::net::Ipv4Addr, delay: Duration) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         // Two threads: on a 2-core machine the receiver should never be the queue the pipeline waits in.

@@ -1,0 +1,175 @@
+//! Noisy neighbour (phase `noisy`, issue #18): does one subscription's trouble delay everyone else's
+//! deliveries?
+//!
+//! Nine healthy subscriptions on one receiver get a steady rate (`--noisy-rate` events/s, each event
+//! delivered to all nine; XADD publisher) for `--rate-secs`, and their event→receiver p99 is measured in
+//! three cases, each on a fresh stack:
+//! - **solo**: the nine alone;
+//! - **backlog**: a tenth subscription, on a receiver of its own, has `--noisy-backlog` deliveries waiting
+//!   (its events XADDed just before the measured load starts);
+//! - **timeout**: the tenth's receiver never answers within the worker's request timeout, and it gets
+//!   [`TIMEOUT_RATE`] events/s during the measured load.
+//!
+//! The tenth receiver listens on another loopback address (127.0.0.2), so to the worker it is another host,
+//! with its own slots and circuit, as a tenant's endpoint usually is. The goal: each loaded p99 within 2×
+//! the solo one. Printed side by side, with the verdict.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use delivery_model::subscription::{Subscription, SubscriptionStatus};
+use futures::StreamExt;
+
+use crate::Args;
+use crate::load::{steady, stream_event_of};
+use crate::measure::{Run, measure};
+use crate::report;
+use crate::sink::Sink;
+use crate::stack::{Stack, StackSpec};
+
+/// Healthy subscriptions per event.
+const HEALTHY: usize = 9;
+/// The tenth subscription's event type (the healthy ones listen to the benchmark's usual one).
+const NOISY_EVENT: &str = "threat_model.deleted";
+/// The tenth receiver's address: another host to the worker.
+const NOISY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Events per second for the timing-out subscription during the timeout case.
+const TIMEOUT_RATE: u64 = 10;
+/// How long the timing-out receiver waits before answering: past the worker's request timeout (30 s).
+const NEVER: Duration = Duration::from_secs(120);
+/// XADDs in flight while the backlog is published.
+const BACKLOG_CONCURRENCY: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Solo,
+    Backlog,
+    Timeout,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Solo => "solo",
+            Case::Backlog => "backlog",
+            Case::Timeout => "timeout",
+        }
+    }
+}
+
+/// Runs the three cases and prints their p99s side by side.
+///
+/// # Errors
+/// A stack does not start, its warm-up fails, or the tenth subscription cannot be written.
+pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
+    println!(
+        "\n## Noisy neighbour\n\n{HEALTHY} healthy subscriptions on one receiver, {} events/s by XADD \
+         ({} deliveries/s) for {} s per case, each case on a fresh stack; a tenth subscription on another \
+         loopback host either has {} deliveries waiting (backlog) or times out on every request at \
+         {TIMEOUT_RATE} events/s (timeout). Goal: the healthy p99 within 2× its solo value.\n",
+        args.noisy_rate,
+        args.noisy_rate * HEALTHY as u64,
+        args.rate_secs,
+        args.noisy_backlog
+    );
+    let mut results: Vec<(Case, Run)> = Vec::new();
+    for case in [Case::Solo, Case::Backlog, Case::Timeout] {
+        let r = run_case(args, case).await?;
+        report::print_run(case.name(), &r);
+        results.push((case, r));
+    }
+    let p99 = |r: &Run| report::quantile_ms(&r.latencies, 0.99);
+    let solo = results.first().map_or(0.0, |(_, r)| p99(r));
+    println!();
+    println!("| case | deliveries/s | p50 ms | p99 ms | p99 / solo | within 2× |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for (case, r) in &results {
+        let ratio = p99(r) / solo.max(1e-9);
+        let verdict = match (case, r.complete()) {
+            (Case::Solo, _) => "—",
+            (_, false) => "FAIL (not drained)",
+            _ if ratio <= 2.0 => "PASS",
+            _ => "FAIL",
+        };
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {ratio:.2} | {verdict} |",
+            case.name(),
+            r.deliveries_per_sec(),
+            report::quantile_ms(&r.latencies, 0.5),
+            p99(r),
+        );
+    }
+    Ok(())
+}
+
+async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
+    let stack = Stack::start(&StackSpec {
+        subscriptions: HEALTHY,
+        gateway: false,
+        workers: args.fast_workers,
+        receiver_delay: Duration::ZERO,
+        // The tenth receiver's address must pass the outbound policy like the first's.
+        extra_env: vec![(
+            "HOOKLINE__OUTBOUND__ALLOWLIST".into(),
+            format!("127.0.0.1,{NOISY_IP}"),
+        )],
+        service_env: &args.service_env,
+    })
+    .await?;
+    let noisy_sink = Sink::start_on(
+        NOISY_IP,
+        if case == Case::Timeout {
+            NEVER
+        } else {
+            Duration::ZERO
+        },
+    )?;
+    if case != Case::Solo {
+        let noisy = Subscription {
+            secret: Some("bench-secret-0123456789abcdef".into()),
+            ..Subscription::new(
+                "bench-noisy",
+                "bench-noisy",
+                noisy_sink.url(0),
+                vec![NOISY_EVENT.into()],
+                SubscriptionStatus::Active,
+                delivery_model::time::now_micros(),
+            )
+        };
+        stack.store.create_subscription(&noisy).await?;
+    }
+    let publisher = stack.publisher(0)?;
+    stack.warm_up(&publisher).await?;
+    if case == Case::Backlog {
+        let store = stack.store.clone();
+        futures::stream::iter(0..args.noisy_backlog)
+            .map(|i| {
+                let store = store.clone();
+                async move { store.publish_event(&stream_event_of(NOISY_EVENT, i)).await }
+            })
+            .buffer_unordered(BACKLOG_CONCURRENCY)
+            .for_each(|_| async {})
+            .await;
+    }
+    // Stopped (aborted) once the measured load is done.
+    let noisy_load = (case == Case::Timeout).then(|| {
+        let store = stack.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / TIMEOUT_RATE));
+            for i in 0.. {
+                tick.tick().await;
+                let _ = store.publish_event(&stream_event_of(NOISY_EVENT, i)).await;
+            }
+        })
+    });
+    let r = measure(
+        &stack,
+        args.drain_timeout(),
+        steady(&publisher, args.noisy_rate as f64, args.rate_secs as f64),
+    )
+    .await;
+    if let Some(task) = noisy_load {
+        task.abort();
+    }
+    Ok(r)
+}
