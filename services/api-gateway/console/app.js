@@ -1,6 +1,6 @@
 // The console's shell: hash routes to pages, sign-in state, and the one refresh timer a page may own.
 //
-//   #/signin  #/overview  #/subscriptions  #/deliveries?…filters  #/deliveries/{id}
+//   #/signin  #/overview  #/subscriptions  #/subscriptions/{id}  #/deliveries?…filters  #/deliveries/{id}
 //
 // A page module exports `render(main, ctx)`; it may return a cleanup function (called before the next page
 // renders), which is how live refresh stops when the reader leaves.
@@ -10,6 +10,7 @@ import { replace, notify } from './dom.js';
 import * as signin from './signin.js';
 import * as overview from './overview.js';
 import * as subscriptions from './subscriptions.js';
+import * as subscription from './subscription.js';
 import * as deliveries from './deliveries.js';
 import * as delivery from './delivery.js';
 
@@ -58,6 +59,7 @@ function render() {
   let page;
   if (path === '/overview') page = overview.render(main, { params });
   else if (path === '/deliveries') page = deliveries.render(main, { params, go });
+  else if (path.startsWith('/subscriptions/')) page = subscription.render(main, { id: decodeURIComponent(path.split('/')[2]), params, go });
   else if (path.startsWith('/deliveries/')) page = delivery.render(main, { id: decodeURIComponent(path.split('/')[2]), go });
   else page = subscriptions.render(main, { params, go });
   cleanup = typeof page === 'function' ? page : null;

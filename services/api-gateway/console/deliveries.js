@@ -2,23 +2,11 @@
 // that keeps the reader's scroll position (rows are replaced in place, the page never jumps).
 
 import { api, query } from './api.js';
-import { h, replace, when, badge, errorBox } from './dom.js';
+import { h, replace, when, badge, errorBox, toRfc3339, toLocal } from './dom.js';
 
 const LIMITS = [20, 50, 100];
 const LIVE_MS = 3000;
 const STATUSES = ['pending', 'in_progress', 'delivered', 'failed'];
-
-/// `datetime-local` value (local time) → RFC 3339, and back.
-function toRfc3339(local) {
-  return local ? new Date(local).toISOString() : '';
-}
-function toLocal(rfc) {
-  if (!rfc) return '';
-  const d = new Date(rfc);
-  if (Number.isNaN(d.getTime())) return '';
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
-}
 
 export function render(main, { params, go }) {
   const f = {

@@ -62,6 +62,7 @@ export function render(main, { id }) {
     }
     if (admin) {
       buttons.append(h('a', { href: `#/deliveries${query({ subscription_id: d.subscription_id, status: 'failed' })}` }, 'This subscription\'s failures'));
+      buttons.append(h('a', { href: `#/subscriptions/${d.subscription_id}?focus=redrive` }, 'Retry all of them…'));
     }
     const log = attempts === null ? null : attempts.length === 0
       ? h('p', { class: 'muted' }, 'No attempts yet.')

@@ -34,6 +34,18 @@ export function when(ts) {
   return h('time', { datetime: ts, title: ts }, d.toLocaleString());
 }
 
+/// `datetime-local` value (local time) → RFC 3339, and back.
+export function toRfc3339(local) {
+  return local ? new Date(local).toISOString() : '';
+}
+export function toLocal(rfc) {
+  if (!rfc) return '';
+  const d = new Date(rfc);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
 /// A status badge (text always present: colour is never the only signal).
 export function badge(status) {
   return h('span', { class: `badge b-${String(status).replace(/[^a-z_]/g, '')}` }, status);

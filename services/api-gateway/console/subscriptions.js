@@ -1,9 +1,11 @@
 // Subscriptions: the list with each one's health (status, last success, failures, its host's circuit, a
-// 24-hour sparkline), and create, test delivery, rotate secret, bulk retry and delete.
+// 24-hour sparkline), and create, test delivery, rotate secret and delete. A subscription's own page
+// (subscription.js) has the rest: why it was disabled and re-enable, and the bulk retry of its failures.
 
 import { api, query } from './api.js';
 import { h, replace, when, badge, errorBox, notify, table, confirmButton } from './dom.js';
 import { sparkline } from './charts.js';
+import { DISABLED } from './subscription.js';
 
 const LIMIT = 20;
 /// While a new subscription awaits its challenge, the list refreshes itself this often.
@@ -32,8 +34,8 @@ export function render(main, { params }) {
 
   function renderList(page) {
     const rows = page.subscriptions.map((s) => [
-      h('span', {}, s.name, h('br'), h('code', { class: 'id' }, s.id)),
-      badge(s.status),
+      h('span', {}, h('a', { href: `#/subscriptions/${s.id}`, class: 'sub-link' }, s.name), h('br'), h('code', { class: 'id' }, s.id)),
+      h('span', {}, badge(s.status), s.disabled_reason ? h('small', { class: 'reason' }, `disabled: ${DISABLED[s.disabled_reason] || s.disabled_reason}`) : ''),
       s.events.join(', '),
       h('span', { class: 'url' }, s.url),
       when(s.created_at),
@@ -98,38 +100,12 @@ export function render(main, { params }) {
           h('code', { class: 'secret' }, r.secret)));
         notify('Secret rotated');
       }), { class: 'secondary' }),
-      h('button', { type: 'button', class: 'secondary', onclick: () => act('Retry failed', () => previewRetry(s)) }, 'Retry failed…'),
+      h('a', { href: `#/subscriptions/${s.id}?focus=redrive` }, 'Retry failed…'),
       confirmButton('Delete', 'Confirm delete', () => act('Delete', async () => {
         await api('DELETE', `/admin/webhooks/subscriptions/${s.id}`);
         notify(`Subscription ${s.name} deleted`);
         load();
       }), { class: 'danger' }));
-  }
-
-  /// Bulk retry with a preview: how many failed deliveries there are, then the retry on confirmation.
-  async function previewRetry(s) {
-    const failed = await api('GET', `/admin/webhooks/deliveries${query({ subscription_id: s.id, status: 'failed', limit: 1 })}`);
-    if (failed.total === 0) {
-      replace(result, h('p', {}, `${s.name} has no failed deliveries.`));
-      return;
-    }
-    const confirm = h('button', {
-      type: 'button',
-      onclick: async () => {
-        try {
-          const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/retry-failed`);
-          replace(result, h('p', { class: 'ok' }, `Queued ${r.queued} again${r.skipped ? `, skipped ${r.skipped} add-on invocations` : ''}${r.more ? '; more remain, retry again' : ''}.`));
-          notify('Failed deliveries queued again');
-        } catch (err) {
-          replace(result, errorBox(err));
-        }
-      },
-    }, `Retry ${failed.total}`);
-    replace(result, h('div', { class: 'preview' },
-      h('p', {}, `Preview: ${failed.total} failed deliveries of ${s.name} would be queued again (add-on invocations are skipped).`),
-      confirm, ' ',
-      h('button', { type: 'button', class: 'secondary', onclick: () => replace(result) }, 'Cancel')));
-    confirm.focus();
   }
 
   function pager(page) {

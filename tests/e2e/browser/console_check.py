@@ -2,7 +2,8 @@
 
 Run by tests/e2e/console.rs, which starts the stack and a loopback receiver whose first deliveries fail, and
 passes on stdin: {"base": API base URL, "admin": admin token, "user": non-admin token, "receiver": receiver
-URL, "screenshots": directory}. One browser session does everything:
+URL, "gone_receiver": the URL of a receiver whose first delivery answers 410, "screenshots": directory}. One
+browser session does everything:
 
 1. sign-in page; sign in by pasting the admin token;
 2. create a subscription to the receiver and watch it become active;
@@ -10,12 +11,17 @@ URL, "screenshots": directory}. One browser session does everything:
    watch it fail, open it and read the attempt log (HTTP 500s);
 4. retry it from the delivery page and watch it become delivered (attempt log ends with a 200);
 5. the overview's charts; every page at 1280x800, then the subscriptions page on a narrow screen;
-6. a non-admin signed in through a deep link (token in the URL fragment) sees TMI's 403 text and not the
-   admin's subscription.
+6. bulk retry: REDRIVE more deliveries fail; the subscription's page previews the retry (a dry run: the
+   count and a sample naming exactly them); a slow job is started and cancelled; a new preview counts what
+   it left, and that job is followed to completed; the deliveries list shows all of them delivered;
+7. re-enable: a second subscription, to the receiver answering 410, is disabled by the worker; the list and
+   its page say why; Re-enable (queueing the failed delivery again) makes it active and the delivery arrives;
+8. a non-admin signed in through a deep link (token in the URL fragment) sees TMI's 403 text and not the
+   admin's subscriptions.
 
 A screenshot of each page goes to the screenshots directory. Any browser console message at error level or
-any failed request fails the run, except the one 403 step 6 expects. Prints {"subscription": id,
-"delivery": id, "screenshots": [...]} on success.
+any failed request fails the run, except the one 403 step 8 expects. Prints {"subscription": id,
+"delivery": id, "redriven": [ids], "gone_subscription": id, "screenshots": [...]} on success.
 """
 
 import json
@@ -28,9 +34,12 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 WAIT_SECS = 20
+# Deliveries made to fail for the bulk retry (REDRIVE in console.rs).
+REDRIVE = 3
 cfg = json.load(sys.stdin)
 base = cfg["base"].rstrip("/")
 shots = []
@@ -117,7 +126,8 @@ def main():
         run(driver)
     finally:
         driver.quit()
-    print(json.dumps({"subscription": run.sub, "delivery": run.delivery, "screenshots": shots}))
+    print(json.dumps({"subscription": run.sub, "delivery": run.delivery, "redriven": run.redriven,
+                      "gone_subscription": run.gone, "screenshots": shots}))
 
 
 def run(driver):
@@ -212,10 +222,13 @@ def run(driver):
     wait(d, "the sparkline after the deliveries", lambda d: "1 ✓ 1 ✗" in d.find_element(By.ID, "subscriptions").text)
     shot(d, "subscriptions-health")
 
+    bulk_retry(d, sub)
+    reenable(d)
+
     found = problems(d, [])
     assert not found, found
 
-    # 6. A non-admin, signed in by a TMI deep link, gets the API's 403 and never the admin's subscription.
+    # 8. A non-admin, signed in by a TMI deep link, gets the API's 403 and never the admin's subscription.
     d.find_element(By.ID, "signout").click()
     wait(d, "signed out", lambda d: d.find_element(By.ID, "token"))
     assert d.execute_script("return sessionStorage.getItem('hookline.token')") is None
@@ -224,14 +237,159 @@ def run(driver):
     assert "HTTP 403" in err.text and "forbidden" in err.text.lower(), err.text
     assert "token=" not in d.current_url, "the token must leave the address bar"
     assert sub not in d.page_source and "console-e2e" not in d.page_source
+    assert run.gone not in d.page_source and "console-gone" not in d.page_source
     shot(d, "non-admin")
     found = problems(d, ["/admin/webhooks/subscriptions"])
     assert not found, found
     log("all checks passed")
 
 
+def go(driver, hash_path):
+    driver.execute_script("location.hash = arguments[0]", hash_path)
+
+
+def rows(driver, table_id):
+    return driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
+
+
+def no_overflow(driver):
+    return driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def bulk_retry(d, sub):
+    """6. REDRIVE deliveries fail; preview, start, progress, delivered."""
+    for _ in range(REDRIVE):
+        publish("threat_model.created")
+    go(d, f"/deliveries?subscription_id={sub}&status=failed")
+    wait(d, f"{REDRIVE} failed deliveries", lambda d: len(rows(d, "deliveries")) == REDRIVE
+         and all("failed" in r.text for r in rows(d, "deliveries")))
+    failed = sorted(r.get_attribute("data-id") for r in rows(d, "deliveries"))
+    assert run.delivery not in failed, "the retried delivery is no longer failed"
+
+    # From the list's "Retry failed…" to the subscription's page, its redrive section focused.
+    d.find_element(By.LINK_TEXT, "Subscriptions").click()
+    wait(d, "the subscriptions list", lambda d: rows(d, "subscriptions"))
+    d.find_element(By.LINK_TEXT, "Retry failed…").click()
+    wait(d, "the redrive form", lambda d: d.find_element(By.ID, "redrive-form"))
+    assert d.switch_to.active_element.get_attribute("id") == "redrive-heading"
+    assert "active" in d.find_element(By.ID, "sub-status").text
+
+    # The preview (a dry run): the count, and a sample naming exactly the failed ones.
+    d.find_element(By.ID, "redrive-preview-button").click()
+    count = wait(d, "the preview", lambda d: d.find_element(By.ID, "redrive-count"))
+    assert count.text.startswith(f"{REDRIVE} failed deliveries match"), count.text
+    sample = sorted(a.text for a in d.find_elements(By.CSS_SELECTOR, "#redrive-sample a.sample-link"))
+    assert sample == failed, (sample, failed)
+    start = d.find_element(By.ID, "redrive-start")
+    assert f"retry {REDRIVE} at 50 per second" in start.text, start.text
+    shot(d, "redrive-preview")
+    d.set_window_size(390, 844)
+    assert no_overflow(d), "horizontal overflow on the subscription's page"
+    shot(d, "redrive-preview-narrow")
+    d.set_window_size(1280, 800)
+
+    # A slow job (one a second), cancelled at once: it stops where it was. Editing the filters withdraws
+    # the preview first.
+    d.find_element(By.ID, "rd-pace").send_keys("1")
+    assert not d.find_elements(By.ID, "redrive-count"), "editing the filters withdraws the preview"
+    d.find_element(By.ID, "redrive-preview-button").click()
+    start = wait(d, "the slow preview", lambda d: d.find_element(By.ID, "redrive-start"))
+    assert f"retry {REDRIVE} at 1 per second" in start.text, start.text
+    start.send_keys(Keys.ENTER)
+    wait(d, "the running job", lambda d: d.find_element(By.ID, "redrive-state").text == "running")
+    shot(d, "redrive-running")
+
+    def cancel(d):
+        # Polls rewrite the numbers beside it, never the button: focus it, then press Enter.
+        button = d.find_element(By.ID, "redrive-cancel")
+        button.send_keys(Keys.ENTER)
+        return True
+    wait(d, "Cancel pressed", cancel)
+    wait(d, "the job is cancelled", lambda d: d.find_element(By.ID, "redrive-state").text == "cancelled")
+    first = int(d.find_element(By.ID, "redrive-progress").text.split()[0])
+    assert first < REDRIVE, f"the cancelled job queued {first}"
+    assert "The job is cancelled." in d.find_element(By.ID, "redrive-job").text
+
+    # The rest at the default pace: a new preview (what the cancelled job left), Start (Enter on the
+    # focused button), the job's progress until it completes.
+    d.find_element(By.ID, "rd-pace").clear()
+    d.find_element(By.ID, "redrive-preview-button").click()
+    count = wait(d, "the second preview", lambda d: d.find_element(By.ID, "redrive-count"))
+    left = int(count.text.split()[0])
+    rest = sorted(a.text for a in d.find_elements(By.CSS_SELECTOR, "#redrive-sample a.sample-link"))
+    # A step in hand when the cancel came may still have queued one more than the job counted.
+    assert 1 <= left <= REDRIVE - first and len(rest) == left and set(rest) <= set(failed), (left, rest, first)
+    start = d.find_element(By.ID, "redrive-start")
+    assert d.switch_to.active_element == start, "Start takes the focus after the preview"
+    start.send_keys(Keys.ENTER)
+    wait(d, "the job completes", lambda d: d.find_element(By.ID, "redrive-state").text == "completed")
+    progress = d.find_element(By.ID, "redrive-progress").text
+    assert progress.startswith(f"{left} queued again of {left} matched"), progress
+    assert not d.find_elements(By.ID, "redrive-cancel"), "no Cancel once it is done"
+    assert d.execute_script("return sessionStorage.length") == 1, "only the token stays in sessionStorage"
+    shot(d, "redrive-done")
+
+    # The deliveries list shows them delivered.
+    d.find_element(By.LINK_TEXT, "See the subscription's deliveries").click()
+    wait(d, "the redriven deliveries are delivered", lambda d: all(
+        any(r.get_attribute("data-id") == i and "delivered" in r.text for r in rows(d, "deliveries")) for i in failed))
+    run.redriven = failed
+
+
+def reenable(d):
+    """7. A subscription the worker disabled after a 410: the reason shown, Re-enable, active again."""
+    d.find_element(By.LINK_TEXT, "Subscriptions").click()
+    wait(d, "the subscriptions page", lambda d: d.find_element(By.ID, "create-subscription"))
+    d.find_element(By.ID, "sub-name").send_keys("console-gone")
+    d.find_element(By.ID, "sub-url").send_keys(cfg["gone_receiver"])
+    events = d.find_element(By.ID, "sub-events")
+    events.clear()
+    events.send_keys("threat_model.deleted")
+    d.find_element(By.CSS_SELECTOR, "#create-subscription button[type=submit]").click()
+
+    def row(d):
+        return next((r for r in rows(d, "subscriptions") if "console-gone" in r.text), None)
+    wait(d, "the second subscription becomes active", lambda d: row(d) and "active" in
+         row(d).find_element(By.CSS_SELECTOR, ".badge").text)
+    run.gone = row(d).find_element(By.CSS_SELECTOR, "code.id").text
+    publish("threat_model.deleted")
+    # The list refreshes itself only while a subscription awaits its challenge: reload until the disable
+    # shows, with its reason.
+    deadline = time.monotonic() + WAIT_SECS
+    while not (row(d) and "inactive" in row(d).text):
+        assert time.monotonic() < deadline, "the subscription was not disabled"
+        time.sleep(0.3)
+        d.refresh()
+        wait(d, "the subscriptions list", lambda d: rows(d, "subscriptions"))
+    assert "disabled: its receiver answered 410 Gone" in row(d).text, row(d).text
+    shot(d, "subscriptions-disabled")
+
+    row(d).find_element(By.CSS_SELECTOR, "a.sub-link").click()
+    reason = wait(d, "the disabled reason", lambda d: d.find_element(By.ID, "disabled-reason"))
+    assert "410 Gone" in reason.text, reason.text
+    assert "inactive" in d.find_element(By.ID, "sub-status").text
+    assert "Re-enable it first" in d.find_element(By.ID, "redrive-inactive").text
+    assert not d.find_elements(By.ID, "redrive-form"), "no redrive of an inactive subscription"
+    shot(d, "subscription-disabled")
+
+    # Re-enable, queueing the failed delivery again (checkbox and button by keyboard).
+    d.find_element(By.ID, "requeue").send_keys(Keys.SPACE)
+    assert d.find_element(By.ID, "requeue").is_selected()
+    d.find_element(By.ID, "enable").send_keys(Keys.ENTER)
+    done = wait(d, "the re-enable answer", lambda d: d.find_element(By.ID, "enable-result"))
+    assert "console-gone is active again; 1 delivery queued again." == done.text, done.text
+    wait(d, "the page shows it active", lambda d: d.find_element(By.ID, "sub-status").text == "active"
+         and not d.find_elements(By.ID, "disabled") and d.find_elements(By.ID, "redrive-form"))
+    shot(d, "subscription-reenabled")
+    go(d, f"/deliveries?subscription_id={run.gone}")
+    wait(d, "the requeued delivery is delivered", lambda d: len(rows(d, "deliveries")) == 1
+         and "delivered" in rows(d, "deliveries")[0].text)
+
+
 run.sub = None
 run.delivery = None
+run.redriven = []
+run.gone = None
 
 if __name__ == "__main__":
     main()

@@ -46,6 +46,8 @@ static ASSETS: &[Asset] = &[
     asset!("signin.js", JS),
     asset!("overview.js", JS),
     asset!("subscriptions.js", JS),
+    asset!("subscription.js", JS),
+    asset!("redrive.js", JS),
     asset!("deliveries.js", JS),
     asset!("delivery.js", JS),
 ];
