@@ -394,17 +394,22 @@ impl Cluster {
             panic!("no master {index}: there are {}", masters.len())
         };
         let id = self.node_id(node);
-        let view = self.view();
-        let replica_ports: Vec<u16> = view
-            .iter()
-            .filter(|v| v.master_id.as_deref() == Some(id.as_str()) && !v.failing)
-            .map(|v| v.port)
-            .collect();
-        assert!(
-            !replica_ports.is_empty(),
-            "master {index} (port {}) has no replica to promote",
-            self.nodes[node].port
-        );
+        // The node asked may not have gossiped the replica's link yet on a busy machine: wait for it.
+        let port = self.nodes[node].port;
+        let replica_ports: Vec<u16> = crate::wait::until(
+            &format!("master {index} (port {port}) has a replica to promote"),
+            SETTLE,
+            || async {
+                let ports: Vec<u16> = self
+                    .view()
+                    .iter()
+                    .filter(|v| v.master_id.as_deref() == Some(id.as_str()) && !v.failing)
+                    .map(|v| v.port)
+                    .collect();
+                (!ports.is_empty()).then_some(ports)
+            },
+        )
+        .await;
         let start = Instant::now();
         self.nodes[node].kill();
         let promoted = crate::wait::until("a replica is promoted", SETTLE, || async {
