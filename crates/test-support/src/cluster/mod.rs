@@ -350,18 +350,26 @@ impl Cluster {
     /// # Panics
     /// When that master has no live replica.
     pub fn replica_for_slot(&self, slot: u16) -> u16 {
-        let view = self.view();
-        let master = view
-            .iter()
-            .find(|v| v.master && !v.failing && v.serves(slot))
-            .map(|v| v.id.clone());
-        let Some(v) = view
-            .iter()
-            .find(|v| !v.master && !v.failing && v.master_id.is_some() && v.master_id == master)
-        else {
-            panic!("no live replica of the master of slot {slot}: {view:?}")
-        };
-        v.port
+        // Polled: on a busy machine the node asked may not have gossiped the replica's link yet.
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let view = self.view();
+            let master = view
+                .iter()
+                .find(|v| v.master && !v.failing && v.serves(slot))
+                .map(|v| v.id.clone());
+            if let Some(v) = view
+                .iter()
+                .find(|v| !v.master && !v.failing && v.master_id.is_some() && v.master_id == master)
+            {
+                return v.port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no live replica of the master of slot {slot}: {view:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether `key` exists on the node on plain `port` (`SCAN … MATCH`: a replica answers it without
