@@ -25,6 +25,7 @@ use delivery_model::store::import::{ImportWrite, LegacyPlacement};
 use delivery_model::time::Micros;
 
 use crate::error::{Error, Result};
+use crate::import::{count, would};
 use crate::report::{Report, TableReport};
 
 /// Records read per page from the source.
@@ -113,22 +114,6 @@ pub async fn run(source: &Store, target: &Store, opts: &CopyOptions) -> Result<R
         dry_run: opts.dry_run,
         tables,
     })
-}
-
-fn count(report: &mut TableReport, write: ImportWrite) {
-    match write {
-        ImportWrite::Created => report.imported += 1,
-        ImportWrite::Exists => report.exists += 1,
-    }
-}
-
-/// In a dry run: what the write would have done, from whether the record is there.
-fn would(exists: bool) -> ImportWrite {
-    if exists {
-        ImportWrite::Exists
-    } else {
-        ImportWrite::Created
-    }
 }
 
 async fn subscriptions(source: &Store, target: &Store, opts: &CopyOptions) -> Result<TableReport> {

@@ -63,7 +63,8 @@ pub async fn run(db: &impl GenericClient, store: &Store, opts: &ImportOptions) -
     })
 }
 
-fn count(report: &mut TableReport, write: ImportWrite) {
+/// Counts one import write in its table's report (the PostgreSQL import and the copy from a Redis).
+pub(crate) fn count(report: &mut TableReport, write: ImportWrite) {
     match write {
         ImportWrite::Created => report.imported += 1,
         ImportWrite::Exists => report.exists += 1,
@@ -71,7 +72,7 @@ fn count(report: &mut TableReport, write: ImportWrite) {
 }
 
 /// In a dry run: what the write would have done, from whether the record is there.
-fn would(exists: bool) -> ImportWrite {
+pub(crate) fn would(exists: bool) -> ImportWrite {
     if exists {
         ImportWrite::Exists
     } else {

@@ -183,11 +183,23 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn acquire_cleanup_lease(&self, token: &str, ttl: Duration) -> Result<bool> {
+        self.acquire_lease(self.keys().cleanup_lease(), token, ttl)
+            .await
+    }
+
+    /// `SET key token NX PX ttl`: whether `token` now holds the lease at `key` (cleanup's and the redrive
+    /// runner's).
+    pub(super) async fn acquire_lease(
+        &self,
+        key: String,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         let reply: Option<String> = self
             .pool()
             .set(
-                self.keys().cleanup_lease(),
+                key,
                 token,
                 Some(Expiration::PX(ms)),
                 Some(SetOptions::NX),

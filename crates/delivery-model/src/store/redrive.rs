@@ -305,18 +305,8 @@ impl Store {
     /// # Errors
     /// Redis failure.
     pub async fn acquire_redrive_lease(&self, token: &str, ttl: Duration) -> Result<bool> {
-        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
-        let reply: Option<String> = self
-            .pool()
-            .set(
-                self.keys().redrive_lease(),
-                token,
-                Some(Expiration::PX(ms)),
-                Some(SetOptions::NX),
-                false,
-            )
-            .await?;
-        Ok(reply.is_some())
+        self.acquire_lease(self.keys().redrive_lease(), token, ttl)
+            .await
     }
 
     /// Renews the lease if `token` still holds it. Returns whether it did.
