@@ -19,6 +19,7 @@
 //! fresh stack (Redis, receiver, services) with Hookline's default settings; see `stack.rs`.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
 
+mod backend;
 mod cpu;
 mod hops;
 mod load;
