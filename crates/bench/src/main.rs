@@ -13,6 +13,9 @@
 //! - **flood**: `--events` events by XADD as fast as possible; also Redis memory per delivery record.
 //! - **ceiling**: `wrk` POSTing the same body straight to a receiver like the pipeline's.
 //! - **scaling**: a receiver answering after `--slow-ms` with 1, 2, 4 workers of `--slots` slots each.
+//! - **cluster**: the flood once on one redis-server and once on a Redis Cluster of `--cluster-masters`
+//!   masters with `--cluster-shards` queue shards: deliveries/s on each, the ratio, and each master's share
+//!   of Redis commands and CPU against issue #15's ±25 % criterion.
 //!
 //! Every measured phase also prints CPU per delivery by process (Redis, each service, the benchmark's
 //! publisher and receiver) and a per-hop latency table from the services' histograms. Each run starts a
@@ -44,6 +47,7 @@ pub(crate) enum Phase {
     Flood,
     Ceiling,
     Scaling,
+    Cluster,
 }
 
 #[derive(Parser, Debug)]
@@ -54,7 +58,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling"
+        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling,cluster"
     )]
     phases: Vec<Phase>,
     /// Steady event rates of the rates and api-rates phases (events/s), comma-separated.
@@ -103,6 +107,12 @@ pub(crate) struct Args {
     /// Delivery-worker processes in the fast-receiver phases (all but scaling).
     #[arg(long, default_value_t = 1)]
     fast_workers: usize,
+    /// Masters of the cluster phase's Redis Cluster (at least 3).
+    #[arg(long, default_value_t = 3)]
+    cluster_masters: usize,
+    /// Queue shards (`redis.cluster_shards`) in the cluster phase; Hookline's default is 12.
+    #[arg(long, default_value_t = 12)]
+    cluster_shards: u16,
     /// Leave out the scaling phase (as leaving it out of `--phases`).
     #[arg(long)]
     skip_scaling: bool,
@@ -180,6 +190,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Phase::Scaling) {
         phases::scaling::run(&args).await?;
+    }
+    if args.runs(Phase::Cluster) {
+        phases::cluster::run(&args, k).await?;
     }
     Ok(())
 }
