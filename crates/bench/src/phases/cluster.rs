@@ -229,8 +229,8 @@ fn print_comparison(floods: &[&Flood], drain_timeout_secs: u64) {
         ) {
             println!(
                 "- Redis CPU per delivery, all masters together against the one node: {c:.0} µs against \
-                 {s:.0} µs ({:.2}×): what the cluster layout costs in Redis work (one script per shard a \
-                 batch spans, the client's slot routing).",
+                 {s:.0} µs ({:.2}×): what the cluster layout costs in Redis work (a script per shard a \
+                 batch spans where one node runs one per batch).",
                 ratio(c, s)
             );
         }
