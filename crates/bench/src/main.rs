@@ -15,12 +15,16 @@
 //! - **scaling**: a receiver answering after `--slow-ms` with 1, 2, 4 workers of `--slots` slots each.
 //! - **noisy**: nine healthy subscriptions' p99 alone, beside a tenth with a `--noisy-backlog` backlog, and
 //!   beside a tenth that times out (issue #18's noisy neighbour).
+//! - **cluster**: the flood once on one redis-server and once on a Redis Cluster of `--cluster-masters`
+//!   masters with `--cluster-shards` queue shards: deliveries/s on each, the ratio, and each master's share
+//!   of Redis commands and CPU against issue #15's ±25 % criterion.
 //!
 //! Every measured phase also prints CPU per delivery by process (Redis, each service, the benchmark's
 //! publisher and receiver) and a per-hop latency table from the services' histograms. Each run starts a
 //! fresh stack (Redis, receiver, services) with Hookline's default settings; see `stack.rs`.
 #![expect(clippy::print_stdout, reason = "a benchmark prints its report")]
 
+mod backend;
 mod cpu;
 mod hops;
 mod load;
@@ -46,6 +50,7 @@ pub(crate) enum Phase {
     Ceiling,
     Scaling,
     Noisy,
+    Cluster,
 }
 
 #[derive(Parser, Debug)]
@@ -56,7 +61,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling,noisy"
+        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling,noisy,cluster"
     )]
     phases: Vec<Phase>,
     /// Steady event rates of the rates and api-rates phases (events/s), comma-separated.
@@ -111,6 +116,12 @@ pub(crate) struct Args {
     /// Deliveries waiting for the tenth subscription in the noisy-neighbour phase's backlog case.
     #[arg(long, default_value_t = 50_000)]
     noisy_backlog: usize,
+    /// Masters of the cluster phase's Redis Cluster (at least 3).
+    #[arg(long, default_value_t = 3)]
+    cluster_masters: usize,
+    /// Queue shards (`redis.cluster_shards`) in the cluster phase; Hookline's default is 12.
+    #[arg(long, default_value_t = 12)]
+    cluster_shards: u16,
     /// Leave out the scaling phase (as leaving it out of `--phases`).
     #[arg(long)]
     skip_scaling: bool,
@@ -191,6 +202,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Phase::Noisy) {
         phases::noisy::run(&args).await?;
+    }
+    if args.runs(Phase::Cluster) {
+        phases::cluster::run(&args, k).await?;
     }
     Ok(())
 }

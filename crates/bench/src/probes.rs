@@ -1,17 +1,10 @@
-//! What the benchmark reads from Redis (memory, command statistics, pid) and from `wrk` (the raw POST
+//! What the benchmark reads from Redis (memory, command statistics) and from `wrk` (the raw POST
 //! ceiling), and the services' raw counters for `BENCH_DEBUG`. CPU readings are in `cpu.rs`, histograms in
 //! `hops.rs`.
 
 use anyhow::Context;
 use fred::prelude::*;
-use test_support::redis::RedisServer;
 use test_support::service::Service;
-
-pub(crate) async fn redis_client(redis: &RedisServer) -> anyhow::Result<Client> {
-    let c = Builder::from_config(Config::from_url(&redis.url())?).build()?;
-    c.init().await?;
-    Ok(c)
-}
 
 pub(crate) async fn memory_used(c: &Client) -> anyhow::Result<u64> {
     let _: u64 = c.xtrim("tmi:events", ("MAXLEN", 0)).await?;
@@ -48,14 +41,6 @@ pub(crate) async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::R
         );
     }
     Ok(())
-}
-
-pub(crate) async fn redis_pid(c: &Client) -> anyhow::Result<u32> {
-    let info: String = c.info(Some(fred::types::InfoKind::Server)).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("process_id")
 }
 
 pub(crate) fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {

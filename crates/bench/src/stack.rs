@@ -1,6 +1,6 @@
-//! One measured stack: a private redis-server, the receiver, the services (release binaries) and the
-//! subscriptions, started fresh for every run so that no run inherits another's records, backlog or
-//! Redis memory.
+//! One measured stack: a private Redis (one redis-server, or a Redis Cluster: [`RedisSpec`]), the receiver,
+//! the services (release binaries) and the subscriptions, started fresh for every run so that no run
+//! inherits another's records, backlog or Redis memory.
 //!
 //! Services run with Hookline's defaults. The only settings the stack adds are the ones a loopback benchmark
 //! cannot do without (Redis URL, JWT secret, http:// and 127.0.0.1 targets, quiet logs); a phase that needs
@@ -8,17 +8,17 @@
 
 use std::time::Duration;
 
+use delivery_model::store::connection::fred_config;
 use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
-use fred::prelude::Client;
+use fred::prelude::{Builder, Client, ClientLike};
 use service_common::config::Settings;
-use test_support::redis::RedisServer;
 use test_support::service::{Service, ServiceBin};
 
+use crate::backend::{Backend, RedisNode, RedisSpec, command_calls};
 use crate::cpu::{Role, bench_roles};
 use crate::hops::Exporter;
 use crate::load::{self, EVENT_TYPE, Publisher};
-use crate::probes::{redis_client, redis_pid};
 use crate::sink::Sink;
 
 /// The JWT secret the gateway of every stack verifies with (at least 32 bytes).
@@ -29,6 +29,8 @@ const WARM_UP_EVENTS: usize = 200;
 
 /// What to start.
 pub(crate) struct StackSpec<'a> {
+    /// The Redis the stack runs on.
+    pub(crate) redis: RedisSpec,
     /// Matching subscriptions per event, all on the receiver's host:port (distinct paths).
     pub(crate) subscriptions: usize,
     /// Start an api-gateway (events come through `POST /events`).
@@ -56,8 +58,9 @@ pub(crate) struct Stack {
     /// The receiver's answer delay: an arrival is counted before the answer, so an attempt ends this long
     /// after its delivery is seen.
     pub(crate) receiver_delay: Duration,
-    redis_pid: u32,
-    _redis: RedisServer,
+    /// The Redis processes serving data (CPU and command counts are read from them).
+    pub(crate) redis_nodes: Vec<RedisNode>,
+    pub(crate) redis: Backend,
 }
 
 /// The services' environment: the loopback necessities, then `extra`, then `overrides`.
@@ -99,14 +102,20 @@ impl Stack {
     /// # Panics
     /// When a service binary is missing or does not start (the test harness's rule; its output is printed).
     pub(crate) async fn start(spec: &StackSpec<'_>) -> anyhow::Result<Self> {
-        let redis = RedisServer::start();
+        let redis = Backend::start(spec.redis);
         let sink = Sink::start(spec.receiver_delay)?;
-        let store = Store::connect(&StoreOptions {
+        let mut extra = Backend::extra_env(spec.redis);
+        extra.extend(spec.extra_env.iter().cloned());
+        let e = env(&redis.url(), &extra, spec.service_env);
+        let settings = Settings::load_from(e.clone())?;
+        // The services' own store options (so the same key layout and shard count), with a pool and a
+        // timeout for a publisher that floods.
+        let opts = StoreOptions {
             pool_size: 4,
             command_timeout: Duration::from_secs(10),
-            ..StoreOptions::new(redis.url())
-        })
-        .await?;
+            ..settings.store_options()
+        };
+        let store = Store::connect(&opts).await?;
         let k = spec.subscriptions.max(1);
         for i in 0..k {
             let now = delivery_model::time::now_micros();
@@ -123,8 +132,6 @@ impl Stack {
             };
             store.create_subscription(&sub).await?;
         }
-        let e = env(&redis.url(), &spec.extra_env, spec.service_env);
-        let settings = Settings::load_from(e.clone())?;
         let gateway = if spec.gateway {
             let g = Service::start(ServiceBin::ApiGateway, &e).await;
             // Started means its API listener is up; its ops listener (metrics) logs its own line.
@@ -139,8 +146,9 @@ impl Stack {
         for _ in 0..spec.workers.max(1) {
             workers.push(Service::start(ServiceBin::DeliveryWorker, &e).await);
         }
-        let raw = redis_client(&redis).await?;
-        let redis_pid = redis_pid(&raw).await?;
+        let raw = Builder::from_config(fred_config(&opts)?).build()?;
+        raw.init().await?;
+        let redis_nodes = redis.nodes()?;
         Ok(Self {
             sink,
             store,
@@ -151,8 +159,8 @@ impl Stack {
             settings,
             subscriptions: k,
             receiver_delay: spec.receiver_delay,
-            redis_pid,
-            _redis: redis,
+            redis_nodes,
+            redis,
         })
     }
 
@@ -192,9 +200,27 @@ impl Stack {
         self.receiver_delay + Duration::from_millis(300)
     }
 
-    /// Where CPU is charged: Redis, each service, the publisher and the receiver.
+    /// Commands each of [`redis_nodes`](Self::redis_nodes) has executed since it started, in that order
+    /// (`None` for a node that did not answer).
+    pub(crate) fn redis_command_calls(&self) -> Vec<Option<u64>> {
+        self.redis_nodes
+            .iter()
+            .map(|n| {
+                self.redis
+                    .info(n.port, "commandstats")
+                    .map(|i| command_calls(&i))
+            })
+            .collect()
+    }
+
+    /// Where CPU is charged: each Redis process (first, in [`redis_nodes`](Self::redis_nodes) order), each
+    /// service, the publisher and the receiver.
     pub(crate) fn roles(&self) -> Vec<Role> {
-        let mut roles = vec![Role::process("redis-server", self.redis_pid)];
+        let mut roles: Vec<Role> = self
+            .redis_nodes
+            .iter()
+            .map(|n| Role::process(n.name.clone(), n.pid))
+            .collect();
         if let Some(g) = &self.gateway {
             roles.push(Role::process("api-gateway", g.pid()));
         }

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::Args;
+use crate::backend::RedisSpec;
 use crate::load::{burst, stream_event};
 use crate::measure::measure;
 use crate::probes::{memory_used, print_commandstats, print_service_metrics, wrk};
@@ -17,7 +18,7 @@ use crate::sink::Sink;
 use crate::stack::{Stack, StackSpec};
 
 /// XADDs in flight during the flood.
-const FLOOD_CONCURRENCY: usize = 128;
+pub(crate) const FLOOD_CONCURRENCY: usize = 128;
 
 /// Runs the flood with `k` subscriptions per event; returns the pipeline's deliveries/s for the ceiling.
 ///
@@ -25,6 +26,7 @@ const FLOOD_CONCURRENCY: usize = 128;
 /// The stack does not start, or Redis cannot be read.
 pub(crate) async fn run(args: &Args, k: usize) -> anyhow::Result<f64> {
     let stack = Stack::start(&StackSpec {
+        redis: RedisSpec::Single,
         subscriptions: k,
         gateway: false,
         workers: args.fast_workers,

@@ -1,5 +1,6 @@
 //! The benchmark's phases, one module each; `main.rs` runs them in order.
 
+pub(crate) mod cluster;
 pub(crate) mod flood;
 pub(crate) mod noisy;
 pub(crate) mod saturation;

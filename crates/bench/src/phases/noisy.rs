@@ -21,6 +21,7 @@ use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use futures::StreamExt;
 
 use crate::Args;
+use crate::backend::RedisSpec;
 use crate::load::{steady, stream_event_of};
 use crate::measure::{Run, measure};
 use crate::report;
@@ -104,6 +105,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
 
 async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
     let stack = Stack::start(&StackSpec {
+        redis: RedisSpec::Single,
         subscriptions: HEALTHY,
         gateway: false,
         workers: args.fast_workers,

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::Args;
+use crate::backend::RedisSpec;
 use crate::load::saturate;
 use crate::measure::{Run, measure};
 use crate::report::{self, quantile_ms};
@@ -24,6 +25,7 @@ pub(crate) async fn run(args: &Args, cases: &[usize]) -> anyhow::Result<()> {
     let mut done: Vec<(usize, Run)> = Vec::new();
     for &k in cases {
         let stack = Stack::start(&StackSpec {
+            redis: RedisSpec::Single,
             subscriptions: k,
             gateway: true,
             workers: args.fast_workers,

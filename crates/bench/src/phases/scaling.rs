@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::Args;
+use crate::backend::RedisSpec;
 use crate::load::burst;
 use crate::measure::measure;
 use crate::report;
@@ -25,6 +26,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &w in &args.workers {
         let stack = Stack::start(&StackSpec {
+            redis: RedisSpec::Single,
             subscriptions: 1,
             gateway: false,
             workers: w,

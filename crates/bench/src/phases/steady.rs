@@ -3,6 +3,7 @@
 //! users actually run, rather than at saturation.
 
 use crate::Args;
+use crate::backend::RedisSpec;
 use crate::load::steady;
 use crate::measure::{Run, measure};
 use crate::report::{self, pooled_latencies, pooled_usage, spread};
@@ -47,6 +48,7 @@ pub(crate) async fn run(args: &Args, mode: Mode, k: usize, rates: &[u64]) -> any
         let mut runs = Vec::new();
         for rep in 1..=args.repeats.max(1) {
             let stack = Stack::start(&StackSpec {
+                redis: RedisSpec::Single,
                 subscriptions: k,
                 gateway: mode == Mode::Api,
                 workers: args.fast_workers,
