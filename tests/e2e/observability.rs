@@ -93,7 +93,18 @@ async fn prometheus_scrapes_every_service_and_counts_what_the_receiver_got() {
         ]
     );
 
-    for i in 0..EVENTS {
+    // One event first, seen by a scrape, then the rest: a counter series is born at its first increment, and
+    // `rate()` over a series whose first sample already holds every delivery is 0, which would make the SLO
+    // ratio 0/0 (NaN) when all deliveries land between two scrapes.
+    let delivered = r#"sum(hookline_worker_deliveries_total{outcome="delivered"})"#;
+    stack
+        .publish("threat_model.created", None, json!({"n": 0}))
+        .await;
+    wait::until("Prometheus sees the first delivery", WAIT, || async {
+        (prom.value(delivered).await == Some(1.0)).then_some(())
+    })
+    .await;
+    for i in 1..EVENTS {
         stack
             .publish("threat_model.created", None, json!({"n": i}))
             .await;
@@ -102,7 +113,6 @@ async fn prometheus_scrapes_every_service_and_counts_what_the_receiver_got() {
     assert_eq!(received, EVENTS);
 
     // Scrapes lag the counters by up to a scrape interval: wait for the value, then hold it to the count.
-    let delivered = r#"sum(hookline_worker_deliveries_total{outcome="delivered"})"#;
     wait::until(
         &format!("Prometheus sees {EVENTS} delivered deliveries"),
         WAIT,
