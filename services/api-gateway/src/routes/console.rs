@@ -52,20 +52,11 @@ static ASSETS: &[Asset] = &[
     asset!("delivery.js", JS),
 ];
 
-/// Registers `/console/` (the page; with the slash, so that its relative URLs resolve under it),
-/// `/console/{file}`, and `/console`, which redirects to `/console/`.
+/// Registers `/console/` (the page; with the slash, so that its relative URLs resolve under it) and
+/// `/console/{file}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/console", "GET").route(web::get().to(to_index)))
-        .service(resource("/console/", "GET").route(web::get().to(index)))
+    cfg.service(resource("/console/", "GET").route(web::get().to(index)))
         .service(resource("/console/{file}", "GET").route(web::get().to(file)));
-}
-
-/// `GET /console`: 308 to `/console/`. The `Location` is relative (`console/` against `…/console`), so it
-/// stays right behind a reverse proxy that serves the gateway under a path prefix.
-async fn to_index() -> HttpResponse {
-    HttpResponse::PermanentRedirect()
-        .insert_header((header::LOCATION, "console/"))
-        .finish()
 }
 
 /// `GET /console/`
