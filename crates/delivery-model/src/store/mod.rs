@@ -41,6 +41,7 @@ mod fanout_shards;
 pub mod health;
 pub mod idempotency;
 pub mod import;
+mod leases;
 mod limits;
 mod merged_pages;
 mod queue;
