@@ -15,6 +15,7 @@
 //! cluster tag; `docs/cluster.md` explains the layout. Keep the three in step.
 
 mod addons;
+mod fair;
 pub mod layout;
 
 use std::sync::Arc;

@@ -13,6 +13,8 @@
 //! 4. **Indexes** — at most every `index_pass_interval`, a pass registers index keys (bounded `SCAN`) and then
 //!    walks every delivery index, removing members whose record has expired.
 //! 5. **Streams** — `tmi:events` and the queue lose the entries every consumer group has acknowledged.
+//! 6. **Fair** — fair sharing's safety net ([`Store::fair_sweep`]): a subscription whose counted queue
+//!    places went missing is refilled from its parked deliveries, and the parked depth is sampled.
 //!
 //! Pacing inside a step follows svix's `expired_message_cleaner`: a full chunk means more work, so the next
 //! chunk runs at once; a partial chunk means the step has caught up. A step stops after its chunk budget; the
@@ -22,6 +24,7 @@
 //!
 //! [`Store::fail_stale_deliveries`]: delivery_model::store::Store::fail_stale_deliveries
 //! [`Store::delete_subscription`]: delivery_model::store::Store::delete_subscription
+//! [`Store::fair_sweep`]: delivery_model::store::Store::fair_sweep
 
 use std::time::{Duration, Instant};
 
@@ -53,15 +56,17 @@ enum Step {
     Deletion,
     Indexes,
     Streams,
+    Fair,
 }
 
 impl Step {
-    const ALL: [Step; 5] = [
+    const ALL: [Step; 6] = [
         Step::Stale,
         Step::Lifecycle,
         Step::Deletion,
         Step::Indexes,
         Step::Streams,
+        Step::Fair,
     ];
 }
 
@@ -83,7 +88,7 @@ impl Budget {
 /// What a cycle did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CycleReport {
-    pub(crate) changed: [u64; 6],
+    pub(crate) changed: [u64; 7],
     /// Every step caught up; false when a step stopped at its chunk budget with work left.
     pub caught_up: bool,
     pub duration: Duration,
@@ -201,6 +206,7 @@ impl Cleaner {
                 broken_pending_delete = c(Action::BrokenPendingDelete),
                 subscription_deleted = c(Action::SubscriptionDeleted),
                 stream_trimmed = c(Action::StreamTrimmed),
+                fair_refilled = c(Action::FairRefilled),
                 "cleanup cycle ended"
             );
         } else {
@@ -240,6 +246,7 @@ impl Cleaner {
                     Step::Deletion => self.deletion_chunk(&mut state, report).await?,
                     Step::Indexes => self.index_chunk(&mut state, report).await?,
                     Step::Streams => self.stream_chunk(&mut stream, report).await?,
+                    Step::Fair => self.fair_sweep(report).await?,
                 };
                 lease.commit(&state).await?;
                 chunks += 1;
@@ -512,6 +519,27 @@ impl Cleaner {
             *at += 1;
         }
         Ok(*at < streams.len())
+    }
+
+    // ---- 6. fair sharing's safety net -------------------------------------------------------------------
+
+    /// One sweep of every shard's parking set (bounded by the parking subscriptions, a page per script).
+    async fn fair_sweep(&self, report: &mut CycleReport) -> Result<bool> {
+        let sweep = self.store.fair_sweep(now_micros()).await?;
+        self.metrics
+            .fair_parked
+            .set(i64::try_from(sweep.parked).unwrap_or(i64::MAX));
+        self.metrics
+            .fair_parking
+            .set(i64::try_from(sweep.parking).unwrap_or(i64::MAX));
+        if sweep.moved > 0 {
+            tracing::info!(
+                moved = sweep.moved,
+                "fair sweep refilled subscriptions whose queue places had gone missing"
+            );
+        }
+        self.record(report, Action::FairRefilled, sweep.moved);
+        Ok(false)
     }
 }
 

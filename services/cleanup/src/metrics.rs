@@ -1,5 +1,5 @@
 //! Prometheus metrics of the cleanup service. Each doc comment is the metric's HELP text. Labels stay
-//! bounded: the six actions ([`Action`]) and four cycle outcomes ([`CycleEnd`]), both defined here so that
+//! bounded: the seven actions ([`Action`]) and four cycle outcomes ([`CycleEnd`]), both defined here so that
 //! this module depends on no other (the cycle and the lease report through it).
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -19,16 +19,20 @@ pub enum Action {
     SubscriptionDeleted,
     /// An acknowledged stream entry was trimmed.
     StreamTrimmed,
+    /// A parked delivery was moved to its queue by the fair sweep (its subscription's places had gone
+    /// missing), not by an acknowledgement.
+    FairRefilled,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::StaleFailed,
         Action::IndexPruned,
         Action::IdlePendingDelete,
         Action::BrokenPendingDelete,
         Action::SubscriptionDeleted,
         Action::StreamTrimmed,
+        Action::FairRefilled,
     ];
 
     pub fn label(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Action {
             Action::BrokenPendingDelete => "broken_pending_delete",
             Action::SubscriptionDeleted => "subscription_deleted",
             Action::StreamTrimmed => "stream_trimmed",
+            Action::FairRefilled => "fair_refilled",
         }
     }
 
@@ -79,7 +84,7 @@ impl CycleEnd {
 #[derive(Clone)]
 pub struct Metrics {
     /// Items changed, by action (stale_failed, index_pruned, idle_pending_delete, broken_pending_delete,
-    /// subscription_deleted, stream_trimmed).
+    /// subscription_deleted, stream_trimmed, fair_refilled).
     pub items: IntCounterVec,
     /// Cycles, by how they ended (completed, interrupted, lease_busy, failed).
     pub cycles: IntCounterVec,
@@ -97,6 +102,10 @@ pub struct Metrics {
     pub redrive_active: IntGauge,
     /// 1 while this replica holds the redrive runner's lease, else 0.
     pub redrive_lease_held: IntGauge,
+    /// Deliveries parked beyond their subscription's fair share of the queue, at the last cycle.
+    pub fair_parked: IntGauge,
+    /// Subscriptions with parked deliveries, at the last cycle.
+    pub fair_parking: IntGauge,
 }
 
 impl Metrics {
@@ -151,6 +160,14 @@ impl Metrics {
                 "hookline_cleanup_redrive_lease_held",
                 "1 while this replica holds the redrive runner's lease.",
             )?,
+            fair_parked: IntGauge::new(
+                "hookline_fair_parked_deliveries",
+                "Deliveries parked beyond their subscription's fair share of the queue (at the last cleanup cycle).",
+            )?,
+            fair_parking: IntGauge::new(
+                "hookline_fair_parking_subscriptions",
+                "Subscriptions with deliveries parked beyond their fair share (at the last cleanup cycle).",
+            )?,
         };
         for a in Action::ALL {
             m.items.with_label_values(&[a.label()]).inc_by(0);
@@ -167,6 +184,8 @@ impl Metrics {
         registry.register(Box::new(m.redrive_skipped.clone()))?;
         registry.register(Box::new(m.redrive_active.clone()))?;
         registry.register(Box::new(m.redrive_lease_held.clone()))?;
+        registry.register(Box::new(m.fair_parked.clone()))?;
+        registry.register(Box::new(m.fair_parking.clone()))?;
         Ok(m)
     }
 

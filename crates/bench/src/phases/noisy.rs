@@ -6,7 +6,8 @@
 //! three cases, each on a fresh stack:
 //! - **solo**: the nine alone;
 //! - **backlog**: a tenth subscription, on a receiver of its own, has `--noisy-backlog` deliveries waiting
-//!   (its events XADDed just before the measured load starts);
+//!   (its events XADDed and fanned out — the input stream drained — just before the measured load starts:
+//!   the deliveries wait, not the producers' events, which every subscription's would wait behind alike);
 //! - **timeout**: the tenth's receiver never answers within the worker's request timeout, and it gets
 //!   [`TIMEOUT_RATE`] events/s during the measured load.
 //!
@@ -103,6 +104,23 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until the consumer has fanned out everything on the input stream; returns how long that took.
+async fn fanned_out(store: &delivery_model::store::Store) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    loop {
+        let b = store.events_backlog().await?;
+        if b.unread == 0 && b.pending == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the backlog was not fanned out within 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
     let stack = Stack::start(&StackSpec {
         redis: RedisSpec::Single,
@@ -152,6 +170,15 @@ async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
             .buffer_unordered(BACKLOG_CONCURRENCY)
             .for_each(|_| async {})
             .await;
+        let fanned = fanned_out(&stack.store).await?;
+        let queue = stack.store.queue_backlog().await?;
+        println!(
+            "  - backlog: {} events fanned out in {:.1} s; queue then held {} entries (the rest parked by fair \
+             sharing, or already delivered)",
+            args.noisy_backlog,
+            fanned.as_secs_f64(),
+            queue.unread + queue.pending
+        );
     }
     // Stopped (aborted) once the measured load is done.
     let noisy_load = (case == Case::Timeout).then(|| {

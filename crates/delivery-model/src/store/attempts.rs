@@ -23,7 +23,7 @@ use crate::delivery::{ATTEMPT_LOG_LEN, AttemptLogEntry, DeliveryRecord, Delivery
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{Layout, QUEUE_GROUP};
-use crate::queue::QueueMessage;
+use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::subscription::{DisabledReason, Subscription};
 use crate::time::Micros;
 
@@ -233,11 +233,12 @@ impl Store {
         let k = self.keys();
         // A batch comes from one queue, so all its deliveries are of one shard.
         let shard = k.shard_of(items[0].id);
-        let mut keys = Vec::with_capacity(items.len() + 2);
+        let mut keys = Vec::with_capacity(items.len() + 3);
         keys.push(k.queue_stream(shard));
         keys.push(k.scheduled(shard));
+        keys.push(k.fair_parking(shard));
         keys.extend(items.iter().map(|i| k.delivery(i.id)));
-        let mut args = Vec::with_capacity(5 + 3 * items.len());
+        let mut args = Vec::with_capacity(11 + 3 * items.len());
         args.extend([
             now.to_string(),
             lease_until.to_string(),
@@ -249,6 +250,12 @@ impl Store {
                 String::new()
             },
             QUEUE_GROUP.to_owned(),
+        ]);
+        args.extend(self.fair_args(shard));
+        args.extend([
+            (now / 1000).to_string(),
+            self.inner.active_ttl_secs.to_string(),
+            MESSAGE_FIELD.to_owned(),
         ]);
         for i in items {
             args.push(i.token.to_owned());
@@ -337,16 +344,17 @@ impl Store {
             ));
         }
         let clustered = k.layout() != Layout::Standalone;
-        let mut keys = Vec::with_capacity(4 + 3 * items.len());
+        let mut keys = Vec::with_capacity(5 + 3 * items.len());
         keys.extend([
             k.queue_stream(shard),
             k.scheduled(shard),
             k.deliveries_activity(shard),
+            k.fair_parking(shard),
         ]);
         if clustered {
             keys.push(k.sub_outcomes(shard));
         }
-        let mut args = Vec::with_capacity(16 + 11 * items.len());
+        let mut args = Vec::with_capacity(20 + 11 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -365,20 +373,21 @@ impl Store {
             k.subscriptions_by_event_prefix(),
             k.match_generation(),
         ]);
+        args.extend(self.fair_args(shard));
+        args.push(MESSAGE_FIELD.to_owned());
         for i in items {
             keys.push(k.delivery(i.id));
             if !clustered {
                 keys.push(k.subscription(i.subscription_id));
                 keys.push(k.circuit(&i.host));
             }
-            // The schedule's message only for outcomes that schedule one.
-            let (next_retry, due_ms, message) = match &i.outcome {
-                AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => (
-                    at.to_string(),
-                    (at / 1000).to_string(),
-                    QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
-                ),
-                _ => (String::new(), String::new(), String::new()),
+            // The message is scheduled by a retry, and gives its fair-share place to a parked one.
+            let message = QueueMessage::DeliveryV1 { delivery_id: i.id }.encode();
+            let (next_retry, due_ms) = match &i.outcome {
+                AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => {
+                    (at.to_string(), (at / 1000).to_string())
+                }
+                _ => (String::new(), String::new()),
             };
             let error = i.outcome.error().unwrap_or_default().to_owned();
             args.extend([

@@ -99,6 +99,7 @@ impl Store {
             // With replicas to wait for, the entries are acknowledged only after they confirmed the writes.
             if self.ack_wait().is_on() { "0" } else { "1" }.to_owned(),
         ];
+        args.extend(self.fair_args(shard));
         for e in entries {
             args.push(e.entry_id.to_owned());
             args.push(e.event_type.to_owned());
@@ -121,6 +122,7 @@ impl Store {
             k.queue_stream(shard),
             k.deliveries_all(shard),
             k.deliveries_by_status(shard, DeliveryStatus::Pending),
+            k.fair_parking(shard),
         ];
         let client = self.writer();
         let created: u64 = scripts::FANOUT.run_on(&client, keys, args).await?;

@@ -89,6 +89,7 @@ impl Store {
             k.deliveries_by_event_prefix(shard),
             MESSAGE_FIELD.to_owned(),
         ];
+        args.extend(self.fair_args(shard));
         for part in parts {
             args.push(part.entry.event_type.to_owned());
             args.push(part.entry.envelope.to_owned());
@@ -105,6 +106,7 @@ impl Store {
             k.deliveries_all(shard),
             k.deliveries_by_status(shard, crate::delivery::DeliveryStatus::Pending),
             k.delivery_index_registry(shard),
+            k.fair_parking(shard),
         ];
         scripts::FANOUT_SHARD.run_on(client, keys, args).await
     }

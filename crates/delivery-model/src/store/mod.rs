@@ -37,6 +37,7 @@ mod deliveries;
 pub mod delivery_queries;
 mod durability;
 pub mod export;
+pub mod fair;
 mod fanout_shards;
 pub mod health;
 pub mod idempotency;
@@ -79,6 +80,7 @@ pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
 pub use deliveries::FanoutEntry;
 pub use durability::AckWait;
+pub use fair::{DEFAULT_FAIR_SHARE, FairSweep};
 pub use health::EnableResult;
 pub use limits::{LimitDecision, LimitTiming};
 pub use secrets::{ResealReport, Rotation};
@@ -131,6 +133,10 @@ pub struct StoreOptions {
     /// Keys the fan-out delivery ids ([`DeliveryId::for_fanout_keyed`](crate::ids::DeliveryId)); `None`:
     /// the unkeyed (predictable) derivation.
     pub fanout_id_key: Option<crate::ids::FanoutKey>,
+    // ---- fair sharing (issue #18) ----
+    /// Queue entries one subscription may have in each shard's queue; the rest wait parked beside it
+    /// ([`fair`]). 0 = off.
+    pub fair_share: u32,
 }
 
 // By hand rather than derived, so the URL's password is redacted. A new field must be added here too.
@@ -153,6 +159,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("wait_timeout", &self.wait_timeout)
             .field("secrets", &self.secrets)
             .field("fanout_id_key", &self.fanout_id_key)
+            .field("fair_share", &self.fair_share)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +186,7 @@ impl StoreOptions {
             tls: TlsOptions::default(),
             secrets: SecretBox::disabled(),
             fanout_id_key: None,
+            fair_share: DEFAULT_FAIR_SHARE,
         }
     }
 }
@@ -203,6 +211,8 @@ struct Inner {
     secrets: SecretBox,
     /// [`StoreOptions::fanout_id_key`].
     fanout_id_key: Option<crate::ids::FanoutKey>,
+    /// [`StoreOptions::fair_share`].
+    fair_share: u32,
 }
 
 /// A page of results and the total number of matches.
@@ -387,6 +397,7 @@ impl Store {
                 terminal_ttl_secs: secs(opts.terminal_ttl),
                 secrets: opts.secrets.clone(),
                 fanout_id_key: opts.fanout_id_key.clone(),
+                fair_share: opts.fair_share,
             }),
             ack: AckWait::new(opts.wait_replicas, opts.wait_timeout),
         })

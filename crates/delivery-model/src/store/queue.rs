@@ -19,17 +19,26 @@ impl Store {
     /// # Errors
     /// Redis failure (pairs that succeeded have moved their messages; each move is atomic).
     pub async fn promote_due(&self, now_ms: i64, limit: u32) -> Result<u64> {
-        let pairs = self.keys().schedules();
-        let moves = pairs.into_iter().map(|(schedule, queue)| {
-            scripts::PROMOTE_DUE.run::<u64>(
-                self.pool(),
-                vec![schedule, queue],
-                vec![
-                    now_ms.to_string(),
-                    limit.to_string(),
-                    MESSAGE_FIELD.to_owned(),
-                ],
-            )
+        let k = self.keys();
+        let moves = k.schedules().into_iter().map(|(schedule, queue)| {
+            let mut keys = vec![schedule, queue];
+            let mut args = vec![
+                now_ms.to_string(),
+                limit.to_string(),
+                MESSAGE_FIELD.to_owned(),
+            ];
+            // A delivery coming due takes its fair share of the queue. The challenges' own schedule (a
+            // control key on a cluster, of no shard) holds no deliveries: no fair keys, share 0.
+            match k.shard_of_key(&keys[1]) {
+                Some(shard) => {
+                    keys.push(k.fair_parking(shard));
+                    args.extend(self.fair_args(shard));
+                    args.push(k.delivery_prefix(shard));
+                }
+                None => args.extend(["0", "", "", ""].map(String::from)),
+            }
+            args.push(self.inner.active_ttl_secs.to_string());
+            scripts::PROMOTE_DUE.run::<u64>(self.pool(), keys, args)
         });
         Ok(futures::future::try_join_all(moves)
             .await?

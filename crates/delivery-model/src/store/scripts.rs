@@ -109,7 +109,8 @@ macro_rules! script {
 
 /// A script that uses shared Lua functions (`lua/lib/`), prepended to its source: one definition of the
 /// circuit breaker and of endpoint health for the scripts that apply them beside an outcome (one node) and
-/// those that apply them alone (cluster: `circuit_update`, `fold_outcomes`).
+/// those that apply them alone (cluster: `circuit_update`, `fold_outcomes`), and of fair sharing for every
+/// script that queues or acknowledges a delivery's message.
 macro_rules! with_lib {
     ($name:ident, [$($lib:literal),+], $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
@@ -129,13 +130,21 @@ script!(CREATE_SUBSCRIPTION, "lua/create_subscription.lua");
 script!(DELETE_SUBSCRIPTION, "lua/delete_subscription.lua");
 script!(SET_SUBSCRIPTION_STATUS, "lua/set_subscription_status.lua");
 script!(CHALLENGE_FAILED, "lua/challenge_failed.lua");
-script!(FANOUT, "lua/fanout.lua");
-script!(FANOUT_SHARD, "lua/fanout_shard.lua");
+with_lib!(FANOUT, ["lua/lib/fair.lua"], "lua/fanout.lua");
+with_lib!(FANOUT_SHARD, ["lua/lib/fair.lua"], "lua/fanout_shard.lua");
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
-script!(BEGIN_ATTEMPTS, "lua/begin_attempts.lua");
+with_lib!(
+    BEGIN_ATTEMPTS,
+    ["lua/lib/fair.lua"],
+    "lua/begin_attempts.lua"
+);
 with_lib!(
     FINISH_ATTEMPTS,
-    ["lua/lib/circuit.lua", "lua/lib/health.lua"],
+    [
+        "lua/lib/circuit.lua",
+        "lua/lib/health.lua",
+        "lua/lib/fair.lua"
+    ],
     "lua/finish_attempts.lua"
 );
 with_lib!(
@@ -149,7 +158,7 @@ with_lib!(
     "lua/fold_outcomes.lua"
 );
 script!(RENEW_LEASE, "lua/renew_lease.lua");
-script!(PROMOTE_DUE, "lua/promote_due.lua");
+with_lib!(PROMOTE_DUE, ["lua/lib/fair.lua"], "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
 script!(ROUTE_EXISTING_SHARD, "lua/route_existing_shard.lua");
 script!(CIRCUIT_CHECK, "lua/circuit_check.lua");
@@ -159,6 +168,7 @@ frees_memory!(CLEANUP_LEASE_RELEASE, "lua/cleanup_lease_release.lua");
 frees_memory!(CLEANUP_PRUNE_INDEX, "lua/cleanup_prune_index.lua");
 script!(CLEANUP_DISCOVER_INDEXES, "lua/cleanup_discover_indexes.lua");
 frees_memory!(CLEANUP_TRIM_STREAM, "lua/cleanup_trim_stream.lua");
+with_lib!(FAIR_SWEEP, ["lua/lib/fair.lua"], "lua/fair_sweep.lua");
 script!(CREATE_ADDON, "lua/create_addon.lua");
 frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");

@@ -9,11 +9,11 @@ use delivery_model::addon::Addon;
 use delivery_model::delivery::{DeliveryRecord, DeliveryStatus};
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{AddonId, DeliveryId};
+use delivery_model::store::Store;
 use delivery_model::store::addons::{
     CreateAddon, DeleteAddon, Invocation, InvocationLimits, InvokeOutcome,
 };
 use delivery_model::store::callbacks::CallbackUpdate;
-use delivery_model::store::{Store, StoreOptions};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::now_micros;
 use fred::prelude::*;
@@ -66,15 +66,7 @@ async fn invoke(store: &Store, addon: &Addon) -> (InvokeOutcome, DeliveryRecord)
 #[tokio::test]
 async fn invocations_keep_their_limits_and_deletes_wait_for_active_deliveries() {
     let cluster = Cluster::start(3, 0);
-    let opts = StoreOptions {
-        cluster_shards: 6,
-        ..cluster.admin_options()
-    };
-    let store = Store::connect(&opts).await.unwrap();
-    let raw = Builder::from_config(delivery_model::store::connection::fred_config(&opts).unwrap())
-        .build()
-        .unwrap();
-    raw.init().await.unwrap();
+    let (store, raw) = crate::cluster_delivery::connect(&cluster).await;
     let k = store.keys().clone();
     let sub = Subscription::new(
         "owner-1",

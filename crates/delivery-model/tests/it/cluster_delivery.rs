@@ -16,11 +16,21 @@ use delivery_model::time::now_micros;
 use fred::prelude::*;
 use test_support::cluster::Cluster;
 
+/// A store on `cluster` with 6 queue shards as the administrator, and a raw client for checking state.
 pub(crate) async fn connect(cluster: &Cluster) -> (Store, Client) {
-    let opts = StoreOptions {
+    connect_with(cluster, |_| {}).await
+}
+
+/// As [`connect`], with `adjust` applied to the store's options.
+pub(crate) async fn connect_with(
+    cluster: &Cluster,
+    adjust: impl FnOnce(&mut StoreOptions),
+) -> (Store, Client) {
+    let mut opts = StoreOptions {
         cluster_shards: 6,
         ..cluster.admin_options()
     };
+    adjust(&mut opts);
     let store = Store::connect(&opts).await.unwrap();
     let raw = Builder::from_config(delivery_model::store::connection::fred_config(&opts).unwrap())
         .build()

@@ -14,7 +14,7 @@ use delivery_model::store::import::LegacyPlacement;
 use delivery_model::store::retries::RetryResult;
 use delivery_model::store::{
     AttemptOutcome, BeginAttempt, BeginItem, CircuitPolicy, CircuitSignal, FinishItem,
-    FinishResult, HealthPolicy, Store, StoreOptions,
+    FinishResult, HealthPolicy, Store,
 };
 use delivery_model::subscription::{DisabledReason, Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
@@ -23,18 +23,7 @@ use test_support::cluster::Cluster;
 
 const HOST: &str = "receiver.example.com";
 
-async fn connect(cluster: &Cluster) -> (Store, Client) {
-    let opts = StoreOptions {
-        cluster_shards: 6,
-        ..cluster.admin_options()
-    };
-    let store = Store::connect(&opts).await.unwrap();
-    let raw = Builder::from_config(delivery_model::store::connection::fred_config(&opts).unwrap())
-        .build()
-        .unwrap();
-    raw.init().await.unwrap();
-    (store, raw)
-}
+use crate::cluster_delivery::connect;
 
 /// A fresh delivery id of `shard`.
 fn id_in(k: &Keyspace, shard: Shard) -> DeliveryId {

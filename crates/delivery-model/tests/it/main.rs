@@ -15,6 +15,7 @@
 //! - [`deliveries`]: test deliveries and listing.
 //! - [`retries`]: an administrator's retry of a failed delivery.
 //! - [`queue`]: the retry schedule, consumer groups and reclaiming stale entries.
+//! - [`fair`]: fair sharing: a subscription's share of the queue, the rest parked, released in order.
 //! - [`backlog`]: a consumer group's unread and pending entries and the oldest one's age (lag gauges).
 //! - [`durability`]: the loss budget: writes that wait for a real replica (`WAIT`), idempotency records.
 //! - [`secrets`]: subscription secrets encrypted at rest, legacy plain text, key rotation and resealing.
@@ -29,6 +30,7 @@
 //! - [`cluster_layout`]: the cluster key layout: control and shard scripts in one slot each, a second slot
 //!   refused loudly, the shard count fixed by the data.
 //! - [`cluster_delivery`]: the delivery path on a cluster: fan-out per shard, routing, nothing twice.
+//! - [`cluster_fair`]: fair sharing per shard on a cluster, in one slot per script.
 //! - [`cluster_durability`]: the loss budget on a cluster: each `WAIT` at the master of a slot written.
 //! - [`cluster_lists`]: the admin delivery lists merged across the shards, stable pages, both layouts agree.
 
@@ -40,12 +42,14 @@ mod cluster;
 mod cluster_addons;
 mod cluster_delivery;
 mod cluster_durability;
+mod cluster_fair;
 mod cluster_layout;
 mod cluster_lists;
 mod cluster_outcomes;
 mod connection;
 mod deliveries;
 mod durability;
+mod fair;
 mod fanout;
 mod harness;
 mod health;

@@ -134,6 +134,8 @@ pub struct RedisSettings {
 pub struct DeliverySettings {
     pub active_ttl_secs: u64,
     pub terminal_ttl_secs: u64,
+    /// Fair sharing (issue #18): queue entries one subscription may have in each queue shard.
+    pub fair_share: u32,
 }
 
 /// Log output format.
@@ -467,6 +469,7 @@ impl Settings {
             fanout_id_key: Some(&self.consumer.fanout_id_key)
                 .filter(|k| !k.is_empty())
                 .map(|k| delivery_model::ids::FanoutKey::new(k.expose())),
+            fair_share: self.delivery.fair_share,
         }
     }
 }

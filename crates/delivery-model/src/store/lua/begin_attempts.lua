@@ -6,19 +6,27 @@
 -- acknowledging it never loses the delivery (NX: a schedule entry already there is left as it is).
 -- On a single Redis node the script reads the subscriptions it derives from the records; on a cluster they
 -- are in another slot (docs/cluster.md §4.2), so the caller passes no prefix and reads them itself.
--- KEYS[1] queue stream, KEYS[2] schedule zset (score: due time in ms), KEYS[3..] delivery hashes
+-- An acknowledged entry gives its place in the queue to its subscription's oldest parked delivery
+-- (lib/fair.lua); the record of a 'missing' one no longer names its subscription, so cleanup's fair sweep
+-- frees that place later.
+-- KEYS[1] queue stream, KEYS[2] schedule zset (score: due time in ms), KEYS[3] fair parking set,
+-- KEYS[4..] delivery hashes
 -- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix
 -- ('' = read none: subscriptions is then empty),
--- ARGV[5] queue group, then per delivery: lease token, queue entry id ('' = acknowledge nothing), its queue
--- message (what goes back on the schedule)
+-- ARGV[5] queue group, ARGV[6] fair share (0 = off), ARGV[7] fair queued prefix, ARGV[8] fair parked
+-- prefix, ARGV[9] now (ms), ARGV[10] active TTL (s), ARGV[11] queue message field, then per delivery: lease
+-- token, queue entry id ('' = acknowledge nothing), its queue message (what goes back on the schedule)
 -- Returns {results, subscriptions}: results[i] is {'missing'} | {'done', status} | {'busy'}
 --   | {'not_due', next_retry_at} | {'go', {record field, value, …}}; subscriptions is
 --   {subscription id, {field, value, …}, …} for the subscriptions of the 'go' records.
 local now, lease_until, tolerance = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local results, subs, seen, acks = {}, {}, {}, {}
-for i = 3, #KEYS do
+local fair = {share = tonumber(ARGV[6]), queued = ARGV[7], parked = ARGV[8], parking = KEYS[3],
+  queue = KEYS[1], field = ARGV[11], now_ms = ARGV[9], ttl = ARGV[10]}
+local released = {}
+for i = 4, #KEYS do
   local key = KEYS[i]
-  local base = 6 + (i - 3) * 3
+  local base = 12 + (i - 4) * 3
   local token, entry, msg = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   -- One read of the whole record: the checks need five fields and an attempt needs all of them.
   local flat = redis.call('HGETALL', key)
@@ -48,11 +56,15 @@ for i = 3, #KEYS do
     r = {'go', flat}
   end
   -- A busy entry stays pending: the live lease's holder may die, and then its entry is reclaimed.
-  if r[1] ~= 'go' and r[1] ~= 'busy' and entry ~= '' then acks[#acks + 1] = entry end
+  if r[1] ~= 'go' and r[1] ~= 'busy' and entry ~= '' then
+    acks[#acks + 1] = entry
+    if h.subscription_id then released[#released + 1] = {h.subscription_id, msg} end
+  end
   results[#results + 1] = r
 end
 if #acks > 0 then
   redis.call('XACK', KEYS[1], ARGV[5], unpack(acks))
   redis.call('XDEL', KEYS[1], unpack(acks))
 end
+for _, r in ipairs(released) do fair_release(fair, r[1], r[2]) end
 return {results, subs}

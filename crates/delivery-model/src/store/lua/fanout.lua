@@ -2,16 +2,21 @@
 -- atomically: a crash before this script leaves the entries pending (reprocessed later), after it leaves
 -- nothing to redo. Delivery ids are deterministic per (entry, subscription), so a reprocessed entry finds its
 -- records and creates nothing twice. One call serves many entries: the fixed cost of a script is paid once.
--- KEYS[1] input stream, KEYS[2] queue stream, KEYS[3] all-deliveries zset, KEYS[4] pending-status zset
+-- A subscription's deliveries beyond its fair share of the queue are parked instead (lib/fair.lua).
+-- KEYS[1] input stream, KEYS[2] queue stream, KEYS[3] all-deliveries zset, KEYS[4] pending-status zset,
+-- KEYS[5] fair parking set
 -- ARGV[1] input group, ARGV[2] now (us), ARGV[3] score (created ms), ARGV[4] TTL (s),
 -- ARGV[5] delivery-key prefix, ARGV[6] subscription-key prefix, ARGV[7] by-subscription zset prefix,
 -- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
 -- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
+-- ARGV[11] fair share (0 = off), ARGV[12] fair queued prefix, ARGV[13] fair parked prefix,
 -- then per entry: entry id, event type, payload, traceparent, tracestate ('' when absent: the record then gets
 -- no such field), n, and n triples (subscription id, delivery id, message)
 -- Returns the number of deliveries created.
 local created = 0
-local i = 11
+local i = 14
+local fair = {share = tonumber(ARGV[11]), queued = ARGV[12], parked = ARGV[13], parking = KEYS[5],
+  queue = KEYS[2], field = ARGV[9], now_ms = ARGV[3], ttl = ARGV[4]}
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
 local active, acks = {}, {}
 while i <= #ARGV do
@@ -34,7 +39,7 @@ while i <= #ARGV do
       redis.call('ZADD', KEYS[4], ARGV[3], id)
       redis.call('ZADD', ARGV[8] .. event_type, ARGV[3], id)
       redis.call('ZADD', ARGV[7] .. sub, ARGV[3], id)
-      redis.call('XADD', KEYS[2], '*', ARGV[9], msg)
+      fair_enqueue(fair, sub, msg, false)
       created = created + 1
     end
   end

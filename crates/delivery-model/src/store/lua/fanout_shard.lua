@@ -5,14 +5,18 @@
 -- ids, finds the records and creates and enqueues nothing twice), and the subscriptions' status is not read
 -- here (control slot): the consumer only passes subscriptions it read as active.
 -- KEYS[1] shard queue stream, KEYS[2] all-deliveries zset, KEYS[3] pending-status zset,
--- KEYS[4] delivery index registry (set of the per-subscription and per-event index names cleanup prunes)
+-- KEYS[4] delivery index registry (set of the per-subscription and per-event index names cleanup prunes),
+-- KEYS[5] fair parking set (a subscription's deliveries beyond its fair share are parked: lib/fair.lua)
 -- ARGV[1] now (us), ARGV[2] score (created ms), ARGV[3] TTL (s), ARGV[4] delivery-key prefix,
 -- ARGV[5] by-subscription zset prefix, ARGV[6] by-event zset prefix, ARGV[7] queue message field,
+-- ARGV[8] fair share (0 = off), ARGV[9] fair queued prefix, ARGV[10] fair parked prefix,
 -- then per entry: event type, payload, traceparent, tracestate ('' when absent: the record then gets no such
 -- field), n, and n triples (subscription id, delivery id, message)
 -- Returns the number of deliveries created.
 local created = 0
-local i = 8
+local i = 11
+local fair = {share = tonumber(ARGV[8]), queued = ARGV[9], parked = ARGV[10], parking = KEYS[5],
+  queue = KEYS[1], field = ARGV[7], now_ms = ARGV[2], ttl = ARGV[3]}
 while i <= #ARGV do
   local event_type, payload, tp, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local n = tonumber(ARGV[i + 4])
@@ -34,7 +38,7 @@ while i <= #ARGV do
       redis.call('ZADD', by_event, ARGV[2], id)
       redis.call('ZADD', by_sub, ARGV[2], id)
       redis.call('SADD', KEYS[4], by_event, by_sub)
-      redis.call('XADD', KEYS[1], '*', ARGV[7], msg)
+      fair_enqueue(fair, sub, msg, false)
       created = created + 1
     end
   end
