@@ -39,6 +39,8 @@ const NOISY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TIMEOUT_RATE: u64 = 10;
 /// How long the timing-out receiver waits before answering: past the worker's request timeout (30 s).
 const NEVER: Duration = Duration::from_secs(120);
+/// Length of the unmeasured solo run before the three cases.
+const WARM_UP_SECS: u64 = 5;
 /// XADDs in flight while the backlog is published.
 const BACKLOG_CONCURRENCY: usize = 128;
 
@@ -74,10 +76,21 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         args.rate_secs,
         args.noisy_backlog
     );
+    // The first stack a bench process runs is often slowed by the machine (its p99 came out 5–10× the
+    // later ones' on this VM), which would make the solo baseline, and every ratio to it, noise. A short
+    // solo run first, not measured, takes that hit.
+    let warm = run_case(args, Case::Solo, WARM_UP_SECS).await?;
+    println!(
+        "  - warm-up (solo, {WARM_UP_SECS} s, not measured): p99 {:.2} ms",
+        report::quantile_ms(&warm.latencies, 0.99)
+    );
     let mut results: Vec<(Case, Run)> = Vec::new();
     for case in [Case::Solo, Case::Backlog, Case::Timeout] {
-        let r = run_case(args, case).await?;
+        let r = run_case(args, case, args.rate_secs).await?;
         report::print_run(case.name(), &r);
+        // Where the time goes, all deliveries of the case (the tenth's included) in the hop rows.
+        report::print_cpu(&r.usage, r.delivered);
+        report::print_hops(&r.usage, &r.latencies, false);
         results.push((case, r));
     }
     let p99 = |r: &Run| report::quantile_ms(&r.latencies, 0.99);
@@ -121,7 +134,7 @@ async fn fanned_out(store: &delivery_model::store::Store) -> anyhow::Result<Dura
     }
 }
 
-async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
+async fn run_case(args: &Args, case: Case, secs: u64) -> anyhow::Result<Run> {
     let stack = Stack::start(&StackSpec {
         redis: RedisSpec::Single,
         subscriptions: HEALTHY,
@@ -194,7 +207,7 @@ async fn run_case(args: &Args, case: Case) -> anyhow::Result<Run> {
     let r = measure(
         &stack,
         args.drain_timeout(),
-        steady(&publisher, args.noisy_rate as f64, args.rate_secs as f64),
+        steady(&publisher, args.noisy_rate as f64, secs as f64),
     )
     .await;
     if let Some(task) = noisy_load {

@@ -344,17 +344,16 @@ impl Store {
             ));
         }
         let clustered = k.layout() != Layout::Standalone;
-        let mut keys = Vec::with_capacity(5 + 3 * items.len());
+        let mut keys = Vec::with_capacity(4 + 3 * items.len());
         keys.extend([
             k.queue_stream(shard),
             k.scheduled(shard),
             k.deliveries_activity(shard),
-            k.fair_parking(shard),
         ]);
         if clustered {
             keys.push(k.sub_outcomes(shard));
         }
-        let mut args = Vec::with_capacity(20 + 11 * items.len());
+        let mut args = Vec::with_capacity(16 + 11 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -373,21 +372,20 @@ impl Store {
             k.subscriptions_by_event_prefix(),
             k.match_generation(),
         ]);
-        args.extend(self.fair_args(shard));
-        args.push(MESSAGE_FIELD.to_owned());
         for i in items {
             keys.push(k.delivery(i.id));
             if !clustered {
                 keys.push(k.subscription(i.subscription_id));
                 keys.push(k.circuit(&i.host));
             }
-            // The message is scheduled by a retry, and gives its fair-share place to a parked one.
-            let message = QueueMessage::DeliveryV1 { delivery_id: i.id }.encode();
-            let (next_retry, due_ms) = match &i.outcome {
-                AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => {
-                    (at.to_string(), (at / 1000).to_string())
-                }
-                _ => (String::new(), String::new()),
+            // The schedule's message only for outcomes that schedule one.
+            let (next_retry, due_ms, message) = match &i.outcome {
+                AttemptOutcome::Retry { at, .. } | AttemptOutcome::Reschedule { at, .. } => (
+                    at.to_string(),
+                    (at / 1000).to_string(),
+                    QueueMessage::DeliveryV1 { delivery_id: i.id }.encode(),
+                ),
+                _ => (String::new(), String::new(), String::new()),
             };
             let error = i.outcome.error().unwrap_or_default().to_owned();
             args.extend([

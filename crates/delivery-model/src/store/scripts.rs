@@ -140,11 +140,7 @@ with_lib!(
 );
 with_lib!(
     FINISH_ATTEMPTS,
-    [
-        "lua/lib/circuit.lua",
-        "lua/lib/health.lua",
-        "lua/lib/fair.lua"
-    ],
+    ["lua/lib/circuit.lua", "lua/lib/health.lua"],
     "lua/finish_attempts.lua"
 );
 with_lib!(

@@ -409,3 +409,80 @@ async fn with_fair_sharing_off_nothing_is_parked_and_what_was_parked_is_drained(
     let order = drain(&raw, &off, Shard::ZERO, sub.id, usize::MAX).await;
     assert_eq!(order.len(), 8);
 }
+
+#[tokio::test]
+async fn a_leased_delivery_gives_its_place_before_its_outcome() {
+    let ctx = fair_ctx(2).await;
+    let (store, raw) = (&ctx.store, raw(&ctx));
+    let sub = ctx.verified(&["threat_model.created"]).await;
+    let ids = fan_out(store, sub.id, &entries(1, 6)).await;
+    store.ensure_queue_group().await.unwrap();
+    let queue = store.keys().queue_stream(Shard::ZERO);
+    let reader = store.reader().await.unwrap();
+    let read = reader
+        .read_group(&queue, QUEUE_GROUP, CONSUMER, 1000, 1)
+        .await
+        .unwrap();
+    reader.quit().await;
+    let (mut work, mut other) = (Vec::new(), Vec::new());
+    for e in read {
+        match QueueMessage::decode(&e.fields[MESSAGE_FIELD]) {
+            Ok(QueueMessage::DeliveryV1 { delivery_id }) => work.push((e.id, delivery_id)),
+            _ => other.push(e.id),
+        }
+    }
+    store.ack_queue(&queue, &other).await.unwrap();
+    assert_eq!(
+        work.iter().map(|w| w.1).collect::<Vec<_>>(),
+        ids[..2].to_vec()
+    );
+    // Read but not leased yet: still counted, nothing moves.
+    assert_eq!(
+        parked(&raw, store, Shard::ZERO, sub.id).await,
+        ids[2..].to_vec()
+    );
+
+    let now = now_micros();
+    let items: Vec<BeginItem<'_>> = work
+        .iter()
+        .map(|(entry, id)| BeginItem {
+            id: *id,
+            token: "t",
+            entry_id: entry,
+        })
+        .collect();
+    let began = store
+        .begin_attempts(&items, now, now + 30 * SEC, Duration::ZERO)
+        .await;
+    assert!(began.iter().all(|b| matches!(b, Ok(BeginAttempt::Go(_)))));
+    // In flight, the two no longer stand in anyone's way: the next two wait to be read in their places.
+    assert_eq!(queued(&raw, store, Shard::ZERO).await, ids[..4].to_vec());
+    assert_eq!(
+        parked(&raw, store, Shard::ZERO, sub.id).await,
+        ids[4..].to_vec()
+    );
+
+    let finish: Vec<FinishItem> = work
+        .iter()
+        .map(|(entry, id)| FinishItem {
+            id: *id,
+            subscription_id: sub.id,
+            token: "t".into(),
+            entry_id: entry.clone(),
+            outcome: AttemptOutcome::Delivered,
+            host: String::new(),
+            signal: CircuitSignal::None,
+            log: None,
+        })
+        .collect();
+    store
+        .finish_attempts(&finish, &CircuitPolicy::default(), now)
+        .await
+        .unwrap();
+    // The outcomes take nothing more off the parked list.
+    assert_eq!(queued(&raw, store, Shard::ZERO).await, ids[2..4].to_vec());
+    assert_eq!(
+        drain(&raw, store, Shard::ZERO, sub.id, 2).await,
+        ids[2..].to_vec()
+    );
+}

@@ -6,9 +6,11 @@
 -- acknowledging it never loses the delivery (NX: a schedule entry already there is left as it is).
 -- On a single Redis node the script reads the subscriptions it derives from the records; on a cluster they
 -- are in another slot (docs/cluster.md §4.2), so the caller passes no prefix and reads them itself.
--- An acknowledged entry gives its place in the queue to its subscription's oldest parked delivery
--- (lib/fair.lua); the record of a 'missing' one no longer names its subscription, so cleanup's fair sweep
--- frees that place later.
+-- Fair sharing (lib/fair.lua) counts a subscription's entries waiting to be read, so an entry gives its place
+-- to its subscription's oldest parked delivery as soon as it is leased or acknowledged here (an attempt in
+-- flight no longer stands in anyone's way: a subscription alone still gets all the concurrency the worker
+-- and its host allow). The record of a 'missing' entry no longer names its subscription: cleanup's fair
+-- sweep frees that place later.
 -- KEYS[1] queue stream, KEYS[2] schedule zset (score: due time in ms), KEYS[3] fair parking set,
 -- KEYS[4..] delivery hashes
 -- ARGV[1] now (us), ARGV[2] lease until (us), ARGV[3] due tolerance (us), ARGV[4] subscription-key prefix
@@ -56,9 +58,9 @@ for i = 4, #KEYS do
     r = {'go', flat}
   end
   -- A busy entry stays pending: the live lease's holder may die, and then its entry is reclaimed.
-  if r[1] ~= 'go' and r[1] ~= 'busy' and entry ~= '' then
-    acks[#acks + 1] = entry
-    if h.subscription_id then released[#released + 1] = {h.subscription_id, msg} end
+  if r[1] ~= 'go' and r[1] ~= 'busy' and entry ~= '' then acks[#acks + 1] = entry end
+  if r[1] ~= 'busy' and entry ~= '' and h.subscription_id then
+    released[#released + 1] = {h.subscription_id, msg}
   end
   results[#results + 1] = r
 end

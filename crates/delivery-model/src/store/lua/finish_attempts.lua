@@ -8,23 +8,18 @@
 -- On one node the subscription counters and the circuit breakers are written here too. On a cluster they
 -- live in other slots: the counter effects go to the shard's `sub_outcomes` stream (folded into the
 -- subscriptions by fold_outcomes), and the caller sends the circuit signals to circuit_update.
--- Each acknowledged entry gives its place in the queue to its subscription's oldest parked delivery
--- (lib/fair.lua).
--- KEYS[1] queue stream, KEYS[2] scheduled zset, KEYS[3] activity zset, KEYS[4] fair parking set, KEYS[5]
--- (cluster) sub_outcomes stream; then per item: delivery hash, and on one node its subscription hash and
--- the destination host's circuit hash
+-- KEYS[1] queue stream, KEYS[2] scheduled zset, KEYS[3] activity zset, KEYS[4] (cluster) sub_outcomes
+-- stream; then per item: delivery hash, and on one node its subscription hash and the destination host's
+-- circuit hash
 -- ARGV[1] now (us), ARGV[2] queue group, ARGV[3] active TTL (s), ARGV[4] terminal TTL (s),
 -- ARGV[5] status-zset prefix, ARGV[6] failures that open a circuit, ARGV[7] now (ms),
 -- ARGV[8] comma-separated open windows (ms), ARGV[9] circuit hash TTL (s), ARGV[10] attempts the log keeps,
--- ARGV[11] '1' on a cluster (KEYS[5] given, one key per item), '' on one node,
+-- ARGV[11] '1' on a cluster (KEYS[4] given, one key per item), '' on one node,
 -- ARGV[12] permanent failures in a row that disable a subscription (0 = never), ARGV[13] for how long it
 -- must also have had no success (us), ARGV[14] subscription status-set prefix, ARGV[15] event-set prefix,
 -- ARGV[16] match-generation key (12–16 apply on one node; on a cluster the fold applies them),
--- ARGV[17] fair share (0 = off), ARGV[18] fair queued prefix, ARGV[19] fair parked prefix, ARGV[20] queue
--- message field,
 -- then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
--- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us),
--- retry due (ms), the delivery's queue message (what a retry schedules),
+-- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us), retry due (ms), retry message,
 -- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
 -- ('' = none: nothing was attempted), subscription id
 -- Returns one of 'fenced', 'superseded' or the outcome written per item, the latter followed by
@@ -39,9 +34,7 @@ local health = {now = now, threshold = tonumber(ARGV[12]), failing_for = tonumbe
 -- call would have had: queue entries are acknowledged together at the end; a subscription's success is
 -- written once (before any later failure of the same subscription counts); a closed circuit is deleted once.
 -- `succeeded` is keyed by the subscription's hash (one node) or its id (cluster).
-local acks, succeeded, released = {}, {}, {}
-local fair = {share = tonumber(ARGV[17]), queued = ARGV[18], parked = ARGV[19], parking = KEYS[4],
-  queue = KEYS[1], field = ARGV[20], now_ms = ARGV[7], ttl = ARGV[3]}
+local acks, succeeded = {}, {}
 local log_len = tonumber(ARGV[10])
 
 -- The record's attempt log with `line` appended, keeping the latest `log_len` lines.
@@ -57,7 +50,7 @@ end
 
 local function write_success(sub)
   if clustered then
-    redis.call('XADD', KEYS[5], '*', 'sub', sub, 'kind', 'success', 't', now)
+    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', 'success', 't', now)
   elseif redis.call('EXISTS', sub) == 1 then
     redis.call('HSET', sub, 'last_successful_use', now, 'publication_failures', '0')
   end
@@ -68,7 +61,7 @@ end
 -- health: a 410 at once, other failures past the threshold); returns true when it disabled.
 local function write_failure(sub, outcome)
   if clustered then
-    redis.call('XADD', KEYS[5], '*', 'sub', sub, 'kind', outcome == 'gone' and 'gone' or 'failure', 't', now)
+    redis.call('XADD', KEYS[4], '*', 'sub', sub, 'kind', outcome == 'gone' and 'gone' or 'failure', 't', now)
     return false
   end
   if redis.call('EXISTS', sub) == 0 then return false end
@@ -88,7 +81,6 @@ local function finish(record, sub, circuit_key, a)
     circuit(circuit_key, signal, tonumber(ARGV[7]), tonumber(ARGV[6]), windows, ARGV[9])
   end
   acks[#acks + 1] = entry
-  released[#released + 1] = {ARGV[a + 10], retry_msg}
   local counts = outcome ~= 'reschedule' and outcome ~= 'abandoned'
   local attempts = tonumber(r[4] or '0')
   if counts then attempts = attempts + 1 end
@@ -150,17 +142,17 @@ local function finish(record, sub, circuit_key, a)
   return outcome
 end
 
-local first, per_item = 5, 3
-if clustered then first, per_item = 6, 1 end
+local first, per_item = 4, 3
+if clustered then first, per_item = 5, 1 end
 local items = (#KEYS - first + 1) / per_item
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[22 + i * 11]
+  local outcome = ARGV[18 + i * 11]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
-  local k, a = first + i * per_item, 21 + i * 11
+  local k, a = first + i * per_item, 17 + i * 11
   if clustered then
     results[#results + 1] = finish(KEYS[k], ARGV[a + 10], nil, a)
   else
@@ -172,5 +164,4 @@ if #acks > 0 then
   redis.call('XACK', KEYS[1], group, unpack(acks))
   redis.call('XDEL', KEYS[1], unpack(acks))
 end
-for _, r in ipairs(released) do fair_release(fair, r[1], r[2]) end
 return results

@@ -1,9 +1,10 @@
--- Fair sharing (issue #18, docs/flow.md §1): a subscription has at most `share` delivery messages in a
--- shard's queue; the rest wait in its parked list, oldest first, and take the places its messages leave.
--- A healthy delivery therefore waits behind at most `share` entries of each busy subscription, not behind a
--- whole backlog. Shared by the scripts that put delivery messages on a queue (fan-out, promotion from the
--- schedule) and those that take them off (the lease's acknowledgement of finished work, the outcome).
--- Exactly one of "queued" and "parked" holds a pending delivery's message, moved by one atomic script.
+-- Fair sharing (issue #18, docs/flow.md §1): a subscription has at most `share` delivery messages waiting
+-- to be read in a shard's queue; the rest wait in its parked list, oldest first, and take the places its
+-- messages leave. A healthy delivery therefore waits behind at most `share` entries of each busy
+-- subscription, not behind a whole backlog. Shared by the scripts that put delivery messages on a queue
+-- (fan-out, promotion from the schedule) and the one that takes them off (the lease script, for an entry
+-- it leases or acknowledges). A pending delivery's message is either on the queue (waiting or read) or
+-- parked, moved by one atomic script.
 -- `fair` = {share (0 = off: queue everything), queued (prefix of the per-subscription ZSETs of counted
 -- messages), parked (prefix of the per-subscription parked LISTs), parking (SET of subscriptions with
 -- parked messages), queue (the queue stream), field (its message field), now_ms, ttl (s, of the
@@ -48,8 +49,8 @@ local function fair_fill(fair, sub, cap)
   return moved
 end
 
--- `msg` of `sub` left the queue (acknowledged): its place goes to the oldest parked message. A message that
--- was never counted (a challenge, an administrator's retry, a share of 0) changes nothing.
+-- `msg` of `sub` was read (leased or acknowledged): its place goes to the oldest parked message. A message
+-- that was never counted (a challenge, an administrator's retry, a share of 0) changes nothing.
 local function fair_release(fair, sub, msg)
   if fair.share <= 0 or not sub or sub == '' then return end
   if redis.call('ZREM', fair.queued .. sub, msg) == 1 and redis.call('EXISTS', fair.parked .. sub) == 1 then
