@@ -109,8 +109,9 @@ macro_rules! script {
 
 /// A script that uses shared Lua functions (`lua/lib/`), prepended to its source: one definition of the
 /// circuit breaker and of endpoint health for the scripts that apply them beside an outcome (one node) and
-/// those that apply them alone (cluster: `circuit_update`, `fold_outcomes`), and of fair sharing for every
-/// script that queues or acknowledges a delivery's message.
+/// those that apply them alone (cluster: `circuit_update`, `fold_outcomes`), of fair sharing for every
+/// script that queues or leases a delivery's message, and of an add-on invocation's hourly and duplicate
+/// checks for its one-node and cluster scripts.
 macro_rules! with_lib {
     ($name:ident, [$($lib:literal),+], $file:literal) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
@@ -168,8 +169,16 @@ with_lib!(FAIR_SWEEP, ["lua/lib/fair.lua"], "lua/fair_sweep.lua");
 script!(CREATE_ADDON, "lua/create_addon.lua");
 frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");
-script!(INVOKE_ADDON, "lua/invoke_addon.lua");
-script!(INVOKE_RESERVE, "lua/invoke_reserve.lua");
+with_lib!(
+    INVOKE_ADDON,
+    ["lua/lib/invoke_window.lua"],
+    "lua/invoke_addon.lua"
+);
+with_lib!(
+    INVOKE_RESERVE,
+    ["lua/lib/invoke_window.lua"],
+    "lua/invoke_reserve.lua"
+);
 script!(ADDON_DELETE_MARK, "lua/addon_delete_mark.lua");
 script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
 script!(RETRY_DELIVERY, "lua/retry_delivery.lua");

@@ -87,6 +87,65 @@ pub(crate) async fn parked(
         .collect()
 }
 
+/// Reads shard `shard`'s queue once as a worker would: the deliveries read (entry id, delivery id), in
+/// order; anything else is acknowledged.
+async fn read_work(store: &Store, shard: Shard) -> Vec<(String, DeliveryId)> {
+    store.ensure_queue_group().await.unwrap();
+    let queue = store.keys().queue_stream(shard);
+    let reader = store.reader().await.unwrap();
+    let read = reader
+        .read_group(&queue, QUEUE_GROUP, CONSUMER, 1000, 1)
+        .await
+        .unwrap();
+    reader.quit().await;
+    let (mut work, mut other) = (Vec::new(), Vec::new());
+    for e in read {
+        match QueueMessage::decode(&e.fields[MESSAGE_FIELD]) {
+            Ok(QueueMessage::DeliveryV1 { delivery_id }) => work.push((e.id, delivery_id)),
+            _ => other.push(e.id),
+        }
+    }
+    store.ack_queue(&queue, &other).await.unwrap();
+    work
+}
+
+/// Takes the leases of `work` (token `t`) at `now`.
+async fn lease(store: &Store, work: &[(String, DeliveryId)], now: Micros) -> Vec<BeginAttempt> {
+    let items: Vec<BeginItem<'_>> = work
+        .iter()
+        .map(|(entry, id)| BeginItem {
+            id: *id,
+            token: "t",
+            entry_id: entry,
+        })
+        .collect();
+    store
+        .begin_attempts(&items, now, now + 30 * SEC, Duration::ZERO)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The outcome item of a leased delivery of `sub` read from `entry`.
+fn finished(
+    entry: &str,
+    id: DeliveryId,
+    sub: SubscriptionId,
+    outcome: AttemptOutcome,
+) -> FinishItem {
+    FinishItem {
+        id,
+        subscription_id: sub,
+        token: "t".into(),
+        entry_id: entry.to_owned(),
+        outcome,
+        host: String::new(),
+        signal: CircuitSignal::None,
+        log: None,
+    }
+}
+
 /// Reads shard `shard`'s queue once as a worker would and gives every delivery read the outcome `outcome`
 /// picks (after taking its lease); acknowledges anything else. Returns the deliveries attempted, in read
 /// order, and those found finished already (`Done`).
@@ -96,49 +155,19 @@ pub(crate) async fn work_once(
     now: Micros,
     outcome: impl Fn(DeliveryId) -> AttemptOutcome,
 ) -> (Vec<DeliveryId>, Vec<DeliveryId>) {
-    store.ensure_queue_group().await.unwrap();
-    let queue = store.keys().queue_stream(shard);
-    let reader = store.reader().await.unwrap();
-    let read = reader
-        .read_group(&queue, QUEUE_GROUP, CONSUMER, 1000, 1)
-        .await
-        .unwrap();
-    reader.quit().await;
-    let mut work = Vec::new();
-    let mut other = Vec::new();
-    for e in read {
-        match QueueMessage::decode(&e.fields[MESSAGE_FIELD]) {
-            Ok(QueueMessage::DeliveryV1 { delivery_id }) => work.push((e.id, delivery_id)),
-            _ => other.push(e.id),
-        }
-    }
-    store.ack_queue(&queue, &other).await.unwrap();
-    let items: Vec<BeginItem<'_>> = work
-        .iter()
-        .map(|(entry, id)| BeginItem {
-            id: *id,
-            token: "t",
-            entry_id: entry,
-        })
-        .collect();
-    let began = store
-        .begin_attempts(&items, now, now + 30 * SEC, Duration::ZERO)
-        .await;
+    let work = read_work(store, shard).await;
+    let began = lease(store, &work, now).await;
     let (mut attempted, mut done, mut finish) = (Vec::new(), Vec::new(), Vec::new());
     for ((entry, id), b) in work.iter().zip(began) {
-        match b.unwrap() {
+        match b {
             BeginAttempt::Go(leased) => {
                 attempted.push(*id);
-                finish.push(FinishItem {
-                    id: *id,
-                    subscription_id: leased.record.subscription_id,
-                    token: "t".into(),
-                    entry_id: entry.clone(),
-                    outcome: outcome(*id),
-                    host: String::new(),
-                    signal: CircuitSignal::None,
-                    log: None,
-                });
+                finish.push(finished(
+                    entry,
+                    *id,
+                    leased.record.subscription_id,
+                    outcome(*id),
+                ));
             }
             BeginAttempt::Done(_) => done.push(*id),
             other => panic!("unexpected {other:?} for {id}"),
@@ -416,22 +445,7 @@ async fn a_leased_delivery_gives_its_place_before_its_outcome() {
     let (store, raw) = (&ctx.store, raw(&ctx));
     let sub = ctx.verified(&["threat_model.created"]).await;
     let ids = fan_out(store, sub.id, &entries(1, 6)).await;
-    store.ensure_queue_group().await.unwrap();
-    let queue = store.keys().queue_stream(Shard::ZERO);
-    let reader = store.reader().await.unwrap();
-    let read = reader
-        .read_group(&queue, QUEUE_GROUP, CONSUMER, 1000, 1)
-        .await
-        .unwrap();
-    reader.quit().await;
-    let (mut work, mut other) = (Vec::new(), Vec::new());
-    for e in read {
-        match QueueMessage::decode(&e.fields[MESSAGE_FIELD]) {
-            Ok(QueueMessage::DeliveryV1 { delivery_id }) => work.push((e.id, delivery_id)),
-            _ => other.push(e.id),
-        }
-    }
-    store.ack_queue(&queue, &other).await.unwrap();
+    let work = read_work(store, Shard::ZERO).await;
     assert_eq!(
         work.iter().map(|w| w.1).collect::<Vec<_>>(),
         ids[..2].to_vec()
@@ -443,18 +457,8 @@ async fn a_leased_delivery_gives_its_place_before_its_outcome() {
     );
 
     let now = now_micros();
-    let items: Vec<BeginItem<'_>> = work
-        .iter()
-        .map(|(entry, id)| BeginItem {
-            id: *id,
-            token: "t",
-            entry_id: entry,
-        })
-        .collect();
-    let began = store
-        .begin_attempts(&items, now, now + 30 * SEC, Duration::ZERO)
-        .await;
-    assert!(began.iter().all(|b| matches!(b, Ok(BeginAttempt::Go(_)))));
+    let began = lease(store, &work, now).await;
+    assert!(began.iter().all(|b| matches!(b, BeginAttempt::Go(_))));
     // In flight, the two no longer stand in anyone's way: the next two wait to be read in their places.
     assert_eq!(queued(&raw, store, Shard::ZERO).await, ids[..4].to_vec());
     assert_eq!(
@@ -464,16 +468,7 @@ async fn a_leased_delivery_gives_its_place_before_its_outcome() {
 
     let finish: Vec<FinishItem> = work
         .iter()
-        .map(|(entry, id)| FinishItem {
-            id: *id,
-            subscription_id: sub.id,
-            token: "t".into(),
-            entry_id: entry.clone(),
-            outcome: AttemptOutcome::Delivered,
-            host: String::new(),
-            signal: CircuitSignal::None,
-            log: None,
-        })
+        .map(|(entry, id)| finished(entry, *id, sub.id, AttemptOutcome::Delivered))
         .collect();
     store
         .finish_attempts(&finish, &CircuitPolicy::default(), now)

@@ -35,19 +35,9 @@ if #active >= tonumber(ARGV[3]) then
   return out
 end
 
--- Hourly: a sliding window of the last hour's invocations.
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
-local count = redis.call('ZCARD', KEYS[2])
-if count >= tonumber(ARGV[4]) then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {'hourly', tostring(count), oldest[2] or tostring(now)}
-end
-
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[5]) then return {'duplicate'} end
-
-redis.call('ZADD', KEYS[2], now, ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+-- The hourly window and the duplicate key (lib/invoke_window.lua), recording the hourly entry on a pass.
+local refused = invoke_window_of(KEYS, ARGV)
+if refused then return refused end
 
 local n = tonumber(ARGV[13])
 local fields = {}
