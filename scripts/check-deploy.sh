@@ -107,7 +107,9 @@ PY
 setup_python
 setup_helm
 setup_compose_schema
-"$HELM" version --short 2>/dev/null | grep -q "^$HELM_VERSION_PREFIX" || die "$HELM is not helm $HELM_VERSION_PREFIX"
+# Here-strings, not `printf | grep -q`, throughout: under pipefail, grep -q exits at its first match and the
+# writer's SIGPIPE fails the pipeline, so a long output that does match would read as a mismatch.
+grep -q "^$HELM_VERSION_PREFIX" <<<"$("$HELM" version --short 2>/dev/null)" || die "$HELM is not helm $HELM_VERSION_PREFIX"
 mkdir -p "$WORK" "$HELM_CACHE_HOME" "$HELM_CONFIG_HOME" "$HELM_DATA_HOME"
 PY="$VENV/bin/python"
 
@@ -174,7 +176,7 @@ helm_refuses() {
     printf 'accepted %s (helm template %s)\n' "$what" "$*"
     return 1
   fi
-  if ! printf '%s' "$out" | grep -qF -- "$expect"; then
+  if ! grep -qF -- "$expect" <<<"$out"; then
     printf 'refused %s, but without "%s":\n%s\n' "$what" "$expect" "$out"
     return 1
   fi
@@ -264,10 +266,10 @@ chart_accepts_cluster_urls() {
       printf 'refused %s:\n%s\n' "$url" "$out"; bad=1; continue
     fi
     want=${url%/}
-    printf '%s' "$out" | grep -qF -- "value: \"$want\"" || { echo "HOOKLINE__REDIS__URL is not $want"; bad=1; }
+    grep -qF -- "value: \"$want\"" <<<"$out" || { echo "HOOKLINE__REDIS__URL is not $want"; bad=1; }
   done
   out=$("$HELM" template hl "$CHART" --kube-version "$KUBE_MIN" --set redis.url=redis-cluster://r:6379 --set redis.tls=true 2>&1)
-  if ! printf '%s' "$out" | grep -qF 'value: "rediss-cluster://r:6379"'; then
+  if ! grep -qF 'value: "rediss-cluster://r:6379"' <<<"$out"; then
     echo "redis.tls does not turn redis-cluster:// into rediss-cluster://"; bad=1
   fi
   return "$bad"
