@@ -87,11 +87,7 @@ impl DeliveryId {
     /// The timestamp part is the entry's millisecond time (so ids still sort by event time); the random part
     /// is a SHA-256 of the entry id and the subscription id. Same inputs, same id.
     pub fn for_fanout(entry_id: &str, subscription: SubscriptionId) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(entry_id.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(subscription.0.as_bytes());
-        Self::from_entry_and_digest(entry_id, &hasher.finalize())
+        Self::for_fanout_nth(None, entry_id, subscription, 0)
     }
 
     /// [`for_fanout`](Self::for_fanout) keyed with the deployment's `key`: the random part is an
@@ -102,13 +98,38 @@ impl DeliveryId {
         entry_id: &str,
         subscription: SubscriptionId,
     ) -> Self {
+        Self::for_fanout_nth(key, entry_id, subscription, 0)
+    }
+
+    /// The `n`-th candidate id of the delivery of `entry_id` to `subscription`; the 0th is
+    /// [`for_fanout_keyed`](Self::for_fanout_keyed)'s. On a cluster an ordered delivery takes the first
+    /// candidate that falls in its lane's shard (the lane and its deliveries must share a slot); the search is
+    /// deterministic, so reprocessing an entry finds the same id.
+    pub fn for_fanout_nth(
+        key: Option<&FanoutKey>,
+        entry_id: &str,
+        subscription: SubscriptionId,
+        n: u32,
+    ) -> Self {
+        let counter = n.to_string();
+        let extra: &[&[u8]] = if n == 0 {
+            &[]
+        } else {
+            &[b"\0", counter.as_bytes()]
+        };
         let Some(key) = key else {
-            return Self::for_fanout(entry_id, subscription);
+            let mut hasher = Sha256::new();
+            hasher.update(entry_id.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(subscription.0.as_bytes());
+            extra.iter().for_each(|e| hasher.update(e));
+            return Self::from_entry_and_digest(entry_id, &hasher.finalize());
         };
         let mut ctx = hmac::Context::with_key(&key.0);
         ctx.update(entry_id.as_bytes());
         ctx.update(b"\0");
         ctx.update(subscription.0.as_bytes());
+        extra.iter().for_each(|e| ctx.update(e));
         Self::from_entry_and_digest(entry_id, ctx.sign().as_ref())
     }
 

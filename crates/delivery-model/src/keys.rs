@@ -16,6 +16,7 @@
 
 mod addons;
 mod fair;
+mod lanes;
 pub mod layout;
 
 use std::sync::Arc;

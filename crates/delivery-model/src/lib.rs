@@ -9,6 +9,7 @@
 //!   payload envelope every receiver gets.
 //! - [`addon`]: add-ons (TMI's invocable extensions) and their typed parameter declarations.
 //! - [`subscription`], [`delivery`]: the stored records, their statuses and allowed transitions.
+//! - [`lane`]: opt-in FIFO lanes: a subscription's ordering settings and the names of its lanes.
 //! - [`queue`]: the versioned message enum carried by the delivery queue stream.
 //! - [`keys`]: every Redis key, stream and consumer group name. No service spells a key itself.
 //! - [`signing`]: HMAC-SHA256 signatures (TMI's `sha256=<hex>`, Standard Webhooks' `v1,<base64>`) and their
@@ -30,6 +31,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod lane;
 pub mod queue;
 pub mod quota;
 pub mod reader;

@@ -37,13 +37,19 @@ pub enum QueueMessage {
     },
 }
 
+/// A delivery message is these two strings around the delivery id. Lua scripts that queue a delivery they
+/// know only by id (the next delivery of a FIFO lane) build its message from them.
+pub const DELIVERY_MESSAGE_AROUND_ID: [&str; 2] =
+    [r#"{"type":"delivery_v1","delivery_id":""#, r#""}"#];
+
 impl QueueMessage {
     /// The stored form. Deterministic: the same message always encodes to the same string.
     pub fn encode(&self) -> String {
         match self {
             // Hand-written so that encoding cannot fail and its bytes are fixed for the ZSET dedup above.
             QueueMessage::DeliveryV1 { delivery_id } => {
-                format!(r#"{{"type":"delivery_v1","delivery_id":"{delivery_id}"}}"#)
+                let [pre, post] = DELIVERY_MESSAGE_AROUND_ID;
+                format!("{pre}{delivery_id}{post}")
             }
             QueueMessage::ChallengeV1 {
                 subscription_id,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::SubscriptionId;
+use crate::lane::{self, Ordering};
 use crate::store::Secret;
 use crate::time::Micros;
 
@@ -250,6 +251,8 @@ pub struct Subscription {
     pub rate_limit: Option<RateLimit>,
     /// Most deliveries in flight at once, across every worker; `None`: unlimited.
     pub max_in_flight: Option<u32>,
+    /// Ordered delivery (FIFO lanes, [`crate::lane`]); `None`: unordered. Chosen at create.
+    pub ordering: Option<Ordering>,
 }
 
 /// Shown in place of a secret by `Debug`.
@@ -287,6 +290,7 @@ impl fmt::Debug for Subscription {
             .field("disabled_at", &self.disabled_at)
             .field("rate_limit", &self.rate_limit)
             .field("max_in_flight", &self.max_in_flight)
+            .field("ordering", &self.ordering)
             .finish()
     }
 }
@@ -356,6 +360,7 @@ impl Subscription {
             disabled_at: None,
             rate_limit: None,
             max_in_flight: None,
+            ordering: None,
         }
     }
 
@@ -404,6 +409,11 @@ impl Subscription {
                 }),
             },
             max_in_flight: opt_num(h, field::MAX_IN_FLIGHT)?,
+            ordering: Ordering::from_fields(
+                get(h, lane::field::ORDERING),
+                get(h, lane::field::ORDERING_KEY),
+                get(h, lane::field::LANE_ON_FAILURE),
+            )?,
         })
     }
 
@@ -467,6 +477,9 @@ impl Subscription {
             v.push((field::DISABLED_AT, at.to_string()));
         }
         v.extend(self.limit_fields().into_iter().flatten());
+        if let Some(o) = &self.ordering {
+            v.extend(o.to_fields());
+        }
         v
     }
 

@@ -113,6 +113,7 @@ mod tests {
             disabled_at: None,
             rate_limit: None,
             max_in_flight: None,
+            ordering: None,
         }
     }
 

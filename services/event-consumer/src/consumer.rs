@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use delivery_model::event::{ADDON_INVOKED, MalformedEvent, StreamEvent};
 use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
+use delivery_model::lane::Lane;
 use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
 use delivery_model::store::{FanoutEntry, Store, StreamEntry, entry_time_ms};
+use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use delivery_model::trace::TraceContext;
 use futures::StreamExt;
@@ -76,15 +78,18 @@ impl Processed {
     }
 }
 
-/// A resource-change event to fan out: (entry id, event type, envelope, matched subscriptions, the trace
-/// context its deliveries continue).
-type PlannedFanout<'a> = (
-    &'a str,
-    &'a str,
-    String,
-    Vec<SubscriptionId>,
-    Option<TraceContext>,
-);
+/// A resource-change event to fan out.
+struct PlannedFanout<'a> {
+    entry_id: &'a str,
+    event_type: &'a str,
+    envelope: String,
+    /// The subscriptions it matched.
+    subs: Vec<SubscriptionId>,
+    /// The FIFO lane of each of `subs` (empty when none is ordered).
+    lanes: Vec<Option<Lane>>,
+    /// The trace context its deliveries continue.
+    trace: Option<TraceContext>,
+}
 
 /// The work one batch asks for, sorted by kind.
 #[derive(Default)]
@@ -220,7 +225,7 @@ impl Consumer {
                     }
                 },
                 Ok(e) => {
-                    let subs: Vec<SubscriptionId> = candidates
+                    let matched: Vec<&Subscription> = candidates
                         .get(e.event_type.as_str())
                         .into_iter()
                         .flat_map(|c| c.iter())
@@ -232,8 +237,16 @@ impl Consumer {
                                 self.require_owner_match,
                             )
                         })
-                        .map(|s| s.id)
                         .collect();
+                    let subs: Vec<SubscriptionId> = matched.iter().map(|s| s.id).collect();
+                    let lanes: Vec<Option<Lane>> = if matched.iter().any(|s| s.ordering.is_some()) {
+                        matched
+                            .iter()
+                            .map(|s| s.ordering.map(|o| o.lane_of(s.id, e)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     let envelope = if subs.is_empty() {
                         String::new()
                     } else {
@@ -249,8 +262,14 @@ impl Consumer {
                     let span = tracing::info_span!("event.fan_out", otel.kind = "consumer", stream.entry = %id, event.r#type = %e.event_type, subscriptions = subs.len());
                     let trace = continue_entry(&span, e);
                     plan.spans.push(span);
-                    plan.fanouts
-                        .push((id.as_str(), e.event_type.as_str(), envelope, subs, trace));
+                    plan.fanouts.push(PlannedFanout {
+                        entry_id: id.as_str(),
+                        event_type: e.event_type.as_str(),
+                        envelope,
+                        subs,
+                        lanes,
+                        trace,
+                    });
                 }
             }
         }
@@ -319,18 +338,24 @@ impl Consumer {
             .chunks(FANOUT_CHUNK)
             .map(|c| {
                 c.iter()
-                    .map(
-                        |(entry_id, event_type, envelope, subs, trace)| FanoutEntry {
-                            entry_id,
-                            event_type,
-                            envelope,
-                            subscriptions: subs,
-                            trace: trace.as_ref(),
-                        },
-                    )
+                    .map(|f| FanoutEntry {
+                        entry_id: f.entry_id,
+                        event_type: f.event_type,
+                        envelope: &f.envelope,
+                        subscriptions: &f.subs,
+                        lanes: &f.lanes,
+                        trace: f.trace.as_ref(),
+                    })
                     .collect()
             })
             .collect();
+        // A FIFO lane's order is the order its deliveries are written in: when the batch feeds a lane, its
+        // chunks are written one after the other, in stream order.
+        let concurrency = if fanouts.iter().any(|f| !f.lanes.is_empty()) {
+            1
+        } else {
+            CONCURRENCY
+        };
         let calls: Vec<_> = chunks
             .iter()
             .map(|chunk| {
@@ -348,7 +373,7 @@ impl Consumer {
             .collect();
         let results: Vec<(usize, usize, Result<u64, delivery_model::Error>)> =
             futures::stream::iter(calls)
-                .buffer_unordered(CONCURRENCY)
+                .buffer_unordered(concurrency)
                 .collect()
                 .await;
         let mut ok = true;

@@ -353,7 +353,7 @@ impl Store {
         if clustered {
             keys.push(k.sub_outcomes(shard));
         }
-        let mut args = Vec::with_capacity(16 + 11 * items.len());
+        let mut args = Vec::with_capacity(23 + 11 * items.len());
         args.extend([
             now.to_string(),
             QUEUE_GROUP.to_owned(),
@@ -372,6 +372,7 @@ impl Store {
             k.subscriptions_by_event_prefix(),
             k.match_generation(),
         ]);
+        args.extend(self.lane_args(shard));
         for i in items {
             keys.push(k.delivery(i.id));
             if !clustered {

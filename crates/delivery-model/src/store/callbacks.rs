@@ -69,8 +69,13 @@ impl Store {
         let reply: Vec<Value> = scripts::DELIVERY_CALLBACK
             .run_on(
                 &client,
-                vec![k.delivery(id), counters, k.deliveries_activity(shard)],
                 vec![
+                    k.delivery(id),
+                    counters,
+                    k.deliveries_activity(shard),
+                    k.queue_stream(shard),
+                ],
+                [
                     update.status.as_str().to_owned(),
                     update.percent.map(|p| p.to_string()).unwrap_or_default(),
                     if update.message.is_some() { "1" } else { "0" }.to_owned(),
@@ -81,7 +86,10 @@ impl Store {
                     k.deliveries_by_status_prefix(shard),
                     id.to_string(),
                     sub_arg,
-                ],
+                ]
+                .into_iter()
+                .chain(self.lane_args(shard))
+                .collect::<Vec<_>>(),
             )
             .await?;
         let mut it = reply.into_iter().map(|v| v.as_string().unwrap_or_default());

@@ -197,16 +197,21 @@ impl Store {
         // `limit` per shard.
         for shard in k.shards() {
             let (keys, subscriptions) = if k.layout() == Layout::Standalone {
-                (vec![k.deliveries_activity(shard)], k.subscription_prefix())
+                let keys = vec![k.deliveries_activity(shard), k.queue_stream(shard)];
+                (keys, k.subscription_prefix())
             } else {
-                let keys = vec![k.deliveries_activity(shard), k.sub_outcomes(shard)];
+                let keys = vec![
+                    k.deliveries_activity(shard),
+                    k.queue_stream(shard),
+                    k.sub_outcomes(shard),
+                ];
                 (keys, String::new())
             };
             let reply: Vec<Value> = scripts::CLEANUP_FAIL_STALE
                 .run(
                     self.pool(),
                     keys,
-                    vec![
+                    [
                         cutoff.to_string(),
                         limit.max(1).to_string(),
                         now.to_string(),
@@ -215,7 +220,10 @@ impl Store {
                         k.deliveries_by_status_prefix(shard),
                         subscriptions,
                         error.to_owned(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(self.lane_args(shard))
+                    .collect::<Vec<_>>(),
                 )
                 .await?;
             let mut it = reply.into_iter();

@@ -4,6 +4,7 @@
 
 use fred::prelude::*;
 
+use super::lanes::lane_fanout_args;
 use super::merged_pages::{ScoreRange, ShardList};
 use super::{Page, Store, created_score, push_record, read_each, scripts};
 use crate::delivery::{AttemptLogEntry, DeliveryRecord, DeliveryStatus};
@@ -11,6 +12,7 @@ use crate::error::Result;
 use crate::event::StreamEvent;
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{EVENTS_GROUP, Layout, Shard};
+use crate::lane::Lane;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
 use crate::trace::TraceContext;
@@ -24,11 +26,19 @@ pub struct FanoutEntry<'a> {
     pub envelope: &'a str,
     /// The subscriptions it matched; none still acknowledges the entry.
     pub subscriptions: &'a [SubscriptionId],
+    /// The FIFO lane of each of `subscriptions` (`None`: unordered), in the same order; empty when none is
+    /// ordered.
+    pub lanes: &'a [Option<Lane>],
     /// The trace its deliveries continue (stored in each record), if any.
     pub trace: Option<&'a TraceContext>,
 }
 
 impl FanoutEntry<'_> {
+    /// The lane of the `i`-th subscription, if it is ordered.
+    pub(super) fn lane(&self, i: usize) -> Option<&Lane> {
+        self.lanes.get(i).and_then(Option::as_ref)
+    }
+
     /// The script arguments of the entry's trace context: `traceparent`, `tracestate` (`''` when absent).
     pub(super) fn trace_args(&self) -> [String; 2] {
         let tp = self.trace.map(|t| t.traceparent.clone());
@@ -56,6 +66,7 @@ impl Store {
             event_type,
             envelope,
             subscriptions,
+            lanes: &[],
             trace: None,
         };
         self.fanout_batch(std::slice::from_ref(&entry), now).await
@@ -100,21 +111,20 @@ impl Store {
             if self.ack_wait().is_on() { "0" } else { "1" }.to_owned(),
         ];
         args.extend(self.fair_args(shard));
+        args.extend(self.lane_args(shard));
         for e in entries {
             args.push(e.entry_id.to_owned());
             args.push(e.event_type.to_owned());
             args.push(e.envelope.to_owned());
             args.extend(e.trace_args());
             args.push(e.subscriptions.len().to_string());
-            for sub in e.subscriptions {
-                let id = DeliveryId::for_fanout_keyed(
-                    self.inner.fanout_id_key.as_ref(),
-                    e.entry_id,
-                    *sub,
-                );
+            for (i, sub) in e.subscriptions.iter().enumerate() {
+                let lane = e.lane(i);
+                let id = self.fanout_id(e.entry_id, *sub, lane);
                 args.push(sub.to_string());
                 args.push(id.to_string());
                 args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());
+                args.extend(lane_fanout_args(lane));
             }
         }
         let keys = vec![

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 
 use fred::prelude::*;
 
+use super::lanes::lane_fanout_args;
 use super::{Store, created_score, scripts};
 use crate::error::Result;
 use crate::ids::{DeliveryId, SubscriptionId};
 use crate::keys::{EVENTS_GROUP, Shard};
+use crate::lane::Lane;
 use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
 
@@ -19,8 +21,8 @@ use super::FanoutEntry;
 /// One entry's deliveries that one shard owns.
 struct ShardPart<'a> {
     entry: &'a FanoutEntry<'a>,
-    /// (subscription, delivery id) pairs.
-    deliveries: Vec<(SubscriptionId, DeliveryId)>,
+    /// (subscription, delivery id, its FIFO lane if ordered).
+    deliveries: Vec<(SubscriptionId, DeliveryId, Option<&'a Lane>)>,
 }
 
 impl Store {
@@ -35,20 +37,17 @@ impl Store {
         let k = self.keys();
         let mut shards: BTreeMap<Shard, Vec<ShardPart<'_>>> = BTreeMap::new();
         for entry in entries {
-            for sub in entry.subscriptions {
-                let id = DeliveryId::for_fanout_keyed(
-                    self.inner.fanout_id_key.as_ref(),
-                    entry.entry_id,
-                    *sub,
-                );
+            for (i, sub) in entry.subscriptions.iter().enumerate() {
+                let lane = entry.lane(i);
+                let id = self.fanout_id(entry.entry_id, *sub, lane);
                 let parts = shards.entry(k.shard_of(id)).or_default();
                 match parts.last_mut() {
                     Some(part) if std::ptr::eq(part.entry, entry) => {
-                        part.deliveries.push((*sub, id))
+                        part.deliveries.push((*sub, id, lane))
                     }
                     _ => parts.push(ShardPart {
                         entry,
-                        deliveries: vec![(*sub, id)],
+                        deliveries: vec![(*sub, id, lane)],
                     }),
                 }
             }
@@ -90,15 +89,17 @@ impl Store {
             MESSAGE_FIELD.to_owned(),
         ];
         args.extend(self.fair_args(shard));
+        args.extend(self.lane_args(shard));
         for part in parts {
             args.push(part.entry.event_type.to_owned());
             args.push(part.entry.envelope.to_owned());
             args.extend(part.entry.trace_args());
             args.push(part.deliveries.len().to_string());
-            for (sub, id) in &part.deliveries {
+            for (sub, id, lane) in &part.deliveries {
                 args.push(sub.to_string());
                 args.push(id.to_string());
                 args.push(QueueMessage::DeliveryV1 { delivery_id: *id }.encode());
+                args.extend(lane_fanout_args(*lane));
             }
         }
         let keys = vec![

@@ -61,6 +61,8 @@ impl Store {
                             reason.delivery_error().to_owned(),
                             offset.to_string(),
                             FAIL_PAGE.to_string(),
+                            k.lane_prefix(shard),
+                            k.lanes(shard),
                         ],
                     )
                     .await?;

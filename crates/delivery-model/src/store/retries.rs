@@ -177,7 +177,7 @@ impl Store {
             .run_on(
                 &client,
                 vec![k.delivery(id), k.queue_stream(shard)],
-                vec![
+                [
                     now.to_string(),
                     self.inner.active_ttl_secs.to_string(),
                     k.deliveries_by_status_prefix(shard),
@@ -187,7 +187,10 @@ impl Store {
                     msg,
                     sub_status,
                     if include_addons { "1" } else { "0" }.to_owned(),
-                ],
+                ]
+                .into_iter()
+                .chain(self.lane_args(shard))
+                .collect::<Vec<_>>(),
             )
             .await?;
         let mut reply = reply.into_iter();

@@ -131,8 +131,16 @@ script!(CREATE_SUBSCRIPTION, "lua/create_subscription.lua");
 script!(DELETE_SUBSCRIPTION, "lua/delete_subscription.lua");
 script!(SET_SUBSCRIPTION_STATUS, "lua/set_subscription_status.lua");
 script!(CHALLENGE_FAILED, "lua/challenge_failed.lua");
-with_lib!(FANOUT, ["lua/lib/fair.lua"], "lua/fanout.lua");
-with_lib!(FANOUT_SHARD, ["lua/lib/fair.lua"], "lua/fanout_shard.lua");
+with_lib!(
+    FANOUT,
+    ["lua/lib/fair.lua", "lua/lib/lane.lua"],
+    "lua/fanout.lua"
+);
+with_lib!(
+    FANOUT_SHARD,
+    ["lua/lib/fair.lua", "lua/lib/lane.lua"],
+    "lua/fanout_shard.lua"
+);
 script!(CREATE_DELIVERY, "lua/create_delivery.lua");
 with_lib!(
     BEGIN_ATTEMPTS,
@@ -141,7 +149,11 @@ with_lib!(
 );
 with_lib!(
     FINISH_ATTEMPTS,
-    ["lua/lib/circuit.lua", "lua/lib/health.lua"],
+    [
+        "lua/lib/circuit.lua",
+        "lua/lib/health.lua",
+        "lua/lib/lane.lua"
+    ],
     "lua/finish_attempts.lua"
 );
 with_lib!(
@@ -159,13 +171,19 @@ with_lib!(PROMOTE_DUE, ["lua/lib/fair.lua"], "lua/promote_due.lua");
 script!(ROUTE_EXISTING, "lua/route_existing.lua");
 script!(ROUTE_EXISTING_SHARD, "lua/route_existing_shard.lua");
 script!(CIRCUIT_CHECK, "lua/circuit_check.lua");
-script!(CLEANUP_FAIL_STALE, "lua/cleanup_fail_stale.lua");
+with_lib!(
+    CLEANUP_FAIL_STALE,
+    ["lua/lib/lane.lua"],
+    "lua/cleanup_fail_stale.lua"
+);
 script!(CLEANUP_LEASE_COMMIT, "lua/cleanup_lease_commit.lua");
 frees_memory!(CLEANUP_LEASE_RELEASE, "lua/cleanup_lease_release.lua");
 frees_memory!(CLEANUP_PRUNE_INDEX, "lua/cleanup_prune_index.lua");
 script!(CLEANUP_DISCOVER_INDEXES, "lua/cleanup_discover_indexes.lua");
 frees_memory!(CLEANUP_TRIM_STREAM, "lua/cleanup_trim_stream.lua");
 with_lib!(FAIR_SWEEP, ["lua/lib/fair.lua"], "lua/fair_sweep.lua");
+with_lib!(LANE_SWEEP, ["lua/lib/lane.lua"], "lua/lane_sweep.lua");
+with_lib!(LANE_SKIP, ["lua/lib/lane.lua"], "lua/lane_skip.lua");
 script!(CREATE_ADDON, "lua/create_addon.lua");
 frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");
@@ -180,8 +198,16 @@ with_lib!(
     "lua/invoke_reserve.lua"
 );
 script!(ADDON_DELETE_MARK, "lua/addon_delete_mark.lua");
-script!(DELIVERY_CALLBACK, "lua/delivery_callback.lua");
-script!(RETRY_DELIVERY, "lua/retry_delivery.lua");
+with_lib!(
+    DELIVERY_CALLBACK,
+    ["lua/lib/lane.lua"],
+    "lua/delivery_callback.lua"
+);
+with_lib!(
+    RETRY_DELIVERY,
+    ["lua/lib/lane.lua"],
+    "lua/retry_delivery.lua"
+);
 script!(REDRIVE_START, "lua/redrive_start.lua");
 script!(REDRIVE_CANCEL, "lua/redrive_cancel.lua");
 script!(REDRIVE_STEP, "lua/redrive_step.lua");

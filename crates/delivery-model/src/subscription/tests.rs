@@ -31,6 +31,10 @@ pub(crate) fn sample() -> Subscription {
             burst: 5,
         }),
         max_in_flight: Some(2),
+        ordering: Some(crate::lane::Ordering {
+            key: Some(crate::lane::OrderingKey::ThreatModelId),
+            on_failure: crate::lane::LaneOnFailure::Block,
+        }),
     }
 }
 

@@ -92,6 +92,7 @@ async fn fanout_writes_each_shard_once_and_acknowledges_after_all() {
             event_type: "threat_model.created",
             envelope: "{}",
             subscriptions: &subs,
+            lanes: &[],
             trace: if i == 0 { trace.as_ref() } else { None },
         })
         .collect();

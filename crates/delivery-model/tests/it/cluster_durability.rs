@@ -65,6 +65,7 @@ fn fanout<'a>(entries: &'a [String], subs: &'a [SubscriptionId]) -> Vec<FanoutEn
             event_type: "threat_model.created",
             envelope: "{}",
             subscriptions: subs,
+            lanes: &[],
             trace: None,
         })
         .collect()

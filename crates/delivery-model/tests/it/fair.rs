@@ -36,6 +36,7 @@ pub(crate) async fn fan_out(
             event_type: "threat_model.created",
             envelope: r#"{"event_type":"threat_model.created","data":{}}"#,
             subscriptions: &subs,
+            lanes: &[],
             trace: None,
         })
         .collect();

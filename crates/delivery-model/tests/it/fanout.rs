@@ -288,6 +288,7 @@ async fn fanout_stores_each_entrys_trace_context_in_its_records_only() {
         event_type: &ev.event_type,
         envelope: &envelope,
         subscriptions: &subs,
+        lanes: &[],
         trace,
     };
     let batch = [

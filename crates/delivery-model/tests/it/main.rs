@@ -53,6 +53,7 @@ mod fair;
 mod fanout;
 mod harness;
 mod health;
+mod lanes;
 mod lease_renewal;
 mod limits;
 mod queue;

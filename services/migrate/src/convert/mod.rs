@@ -249,6 +249,7 @@ pub fn subscription(row: &SubscriptionRow) -> Result<Subscription, Reason> {
         disabled_at: None,
         rate_limit: None,
         max_in_flight: None,
+        ordering: None,
         operator_pinned: row.operator_pinned,
     })
 }

@@ -2,7 +2,8 @@
 -- atomically: a crash before this script leaves the entries pending (reprocessed later), after it leaves
 -- nothing to redo. Delivery ids are deterministic per (entry, subscription), so a reprocessed entry finds its
 -- records and creates nothing twice. One call serves many entries: the fixed cost of a script is paid once.
--- A subscription's deliveries beyond its fair share of the queue are parked instead (lib/fair.lua).
+-- A subscription's deliveries beyond its fair share of the queue are parked instead (lib/fair.lua); an
+-- ordered subscription's delivery joins its FIFO lane and is queued only as the lane's head (lib/lane.lua).
 -- KEYS[1] input stream, KEYS[2] queue stream, KEYS[3] all-deliveries zset, KEYS[4] pending-status zset,
 -- KEYS[5] fair parking set
 -- ARGV[1] input group, ARGV[2] now (us), ARGV[3] score (created ms), ARGV[4] TTL (s),
@@ -10,11 +11,14 @@
 -- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
 -- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
 -- ARGV[11] fair share (0 = off), ARGV[12] fair queued prefix, ARGV[13] fair parked prefix,
+-- ARGV[14..20] lane arguments (lib/lane.lua),
 -- then per entry: entry id, event type, payload, traceparent, tracestate ('' when absent: the record then gets
--- no such field), n, and n triples (subscription id, delivery id, message)
+-- no such field), n, and n groups of 5 (subscription id, delivery id, message, lane id ('' = unordered),
+-- '1' when the lane blocks on failure)
 -- Returns the number of deliveries created.
 local created = 0
-local i = 14
+local i = 21
+local lane = lane_ctx(KEYS[2], 14)
 local fair = {share = tonumber(ARGV[11]), queued = ARGV[12], parked = ARGV[13], parking = KEYS[5],
   queue = KEYS[2], field = ARGV[9], now_ms = ARGV[3], ttl = ARGV[4]}
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
@@ -24,8 +28,8 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
   i = i + 6
   for _ = 1, n do
-    local sub, id, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    i = i + 3
+    local sub, id, msg, lane_id, block = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    i = i + 5
     local key = ARGV[5] .. id
     if active[sub] == nil then active[sub] = redis.call('HGET', ARGV[6] .. sub, 'status') == 'active' end
     if active[sub] and redis.call('EXISTS', key) == 0 then
@@ -39,7 +43,14 @@ while i <= #ARGV do
       redis.call('ZADD', KEYS[4], ARGV[3], id)
       redis.call('ZADD', ARGV[8] .. event_type, ARGV[3], id)
       redis.call('ZADD', ARGV[7] .. sub, ARGV[3], id)
-      fair_enqueue(fair, sub, msg, false)
+      if lane_id == '' then
+        fair_enqueue(fair, sub, msg, false)
+      else
+        redis.call('HSET', key, 'lane', lane_id)
+        if block == '1' then redis.call('HSET', key, 'lane_block', '1') end
+        -- A lane's head bypasses the fair share: a lane has at most one message on the queue.
+        if lane_push(lane, lane_id, id) then redis.call('XADD', KEYS[2], '*', ARGV[9], msg) end
+      end
       created = created + 1
     end
   end

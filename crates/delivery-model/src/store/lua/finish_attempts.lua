@@ -18,7 +18,8 @@
 -- ARGV[12] permanent failures in a row that disable a subscription (0 = never), ARGV[13] for how long it
 -- must also have had no success (us), ARGV[14] subscription status-set prefix, ARGV[15] event-set prefix,
 -- ARGV[16] match-generation key (12–16 apply on one node; on a cluster the fold applies them),
--- then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
+-- ARGV[17..23] lane arguments (lib/lane.lua: a terminal outcome moves the delivery's FIFO lane on; a retry
+-- holds it), then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
 -- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us), retry due (ms), retry message,
 -- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
 -- ('' = none: nothing was attempted), subscription id
@@ -36,6 +37,7 @@ local health = {now = now, threshold = tonumber(ARGV[12]), failing_for = tonumbe
 -- `succeeded` is keyed by the subscription's hash (one node) or its id (cluster).
 local acks, succeeded = {}, {}
 local log_len = tonumber(ARGV[10])
+local lane = lane_ctx(KEYS[1], 17)
 
 -- The record's attempt log with `line` appended, keeping the latest `log_len` lines.
 local function logged(old, line)
@@ -74,7 +76,8 @@ local function finish(record, sub, circuit_key, a)
   local token, outcome, entry, err = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local next_retry, due_ms, retry_msg, id, signal = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
   local line = ARGV[a + 9]
-  local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts', 'attempt_log')
+  local r = redis.call('HMGET', record, 'lease', 'status', 'created_at', 'attempts', 'attempt_log', 'lane',
+    'lane_block')
   if r[1] ~= token then return 'fenced' end
   local status, created_ms = r[2], math.floor(tonumber(r[3] or '0') / 1000)
   if circuit_key then
@@ -111,6 +114,7 @@ local function finish(record, sub, circuit_key, a)
     move_to('delivered')
     redis.call('EXPIRE', record, ARGV[4])
     succeeded[sub] = true
+    if r[6] then lane_advance(lane, r[6], id) end
   elseif outcome == 'in_progress' then
     write({'status', 'in_progress', 'last_activity_at', now})
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
@@ -134,6 +138,8 @@ local function finish(record, sub, circuit_key, a)
     redis.call('HDEL', record, 'lease', 'lease_until', 'next_retry_at')
     move_to('failed')
     redis.call('EXPIRE', record, ARGV[4])
+    -- An abandoned delivery (its subscription is gone or disabled) never blocks its lane.
+    if r[6] and (outcome == 'abandoned' or lane_moves_on('failed', r[7])) then lane_advance(lane, r[6], id) end
     if outcome ~= 'abandoned' then
       if succeeded[sub] then write_success(sub) end
       if write_failure(sub, outcome) then return outcome .. '+disabled' end
@@ -147,12 +153,12 @@ if clustered then first, per_item = 5, 1 end
 local items = (#KEYS - first + 1) / per_item
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[18 + i * 11]
+  local outcome = ARGV[25 + i * 11]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
-  local k, a = first + i * per_item, 17 + i * 11
+  local k, a = first + i * per_item, 24 + i * 11
   if clustered then
     results[#results + 1] = finish(KEYS[k], ARGV[a + 10], nil, a)
   else
