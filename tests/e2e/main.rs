@@ -13,6 +13,7 @@ mod failover;
 mod halfopen;
 mod harness;
 mod health;
+mod lanes;
 mod observability;
 mod pipeline;
 mod production;

@@ -13,8 +13,10 @@
 //! 4. **Indexes** — at most every `index_pass_interval`, a pass registers index keys (bounded `SCAN`) and then
 //!    walks every delivery index, removing members whose record has expired.
 //! 5. **Streams** — `tmi:events` and the queue lose the entries every consumer group has acknowledged.
-//! 6. **Fair** — fair sharing's safety net ([`Store::fair_sweep`]): a subscription whose counted queue
-//!    places went missing is refilled from its parked deliveries, and the parked depth is sampled.
+//! 6. **Fair** — the safety nets of flow control: fair sharing's ([`Store::fair_sweep`]: a subscription whose
+//!    counted queue places went missing is refilled from its parked deliveries) and FIFO lanes'
+//!    ([`Store::lane_sweep`]: a lane whose head's record expired moves on); parked and lane depths are
+//!    sampled.
 //!
 //! Pacing inside a step follows svix's `expired_message_cleaner`: a full chunk means more work, so the next
 //! chunk runs at once; a partial chunk means the step has caught up. A step stops after its chunk budget; the
@@ -25,6 +27,7 @@
 //! [`Store::fail_stale_deliveries`]: delivery_model::store::Store::fail_stale_deliveries
 //! [`Store::delete_subscription`]: delivery_model::store::Store::delete_subscription
 //! [`Store::fair_sweep`]: delivery_model::store::Store::fair_sweep
+//! [`Store::lane_sweep`]: delivery_model::store::Store::lane_sweep
 
 use std::time::{Duration, Instant};
 
@@ -207,6 +210,7 @@ impl Cleaner {
                 subscription_deleted = c(Action::SubscriptionDeleted),
                 stream_trimmed = c(Action::StreamTrimmed),
                 fair_refilled = c(Action::FairRefilled),
+                lane_moved = c(Action::LaneMoved),
                 "cleanup cycle ended"
             );
         } else {
@@ -521,9 +525,9 @@ impl Cleaner {
         Ok(*at < streams.len())
     }
 
-    // ---- 6. fair sharing's safety net -------------------------------------------------------------------
+    // ---- 6. flow control's safety nets --------------------------------------------------------------------
 
-    /// One sweep of every shard's parking set (bounded by the parking subscriptions, a page per script).
+    /// One sweep of every shard's parking set and lanes set (bounded by their members, a page per script).
     async fn fair_sweep(&self, report: &mut CycleReport) -> Result<bool> {
         let sweep = self.store.fair_sweep(now_micros()).await?;
         self.metrics
@@ -539,6 +543,20 @@ impl Cleaner {
             );
         }
         self.record(report, Action::FairRefilled, sweep.moved);
+        // A held lane waits for the watermark; raised here too in case no consumer runs.
+        self.store.raise_lane_watermark().await?;
+        let lanes = self.store.lane_sweep().await?;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.lanes.set(gauge(lanes.lanes));
+        self.metrics.lane_deliveries.set(gauge(lanes.depth));
+        self.metrics.lanes_blocked.set(gauge(lanes.blocked));
+        if lanes.moved > 0 {
+            tracing::info!(
+                moved = lanes.moved,
+                "lane sweep moved on lanes whose head had expired"
+            );
+        }
+        self.record(report, Action::LaneMoved, lanes.moved);
         Ok(false)
     }
 }

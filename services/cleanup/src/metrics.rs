@@ -22,10 +22,12 @@ pub enum Action {
     /// A parked delivery was moved to its queue by the fair sweep (its subscription's places had gone
     /// missing), not by an acknowledgement.
     FairRefilled,
+    /// A FIFO lane whose head was done with (its record expired while it waited) was moved on by the sweep.
+    LaneMoved,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::StaleFailed,
         Action::IndexPruned,
         Action::IdlePendingDelete,
@@ -33,6 +35,7 @@ impl Action {
         Action::SubscriptionDeleted,
         Action::StreamTrimmed,
         Action::FairRefilled,
+        Action::LaneMoved,
     ];
 
     pub fn label(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Action {
             Action::SubscriptionDeleted => "subscription_deleted",
             Action::StreamTrimmed => "stream_trimmed",
             Action::FairRefilled => "fair_refilled",
+            Action::LaneMoved => "lane_moved",
         }
     }
 
@@ -84,7 +88,7 @@ impl CycleEnd {
 #[derive(Clone)]
 pub struct Metrics {
     /// Items changed, by action (stale_failed, index_pruned, idle_pending_delete, broken_pending_delete,
-    /// subscription_deleted, stream_trimmed, fair_refilled).
+    /// subscription_deleted, stream_trimmed, fair_refilled, lane_moved).
     pub items: IntCounterVec,
     /// Cycles, by how they ended (completed, interrupted, lease_busy, failed).
     pub cycles: IntCounterVec,
@@ -106,6 +110,10 @@ pub struct Metrics {
     pub fair_parked: IntGauge,
     /// Subscriptions with parked deliveries, at the last cycle.
     pub fair_parking: IntGauge,
+    /// Non-empty FIFO lanes, deliveries in them, and lanes blocked on a failed head, at the last cycle.
+    pub lanes: IntGauge,
+    pub lane_deliveries: IntGauge,
+    pub lanes_blocked: IntGauge,
 }
 
 impl Metrics {
@@ -168,6 +176,18 @@ impl Metrics {
                 "hookline_fair_parking_subscriptions",
                 "Subscriptions with deliveries parked beyond their fair share (at the last cleanup cycle).",
             )?,
+            lanes: IntGauge::new(
+                "hookline_lanes",
+                "Non-empty FIFO lanes of ordered subscriptions (at the last cleanup cycle).",
+            )?,
+            lane_deliveries: IntGauge::new(
+                "hookline_lane_deliveries",
+                "Deliveries in FIFO lanes, each lane's head included: the lane depth (at the last cleanup cycle).",
+            )?,
+            lanes_blocked: IntGauge::new(
+                "hookline_lanes_blocked",
+                "FIFO lanes waiting for an administrator: their head failed and the subscription blocks on failure (at the last cleanup cycle).",
+            )?,
         };
         for a in Action::ALL {
             m.items.with_label_values(&[a.label()]).inc_by(0);
@@ -186,6 +206,9 @@ impl Metrics {
         registry.register(Box::new(m.redrive_lease_held.clone()))?;
         registry.register(Box::new(m.fair_parked.clone()))?;
         registry.register(Box::new(m.fair_parking.clone()))?;
+        registry.register(Box::new(m.lanes.clone()))?;
+        registry.register(Box::new(m.lane_deliveries.clone()))?;
+        registry.register(Box::new(m.lanes_blocked.clone()))?;
         Ok(m)
     }
 

@@ -124,7 +124,7 @@ impl Store {
                 args.push(sub.to_string());
                 args.push(id.to_string());
                 args.push(QueueMessage::DeliveryV1 { delivery_id: id }.encode());
-                args.extend(lane_fanout_args(lane));
+                args.extend(lane_fanout_args(lane, e.entry_id));
             }
         }
         let keys = vec![

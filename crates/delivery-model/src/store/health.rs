@@ -63,6 +63,7 @@ impl Store {
                             FAIL_PAGE.to_string(),
                             k.lane_prefix(shard),
                             k.lanes(shard),
+                            k.lanes_held(shard),
                         ],
                     )
                     .await?;

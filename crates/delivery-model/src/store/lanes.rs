@@ -4,12 +4,13 @@
 //! this module holds their arguments, the delivery ids that keep a lane in one shard, an administrator's
 //! skip, and cleanup's sweep.
 
+use fred::prelude::*;
 use fred::types::Value;
 
 use super::{Store, scripts};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, SubscriptionId};
-use crate::keys::Shard;
+use crate::keys::{EVENTS_GROUP, Shard};
 use crate::lane::{Lane, LaneId};
 use crate::queue::{DELIVERY_MESSAGE_AROUND_ID, MESSAGE_FIELD};
 
@@ -34,30 +35,51 @@ pub struct LaneSweep {
 pub enum LaneSkip {
     /// The lane holds no delivery.
     Empty,
-    /// The head has not failed: it is being delivered (or waits for its retry); nothing to skip.
-    NotFailed { head: DeliveryId, status: String },
+    /// The delivery out has not failed: it is being delivered (or waits for its retry), or nothing is out yet
+    /// (`head` `None`, status `waiting`: the lane waits for the input watermark); nothing to skip.
+    NotFailed {
+        head: Option<DeliveryId>,
+        status: String,
+    },
     /// The failed head left the lane; the next delivery is queued.
     Skipped { head: DeliveryId },
 }
 
-/// The script arguments of a delivery's lane in fan-out: lane id and `'1'` when it blocks on failure
-/// (`''`, `''` when unordered).
-pub(super) fn lane_fanout_args(lane: Option<&Lane>) -> [String; 2] {
+/// The script arguments of a delivery's lane in fan-out: lane id, `'1'` when it blocks on failure, and the
+/// input entry's lane score (all `''` when unordered).
+pub(super) fn lane_fanout_args(lane: Option<&Lane>, entry_id: &str) -> [String; 3] {
     match lane {
-        None => [String::new(), String::new()],
-        Some(l) => [l.id.to_string(), if l.block { "1" } else { "" }.to_owned()],
+        None => [String::new(), String::new(), String::new()],
+        Some(l) => [
+            l.id.to_string(),
+            if l.block { "1" } else { "" }.to_owned(),
+            lane_score(entry_id).to_string(),
+        ],
     }
 }
 
+/// An input entry's position as a lane score: `ms * 1000 + seq` (a sequence past 999 within one millisecond
+/// counts as 999, so order among those is not kept; exact in a double for any date before year 2255). Lua's
+/// `lane_entry_score` is the same function.
+pub fn lane_score(entry_id: &str) -> u64 {
+    let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
+    let ms: u64 = ms.parse().unwrap_or(0);
+    let seq: u64 = seq.parse().unwrap_or(0);
+    ms.saturating_mul(1000).saturating_add(seq.min(999))
+}
+
 impl Store {
-    /// The 7 lane arguments of shard `shard`'s scripts (`lane_ctx` in `lua/lib/lane.lua`): lane prefix,
-    /// lanes set, delivery-key prefix, terminal TTL, the queue message around an id, message field.
-    pub(super) fn lane_args(&self, shard: Shard) -> [String; 7] {
+    /// The 9 lane arguments of shard `shard`'s scripts (`lane_ctx` in `lua/lib/lane.lua`): lane prefix,
+    /// lanes hash, held lanes, watermark, delivery-key prefix, terminal TTL, the queue message around an id,
+    /// message field.
+    pub(super) fn lane_args(&self, shard: Shard) -> [String; 9] {
         let k = self.keys();
         let [pre, post] = DELIVERY_MESSAGE_AROUND_ID;
         [
             k.lane_prefix(shard),
             k.lanes(shard),
+            k.lanes_held(shard),
+            k.lanes_low(shard),
             k.delivery_prefix(shard),
             self.inner.terminal_ttl_secs.to_string(),
             pre.to_owned(),
@@ -69,7 +91,7 @@ impl Store {
     /// The id of the delivery of entry `entry_id` to `sub`. An ordered delivery's id must fall in its lane's
     /// shard: the first of [`DeliveryId::for_fanout_nth`]'s candidates that does (the 0th on one node, so
     /// ids are as for any delivery there). Deterministic: reprocessing an entry finds the same id.
-    pub(super) fn fanout_id(
+    pub fn fanout_id(
         &self,
         entry_id: &str,
         sub: SubscriptionId,
@@ -90,8 +112,8 @@ impl Store {
             .unwrap_or_else(|| DeliveryId::for_fanout_keyed(key, entry_id, sub))
     }
 
-    /// An administrator skips the failed head of `lane` (a subscription that blocks its lanes on failure):
-    /// the next delivery is queued.
+    /// An administrator skips the failed delivery `lane` has out (a subscription that blocks its lanes on
+    /// failure): the lane moves on.
     ///
     /// # Errors
     /// Redis failure.
@@ -112,10 +134,13 @@ impl Store {
         };
         match kind.as_str() {
             "empty" => Ok(LaneSkip::Empty),
-            "not_failed" => Ok(LaneSkip::NotFailed {
-                head: head(it.next())?,
-                status: it.next().unwrap_or_default(),
-            }),
+            "not_failed" => {
+                let out = it.next().filter(|s| !s.is_empty());
+                Ok(LaneSkip::NotFailed {
+                    head: out.map(|s| head(Some(s))).transpose()?,
+                    status: it.next().unwrap_or_default(),
+                })
+            }
             "skipped" => Ok(LaneSkip::Skipped {
                 head: head(it.next())?,
             }),
@@ -123,9 +148,93 @@ impl Store {
         }
     }
 
-    /// FIFO lanes' hygiene, run by cleanup: in every shard, moves on a lane whose head is done with (its
-    /// record expired while it waited), drops empty lanes from the set, and counts lanes, their depth and
-    /// the blocked ones.
+    /// Whether fan-out raises the lane watermark itself (one node, acknowledging in the fan-out script);
+    /// otherwise the consumer calls [`raise_lane_watermark`](Self::raise_lane_watermark) after acknowledging.
+    pub fn fanout_raises_lane_watermark(&self) -> bool {
+        self.keys().layout() == crate::keys::Layout::Standalone && !self.ack_wait().is_on()
+    }
+
+    /// Raises every shard's lane watermark to what the input stream's group shows now (the first entry still
+    /// pending, or just past the last delivered one) and sends the first delivery of each held lane it
+    /// passed. Returns the number of held lanes looked at. The consumer calls it after acknowledging entries
+    /// whenever some subscription is ordered (on one node the fan-out script already did, unless it left
+    /// the acknowledgement to the caller); cleanup calls it each cycle.
+    ///
+    /// # Errors
+    /// Redis failure (shards raised before it keep their watermark; raising is idempotent).
+    pub async fn raise_lane_watermark(&self) -> Result<u64> {
+        let Some(low) = self.input_watermark().await? else {
+            return Ok(0);
+        };
+        let k = self.keys();
+        let client = self.writer();
+        let calls = k.shards().map(|shard| {
+            let mut args = vec![low.to_string()];
+            args.extend(self.lane_args(shard));
+            scripts::LANE_WATERMARK.run_on::<u64>(&client, vec![k.queue_stream(shard)], args)
+        });
+        Ok(futures::future::try_join_all(calls)
+            .await?
+            .into_iter()
+            .sum())
+    }
+
+    /// The input watermark as a lane score (see `lua/lib/lane.lua`): `None` when the group is missing.
+    async fn input_watermark(&self) -> Result<Option<u64>> {
+        let k = self.keys();
+        let client = self.writer();
+        let stream = k.events_stream().to_owned();
+        let pending: std::result::Result<Value, fred::error::Error> = client
+            .custom(
+                fred::cmd!("XPENDING"),
+                vec![stream.clone(), EVENTS_GROUP.to_owned()],
+            )
+            .await;
+        let summary = match pending {
+            Ok(Value::Array(a)) => a,
+            Ok(_) => return Ok(None),
+            Err(e) if e.details().contains("NOGROUP") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if summary.first().and_then(Value::as_u64).unwrap_or(0) > 0 {
+            return Ok(summary
+                .get(1)
+                .and_then(Value::as_string)
+                .map(|id| lane_score(&id)));
+        }
+        let groups: Value = client
+            .custom(fred::cmd!("XINFO"), vec!["GROUPS".to_owned(), stream])
+            .await?;
+        let Value::Array(groups) = groups else {
+            return Ok(None);
+        };
+        for g in groups {
+            let fields: Vec<Value> = match g {
+                Value::Array(a) => a,
+                Value::Map(m) => m
+                    .inner()
+                    .into_iter()
+                    .flat_map(|(k, v)| [Value::from(k), v])
+                    .collect(),
+                _ => continue,
+            };
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|p| p[0].as_str().as_deref() == Some(name))
+                    .and_then(|p| p.get(1))
+                    .and_then(Value::as_string)
+            };
+            if field("name").as_deref() == Some(EVENTS_GROUP) {
+                return Ok(field("last-delivered-id").map(|id| lane_score(&id) + 1));
+            }
+        }
+        Ok(None)
+    }
+
+    /// FIFO lanes' hygiene, run by cleanup: in every shard, moves on a lane whose delivery out is done with
+    /// (its record expired while it waited), looks again at the lanes with nothing out, and counts lanes,
+    /// their depth and the blocked ones.
     ///
     /// # Errors
     /// Redis failure (shards swept before it keep their moves; each move is atomic).
@@ -138,11 +247,7 @@ impl Store {
                 let mut args = vec![cursor.clone(), SWEEP_PAGE.to_string()];
                 args.extend(self.lane_args(shard));
                 let reply: Vec<Value> = scripts::LANE_SWEEP
-                    .run(
-                        self.pool(),
-                        vec![k.lanes(shard), k.queue_stream(shard)],
-                        args,
-                    )
+                    .run(self.pool(), vec![k.queue_stream(shard)], args)
                     .await?;
                 let mut it = reply.into_iter();
                 let next = it.next().and_then(|v| v.as_string());

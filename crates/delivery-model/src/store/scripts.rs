@@ -184,6 +184,11 @@ frees_memory!(CLEANUP_TRIM_STREAM, "lua/cleanup_trim_stream.lua");
 with_lib!(FAIR_SWEEP, ["lua/lib/fair.lua"], "lua/fair_sweep.lua");
 with_lib!(LANE_SWEEP, ["lua/lib/lane.lua"], "lua/lane_sweep.lua");
 with_lib!(LANE_SKIP, ["lua/lib/lane.lua"], "lua/lane_skip.lua");
+with_lib!(
+    LANE_WATERMARK,
+    ["lua/lib/lane.lua"],
+    "lua/lane_watermark.lua"
+);
 script!(CREATE_ADDON, "lua/create_addon.lua");
 frees_memory!(DELETE_ADDON, "lua/delete_addon.lua");
 script!(LIST_ADDONS, "lua/list_addons.lua");

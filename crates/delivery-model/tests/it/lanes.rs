@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use delivery_model::delivery::DeliveryStatus;
 use delivery_model::event::StreamEvent;
 use delivery_model::ids::{DeliveryId, SubscriptionId};
-use delivery_model::keys::Shard;
+use delivery_model::keys::{EVENTS_GROUP, Shard};
 use delivery_model::lane::{Lane, LaneId, LaneOnFailure, Ordering, OrderingKey};
 use delivery_model::queue::MESSAGE_FIELD;
 use delivery_model::store::callbacks::CallbackUpdate;
@@ -25,7 +25,7 @@ use crate::harness::{Ctx, SEC, subscription};
 const EVENT: &str = "threat_model.created";
 
 /// An active subscription ordered by `key` (`None`: one lane), blocking on failure when `block`.
-async fn ordered(ctx: &Ctx, key: Option<OrderingKey>, block: bool) -> Subscription {
+pub(crate) async fn ordered(ctx: &Ctx, key: Option<OrderingKey>, block: bool) -> Subscription {
     let mut sub = subscription(SubscriptionStatus::PendingVerification, &[EVENT]);
     sub.ordering = Some(Ordering {
         key,
@@ -51,21 +51,48 @@ async fn ordered(ctx: &Ctx, key: Option<OrderingKey>, block: bool) -> Subscripti
 }
 
 /// An event of object `object` (the ordering key used here).
-fn event_of(object: &str) -> StreamEvent {
+pub(crate) fn event_of(object: &str) -> StreamEvent {
     let mut e = crate::harness::event(0);
+    e.event_type = EVENT.to_owned();
     e.object_id = Some(object.to_owned());
     e
 }
 
-/// Fans out one entry per object in `objects` (entry ids `tag-<i>`) to `subs`, one batch, as the consumer
-/// does; returns each entry's delivery id per subscription, in entry order.
-async fn fan_out(
+/// Publishes one input entry per object in `objects`, reads them as a consumer and fans them out to `subs`
+/// in one batch, as the consumer does (then raises the lane watermark, as it does on a cluster); returns each
+/// entry's delivery id per subscription, in entry order.
+pub(crate) async fn fan_out(
     store: &Store,
     subs: &[&Subscription],
-    tag: u32,
     objects: &[&str],
 ) -> Vec<Vec<DeliveryId>> {
-    let entries: Vec<String> = (0..objects.len()).map(|i| format!("{tag}-{i}")).collect();
+    let entries = read_entries(store, objects).await;
+    fan_out_entries(store, subs, &entries, objects).await
+}
+
+/// Publishes one event per object and reads the entries as consumer `c` (pending until fanned out).
+pub(crate) async fn read_entries(store: &Store, objects: &[&str]) -> Vec<String> {
+    store.ensure_events_group("0").await.unwrap();
+    for o in objects {
+        store.publish_event(&event_of(o)).await.unwrap();
+    }
+    let reader = store.reader().await.unwrap();
+    let read = reader
+        .read_group(store.keys().events_stream(), EVENTS_GROUP, "c", 1000, 100)
+        .await
+        .unwrap();
+    reader.quit().await;
+    read.into_iter().map(|e| e.id).collect()
+}
+
+/// Fans out input entries `entries` (of objects `objects`) to `subs` in one batch, then raises the lane
+/// watermark.
+pub(crate) async fn fan_out_entries(
+    store: &Store,
+    subs: &[&Subscription],
+    entries: &[String],
+    objects: &[&str],
+) -> Vec<Vec<DeliveryId>> {
     let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.id).collect();
     let lanes: Vec<Vec<Option<Lane>>> = objects
         .iter()
@@ -88,13 +115,14 @@ async fn fan_out(
         })
         .collect();
     store.fanout_batch(&batch, now_micros()).await.unwrap();
-    // Each delivery is found through its subscription's index: ids of ordered deliveries are derived as
-    // for any other on one node.
+    store.raise_lane_watermark().await.unwrap();
     entries
         .iter()
-        .map(|e| {
+        .zip(&lanes)
+        .map(|(e, lanes)| {
             ids.iter()
-                .map(|s| DeliveryId::for_fanout_keyed(None, e, *s))
+                .zip(lanes)
+                .map(|(s, lane)| store.fanout_id(e, *s, lane.as_ref()))
                 .collect()
         })
         .collect()
@@ -125,7 +153,9 @@ async fn each_lane_sends_one_delivery_at_a_time_in_order_and_a_retry_holds_only_
     let store = &ctx.store;
     let sub = ordered(&ctx, Some(OrderingKey::ObjectId), false).await;
     let plain = ctx.verified(&[EVENT]).await;
-    let ids = fan_out(store, &[&sub, &plain], 1, &["a", "b", "a", "a", "b"]).await;
+    let objects = ["a", "b", "a", "a", "b"];
+    let entries = read_entries(store, &objects).await;
+    let ids = fan_out_entries(store, &[&sub, &plain], &entries, &objects).await;
     let (a, b): (Vec<DeliveryId>, Vec<DeliveryId>) = {
         let of = |i: &[usize]| i.iter().map(|&i| ids[i][0]).collect::<Vec<_>>();
         (of(&[0, 2, 3]), of(&[1, 4]))
@@ -177,7 +207,7 @@ async fn each_lane_sends_one_delivery_at_a_time_in_order_and_a_retry_holds_only_
     );
 
     // Reprocessing the same entries creates nothing and queues nothing.
-    fan_out(store, &[&sub, &plain], 1, &["a", "b", "a", "a", "b"]).await;
+    fan_out_entries(store, &[&sub, &plain], &entries, &objects).await;
     assert!(queued(&ctx.raw, store, Shard::ZERO).await.is_empty());
 }
 
@@ -187,7 +217,7 @@ async fn a_failed_head_skips_or_blocks_its_lane_as_the_subscription_chose() {
     let store = &ctx.store;
     let skip = ordered(&ctx, None, false).await;
     let block = ordered(&ctx, None, true).await;
-    let ids = fan_out(store, &[&skip, &block], 1, &["x", "y", "z"]).await;
+    let ids = fan_out(store, &[&skip, &block], &["x", "y", "z"]).await;
     let (s, b): (Vec<DeliveryId>, Vec<DeliveryId>) = (
         ids.iter().map(|d| d[0]).collect(),
         ids.iter().map(|d| d[1]).collect(),
@@ -208,7 +238,7 @@ async fn a_failed_head_skips_or_blocks_its_lane_as_the_subscription_chose() {
     assert_eq!(
         store.skip_lane(&LaneId::new(skip.id, None)).await.unwrap(),
         LaneSkip::NotFailed {
-            head: s[1],
+            head: Some(s[1]),
             status: "pending".into()
         }
     );
@@ -241,8 +271,9 @@ async fn a_failed_head_skips_or_blocks_its_lane_as_the_subscription_chose() {
     );
     assert_eq!(store.skip_lane(&lane).await.unwrap(), LaneSkip::Empty);
 
-    // A failed delivery retried after its lane moved on rejoins the lane's tail behind waiting work.
-    let more = fan_out(store, &[&skip], 2, &["x", "x"]).await;
+    // A failed delivery retried after its lane moved on rejoins its lane in its input position: after the
+    // delivery out, before later work.
+    let more = fan_out(store, &[&skip], &["x", "x"]).await;
     assert_eq!(queued(&ctx.raw, store, Shard::ZERO).await, vec![more[0][0]]);
     assert!(matches!(
         store.retry_delivery(s[0], now).await.unwrap(),
@@ -253,7 +284,7 @@ async fn a_failed_head_skips_or_blocks_its_lane_as_the_subscription_chose() {
     for _ in 0..3 {
         order.extend(work(store, now, |_| AttemptOutcome::Delivered).await);
     }
-    assert_eq!(order, vec![more[0][0], more[1][0], s[0]]);
+    assert_eq!(order, vec![more[0][0], s[0], more[1][0]]);
 }
 
 #[tokio::test]
@@ -261,7 +292,7 @@ async fn callbacks_and_the_stale_sweep_move_a_lane_whose_head_answered_async() {
     let ctx = Ctx::start().await;
     let store = &ctx.store;
     let sub = ordered(&ctx, Some(OrderingKey::ObjectId), false).await;
-    let ids = fan_out(store, &[&sub], 1, &["a", "a", "a"]).await;
+    let ids = fan_out(store, &[&sub], &["a", "a", "a"]).await;
     let d: Vec<DeliveryId> = ids.iter().map(|v| v[0]).collect();
     let now = now_micros();
 
@@ -305,7 +336,7 @@ async fn a_disable_drops_the_lanes_and_the_sweep_moves_a_lane_whose_head_expired
     let ctx = Ctx::start().await;
     let store = &ctx.store;
     let sub = ordered(&ctx, Some(OrderingKey::ObjectId), true).await;
-    let ids = fan_out(store, &[&sub], 1, &["a", "a", "b", "b"]).await;
+    let ids = fan_out(store, &[&sub], &["a", "a", "b", "b"]).await;
     let d: Vec<DeliveryId> = ids.iter().map(|v| v[0]).collect();
     let now = now_micros();
 
@@ -354,4 +385,44 @@ async fn a_disable_drops_the_lanes_and_the_sweep_moves_a_lane_whose_head_expired
         !ctx.exists(&store.keys().lane(&LaneId::new(sub.id, Some("a"))))
             .await
     );
+}
+
+#[tokio::test]
+async fn entries_fanned_out_by_two_consumers_in_reverse_order_still_go_out_in_input_order() {
+    let ctx = Ctx::start().await;
+    let store = &ctx.store;
+    let sub = ordered(&ctx, None, false).await;
+    let objects = ["o"; 4];
+    store.ensure_events_group("0").await.unwrap();
+    for o in objects {
+        store.publish_event(&event_of(o)).await.unwrap();
+    }
+    // Consumer a reads the first two entries, consumer b the next two; b writes first.
+    let reader = store.reader().await.unwrap();
+    let mut read = Vec::new();
+    for c in ["a", "b"] {
+        let got = reader
+            .read_group(store.keys().events_stream(), EVENTS_GROUP, c, 2, 100)
+            .await
+            .unwrap();
+        read.push(got.into_iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+    reader.quit().await;
+    let later = fan_out_entries(store, &[&sub], &read[1], &objects[..2]).await;
+    // The first entries are still pending: nothing of the lane may go out before them.
+    assert!(queued(&ctx.raw, store, Shard::ZERO).await.is_empty());
+    assert_eq!(
+        store.skip_lane(&LaneId::new(sub.id, None)).await.unwrap(),
+        LaneSkip::NotFailed {
+            head: None,
+            status: "waiting".into()
+        }
+    );
+    let earlier = fan_out_entries(store, &[&sub], &read[0], &objects[..2]).await;
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.extend(work(store, now_micros(), |_| AttemptOutcome::Delivered).await);
+    }
+    let expected: Vec<DeliveryId> = earlier.iter().chain(&later).map(|d| d[0]).collect();
+    assert_eq!(order, expected);
 }

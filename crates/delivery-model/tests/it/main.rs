@@ -43,6 +43,7 @@ mod cluster_addons;
 mod cluster_delivery;
 mod cluster_durability;
 mod cluster_fair;
+mod cluster_lanes;
 mod cluster_layout;
 mod cluster_lists;
 mod cluster_outcomes;

@@ -8,7 +8,7 @@
 -- ARGV[1] cutoff (us), ARGV[2] limit, ARGV[3] now (us), ARGV[4] terminal TTL (s), ARGV[5] delivery-key prefix,
 -- ARGV[6] status-zset prefix, ARGV[7] subscription-key prefix ('' on a cluster: the subscriptions are in
 -- another slot, and the count goes through KEYS[3] and the fold), ARGV[8] last_error to write,
--- ARGV[9..15] lane arguments
+-- ARGV[9..17] lane arguments
 -- Returns {examined, refreshed, dropped, failed id, ...}: refreshed = still in progress with newer activity
 -- than the index knew (re-scored), dropped = no longer in progress or expired (left the index).
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))

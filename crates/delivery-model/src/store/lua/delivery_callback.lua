@@ -8,7 +8,7 @@
 -- ARGV[1] new status (in_progress|delivered|failed), ARGV[2] percent ('' = unchanged),
 -- ARGV[3] '1' when a message is given, ARGV[4] message, ARGV[5] now (µs), ARGV[6] active TTL (s),
 -- ARGV[7] terminal TTL (s), ARGV[8] status-zset prefix, ARGV[9] delivery id,
--- ARGV[10] the subscription id on a cluster ('' on one node), ARGV[11..17] lane arguments
+-- ARGV[10] the subscription id on a cluster ('' on one node), ARGV[11..19] lane arguments
 -- Returns {'missing'} | {'terminal', status} | {'updated', status, percent}
 local h = redis.call('HMGET', KEYS[1], 'status', 'created_at', 'lane', 'lane_block')
 local cur = h[1]

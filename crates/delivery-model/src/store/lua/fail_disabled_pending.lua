@@ -8,7 +8,7 @@
 -- (index, records, status zsets, lanes).
 -- KEYS[1] the subscription's delivery index of the shard
 -- ARGV[1] now (us), ARGV[2] delivery-key prefix, ARGV[3] status-zset prefix, ARGV[4] terminal TTL (s),
--- ARGV[5] last error, ARGV[6] page offset, ARGV[7] page size, ARGV[8] lane prefix, ARGV[9] lanes set
+-- ARGV[5] last error, ARGV[6] page offset, ARGV[7] page size, ARGV[8] lane prefix, ARGV[9] lanes hash, ARGV[10] held lanes zset
 -- Returns {ids read, deliveries failed}.
 local now = tonumber(ARGV[1])
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[6], tonumber(ARGV[6]) + tonumber(ARGV[7]) - 1, 'WITHSCORES')
@@ -27,7 +27,8 @@ for i = 1, #ids, 2 do
     failed = failed + 1
     if h[4] then
       redis.call('DEL', ARGV[8] .. h[4])
-      redis.call('SREM', ARGV[9], h[4])
+      redis.call('HDEL', ARGV[9], h[4])
+      redis.call('ZREM', ARGV[10], h[4])
     end
   end
 end

@@ -11,14 +11,17 @@
 -- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
 -- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
 -- ARGV[11] fair share (0 = off), ARGV[12] fair queued prefix, ARGV[13] fair parked prefix,
--- ARGV[14..20] lane arguments (lib/lane.lua),
+-- ARGV[14..22] lane arguments (lib/lane.lua),
 -- then per entry: entry id, event type, payload, traceparent, tracestate ('' when absent: the record then gets
--- no such field), n, and n groups of 5 (subscription id, delivery id, message, lane id ('' = unordered),
--- '1' when the lane blocks on failure)
+-- no such field), n, and n groups of 6 (subscription id, delivery id, message, lane id ('' = unordered),
+-- '1' when the lane blocks on failure, the entry's lane score)
+-- Acknowledging here also raises the lanes' watermark: input entries before the first one still pending (or,
+-- with none pending, up to the group's last delivered one) have all been fanned out.
 -- Returns the number of deliveries created.
 local created = 0
-local i = 21
+local i = 23
 local lane = lane_ctx(KEYS[2], 14)
+local low = lane_low(lane)
 local fair = {share = tonumber(ARGV[11]), queued = ARGV[12], parked = ARGV[13], parking = KEYS[5],
   queue = KEYS[2], field = ARGV[9], now_ms = ARGV[3], ttl = ARGV[4]}
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
@@ -28,8 +31,9 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
   i = i + 6
   for _ = 1, n do
-    local sub, id, msg, lane_id, block = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    i = i + 5
+    local sub, id, msg, lane_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local block, score = ARGV[i + 4], ARGV[i + 5]
+    i = i + 6
     local key = ARGV[5] .. id
     if active[sub] == nil then active[sub] = redis.call('HGET', ARGV[6] .. sub, 'status') == 'active' end
     if active[sub] and redis.call('EXISTS', key) == 0 then
@@ -46,15 +50,18 @@ while i <= #ARGV do
       if lane_id == '' then
         fair_enqueue(fair, sub, msg, false)
       else
-        redis.call('HSET', key, 'lane', lane_id)
+        redis.call('HSET', key, 'lane', lane_id, 'lane_score', score)
         if block == '1' then redis.call('HSET', key, 'lane_block', '1') end
-        -- A lane's head bypasses the fair share: a lane has at most one message on the queue.
-        if lane_push(lane, lane_id, id) then redis.call('XADD', KEYS[2], '*', ARGV[9], msg) end
+        -- A lane's delivery bypasses the fair share: a lane has at most one message out.
+        lane_push(lane, lane_id, id, score, low)
       end
       created = created + 1
     end
   end
   acks[#acks + 1] = entry
 end
-if ARGV[10] == '1' and #acks > 0 then redis.call('XACK', KEYS[1], ARGV[1], unpack(acks)) end
+if ARGV[10] == '1' and #acks > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(acks))
+  lane_watermark(lane, lane_input_low(KEYS[1], ARGV[1]))
+end
 return created

@@ -10,15 +10,16 @@
 -- ARGV[1] now (us), ARGV[2] score (created ms), ARGV[3] TTL (s), ARGV[4] delivery-key prefix,
 -- ARGV[5] by-subscription zset prefix, ARGV[6] by-event zset prefix, ARGV[7] queue message field,
 -- ARGV[8] fair share (0 = off), ARGV[9] fair queued prefix, ARGV[10] fair parked prefix,
--- ARGV[11..17] lane arguments (lib/lane.lua: an ordered subscription's delivery joins its FIFO lane, of this
--- shard, and is queued only as the lane's head),
+-- ARGV[11..19] lane arguments (lib/lane.lua: an ordered subscription's delivery joins its FIFO lane, of this
+-- shard; the caller raises the watermark once the entries are acknowledged),
 -- then per entry: event type, payload, traceparent, tracestate ('' when absent: the record then gets no such
--- field), n, and n groups of 5 (subscription id, delivery id, message, lane id ('' = unordered), '1' when the
--- lane blocks on failure)
+-- field), n, and n groups of 6 (subscription id, delivery id, message, lane id ('' = unordered), '1' when the
+-- lane blocks on failure, the entry's lane score)
 -- Returns the number of deliveries created.
 local created = 0
-local i = 18
+local i = 20
 local lane = lane_ctx(KEYS[1], 11)
+local low = lane_low(lane)
 local fair = {share = tonumber(ARGV[8]), queued = ARGV[9], parked = ARGV[10], parking = KEYS[5],
   queue = KEYS[1], field = ARGV[7], now_ms = ARGV[2], ttl = ARGV[3]}
 while i <= #ARGV do
@@ -26,8 +27,9 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 4])
   i = i + 5
   for _ = 1, n do
-    local sub, id, msg, lane_id, block = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    i = i + 5
+    local sub, id, msg, lane_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local block, score = ARGV[i + 4], ARGV[i + 5]
+    i = i + 6
     local key = ARGV[4] .. id
     if redis.call('EXISTS', key) == 0 then
       redis.call('HSET', key, 'id', id, 'subscription_id', sub, 'event_type', event_type, 'status', 'pending',
@@ -45,9 +47,9 @@ while i <= #ARGV do
       if lane_id == '' then
         fair_enqueue(fair, sub, msg, false)
       else
-        redis.call('HSET', key, 'lane', lane_id)
+        redis.call('HSET', key, 'lane', lane_id, 'lane_score', score)
         if block == '1' then redis.call('HSET', key, 'lane_block', '1') end
-        if lane_push(lane, lane_id, id) then redis.call('XADD', KEYS[1], '*', ARGV[7], msg) end
+        lane_push(lane, lane_id, id, score, low)
       end
       created = created + 1
     end

@@ -18,7 +18,7 @@
 -- ARGV[12] permanent failures in a row that disable a subscription (0 = never), ARGV[13] for how long it
 -- must also have had no success (us), ARGV[14] subscription status-set prefix, ARGV[15] event-set prefix,
 -- ARGV[16] match-generation key (12–16 apply on one node; on a cluster the fold applies them),
--- ARGV[17..23] lane arguments (lib/lane.lua: a terminal outcome moves the delivery's FIFO lane on; a retry
+-- ARGV[17..25] lane arguments (lib/lane.lua: a terminal outcome moves the delivery's FIFO lane on; a retry
 -- holds it), then per item (11 each): token, outcome (delivered|in_progress|retry|reschedule|failed|abandoned: failed
 -- without an attempt|gone: failed, the receiver answered 410), queue entry id, last error, next retry (us), retry due (ms), retry message,
 -- delivery id, what the attempt tells the circuit breaker (success|failure|none), the attempt's log line
@@ -153,12 +153,12 @@ if clustered then first, per_item = 5, 1 end
 local items = (#KEYS - first + 1) / per_item
 -- Refuse the whole batch before writing anything if an item is malformed.
 for i = 0, items - 1 do
-  local outcome = ARGV[25 + i * 11]
+  local outcome = ARGV[27 + i * 11]
   if not known[outcome] then return redis.error_reply('unknown outcome ' .. tostring(outcome)) end
 end
 local results = {}
 for i = 0, items - 1 do
-  local k, a = first + i * per_item, 24 + i * 11
+  local k, a = first + i * per_item, 26 + i * 11
   if clustered then
     results[#results + 1] = finish(KEYS[k], ARGV[a + 10], nil, a)
   else
