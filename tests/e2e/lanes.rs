@@ -87,7 +87,11 @@ fn random_failures(n: usize) -> impl Iterator<Item = u16> {
         x = x
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        if (x >> 33).is_multiple_of(5) { 500 } else { 200 }
+        if (x >> 33).is_multiple_of(5) {
+            500
+        } else {
+            200
+        }
     })
 }
 

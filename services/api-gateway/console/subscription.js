@@ -34,6 +34,15 @@ export function render(main, { id, params }) {
     body.setAttribute('aria-busy', 'false');
   }
 
+  // FIFO lanes (issue #18): chosen at create, shown as one line.
+  function order(s) {
+    if (!s.ordering) return 'unordered';
+    const lanes = s.ordering === 'key' ? `in order per ${s.ordering_key}` : 'in order (one lane)';
+    return s.lane_on_failure === 'block'
+      ? `${lanes}; a failed delivery holds its lane until an administrator retries or skips it`
+      : `${lanes}; a lane moves on after a failed delivery`;
+  }
+
   function show(s) {
     // An answer that arrives after the reader left must not start the panel's polling.
     if (left) return;
@@ -52,6 +61,7 @@ export function render(main, { id, params }) {
       ['Host circuit', h('span', { id: 'sub-circuit' }, '…')],
       ['Rate limit', limit],
       ['Most in flight', s.max_in_flight ? String(s.max_in_flight) : 'no limit'],
+      ['Delivery order', order(s)],
     ];
     if (s.disabled_at) facts.splice(1, 0, ['Disabled', when(s.disabled_at)]);
     panel = redrivePanel(s);

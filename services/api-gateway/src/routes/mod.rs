@@ -4,7 +4,8 @@
 //! methods registered for it (actix's own 405 has no JSON body). Paths no resource matches get the app's
 //! default service, a JSON 404 ([`not_found`]).
 //!
-//! One file per resource: [`subscriptions`] (and [`rotation`], their secrets; [`test_delivery`]), [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
+//! One file per resource: [`subscriptions`] (and [`rotation`], their secrets; [`test_delivery`]; [`lanes`],
+//! their FIFO lanes), [`deliveries`] (admin reads), [`addons`] (CRUD and invoke),
 //! [`webhook_deliveries`] (receivers' status reads and callbacks), [`quotas`] (admin quota overrides and the
 //! subscription-create quota), [`events`], [`health`], [`stats`] (the console's aggregated counters),
 //! [`console`] (the web console's embedded files).
@@ -15,6 +16,7 @@ pub mod deliveries;
 pub mod enable;
 pub mod events;
 pub mod health;
+pub mod lanes;
 pub mod limits;
 pub mod openapi;
 pub mod quotas;
@@ -82,6 +84,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         resource("/admin/webhooks/subscriptions/{webhook_id}/enable", "POST")
             .route(web::post().to(enable::enable_subscription)),
+    )
+    .service(
+        resource(
+            "/admin/webhooks/subscriptions/{webhook_id}/lanes/skip",
+            "POST",
+        )
+        .route(web::post().to(lanes::skip_lane)),
     )
     .service(
         resource(

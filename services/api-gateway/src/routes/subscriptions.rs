@@ -8,6 +8,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use delivery_model::ids::SubscriptionId;
+use delivery_model::lane::{Ordering, OrderingKey};
 use delivery_model::signing::standard;
 use delivery_model::store::Secret;
 use delivery_model::subscription::{
@@ -21,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, WebhookIdPath, parse_uuid};
 use crate::middleware::RequestTrace;
 use crate::routes::limits::{LimitsInput, RateLimitInput};
-use crate::routes::{ListQuery, quotas};
+use crate::routes::{ListQuery, lanes, quotas};
 use crate::state::AppState;
 use delivery_model::store::quotas::QuotaCreate;
 
@@ -57,6 +58,13 @@ pub struct SubscriptionInput {
     pub rate_limit: Option<RateLimitInput>,
     #[serde(default)]
     pub max_in_flight: Option<i64>,
+    /// Hookline additions (issue #18): FIFO lanes, see [`crate::routes::lanes`]. Strings, for our sentences.
+    #[serde(default)]
+    pub ordering: Option<String>,
+    #[serde(default)]
+    pub ordering_key: Option<String>,
+    #[serde(default)]
+    pub lane_on_failure: Option<String>,
 }
 
 impl std::fmt::Debug for SubscriptionInput {
@@ -72,6 +80,9 @@ impl std::fmt::Debug for SubscriptionInput {
             .field("timestamp_header", &self.timestamp_header)
             .field("rate_limit", &self.rate_limit)
             .field("max_in_flight", &self.max_in_flight)
+            .field("ordering", &self.ordering)
+            .field("ordering_key", &self.ordering_key)
+            .field("lane_on_failure", &self.lane_on_failure)
             .finish()
     }
 }
@@ -81,7 +92,7 @@ fn has_control_chars(s: &str) -> bool {
 }
 
 /// Checks a string against TMI's length bounds (in characters) and "no control characters" pattern.
-fn check_text(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
+pub(crate) fn check_text(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
     let n = v.chars().count();
     if n < min {
         return Err(ApiError::invalid_input(format!(
@@ -124,6 +135,18 @@ impl SubscriptionInput {
             ));
         }
         Ok(scheme)
+    }
+
+    /// The FIFO lanes asked for ([`lanes::ordering_from_input`]); `None`: unordered.
+    ///
+    /// # Errors
+    /// 400 `invalid_input` for an unknown value or a combination that means nothing.
+    pub fn ordering(&self) -> ApiResult<Option<Ordering>> {
+        lanes::ordering_from_input(
+            self.ordering.as_deref(),
+            self.ordering_key.as_deref(),
+            self.lane_on_failure.as_deref(),
+        )
     }
 
     /// The secret the new subscription gets: the caller's, which a `standard` subscription needs in the
@@ -222,6 +245,13 @@ pub struct SubscriptionView<'a> {
     rate_limit: Option<RateLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_in_flight: Option<u32>,
+    /// Hookline additions (issue #18): FIFO lanes, only for an ordered subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering_key: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lane_on_failure: Option<&'static str>,
 }
 
 impl<'a> SubscriptionView<'a> {
@@ -264,6 +294,9 @@ impl<'a> SubscriptionView<'a> {
             disabled_at: s.disabled_at.map(format_micros),
             rate_limit: s.rate_limit,
             max_in_flight: s.max_in_flight,
+            ordering: s.ordering.as_ref().map(Ordering::mode),
+            ordering_key: s.ordering.and_then(|o| o.key).map(OrderingKey::as_str),
+            lane_on_failure: s.ordering.map(|o| o.on_failure.as_str()),
         }
     }
 }
@@ -296,6 +329,7 @@ pub async fn create_subscription(
         max_in_flight: input.max_in_flight,
     }
     .validate()?;
+    let ordering = input.ordering()?;
     let scheme = input.scheme()?;
     let secret = input.secret_for(scheme)?;
     // Standard Webhooks prefers asymmetric signatures: a `standard` subscription also signs with its own
@@ -323,6 +357,7 @@ pub async fn create_subscription(
         timestamp_header: input.timestamp_header.unwrap_or(false),
         rate_limit,
         max_in_flight,
+        ordering,
         ..Subscription::new(
             caller.id,
             input.name,

@@ -14,6 +14,7 @@ mod events;
 mod exposure;
 mod health;
 mod input_rules;
+mod lanes;
 mod limits;
 mod quotas;
 mod redrive;
