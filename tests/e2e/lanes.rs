@@ -179,7 +179,11 @@ async fn keys_arrive_in_order_through_random_failures_two_workers_and_a_killed_w
 
 #[tokio::test]
 async fn a_lane_that_blocks_on_failure_waits_for_the_administrators_skip() {
-    let stack = Stack::start_with(&[("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "50")]).await;
+    let stack = Stack::start_with(&[
+        ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "50"),
+        ("HOOKLINE__WORKER__MAX_ATTEMPTS", "2"),
+    ])
+    .await;
     let rx = Receiver::start().await;
     let sub = create(
         &stack,
