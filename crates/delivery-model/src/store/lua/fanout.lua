@@ -50,10 +50,7 @@ while i <= #ARGV do
       if lane_id == '' then
         fair_enqueue(fair, sub, msg, false)
       else
-        redis.call('HSET', key, 'lane', lane_id, 'lane_score', score)
-        if block == '1' then redis.call('HSET', key, 'lane_block', '1') end
-        -- A lane's delivery bypasses the fair share: a lane has at most one message out.
-        lane_push(lane, lane_id, id, score, low)
+        lane_join(lane, key, lane_id, block, id, score, low)
       end
       created = created + 1
     end

@@ -70,6 +70,15 @@ local function lane_push(lane, name, id, score, low)
   if not out or out == '' then lane_next(lane, name, low) end
 end
 
+-- A new delivery `id` (record `record`) of lane `name` joins it at input position `score` (fan-out): the record
+-- learns its lane, and the delivery goes at once if it is first and the watermark `low` allows. A lane's
+-- delivery bypasses fair sharing: a lane never has more than one message out.
+local function lane_join(lane, record, name, block, id, score, low)
+  redis.call('HSET', record, 'lane', name, 'lane_score', score)
+  if block == '1' then redis.call('HSET', record, 'lane_block', '1') end
+  lane_push(lane, name, id, score, low)
+end
+
 -- Delivery `id` of lane `name` is done with: if it is the one out, the lane moves on. Returns true when it
 -- did.
 local function lane_advance(lane, name, id)
