@@ -52,11 +52,19 @@ static ASSETS: &[Asset] = &[
     asset!("delivery.js", JS),
 ];
 
-/// Registers `/console/` (the page; with the slash, so that its relative URLs resolve under it) and
-/// `/console/{file}`.
+/// Registers `/console/` (the page; with the slash, so that its relative URLs resolve under it),
+/// `/console/{file}`, and `/console`, which redirects to the page.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/console/", "GET").route(web::get().to(index)))
+    cfg.service(resource("/console", "GET").route(web::get().to(to_index)))
+        .service(resource("/console/", "GET").route(web::get().to(index)))
         .service(resource("/console/{file}", "GET").route(web::get().to(file)));
+}
+
+/// `GET /console`: a typed address without the slash would resolve the page's relative URLs against `/`.
+async fn to_index() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/console/"))
+        .finish()
 }
 
 /// `GET /console/`

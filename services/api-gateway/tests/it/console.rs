@@ -44,6 +44,10 @@ async fn console_files_are_served_with_a_strict_policy() {
         app.post("/console/").send().await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+    // Without the slash the page's relative URLs would resolve against `/`: redirected.
+    let bare = app.get("/console").send().await;
+    assert_eq!(bare.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.header("location"), Some("/console/"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
