@@ -1,10 +1,12 @@
-// One subscription (`#/subscriptions/{id}`): its fields and health, why the delivery-worker disabled it
-// and the way back (re-enable, optionally queueing again what the disable failed), and the bulk retry of its
-// failed deliveries with a preview (redrive.js). Administrators only, as the API's admin routes are.
+// One subscription (`#/subscriptions/{id}`): its fields and health, its actions (test, rotate, delete, and
+// skipping a blocked lane: actions.js), why the delivery-worker disabled it and the way back (re-enable,
+// optionally queueing again what the disable failed), and the bulk retry of its failed deliveries with a
+// preview (redrive.js). Administrators only, as the API's admin routes are.
 
 import { api, query } from './api.js';
 import { h, replace, when, badge, errorBox, notify } from './dom.js';
 import { redrivePanel } from './redrive.js';
+import { subscriptionActions, laneSkipCard } from './actions.js';
 
 /// What `disabled_reason` means, in words.
 export const DISABLED = {
@@ -70,7 +72,9 @@ export function render(main, { id, params }) {
       h('div', { class: 'actions links' },
         h('a', { href: `#/deliveries${query({ subscription_id: s.id })}` }, 'Deliveries'),
         h('a', { href: `#/deliveries${query({ subscription_id: s.id, status: 'failed' })}` }, 'Failed deliveries')),
+      subscriptionActions(s, result, { onDeleted: () => { location.hash = '#/subscriptions'; }, links: false }),
       s.status === 'inactive' ? disabledCard(s) : null,
+      s.lane_on_failure === 'block' ? laneSkipCard(s, result) : null,
       panel.el);
     if (!focused && params.get('focus') === 'redrive') {
       focused = true;

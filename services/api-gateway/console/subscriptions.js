@@ -3,7 +3,8 @@
 // (subscription.js) has the rest: why it was disabled and re-enable, and the bulk retry of its failures.
 
 import { api, query } from './api.js';
-import { h, replace, when, badge, errorBox, notify, table, confirmButton } from './dom.js';
+import { h, replace, when, badge, errorBox, notify, table } from './dom.js';
+import { subscriptionActions } from './actions.js';
 import { sparkline } from './charts.js';
 import { DISABLED } from './subscription.js';
 
@@ -43,7 +44,7 @@ export function render(main, { params }) {
       String(s.publication_failures),
       h('span', { class: 'circuit', 'data-sub': s.id }, '…'),
       h('span', { class: 'spark-cell', 'data-sub': s.id }),
-      actions(s),
+      subscriptionActions(s, result, { onDeleted: load }),
     ]);
     replace(list,
       page.total === 0
@@ -73,41 +74,6 @@ export function render(main, { params }) {
     }
   }
 
-  function actions(s) {
-    const act = async (label, fn) => {
-      try {
-        await fn();
-      } catch (err) {
-        replace(result, errorBox(err));
-        notify(`${label} failed`, 'bad');
-      }
-    };
-    return h('div', { class: 'actions' },
-      h('a', { href: `#/deliveries${query({ subscription_id: s.id })}` }, 'Deliveries'),
-      h('button', {
-        type: 'button',
-        class: 'secondary',
-        onclick: () => act('Test delivery', async () => {
-          const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/test`, {});
-          replace(result, h('p', { class: 'ok' }, `${r.message}: `, h('a', { href: `#/deliveries/${r.delivery_id}` }, r.delivery_id)));
-          notify('Test delivery queued');
-        }),
-      }, 'Test'),
-      confirmButton('Rotate secret', 'Confirm rotation', () => act('Rotate secret', async () => {
-        const r = await api('POST', `/admin/webhooks/subscriptions/${s.id}/rotate-secret`, {});
-        replace(result, h('div', { class: 'ok' },
-          h('p', {}, `New secret for ${s.name} (shown once; the previous one works until ${r.previous_secret_expires_at || 'now'}):`),
-          h('code', { class: 'secret' }, r.secret)));
-        notify('Secret rotated');
-      }), { class: 'secondary' }),
-      h('a', { href: `#/subscriptions/${s.id}?focus=redrive` }, 'Retry failed…'),
-      confirmButton('Delete', 'Confirm delete', () => act('Delete', async () => {
-        await api('DELETE', `/admin/webhooks/subscriptions/${s.id}`);
-        notify(`Subscription ${s.name} deleted`);
-        load();
-      }), { class: 'danger' }));
-  }
-
   function pager(page) {
     const nav = h('nav', { class: 'pager', 'aria-label': 'Subscription pages' });
     if (offset > 0) nav.append(h('a', { href: `#/subscriptions${query({ offset: Math.max(0, offset - LIMIT) })}` }, '← Previous'));
@@ -128,19 +94,34 @@ function createForm(reload, result) {
     h('label', { for: id }, label),
     h('input', { id, name: id, ...attrs, ...(help ? { 'aria-describedby': `${id}-help` } : {}) }),
     help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null);
+  const choice = (id, label, options, help) => h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    h('select', { id, name: id, ...(help ? { 'aria-describedby': `${id}-help` } : {}) },
+      options.map(([value, text]) => h('option', { value }, text))),
+    help ? h('small', { id: `${id}-help`, class: 'muted' }, help) : null);
   const form = h('form', { class: 'card create', id: 'create-subscription' },
     h('h2', {}, 'New subscription'),
     h('div', { class: 'fields' },
       field('sub-name', 'Name', { required: true, maxlength: 255 }),
       field('sub-url', 'URL', { type: 'url', required: true, placeholder: 'https://' }),
       field('sub-events', 'Event types', { required: true, value: '*' }, 'Comma-separated, or * for all'),
-      field('sub-tm', 'Threat model id', {}, 'Optional: only this threat model\'s events')),
+      field('sub-tm', 'Threat model id', {}, 'Optional: only this threat model\'s events'),
+      choice('sub-ordering', 'Delivery order', [['', 'Any order'], ['subscription', 'In order (one lane)'], ['key', 'In order per key']],
+        'In order: each delivery waits until the previous one is delivered or has failed for good'),
+      choice('sub-ordering-key', 'Order key', [['threat_model_id', 'threat_model_id'], ['object_id', 'object_id'], ['object_type', 'object_type'], ['owner_id', 'owner_id']],
+        'With "in order per key": one lane per value of this event field'),
+      choice('sub-lane-on-failure', 'After a failed delivery', [['skip', 'Move on'], ['block', 'Hold the lane until an administrator acts']])),
     h('button', { type: 'submit' }, 'Create'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const v = (id) => form.querySelector(`#${id}`).value.trim();
     const body = { name: v('sub-name'), url: v('sub-url'), events: v('sub-events').split(',').map((x) => x.trim()).filter(Boolean) };
     if (v('sub-tm')) body.threat_model_id = v('sub-tm');
+    if (v('sub-ordering')) {
+      body.ordering = v('sub-ordering');
+      if (body.ordering === 'key') body.ordering_key = v('sub-ordering-key');
+      body.lane_on_failure = v('sub-lane-on-failure');
+    }
     try {
       const s = await api('POST', '/admin/webhooks/subscriptions', body);
       replace(result, h('div', { class: 'ok' },

@@ -16,7 +16,10 @@ browser session does everything:
    it left, and that job is followed to completed; the deliveries list shows all of them delivered;
 7. re-enable: a second subscription, to the receiver answering 410, is disabled by the worker; the list and
    its page say why; Re-enable (queueing the failed delivery again) makes it active and the delivery arrives;
-8. a non-admin signed in through a deep link (token in the URL fragment) sees TMI's 403 text and not the
+8. a subscription's own page: a test delivery, a secret rotation (two clicks); a subscription created in
+   order per object_id, blocking on failure: its page says so and offers the lane skip; deleted from its page
+   (two clicks);
+9. a non-admin signed in through a deep link (token in the URL fragment) sees TMI's 403 text and not the
    admin's subscriptions.
 
 A screenshot of each page goes to the screenshots directory. Any browser console message at error level or
@@ -35,7 +38,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 WAIT_SECS = 20
 # Deliveries made to fail for the bulk retry (REDRIVE in console.rs).
@@ -224,11 +227,12 @@ def run(driver):
 
     bulk_retry(d, sub)
     reenable(d)
+    actions_and_lanes(d, sub)
 
     found = problems(d, [])
     assert not found, found
 
-    # 8. A non-admin, signed in by a TMI deep link, gets the API's 403 and never the admin's subscription.
+    # 9. A non-admin, signed in by a TMI deep link, gets the API's 403 and never the admin's subscription.
     d.find_element(By.ID, "signout").click()
     wait(d, "signed out", lambda d: d.find_element(By.ID, "token"))
     assert d.execute_script("return sessionStorage.getItem('hookline.token')") is None
@@ -242,6 +246,49 @@ def run(driver):
     found = problems(d, ["/admin/webhooks/subscriptions"])
     assert not found, found
     log("all checks passed")
+
+
+def actions_and_lanes(d, sub):
+    """8. Test and rotate from a subscription's page; an ordered subscription made, shown and deleted."""
+    go(d, f"#/subscriptions/{sub}")
+    wait(d, "the subscription's actions", lambda d: d.find_element(By.CSS_SELECTOR, "button[data-action=test]"))
+    d.find_element(By.CSS_SELECTOR, "button[data-action=test]").click()
+    done = wait(d, "the test delivery", lambda d: d.find_element(By.ID, "test-result"))
+    assert done.find_elements(By.TAG_NAME, "a"), done.text
+    rotate = d.find_element(By.CSS_SELECTOR, "button[data-action=rotate]")
+    rotate.click()
+    assert rotate.text == "Confirm rotation", rotate.text
+    rotate.click()
+    secret = wait(d, "the rotated secret", lambda d: d.find_element(By.CSS_SELECTOR, "#rotate-result .secret"))
+    assert len(secret.text) >= 32, secret.text
+    shot(d, "subscription-actions")
+
+    go(d, "#/subscriptions")
+    wait(d, "the create form", lambda d: d.find_element(By.ID, "create-subscription"))
+    d.find_element(By.ID, "sub-name").send_keys("console-lanes")
+    d.find_element(By.ID, "sub-url").send_keys(cfg["receiver"])
+    events = d.find_element(By.ID, "sub-events")
+    events.clear()
+    events.send_keys("threat_model.updated")
+    Select(d.find_element(By.ID, "sub-ordering")).select_by_value("key")
+    Select(d.find_element(By.ID, "sub-ordering-key")).select_by_value("object_id")
+    Select(d.find_element(By.ID, "sub-lane-on-failure")).select_by_value("block")
+    d.find_element(By.CSS_SELECTOR, "#create-subscription button[type=submit]").click()
+    wait(d, "the create answer", lambda d: d.find_element(By.CSS_SELECTOR, ".result .secret"))
+    ordered = wait(d, "the ordered subscription in the list", lambda d: next(
+        (r.find_element(By.CSS_SELECTOR, "code.id").text for r in rows(d, "subscriptions") if "console-lanes" in r.text),
+        None))
+    go(d, f"#/subscriptions/{ordered}")
+    wait(d, "the lane skip card", lambda d: d.find_element(By.ID, "lane-skip"))
+    facts = d.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "in order per object_id" in facts and "holds its lane" in facts, facts
+    assert d.find_element(By.ID, "lane-key").get_attribute("required") is not None
+    shot(d, "subscription-ordered")
+    delete = d.find_element(By.CSS_SELECTOR, "button[data-action=delete]")
+    delete.click()
+    delete.click()
+    wait(d, "back on the list without it", lambda d: d.current_url.endswith("#/subscriptions") and rows(d, "subscriptions")
+         and all("console-lanes" not in r.text for r in rows(d, "subscriptions")))
 
 
 def go(driver, hash_path):

@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("overview.js", JS),
     asset!("subscriptions.js", JS),
     asset!("subscription.js", JS),
+    asset!("actions.js", JS),
     asset!("redrive.js", JS),
     asset!("deliveries.js", JS),
     asset!("delivery.js", JS),
