@@ -22,6 +22,7 @@ local created = 0
 local i = 23
 local lane = lane_ctx(KEYS[2], 14)
 local low = lane_low(lane)
+local laned = false
 local fair = {share = tonumber(ARGV[11]), queued = ARGV[12], parked = ARGV[13], parking = KEYS[5],
   queue = KEYS[2], field = ARGV[9], now_ms = ARGV[3], ttl = ARGV[4]}
 -- Read once per call: a chunk's entries mostly match the same few subscriptions.
@@ -51,6 +52,7 @@ while i <= #ARGV do
         fair_enqueue(fair, sub, msg, false)
       else
         lane_join(lane, key, lane_id, block, id, score, low)
+        laned = true
       end
       created = created + 1
     end
@@ -59,6 +61,9 @@ while i <= #ARGV do
 end
 if ARGV[10] == '1' and #acks > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(acks))
-  lane_watermark(lane, lane_input_low(KEYS[1], ARGV[1]))
+  -- Only when lanes are concerned: the two stream reads it costs are not paid by unordered traffic.
+  if laned or redis.call('ZCARD', lane.held) > 0 then
+    lane_watermark(lane, lane_input_low(KEYS[1], ARGV[1]))
+  end
 end
 return created
