@@ -91,7 +91,7 @@ impl Budget {
 /// What a cycle did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CycleReport {
-    pub(crate) changed: [u64; 7],
+    pub(crate) changed: [u64; Action::ALL.len()],
     /// Every step caught up; false when a step stopped at its chunk budget with work left.
     pub caught_up: bool,
     pub duration: Duration,
