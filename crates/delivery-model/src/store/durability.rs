@@ -129,10 +129,16 @@ impl Store {
             cluster_hash: slot.map(ClusterHash::Custom),
             ..Options::default()
         };
-        let confirmed: i64 = client
+        // A reply that does not come within the slack either (a master too busy to answer its own timeout in
+        // time) confirms nothing: the same answer as a `WAIT` that counted no replica.
+        let confirmed: i64 = match client
             .with_options(&opts)
             .wait(i64::from(self.ack.replicas), timeout_ms)
-            .await?;
+            .await
+        {
+            Err(e) if *e.kind() == fred::error::ErrorKind::Timeout => 0,
+            other => other?,
+        };
         let confirmed = u32::try_from(confirmed.max(0)).unwrap_or(u32::MAX);
         if confirmed < self.ack.replicas {
             return Err(Error::NotReplicated {
