@@ -6,9 +6,8 @@
 //! while the previous write was in flight and writes it in one script. Under light load a batch holds one
 //! outcome and adds no delay; under heavy load batches grow and the per-delivery cost falls.
 //!
-//! An attempt still learns its own result (written, superseded, fenced), and a failed write leaves each of
-//! its entries pending exactly as a failed single write did; but it gives the worker's slot back while it
-//! waits (see [`Outcomes::write`]).
+//! An attempt still learns its own result (written, superseded, fenced) before it lets go of its slot, and
+//! a failed write leaves each of its entries pending exactly as a failed single write did.
 //!
 //! On a Redis Cluster a script may only touch one shard's keys, so a gathered batch is written as one
 //! script per shard it spans, the calls in flight together.
@@ -25,7 +24,7 @@ use delivery_model::keys::Shard;
 use delivery_model::stats::OutcomeSample;
 use delivery_model::store::{CircuitPolicy, FinishItem, FinishResult, Store};
 use delivery_model::time::now_micros;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most outcomes one script call writes.
 const MAX_BATCH: usize = 256;
@@ -39,49 +38,32 @@ type Reply = oneshot::Sender<delivery_model::Result<FinishResult>>;
 /// Outcome samples waiting for the next statistics flush.
 type Samples = Mutex<Vec<OutcomeSample>>;
 
-/// Hands outcomes to the writer task. Cheap to share. An attempt gives its worker slot back when it hands
-/// its outcome over, so the outcomes waiting for a write have their own bound (`room`, the worker's
-/// `max_in_flight`): under load the reader keeps reading while writes are in flight, and at most that many
-/// more finished attempts wait in memory.
+/// Hands outcomes to the writer task. Cheap to share. The channel needs no bound of its own: every sender is
+/// an attempt holding one of the worker's slots until its answer comes, so at most `max_in_flight` wait.
 pub struct Outcomes {
     tx: mpsc::UnboundedSender<(FinishItem, Reply)>,
-    room: Arc<Semaphore>,
 }
 
 impl Outcomes {
     /// Starts the writer task (it ends when the last `Outcomes` handle is dropped) and the statistics
     /// flusher (it ends after the writer, with a last flush).
-    pub fn start(store: Store, policy: CircuitPolicy, room: usize) -> Self {
+    pub fn start(store: Store, policy: CircuitPolicy) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let samples = Arc::new(Samples::default());
         tokio::spawn(flush_stats(store.clone(), Arc::downgrade(&samples)));
         tokio::spawn(writer(store, Arc::new(policy), samples, rx));
-        Self {
-            tx,
-            room: Arc::new(Semaphore::new(room.max(1))),
-        }
+        Self { tx }
     }
 
     /// Writes one attempt's outcome, fenced by its lease token, with whatever other outcomes are waiting.
-    /// `slot`, the worker's slot the attempt held, goes back as soon as the outcome has room to wait (at once
-    /// unless `room` outcomes already wait: then the attempt keeps its slot until one is written, and the
-    /// reader slows down).
     ///
     /// # Errors
     /// Redis failure: nothing of this batch was written; the entry stays pending.
-    pub async fn write(
-        &self,
-        item: FinishItem,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> delivery_model::Result<FinishResult> {
-        let closed = || delivery_model::Error::Script("outcome writer stopped".into());
-        let waiting = self.room.acquire().await.map_err(|_| closed())?;
-        drop(slot);
+    pub async fn write(&self, item: FinishItem) -> delivery_model::Result<FinishResult> {
         let (reply, answer) = oneshot::channel();
+        let closed = || delivery_model::Error::Script("outcome writer stopped".into());
         self.tx.send((item, reply)).map_err(|_| closed())?;
-        let written = answer.await.map_err(|_| closed())?;
-        drop(waiting);
-        written
+        answer.await.map_err(|_| closed())?
     }
 }
 

@@ -209,10 +209,9 @@ fn spawn_all(
         for (attempt, permit) in attempts.into_iter().zip(delivery_permits) {
             let Some(attempt) = attempt else { continue };
             let d = d.clone();
-            // The attempt gives its slot back once its request is over (its outcome then waits for the
-            // group commit without holding a slot).
             t.spawn(async move {
-                d.attempt(attempt.holding(permit)).await;
+                d.attempt(attempt).await;
+                drop(permit);
             });
         }
     });

@@ -7,9 +7,8 @@
 //! 3. classify: the answer (or the failure to get one) becomes an [`Outcome`] ([`Concluded`]);
 //! 4. finish: the outcome goes to the group commit, fenced by the lease, and is counted under its label.
 //!
-//! The worker's slot and the host's slot travel with the attempt until its request is over; the outcome then
-//! waits for the group commit without them (bounded by `Outcomes`). A limited subscription's in-flight slot
-//! is let go only once its outcome is written, so that limit bounds attempts until they are over.
+//! The host's slot (and a limited subscription's in-flight slot) travels with the attempt through every
+//! stage and is let go only once its outcome is written, so the slots bound attempts until they are over.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,6 @@ use delivery_model::store::{CircuitSignal, FinishItem, FinishResult};
 use delivery_model::subscription::{Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 use http::{StatusCode, Uri};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::host_slots::{self, Health, HostSlot};
 use super::limits::LimitSlot;
@@ -141,7 +139,6 @@ impl Dispatcher {
             now,
             read_at,
             leased,
-            slot,
         } = attempt;
         let record = leased.record;
         let concluded = match self.prepare(record.id, leased.subscription).await? {
@@ -162,7 +159,7 @@ impl Dispatcher {
             }
             Prepared::Concluded(c) => c,
         };
-        self.finish(entry_id, token, &record, concluded, slot).await
+        self.finish(entry_id, token, &record, concluded).await
     }
 
     /// Renews the lease taken at `leased_at` if the attempt has since spent long enough (waiting for its
@@ -361,8 +358,7 @@ impl Dispatcher {
         entry_id: String,
         token: String,
         record: &DeliveryRecord,
-        mut c: Concluded,
-        slot: Option<OwnedSemaphorePermit>,
+        c: Concluded,
     ) -> delivery_model::Result<Handled> {
         let label = c.outcome.label();
         let status = c.trace.and_then(|t| t.status);
@@ -385,13 +381,8 @@ impl Dispatcher {
             signal: c.signal,
             log,
         };
-        // The request is over: its host may take another, and the worker's slot goes back while the
-        // outcome waits for the group commit (`Outcomes::write` bounds how many wait). Holding both until the
-        // write landed doubled a slot's time under load (issue #21: lease, request and write p50 5.4, 1.5 and
-        // 6.6 ms) and left the worker waiting rather than working.
-        drop(c.slot.take());
         let writing = Instant::now();
-        let written = self.outcomes.write(item, slot).await;
+        let written = self.outcomes.write(item).await;
         // Written or not, the request is over: its in-flight slot goes back (a failed write leaves the entry
         // pending for another attempt, which asks the limiter again).
         if let Some(limit) = c.limit {
@@ -417,6 +408,8 @@ impl Dispatcher {
                 .event_to_delivered
                 .observe(since_event(record.id, now_micros() / 1000));
         }
+        // The attempt is over: its host may take another.
+        drop(c.slot);
         Ok(if written == FinishResult::Fenced {
             Handled::LeftPending
         } else {

@@ -15,9 +15,6 @@ pub struct DispatchConfig {
     pub excerpt_bytes: usize,
     pub max_challenges: u32,
     pub challenge_interval: Duration,
-    /// `worker.max_in_flight`: also how many finished attempts may wait for their outcome's write after
-    /// giving back their slot (see `Outcomes`).
-    pub max_in_flight: usize,
     /// The floor and ceiling of every host's adaptive limit (see `host_slots`).
     pub(super) host_bounds: super::host_slots::GateBounds,
     /// How long an attempt may wait for a slot of its host: one request timeout (the longest a slot can
@@ -51,7 +48,6 @@ impl DispatchConfig {
             excerpt_bytes: s.outbound.error_excerpt_bytes,
             max_challenges: s.subscriptions.max_challenges,
             challenge_interval: Duration::from_millis(s.subscriptions.challenge_retry_interval_ms),
-            max_in_flight: s.worker.max_in_flight,
             host_bounds: super::host_slots::GateBounds::new(
                 s.worker.max_in_flight,
                 s.worker.max_in_flight_per_host,
@@ -118,7 +114,6 @@ pub(super) mod tests {
             excerpt_bytes: 8,
             max_challenges: 3,
             challenge_interval: Duration::from_secs(30),
-            max_in_flight: 8,
             host_bounds: super::super::host_slots::GateBounds::new(8, 4),
             host_wait: Duration::from_secs(30),
             renew_after: Duration::from_secs(5),

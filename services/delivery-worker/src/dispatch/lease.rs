@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use delivery_model::ids::DeliveryId;
 use delivery_model::store::{BeginAttempt, BeginItem, Leased};
 use delivery_model::time::{Micros, now_micros};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Dispatcher, micros};
 
@@ -23,18 +22,6 @@ pub struct Attempt {
     /// When its queue entry was read (the start of the `send_wait` hop).
     pub(super) read_at: Instant,
     pub(super) leased: Leased,
-    /// The worker's slot this attempt holds (the reader's handler hands it over): given back once the
-    /// request is over, while the outcome waits for its write (see `Outcomes::write`).
-    pub(super) slot: Option<OwnedSemaphorePermit>,
-}
-
-impl Attempt {
-    /// The attempt, holding the worker's slot `slot`.
-    #[must_use]
-    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
-        self.slot = Some(slot);
-        self
-    }
 }
 
 impl Dispatcher {
@@ -83,7 +70,6 @@ impl Dispatcher {
                         now,
                         read_at,
                         leased: *leased,
-                        slot: None,
                     })
                 }
                 Ok(BeginAttempt::Missing) => {

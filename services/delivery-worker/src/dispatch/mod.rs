@@ -96,7 +96,7 @@ impl Dispatcher {
         delegation: Option<Delegation>,
         metrics: Metrics,
     ) -> Self {
-        let outcomes = Outcomes::start(store.clone(), cfg.circuit.clone(), cfg.max_in_flight);
+        let outcomes = Outcomes::start(store.clone(), cfg.circuit.clone());
         let hosts = host_slots::HostSlots::new(cfg.host_bounds);
         Self {
             store,
