@@ -20,13 +20,15 @@ use crate::harness::{On, Stack};
 
 const EVENT: &str = "threat_model.updated";
 
-/// Eight attempts 50 ms apart: with one answer in five a 500, a delivery fails every attempt with
-/// probability 0.2^8 ≈ 3·10⁻⁶, so the run's 1,000 deliveries all end delivered.
-const SETTINGS: [(&str, &str); 2] = [
-    (
-        "HOOKLINE__WORKER__RETRY_SCHEDULE_MS",
-        "50,50,50,50,50,50,50",
-    ),
+/// Ten attempts 50 ms apart: with one answer in five a 500, a delivery fails every attempt with
+/// probability 0.2^10 ≈ 10⁻⁷, so the run's 1,000 deliveries all end delivered. The host's circuit breaker
+/// and endpoint health stay out of it (a run of 500s would otherwise open the circuit): this test is about
+/// order; `worker.rs` tests the breaker.
+const SETTINGS: [(&str, &str); 5] = [
+    ("HOOKLINE__WORKER__RETRY_SCHEDULE_MS", "50"),
+    ("HOOKLINE__WORKER__MAX_ATTEMPTS", "10"),
+    ("HOOKLINE__WORKER__CIRCUIT_FAILURE_THRESHOLD", "100000"),
+    ("HOOKLINE__WORKER__DISABLE_AFTER_FAILURES", "0"),
     ("HOOKLINE__WORKER__BLOCK_MS", "100"),
 ];
 

@@ -5,7 +5,8 @@
 //!   [`GroupReader`], and the reading spec built from settings.
 //! - [`candidates`]: the subscriptions each event type can match, kept while the match generation holds.
 //! - [`metrics`]: this service's Prometheus metrics.
-//! - [`sampler`]: the consumer-lag gauges, sampled every 5 s.
+//! - [`sampler`]: the consumer-lag gauges, sampled every 5 s, and the FIFO lanes' watermark, raised every
+//!   second.
 
 pub mod candidates;
 pub mod consumer;
@@ -56,9 +57,15 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         metrics.clone(),
         sampling.clone(),
     ));
+    let lanes = tokio::spawn(sampler::raise_lanes(
+        ctx.store.clone(),
+        metrics.clone(),
+        sampling.clone(),
+    ));
     let consumer = consumer::Consumer::new(ctx.store, &ctx.settings, metrics);
     reader.run(&consumer, &ctx.shutdown).await;
     sampling.cancel();
     let _ = sampler.await;
+    let _ = lanes.await;
     Ok(())
 }

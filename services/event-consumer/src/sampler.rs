@@ -39,3 +39,19 @@ pub async fn run(store: Store, metrics: Metrics, token: CancellationToken) {
         }
     }
 }
+
+/// How often the lane watermark is raised whether or not batches arrive.
+pub const LANES_EVERY: Duration = Duration::from_secs(1);
+
+/// Raises the FIFO lanes' input watermark every [`LANES_EVERY`] until `token` is cancelled. A lane held
+/// until the entries before it were acknowledged is released by the fan-out that acknowledges them; this
+/// tick covers the acknowledgements that raise nothing themselves (another replica's last batch, malformed
+/// entries, add-on routes), so a held lane never waits for the next event or for cleanup.
+pub async fn raise_lanes(store: Store, metrics: Metrics, token: CancellationToken) {
+    while shutdown::sleep(&token, LANES_EVERY).await {
+        if let Err(e) = store.raise_lane_watermark().await {
+            metrics.redis_errors.inc();
+            tracing::debug!(error = %e, "raising the lane watermark failed; the next tick retries");
+        }
+    }
+}
