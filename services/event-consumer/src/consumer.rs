@@ -38,9 +38,6 @@ use crate::metrics::Metrics;
 const CONCURRENCY: usize = 16;
 /// Entries fanned out per script call: amortises a script's fixed cost while keeping each call short.
 const FANOUT_CHUNK: usize = 32;
-/// The lane watermark is raised at least this often (a held lane waits for it when the entries before it
-/// were acknowledged without a fan-out script: malformed entries, add-on routes, another replica's batch).
-const LANE_WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
 /// The consumer's reading spec: the input stream in the `webhook-consumers` group. Stalled entries are
 /// looked for every half `claim_idle_ms` (at least every 100 ms).
@@ -123,8 +120,6 @@ pub struct Consumer {
     candidates: CandidateCache,
     require_owner_match: bool,
     metrics: Metrics,
-    /// When the lane watermark was last raised by this consumer.
-    lanes_raised: std::sync::Mutex<Instant>,
 }
 
 impl BatchHandler for Consumer {
@@ -159,7 +154,6 @@ impl Consumer {
             candidates: CandidateCache::default(),
             require_owner_match: settings.consumer.require_owner_match,
             metrics,
-            lanes_raised: std::sync::Mutex::new(Instant::now()),
         }
     }
 
@@ -284,23 +278,14 @@ impl Consumer {
         plan
     }
 
-    /// Raises the FIFO lanes' input watermark (`Store::raise_lane_watermark`) after a batch that fed lanes,
-    /// unless the fan-out script did it already, and at least every [`LANE_WATERMARK_EVERY`]. A failure is
-    /// logged and counted: the entries are acknowledged, and the next call (or cleanup's) raises it.
+    /// Raises the FIFO lanes' input watermark (`Store::raise_lane_watermark`) after a batch that fed a lane,
+    /// unless the fan-out script did it already (the sampler's tick covers every other acknowledgement). A
+    /// failure is logged and counted: the entries are acknowledged, and the next call raises it.
     async fn raise_lane_watermark(&self, ordered: bool) {
-        let due = {
-            let mut last = self
-                .lanes_raised
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = (ordered && !self.store.fanout_raises_lane_watermark())
-                || last.elapsed() >= LANE_WATERMARK_EVERY;
-            if due {
-                *last = Instant::now();
-            }
-            due
-        };
-        if due && let Err(e) = self.store.raise_lane_watermark().await {
+        if !ordered || self.store.fanout_raises_lane_watermark() {
+            return;
+        }
+        if let Err(e) = self.store.raise_lane_watermark().await {
             self.metrics.redis_errors.inc();
             tracing::warn!(error = %e, "raising the lane watermark failed; the next batch retries");
         }
