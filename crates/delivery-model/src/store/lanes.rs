@@ -179,57 +179,19 @@ impl Store {
             .sum())
     }
 
-    /// The input watermark as a lane score (see `lua/lib/lane.lua`): `None` when the group is missing.
+    /// The input watermark as a lane score (see `lua/lib/lane.lua`): `None` when the stream or group is
+    /// missing. One script on the input stream's node, so the pending summary and the group's last delivered
+    /// id are read at one instant (`lua/lane_input_low.lua` says why that matters).
     async fn input_watermark(&self) -> Result<Option<u64>> {
         let k = self.keys();
-        let client = self.writer();
-        let stream = k.events_stream().to_owned();
-        let pending: std::result::Result<Value, fred::error::Error> = client
-            .custom(
-                fred::cmd!("XPENDING"),
-                vec![stream.clone(), EVENTS_GROUP.to_owned()],
+        let low: u64 = scripts::LANE_INPUT_LOW
+            .run_on(
+                &self.writer(),
+                vec![k.events_stream().to_owned()],
+                vec![EVENTS_GROUP.to_owned()],
             )
-            .await;
-        let summary = match pending {
-            Ok(Value::Array(a)) => a,
-            Ok(_) => return Ok(None),
-            Err(e) if e.details().contains("NOGROUP") => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if summary.first().and_then(Value::as_u64).unwrap_or(0) > 0 {
-            return Ok(summary
-                .get(1)
-                .and_then(Value::as_string)
-                .map(|id| lane_score(&id)));
-        }
-        let groups: Value = client
-            .custom(fred::cmd!("XINFO"), vec!["GROUPS".to_owned(), stream])
             .await?;
-        let Value::Array(groups) = groups else {
-            return Ok(None);
-        };
-        for g in groups {
-            let fields: Vec<Value> = match g {
-                Value::Array(a) => a,
-                Value::Map(m) => m
-                    .inner()
-                    .into_iter()
-                    .flat_map(|(k, v)| [Value::from(k), v])
-                    .collect(),
-                _ => continue,
-            };
-            let field = |name: &str| {
-                fields
-                    .chunks(2)
-                    .find(|p| p[0].as_str().as_deref() == Some(name))
-                    .and_then(|p| p.get(1))
-                    .and_then(Value::as_string)
-            };
-            if field("name").as_deref() == Some(EVENTS_GROUP) {
-                return Ok(field("last-delivered-id").map(|id| lane_score(&id) + 1));
-            }
-        }
-        Ok(None)
+        Ok((low > 0).then_some(low))
     }
 
     /// FIFO lanes' hygiene, run by cleanup: in every shard, moves on a lane whose delivery out is done with

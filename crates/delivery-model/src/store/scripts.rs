@@ -185,6 +185,11 @@ with_lib!(FAIR_SWEEP, ["lua/lib/fair.lua"], "lua/fair_sweep.lua");
 with_lib!(LANE_SWEEP, ["lua/lib/lane.lua"], "lua/lane_sweep.lua");
 with_lib!(LANE_SKIP, ["lua/lib/lane.lua"], "lua/lane_skip.lua");
 with_lib!(
+    LANE_INPUT_LOW,
+    ["lua/lib/lane.lua"],
+    "lua/lane_input_low.lua"
+);
+with_lib!(
     LANE_WATERMARK,
     ["lua/lib/lane.lua"],
     "lua/lane_watermark.lua"
