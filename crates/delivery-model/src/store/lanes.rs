@@ -4,7 +4,6 @@
 //! this module holds their arguments, the delivery ids that keep a lane in one shard, an administrator's
 //! skip, and cleanup's sweep.
 
-use fred::prelude::*;
 use fred::types::Value;
 
 use super::{Store, scripts};
