@@ -32,7 +32,7 @@ pub(crate) async fn print_commandstats(c: &Client, deliveries: f64) -> anyhow::R
         })
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.2));
-    println!("\n    Redis time by command since start (µs per flood delivery is indicative):");
+    println!("\n    Redis time by command (µs per delivery is indicative):");
     for (name, calls, usec) in rows.iter().take(12) {
         println!(
             "    {name:<16} calls {calls:>9}  usec {usec:>10}  per call {:>7.1}  per delivery {:>6.1}",

@@ -6,8 +6,10 @@ use crate::Args;
 use crate::backend::RedisSpec;
 use crate::load::steady;
 use crate::measure::{Run, measure};
+use crate::probes::print_commandstats;
 use crate::report::{self, pooled_latencies, pooled_usage, spread};
 use crate::stack::{Stack, StackSpec};
+use fred::prelude::ClientLike;
 
 /// How the events get in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,14 @@ pub(crate) async fn run(args: &Args, mode: Mode, k: usize, rates: &[u64]) -> any
             .await?;
             let publisher = stack.publisher(STEADY_POOL)?;
             stack.warm_up(&publisher).await?;
+            let debug = std::env::var_os("BENCH_DEBUG").is_some();
+            if debug {
+                // The run's own commands only: the warm-up's are dropped.
+                let _: () = stack
+                    .raw
+                    .custom(fred::cmd!("CONFIG"), vec!["RESETSTAT"])
+                    .await?;
+            }
             let secs = args.rate_secs as f64;
             let r = measure(
                 &stack,
@@ -67,6 +77,9 @@ pub(crate) async fn run(args: &Args, mode: Mode, k: usize, rates: &[u64]) -> any
             )
             .await;
             report::print_run(&format!("{rate} events/s, run {rep}"), &r);
+            if debug {
+                print_commandstats(&stack.raw, r.delivered as f64).await?;
+            }
             runs.push(r);
         }
         by_rate.push((rate, runs));
