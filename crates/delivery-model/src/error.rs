@@ -22,6 +22,10 @@ pub enum Error {
     /// time (`WAIT`): a failover now could still lose it. Retryable; the caller must not report success.
     #[error("write not confirmed by replicas: {confirmed} of {wanted} within the wait timeout")]
     NotReplicated { wanted: u32, confirmed: u32 },
+    /// A fan-out matched its entries against subscriptions read at an older match generation: a
+    /// subscription changed since, so nothing was written and the caller matches the entries again.
+    #[error("the subscriptions changed since the entries were matched")]
+    StaleMatch,
     /// The connection settings cannot be used (URL, credentials, TLS files); the message never holds the
     /// password.
     #[error("redis settings: {0}")]
@@ -50,7 +54,7 @@ impl Error {
             | Error::Script(_)
             | Error::Config(_)
             | Error::Crypto(_) => false,
-            Error::NotReplicated { .. } => true,
+            Error::NotReplicated { .. } | Error::StaleMatch => true,
         }
     }
 
@@ -73,6 +77,7 @@ impl Error {
                 wanted: *wanted,
                 confirmed: *confirmed,
             },
+            Error::StaleMatch => Error::StaleMatch,
             Error::Config(s) => Error::Config(s.clone()),
             Error::Crypto(s) => Error::Crypto(s.clone()),
         }

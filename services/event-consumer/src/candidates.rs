@@ -2,9 +2,12 @@
 //!
 //! Reading them costs a set union and one hash read per subscription, per event type, per batch: at a
 //! moderate rate, where a batch holds one event, that was most of the consumer's Redis work (issue #21).
-//! Subscriptions change rarely, so the consumer keeps what it read and asks Redis one cheap question per
-//! batch instead: has the match generation moved? Every script that changes the per-event match sets bumps it
-//! in the same step (see `Keyspace::match_generation`), so a cached list is exactly as fresh as a read one.
+//! Subscriptions change rarely, so the consumer keeps what it read, with the match generation it read it
+//! at. Every script that changes the per-event match sets bumps the generation in the same step (see
+//! `Keyspace::match_generation`). On one node the fan-out script checks it as it writes and refuses a batch
+//! matched at an older one (`Error::StaleMatch`: the consumer drops the cache and matches again), so a batch
+//! served from the cache costs no read at all; on a cluster, where the generation lives apart from the
+//! shards, the consumer reads it once per batch. Either way a cached list is exactly as fresh as a read one.
 //! Entries are also re-read after [`MAX_AGE`], which bounds staleness if Redis loses the counter with its data.
 //!
 //! The fan-out script checks each subscription's status again when it writes, so a subscription that left
@@ -23,6 +26,12 @@ const MAX_AGE: Duration = Duration::from_secs(5);
 /// Candidate subscriptions per event type.
 pub type Candidates<'a> = HashMap<&'a str, Arc<Vec<Subscription>>>;
 
+/// Candidates and the match generation they were read at.
+pub struct Matched<'a> {
+    pub candidates: Candidates<'a>,
+    pub generation: i64,
+}
+
 /// What the consumer read, by event type, and the generation it belongs to.
 #[derive(Default)]
 pub struct CandidateCache {
@@ -37,7 +46,8 @@ struct Cached {
 
 impl CandidateCache {
     /// The candidates of each of `types`: from the cache while the match generation is unchanged and the
-    /// entry young enough, else read from Redis (and kept).
+    /// entry young enough, else read from Redis (and kept). When the fan-out checks the generation itself
+    /// (one node) and every type is cached, nothing is read.
     ///
     /// # Errors
     /// Redis failure: the caller leaves its batch pending.
@@ -45,7 +55,12 @@ impl CandidateCache {
         &self,
         store: &Store,
         types: &[&'a str],
-    ) -> Result<Candidates<'a>, (&'a str, delivery_model::Error)> {
+    ) -> Result<Matched<'a>, (&'a str, delivery_model::Error)> {
+        if store.fanout_checks_match_generation()
+            && let Some(hit) = self.cached(types)
+        {
+            return Ok(hit);
+        }
         let generation = store.match_generation().await.map_err(|e| ("", e))?;
         let mut found = Candidates::new();
         let mut missing = Vec::new();
@@ -74,7 +89,31 @@ impl CandidateCache {
             }
             found.insert(t, subs);
         }
-        Ok(found)
+        Ok(Matched {
+            candidates: found,
+            generation,
+        })
+    }
+
+    /// Every one of `types` from the cache, if each is there and young enough.
+    fn cached<'a>(&self, types: &[&'a str]) -> Option<Matched<'a>> {
+        let cached = self.lock();
+        let candidates = types
+            .iter()
+            .map(|&t| match cached.by_type.get(t) {
+                Some((read_at, subs)) if read_at.elapsed() < MAX_AGE => Some((t, subs.clone())),
+                _ => None,
+            })
+            .collect::<Option<Candidates<'a>>>()?;
+        Some(Matched {
+            candidates,
+            generation: cached.generation,
+        })
+    }
+
+    /// Forgets everything: the fan-out found the match generation moved.
+    pub fn invalidate(&self) {
+        self.lock().by_type.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {

@@ -31,7 +31,7 @@ use delivery_model::trace::TraceContext;
 use futures::StreamExt;
 use service_common::config::{Settings, consumer_name};
 
-use crate::candidates::{CandidateCache, Candidates};
+use crate::candidates::{CandidateCache, Candidates, Matched};
 use crate::metrics::Metrics;
 
 /// Script calls in flight at once within a batch (fred pipelines them on its connections).
@@ -111,6 +111,14 @@ fn continue_entry(span: &tracing::Span, e: &StreamEvent) -> Option<TraceContext>
     service_common::trace::continuation(span, e.trace.as_ref())
 }
 
+/// What became of a batch's fan-outs.
+struct FannedOut<'a> {
+    /// `false` when some entries failed and stay pending.
+    ok: bool,
+    /// Entries whose chunk was matched at an older match generation: nothing written, to match again.
+    stale: Vec<&'a str>,
+}
+
 /// A decoded entry: its id and event, or why it is malformed.
 type Decoded = (String, Result<StreamEvent, MalformedEvent>);
 
@@ -164,14 +172,32 @@ impl Consumer {
             .into_iter()
             .map(|e| (e.id, StreamEvent::decode(&e.fields)))
             .collect();
-        let Some(candidates) = self.candidates(&decoded).await else {
+        let Some(matched) = self.candidates(&decoded).await else {
             return false;
         };
-        let plan = self.plan(&decoded, &candidates);
+        let plan = self.plan(decoded.iter(), &matched.candidates);
         let mut ok = self.ack_malformed(&plan.malformed).await;
         ok &= self.route(plan.routes).await;
-        ok &= self.fan_out(&plan.fanouts).await;
-        let ordered = plan.fanouts.iter().any(|f| !f.lanes.is_empty());
+        let fanned = self.fan_out(&plan.fanouts, matched.generation).await;
+        ok &= fanned.ok;
+        let mut ordered = plan.fanouts.iter().any(|f| !f.lanes.is_empty());
+        if !fanned.stale.is_empty() {
+            // A subscription changed after the candidates were read (the cache's generation moved): those
+            // entries wrote nothing and are matched again against a fresh read. Once: if it moves again they
+            // stay pending and come back with the next read of pending entries.
+            self.candidates.invalidate();
+            let again: Vec<&Decoded> = decoded
+                .iter()
+                .filter(|(id, _)| fanned.stale.contains(&id.as_str()))
+                .collect();
+            let Some(matched) = self.candidates(&decoded).await else {
+                return false;
+            };
+            let plan = self.plan(again, &matched.candidates);
+            let retried = self.fan_out(&plan.fanouts, matched.generation).await;
+            ok &= retried.ok && retried.stale.is_empty();
+            ordered |= plan.fanouts.iter().any(|f| !f.lanes.is_empty());
+        }
         self.raise_lane_watermark(ordered).await;
         self.metrics
             .batch_duration
@@ -181,7 +207,7 @@ impl Consumer {
 
     /// Candidate subscriptions of the batch's event types ([`CandidateCache`]). `None` when Redis failed (the
     /// batch stays pending).
-    async fn candidates<'a>(&self, decoded: &'a [Decoded]) -> Option<Candidates<'a>> {
+    async fn candidates<'a>(&self, decoded: &'a [Decoded]) -> Option<Matched<'a>> {
         let mut types: Vec<&str> = decoded
             .iter()
             .filter_map(|(_, e)| e.as_ref().ok())
@@ -191,7 +217,10 @@ impl Consumer {
         types.sort_unstable();
         types.dedup();
         if types.is_empty() {
-            return Some(Candidates::new());
+            return Some(Matched {
+                candidates: Candidates::new(),
+                generation: 0,
+            });
         }
         match self.candidates.get(&self.store, &types).await {
             Ok(c) => Some(c),
@@ -204,7 +233,11 @@ impl Consumer {
     }
 
     /// Sorts the batch into malformed entries, add-on routes and fan-outs.
-    fn plan<'a>(&self, decoded: &'a [Decoded], candidates: &Candidates<'_>) -> Plan<'a> {
+    fn plan<'a>(
+        &self,
+        decoded: impl IntoIterator<Item = &'a Decoded>,
+        candidates: &Candidates<'_>,
+    ) -> Plan<'a> {
         let mut plan = Plan::default();
         for (id, event) in decoded {
             match event {
@@ -345,9 +378,10 @@ impl Consumer {
         ok
     }
 
-    /// Writes the deliveries of resource-change events and acknowledges them, in chunks of scripts.
-    /// Returns `false` when some entries stay pending.
-    async fn fan_out(&self, fanouts: &[PlannedFanout<'_>]) -> bool {
+    /// Writes the deliveries of resource-change events and acknowledges them, in chunks of scripts, each
+    /// checked against the match generation the events were matched at. A failed chunk's entries stay
+    /// pending; a stale chunk's wrote nothing and are named for matching again.
+    async fn fan_out<'a>(&self, fanouts: &[PlannedFanout<'a>], generation: i64) -> FannedOut<'a> {
         let now = now_micros();
         let chunks: Vec<Vec<FanoutEntry<'_>>> = fanouts
             .chunks(FANOUT_CHUNK)
@@ -366,26 +400,32 @@ impl Consumer {
             .collect();
         let calls: Vec<_> = chunks
             .iter()
-            .map(|chunk| {
+            .enumerate()
+            .map(|(n, chunk)| {
                 let matched = chunk.iter().filter(|e| !e.subscriptions.is_empty()).count();
-                let call = self.store.fanout_batch(chunk, now);
+                let call = self
+                    .store
+                    .fanout_batch_matched(chunk, now, Some(generation));
                 let event_lag = &self.metrics.event_lag;
                 async move {
                     let result = call.await;
                     if result.is_ok() {
                         observe_lag(event_lag, chunk.iter().map(|e| e.entry_id));
                     }
-                    (chunk.len(), matched, result)
+                    (n, chunk.len(), matched, result)
                 }
             })
             .collect();
-        let results: Vec<(usize, usize, Result<u64, delivery_model::Error>)> =
+        let results: Vec<(usize, usize, usize, Result<u64, delivery_model::Error>)> =
             futures::stream::iter(calls)
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-        let mut ok = true;
-        for (entries, matched, r) in results {
+        let mut out = FannedOut {
+            ok: true,
+            stale: Vec::new(),
+        };
+        for (n, entries, matched, r) in results {
             match r {
                 Ok(created) => {
                     self.metrics.deliveries_created.inc_by(created);
@@ -398,14 +438,22 @@ impl Consumer {
                         .with_label_values(&[Processed::NoMatch.label()])
                         .inc_by((entries - matched) as u64);
                 }
+                Err(delivery_model::Error::StaleMatch) => {
+                    tracing::debug!(
+                        entries,
+                        "subscriptions changed since matching; matching again"
+                    );
+                    let chunk = fanouts.chunks(FANOUT_CHUNK).nth(n).unwrap_or_default();
+                    out.stale.extend(chunk.iter().map(|f| f.entry_id));
+                }
                 Err(e) => {
-                    ok = false;
+                    out.ok = false;
                     self.metrics.redis_errors.inc();
                     tracing::warn!(error = %e, entries, "fan-out failed; the entries stay pending");
                 }
             }
         }
-        ok
+        out
     }
 }
 

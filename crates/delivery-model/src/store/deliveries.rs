@@ -89,6 +89,31 @@ impl Store {
     /// Redis failure (nothing was written, or, with replicas to wait for, written but the entries left
     /// pending), or [`Error::NotReplicated`](crate::Error::NotReplicated) (written, entries left pending).
     pub async fn fanout_batch(&self, entries: &[FanoutEntry<'_>], now: Micros) -> Result<u64> {
+        self.fanout_batch_matched(entries, now, None).await
+    }
+
+    /// Whether [`fanout_batch_matched`](Self::fanout_batch_matched) checks the match generation in its
+    /// script (one node). On a cluster the generation lives in the control slot, apart from the shards the
+    /// deliveries are written to, so a caller that matched against a cached list reads the generation itself.
+    pub fn fanout_checks_match_generation(&self) -> bool {
+        self.keys().layout() == Layout::Standalone
+    }
+
+    /// [`fanout_batch`](Self::fanout_batch) for entries matched against subscriptions read at match
+    /// generation `generation` ([`match_generation`](Self::match_generation)). On one node the script
+    /// writes nothing when the generation has moved since, so a consumer that keeps its candidate list
+    /// between batches needs no read of the generation per batch; on a cluster it is not checked (see
+    /// [`fanout_checks_match_generation`](Self::fanout_checks_match_generation)).
+    ///
+    /// # Errors
+    /// As [`fanout_batch`](Self::fanout_batch), and [`Error::StaleMatch`](crate::Error::StaleMatch) (nothing
+    /// written) when the generation moved.
+    pub async fn fanout_batch_matched(
+        &self,
+        entries: &[FanoutEntry<'_>],
+        now: Micros,
+        generation: Option<i64>,
+    ) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
         }
@@ -112,6 +137,7 @@ impl Store {
         ];
         args.extend(self.fair_args(shard));
         args.extend(self.lane_args(shard));
+        args.push(generation.map(|g| g.to_string()).unwrap_or_default());
         for e in entries {
             args.push(e.entry_id.to_owned());
             args.push(e.event_type.to_owned());
@@ -133,9 +159,13 @@ impl Store {
             k.deliveries_all(shard),
             k.deliveries_by_status(shard, DeliveryStatus::Pending),
             k.fair_parking(shard),
+            k.match_generation(),
         ];
         let client = self.writer();
-        let created: u64 = scripts::FANOUT.run_on(&client, keys, args).await?;
+        let created: i64 = scripts::FANOUT.run_on(&client, keys, args).await?;
+        let Ok(created) = u64::try_from(created) else {
+            return Err(crate::Error::StaleMatch);
+        };
         if self.ack_wait().is_on() {
             // The deliveries are written but the entries still pending: if the replicas do not confirm, the
             // error leaves them pending and the consumer fans them out again (same ids, nothing twice).

@@ -311,3 +311,61 @@ async fn fanout_stores_each_entrys_trace_context_in_its_records_only() {
         "no empty trace fields on a record without a context: {raw:?}"
     );
 }
+
+/// Issue #21: a fan-out matched at an older match generation writes nothing and acknowledges nothing (the
+/// consumer then matches the entry again); matched at the current one, or unchecked, it goes through.
+#[tokio::test]
+async fn fanout_matched_at_an_old_generation_writes_nothing() {
+    let ctx = Ctx::start().await;
+    let sub = ctx.verified(&["threat_model.created"]).await;
+    let seen = ctx.store.match_generation().await.unwrap();
+    // Another subscription changes the match sets after the consumer read its candidates.
+    ctx.verified(&["threat_model.created"]).await;
+    let current = ctx.store.match_generation().await.unwrap();
+    assert!(
+        current > seen,
+        "creating a subscription moves the generation"
+    );
+    let ev = event();
+    let envelope = ev.envelope().unwrap();
+    let entry_id = publish_and_read(&ctx, &ev).await;
+    let subs = [sub.id];
+    let batch = [FanoutEntry {
+        entry_id: &entry_id,
+        event_type: &ev.event_type,
+        envelope: &envelope,
+        subscriptions: &subs,
+        lanes: &[],
+        trace: None,
+    }];
+    let queue = ctx.queue().await;
+
+    let err = ctx
+        .store
+        .fanout_batch_matched(&batch, now_micros(), Some(seen))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, delivery_model::Error::StaleMatch), "{err}");
+    assert!(ctx.store.fanout_checks_match_generation());
+    assert_eq!(ctx.queue().await, queue, "nothing queued");
+    assert!(
+        ctx.zall(&ctx.k().deliveries_all(Shard::ZERO))
+            .await
+            .is_empty(),
+        "no record"
+    );
+    assert_eq!(
+        ctx.pending(ctx.k().events_stream(), EVENTS_GROUP).await,
+        1,
+        "the entry stays pending"
+    );
+
+    assert_eq!(
+        ctx.store
+            .fanout_batch_matched(&batch, now_micros(), Some(current))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ctx.pending(ctx.k().events_stream(), EVENTS_GROUP).await, 0);
+}

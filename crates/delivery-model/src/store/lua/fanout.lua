@@ -5,21 +5,25 @@
 -- A subscription's deliveries beyond its fair share of the queue are parked instead (lib/fair.lua); an
 -- ordered subscription's delivery joins its FIFO lane and is queued only as the lane's head (lib/lane.lua).
 -- KEYS[1] input stream, KEYS[2] queue stream, KEYS[3] all-deliveries zset, KEYS[4] pending-status zset,
--- KEYS[5] fair parking set
+-- KEYS[5] fair parking set, KEYS[6] match generation
 -- ARGV[1] input group, ARGV[2] now (us), ARGV[3] score (created ms), ARGV[4] TTL (s),
 -- ARGV[5] delivery-key prefix, ARGV[6] subscription-key prefix, ARGV[7] by-subscription zset prefix,
 -- ARGV[8] by-event zset prefix, ARGV[9] queue message field, ARGV[10] '1' to acknowledge the entries here,
 -- '0' to leave that to the caller (redis.wait_replicas > 0: it acknowledges once replicas confirmed the writes),
 -- ARGV[11] fair share (0 = off), ARGV[12] fair queued prefix, ARGV[13] fair parked prefix,
--- ARGV[14..22] lane arguments (lib/lane.lua),
+-- ARGV[14..22] lane arguments (lib/lane.lua), ARGV[23] the match generation the caller matched the entries
+-- at ('' = unchecked),
 -- then per entry: entry id, event type, payload, traceparent, tracestate ('' when absent: the record then gets
 -- no such field), n, and n groups of 6 (subscription id, delivery id, message, lane id ('' = unordered),
 -- '1' when the lane blocks on failure, the entry's lane score)
 -- Acknowledging here also raises the lanes' watermark: input entries before the first one still pending (or,
 -- with none pending, up to the group's last delivered one) have all been fanned out.
--- Returns the number of deliveries created.
+-- Returns the number of deliveries created, or -1 (nothing written) when the match generation moved: a
+-- subscription changed after the caller read its candidates, so it matches the entries again. Checking
+-- here saves the consumer a read of the generation per batch (issue #21).
+if ARGV[23] ~= '' and (redis.call('GET', KEYS[6]) or '0') ~= ARGV[23] then return -1 end
 local created = 0
-local i = 23
+local i = 24
 local lane = lane_ctx(KEYS[2], 14)
 local low = lane_low(lane)
 local laned = false
