@@ -19,6 +19,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 
+/// The runtime of a service whose work is one loop waiting on Redis (the event-consumer): `threads` worker
+/// threads unless `TOKIO_WORKER_THREADS` (tokio's own variable) says otherwise. The other services take
+/// tokio's default, a thread per core.
+///
+/// Why fewer threads can be better: with a thread per core, a Redis reply read by one thread often wakes a
+/// task parked on another, and every such wake-up is a futex call and a context switch. A loop that spends
+/// its time waiting gains nothing from a second thread and pays that hand-off per reply; at a moderate
+/// rate it is most of the process's CPU per event (issue #21, figures in `docs/operations.md`).
+///
+/// # Errors
+/// The runtime cannot be built (threads or the I/O driver).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(threads);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
 /// What a service's `run` is given: its settings, its Redis, where it registers its metrics, and when to
 /// stop.
 pub struct Context {
