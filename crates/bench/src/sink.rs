@@ -30,7 +30,8 @@ pub(crate) fn now_us() -> i64 {
 pub(crate) struct Sink {
     addr: SocketAddr,
     count: Arc<AtomicU64>,
-    latencies: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// (event time, event→arrival latency), µs, in arrival order.
+    latencies: Arc<std::sync::Mutex<Vec<(i64, i64)>>>,
     /// Taken on drop: a runtime may not be dropped (which blocks) inside the benchmark's own runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -102,7 +103,7 @@ impl Sink {
                                 .and_then(|b| b.data?.t)
                                 && let Ok(mut v) = l.lock()
                             {
-                                v.push(arrived - t);
+                                v.push((t, arrived - t));
                             }
                             c.fetch_add(1, Ordering::Relaxed);
                             if !delay.is_zero() {
@@ -131,6 +132,16 @@ impl Sink {
         format!("http://{}/hook/{i}", self.addr)
     }
 
+    /// The request counter itself, for a task that watches it.
+    pub(crate) fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
+
+    /// Requests received since the last reset.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn reset(&self) {
         self.count.store(0, Ordering::Relaxed);
         if let Ok(mut v) = self.latencies.lock() {
@@ -140,7 +151,21 @@ impl Sink {
 
     /// Event→arrival latencies since the last reset, µs, sorted.
     pub(crate) fn latencies(&self) -> Vec<i64> {
-        let mut v = self.latencies.lock().map(|v| v.clone()).unwrap_or_default();
+        self.latencies_sent_between(i64::MIN, i64::MAX)
+    }
+
+    /// Event→arrival latencies, µs, sorted, of the events sent (their `t`) in `[from, to)` (epoch µs).
+    pub(crate) fn latencies_sent_between(&self, from: i64, to: i64) -> Vec<i64> {
+        let mut v: Vec<i64> = self
+            .latencies
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|(t, _)| (from..to).contains(t))
+                    .map(|(_, l)| *l)
+                    .collect()
+            })
+            .unwrap_or_default();
         v.sort_unstable();
         v
     }

@@ -204,6 +204,21 @@ async fn run_case(args: &Args, case: Case, secs: u64) -> anyhow::Result<Run> {
             }
         })
     });
+    // How much of the backlog the measured load really ran beside: it drains from the moment it is fanned
+    // out, so a fast drain leaves less of it for the measurement (printed, so runs can be compared).
+    let before = noisy_sink.count();
+    let started = std::time::Instant::now();
+    let started_us = crate::sink::now_us();
+    let backlog = args.noisy_backlog as u64;
+    let drained_at = (case == Case::Backlog).then(|| {
+        let count = noisy_sink.counter();
+        tokio::spawn(async move {
+            while count.load(std::sync::atomic::Ordering::Relaxed) < backlog {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            started.elapsed()
+        })
+    });
     let r = measure(
         &stack,
         args.drain_timeout(),
@@ -212,6 +227,33 @@ async fn run_case(args: &Args, case: Case, secs: u64) -> anyhow::Result<Run> {
     .await;
     if let Some(task) = noisy_load {
         task.abort();
+    }
+    if let Some(task) = drained_at {
+        let left = backlog.saturating_sub(before);
+        if task.is_finished() {
+            let took = task.await?;
+            let window = stack.sink.latencies_sent_between(
+                started_us,
+                started_us + i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+            );
+            println!(
+                "  - backlog: {left} of the tenth's deliveries were still waiting when the measured load began; \
+                 they drained {:.1} s into it ({:.0}/s beside the healthy load); the healthy events sent \
+                 meanwhile ({}): p50 {:.2} ms, p99 {:.2} ms",
+                took.as_secs_f64(),
+                left as f64 / took.as_secs_f64().max(0.001),
+                window.len(),
+                report::quantile_ms(&window, 0.5),
+                report::quantile_ms(&window, 0.99),
+            );
+        } else {
+            task.abort();
+            println!(
+                "  - backlog: {left} of the tenth's deliveries were still waiting when the measured load began; \
+                 {} still were at its end",
+                backlog.saturating_sub(noisy_sink.count())
+            );
+        }
     }
     Ok(r)
 }
