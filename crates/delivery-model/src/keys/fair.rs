@@ -26,4 +26,11 @@ impl Keyspace {
     pub fn fair_parking(&self, shard: Shard) -> String {
         self.s(shard, "hookline:fair:parking")
     }
+
+    /// ZSET subscription id -> when it last had work fanned out in the shard (ms), kept for a second: a
+    /// subscription gets its whole share only while no other one is here (`lua/lib/fair.lua`, `fair_cap`,
+    /// which derives this name from the parking set's, as below). Expires 10 s after its last write.
+    pub fn fair_recent(&self, shard: Shard) -> String {
+        format!("{}:recent", self.fair_parking(shard))
+    }
 }

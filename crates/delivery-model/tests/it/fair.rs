@@ -482,3 +482,51 @@ async fn a_leased_delivery_gives_its_place_before_its_outcome() {
         ids[2..].to_vec()
     );
 }
+
+/// The share adapts: a backlogged subscription alone is refilled to its whole share; while another
+/// subscription has fresh work in the shard, to a quarter of it. Its deliveries still go once each, in order.
+#[tokio::test]
+async fn beside_another_subscriptions_work_a_backlog_gets_a_quarter_of_the_share() {
+    let ctx = fair_ctx(8).await;
+    let (store, raw) = (&ctx.store, raw(&ctx));
+    let busy = ctx.verified(&["threat_model.created"]).await;
+    let calm = ctx.verified(&["threat_model.created"]).await;
+    let backlog = fan_out(store, busy.id, &entries(1, 30)).await;
+    assert_eq!(
+        queued(&raw, store, Shard::ZERO).await,
+        backlog[..8].to_vec()
+    );
+
+    // Alone: the leases' released places are refilled to the whole share.
+    let (first, _) = work_once(store, Shard::ZERO, now_micros(), |_| {
+        AttemptOutcome::Delivered
+    })
+    .await;
+    assert_eq!(first, backlog[..8].to_vec());
+    assert_eq!(
+        queued(&raw, store, Shard::ZERO).await,
+        backlog[8..16].to_vec()
+    );
+
+    // Another subscription's work arrives: from now on the backlog is refilled to 8 / 4 = 2.
+    let later = fan_out(store, calm.id, &entries(2, 1)).await;
+    let (second, _) = work_once(store, Shard::ZERO, now_micros(), |_| {
+        AttemptOutcome::Delivered
+    })
+    .await;
+    let mut expected = backlog[8..16].to_vec();
+    expected.push(later[0]);
+    assert_eq!(second, expected);
+    assert_eq!(
+        queued(&raw, store, Shard::ZERO).await,
+        backlog[16..18].to_vec(),
+        "a quarter of the share while another subscription is busy"
+    );
+    let recent = ctx.zall(&store.keys().fair_recent(Shard::ZERO)).await;
+    assert_eq!(recent.len(), 2, "both subscriptions noted: {recent:?}");
+
+    // The rest drains once each, in order.
+    let rest = drain(&raw, store, Shard::ZERO, busy.id, 8).await;
+    assert_eq!(rest, backlog[16..].to_vec());
+    assert!(parked(&raw, store, Shard::ZERO, busy.id).await.is_empty());
+}

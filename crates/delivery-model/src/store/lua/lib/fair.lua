@@ -9,6 +9,39 @@
 -- messages), parked (prefix of the per-subscription parked LISTs), parking (SET of subscriptions with
 -- parked messages), queue (the queue stream), field (its message field), now_ms, ttl (s, of the
 -- per-subscription keys)}; every key is of the queue's shard.
+-- The share adapts (fair_cap): a subscription gets the whole share while no other subscription has had work
+-- fanned out in the shard within the last second, and a quarter of it otherwise. A lone busy subscription
+-- thus reads in large batches (its throughput and CPU per delivery are those of no sharing), while beside
+-- others its backlog takes a smaller part of each read and of Redis (docs/flow.md §1 has the figures). The
+-- shard's `<parking>:recent` ZSET (subscription -> last fan-out, ms) says who had work.
+
+local FAIR_RECENT_MS = 1000
+
+-- Notes that `sub` had fresh work fanned out now (once per script call).
+local function fair_mark(fair, sub)
+  fair.marked = fair.marked or {}
+  if fair.marked[sub] then return end
+  fair.marked[sub] = true
+  local recent = fair.parking .. ':recent'
+  redis.call('ZADD', recent, fair.now_ms, sub)
+  redis.call('PEXPIRE', recent, FAIR_RECENT_MS * 10)
+end
+
+-- The share `sub` gets now: the whole one alone, a quarter of it (at least 1) while another subscription had
+-- work fanned out in the shard within FAIR_RECENT_MS. Read once per subscription and script call.
+local function fair_cap(fair, sub)
+  fair.caps = fair.caps or {}
+  local cap = fair.caps[sub]
+  if cap then return cap end
+  local recent = fair.parking .. ':recent'
+  redis.call('ZREMRANGEBYSCORE', recent, '-inf', '(' .. (tonumber(fair.now_ms) - FAIR_RECENT_MS))
+  local others = redis.call('ZCARD', recent)
+  if redis.call('ZSCORE', recent, sub) then others = others - 1 end
+  cap = fair.share
+  if others > 0 then cap = math.max(1, math.floor(fair.share / 4)) end
+  fair.caps[sub] = cap
+  return cap
+end
 
 local function fair_push(fair, sub, msg)
   redis.call('XADD', fair.queue, '*', fair.field, msg)
@@ -24,8 +57,12 @@ local function fair_enqueue(fair, sub, msg, first)
     redis.call('XADD', fair.queue, '*', fair.field, msg)
     return true
   end
+  if not first then fair_mark(fair, sub) end
   local parked = fair.parked .. sub
-  if redis.call('ZCARD', fair.queued .. sub) < fair.share and redis.call('LLEN', parked) == 0 then
+  local queued = redis.call('ZCARD', fair.queued .. sub)
+  -- The cap is looked up only past the smallest share it can be: a quiet subscription pays nothing for it.
+  if (queued < math.max(1, math.floor(fair.share / 4)) or queued < fair_cap(fair, sub))
+    and redis.call('LLEN', parked) == 0 then
     fair_push(fair, sub, msg)
     return true
   end
@@ -54,6 +91,6 @@ end
 local function fair_release(fair, sub, msg)
   if fair.share <= 0 or not sub or sub == '' then return end
   if redis.call('ZREM', fair.queued .. sub, msg) == 1 and redis.call('EXISTS', fair.parked .. sub) == 1 then
-    fair_fill(fair, sub, fair.share)
+    fair_fill(fair, sub, fair_cap(fair, sub))
   end
 end
