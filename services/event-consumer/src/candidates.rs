@@ -44,6 +44,16 @@ struct Cached {
     by_type: HashMap<String, (Instant, Arc<Vec<Subscription>>)>,
 }
 
+impl Cached {
+    /// The candidates of `event_type`, if cached and young enough.
+    fn fresh(&self, event_type: &str) -> Option<Arc<Vec<Subscription>>> {
+        match self.by_type.get(event_type) {
+            Some((read_at, subs)) if read_at.elapsed() < MAX_AGE => Some(subs.clone()),
+            _ => None,
+        }
+    }
+}
+
 impl CandidateCache {
     /// The candidates of each of `types`: from the cache while the match generation is unchanged and the
     /// entry young enough, else read from Redis (and kept). When the fan-out checks the generation itself
@@ -71,11 +81,11 @@ impl CandidateCache {
                 cached.generation = generation;
             }
             for &t in types {
-                match cached.by_type.get(t) {
-                    Some((read_at, subs)) if read_at.elapsed() < MAX_AGE => {
-                        found.insert(t, subs.clone());
+                match cached.fresh(t) {
+                    Some(subs) => {
+                        found.insert(t, subs);
                     }
-                    _ => missing.push(t),
+                    None => missing.push(t),
                 }
             }
         }
@@ -100,10 +110,7 @@ impl CandidateCache {
         let cached = self.lock();
         let candidates = types
             .iter()
-            .map(|&t| match cached.by_type.get(t) {
-                Some((read_at, subs)) if read_at.elapsed() < MAX_AGE => Some((t, subs.clone())),
-                _ => None,
-            })
+            .map(|&t| Some((t, cached.fresh(t)?)))
             .collect::<Option<Candidates<'a>>>()?;
         Some(Matched {
             candidates,

@@ -17,12 +17,18 @@
 
 local FAIR_RECENT_MS = 1000
 
+-- The shard's `recent` ZSET (Keyspace::fair_recent derives the same name).
+local function fair_recent(fair) return fair.parking .. ':recent' end
+
+-- The share beside other subscriptions' work: a quarter of the whole one, at least 1.
+local function fair_small(fair) return math.max(1, math.floor(fair.share / 4)) end
+
 -- Notes that `sub` had fresh work fanned out now (once per script call).
 local function fair_mark(fair, sub)
   fair.marked = fair.marked or {}
   if fair.marked[sub] then return end
   fair.marked[sub] = true
-  local recent = fair.parking .. ':recent'
+  local recent = fair_recent(fair)
   redis.call('ZADD', recent, fair.now_ms, sub)
   redis.call('PEXPIRE', recent, FAIR_RECENT_MS * 10)
 end
@@ -33,12 +39,12 @@ local function fair_cap(fair, sub)
   fair.caps = fair.caps or {}
   local cap = fair.caps[sub]
   if cap then return cap end
-  local recent = fair.parking .. ':recent'
+  local recent = fair_recent(fair)
   redis.call('ZREMRANGEBYSCORE', recent, '-inf', '(' .. (tonumber(fair.now_ms) - FAIR_RECENT_MS))
   local others = redis.call('ZCARD', recent)
   if redis.call('ZSCORE', recent, sub) then others = others - 1 end
   cap = fair.share
-  if others > 0 then cap = math.max(1, math.floor(fair.share / 4)) end
+  if others > 0 then cap = fair_small(fair) end
   fair.caps[sub] = cap
   return cap
 end
@@ -61,7 +67,7 @@ local function fair_enqueue(fair, sub, msg, first)
   local parked = fair.parked .. sub
   local queued = redis.call('ZCARD', fair.queued .. sub)
   -- The cap is looked up only past the smallest share it can be: a quiet subscription pays nothing for it.
-  if (queued < math.max(1, math.floor(fair.share / 4)) or queued < fair_cap(fair, sub))
+  if (queued < fair_small(fair) or queued < fair_cap(fair, sub))
     and redis.call('LLEN', parked) == 0 then
     fair_push(fair, sub, msg)
     return true
