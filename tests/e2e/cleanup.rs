@@ -49,18 +49,6 @@ async fn raw(stack: &Stack) -> Client {
     client
 }
 
-/// The value of one sample of `/metrics`, e.g. `hookline_cleanup_items_total{action="stale_failed"}` (0 when
-/// absent).
-async fn metric(svc: &Service, sample: &str) -> f64 {
-    let (status, _, body) = http::request("GET", &svc.ops_url("/metrics"), &[], "").await;
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn items(action: &str) -> String {
     format!("hookline_cleanup_items_total{{action=\"{action}\"}}")
 }
@@ -164,12 +152,15 @@ async fn a_silent_async_delivery_fails_soon_after_the_stale_limit() {
     assert_eq!(body["status"], "failed");
 
     wait::until("the metric counts it", WAIT, || async {
-        (metric(&cleanup, &items("stale_failed")).await == 1.0).then_some(())
+        (cleanup.metric(&items("stale_failed")).await == 1.0).then_some(())
     })
     .await;
     // Set when the cycle ends, which can be after the item above was counted.
     wait::until("a completed cycle", WAIT, || async {
-        (metric(&cleanup, "hookline_cleanup_last_success_timestamp_seconds").await > 0.0)
+        (cleanup
+            .metric("hookline_cleanup_last_success_timestamp_seconds")
+            .await
+            > 0.0)
             .then_some(())
     })
     .await;
@@ -377,7 +368,7 @@ async fn expired_deliveries_leave_every_index() {
     assert_eq!(page["total"], 1, "no ghosts in the admin list");
     // Counters move after the script that did the work answers: wait for them rather than race them.
     wait::until("the pruning counted", WAIT, || async {
-        (metric(&cleanup, &items("index_pruned")).await >= ghosts.len() as f64 * 4.0).then_some(())
+        (cleanup.metric(&items("index_pruned")).await >= ghosts.len() as f64 * 4.0).then_some(())
     })
     .await;
 }
@@ -473,11 +464,11 @@ async fn idle_and_broken_subscriptions_go_pending_delete_and_then_away_with_thei
     );
     // Counters move after the script that did the work answers: wait for them rather than race them.
     wait::until("the lifecycle counted", WAIT, || async {
-        (metric(&cleanup, &items("subscription_deleted")).await == 2.0).then_some(())
+        (cleanup.metric(&items("subscription_deleted")).await == 2.0).then_some(())
     })
     .await;
-    assert_eq!(metric(&cleanup, &items("idle_pending_delete")).await, 1.0);
-    assert_eq!(metric(&cleanup, &items("broken_pending_delete")).await, 1.0);
+    assert_eq!(cleanup.metric(&items("idle_pending_delete")).await, 1.0);
+    assert_eq!(cleanup.metric(&items("broken_pending_delete")).await, 1.0);
     // The healthy subscription still receives events.
     stack.publish("threat_model.created", None, json!({})).await;
     rx.wait_for_deliveries(1, WAIT).await;
@@ -508,7 +499,7 @@ async fn two_cleanup_processes_fail_each_stale_delivery_exactly_once() {
             .await;
     }
     let total = || async {
-        metric(&a, &items("stale_failed")).await + metric(&b, &items("stale_failed")).await
+        a.metric(&items("stale_failed")).await + b.metric(&items("stale_failed")).await
     };
     wait::until("both processes' metrics add up to N", WAIT, || async {
         (total().await == N as f64).then_some(())
@@ -527,7 +518,9 @@ async fn two_cleanup_processes_fail_each_stale_delivery_exactly_once() {
     );
     for svc in [&a, &b] {
         assert!(
-            metric(svc, "hookline_cleanup_cycles_total{outcome=\"completed\"}").await >= 1.0,
+            svc.metric("hookline_cleanup_cycles_total{outcome=\"completed\"}")
+                .await
+                >= 1.0,
             "both processes ran cycles"
         );
     }
@@ -639,13 +632,13 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     .await;
     // The counter moves after the trim script answers: wait for it rather than race it.
     wait::until("the trim counted", WAIT, || async {
-        (metric(&cleanup, &items("stream_trimmed")).await == 4.0).then_some(())
+        (cleanup.metric(&items("stream_trimmed")).await == 4.0).then_some(())
     })
     .await;
     wait::never(
         "more than the four trimmed entries counted",
         Duration::from_millis(500),
-        || async { metric(&cleanup, &items("stream_trimmed")).await > 4.0 },
+        || async { cleanup.metric(&items("stream_trimmed")).await > 4.0 },
     )
     .await;
     let pending: Value = redis.xpending(&stream, EVENTS_GROUP, ()).await.unwrap();
@@ -665,11 +658,9 @@ async fn sigterm_ends_the_loop_cleanly_and_releases_the_lease() {
         assert_eq!(status, 200, "{path}");
     }
     wait::until("a cycle has completed", WAIT, || async {
-        (metric(
-            &cleanup,
-            "hookline_cleanup_cycles_total{outcome=\"completed\"}",
-        )
-        .await
+        (cleanup
+            .metric("hookline_cleanup_cycles_total{outcome=\"completed\"}")
+            .await
             >= 1.0)
             .then_some(())
     })

@@ -114,7 +114,7 @@ async fn keys_arrive_in_order_on(on: On) {
     let stack = Stack::start_for(on, &SETTINGS).await;
     let mut second = stack.replica(ServiceBin::DeliveryWorker, &SETTINGS).await;
     // Two consumers too: entries of one key fanned out by both, in any order, still line up.
-    let _consumer = stack.replica(ServiceBin::EventConsumer, &SETTINGS).await;
+    let consumer = stack.replica(ServiceBin::EventConsumer, &SETTINGS).await;
     let (ordered_rx, plain_rx) = (Receiver::start().await, Receiver::start().await);
     let ordered = create(
         &stack,
@@ -180,6 +180,14 @@ async fn keys_arrive_in_order_on(on: On) {
     assert!(
         retried > 0,
         "the receiver's 500s made some deliveries go again"
+    );
+    // Most of a key's events joined its lane behind an earlier one: the consumers counted lane deferrals
+    // (at most one per ordered delivery; an entry fanned out twice counts once, the second creates nothing).
+    let sample = r#"hookline_consumer_deferrals_total{reason="lane"}"#;
+    let lane_deferrals = stack.consumer.metric(sample).await + consumer.metric(sample).await;
+    assert!(
+        lane_deferrals > 0.0 && lane_deferrals <= (KEYS * PER_KEY) as f64,
+        "{lane_deferrals} lane deferrals"
     );
 
     // The unordered subscription got every event too (the killed worker's attempts in flight may have

@@ -211,6 +211,22 @@ impl Service {
         format!("http://{}{path}", self.ops_addr())
     }
 
+    /// The value of one sample of the service's `/metrics`, e.g.
+    /// `hookline_cleanup_items_total{action="stale_failed"}` (0 when absent).
+    ///
+    /// # Panics
+    /// The ops listener does not answer 200.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (status, _, body) =
+            crate::http::request("GET", &self.ops_url("/metrics"), &[], "").await;
+        assert_eq!(status, 200, "GET /metrics");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     fn addr(&self, kind: ListenerKind) -> SocketAddr {
         match lock(&self.output).addr(kind) {
             Some(a) => a,

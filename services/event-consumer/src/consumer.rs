@@ -24,7 +24,7 @@ use delivery_model::ids::{DeliveryId, SubscriptionId};
 use delivery_model::keys::EVENTS_GROUP;
 use delivery_model::lane::Lane;
 use delivery_model::reader::{Batch, BatchHandler, GroupSpec, Handled, ReaderEvent};
-use delivery_model::store::{FanoutEntry, Store, StreamEntry, entry_time_ms};
+use delivery_model::store::{Fanned, FanoutEntry, Store, StreamEntry, entry_time_ms};
 use delivery_model::subscription::Subscription;
 use delivery_model::time::now_micros;
 use delivery_model::trace::TraceContext;
@@ -416,7 +416,7 @@ impl Consumer {
                 }
             })
             .collect();
-        let results: Vec<(usize, usize, usize, Result<u64, delivery_model::Error>)> =
+        let results: Vec<(usize, usize, usize, Result<Fanned, delivery_model::Error>)> =
             futures::stream::iter(calls)
                 .buffer_unordered(CONCURRENCY)
                 .collect()
@@ -427,8 +427,14 @@ impl Consumer {
         };
         for (n, entries, matched, r) in results {
             match r {
-                Ok(created) => {
-                    self.metrics.deliveries_created.inc_by(created);
+                Ok(fanned) => {
+                    self.metrics.deliveries_created.inc_by(fanned.created);
+                    if fanned.lane_waiting > 0 {
+                        self.metrics
+                            .deferrals
+                            .with_label_values(&["lane"])
+                            .inc_by(fanned.lane_waiting);
+                    }
                     self.metrics
                         .events
                         .with_label_values(&[Processed::FannedOut.label()])

@@ -11,6 +11,10 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// Delivery records created by fan-out.
     pub deliveries_created: IntCounter,
+    /// Deliveries deferred at fan-out, by reason: `lane` (joined its FIFO lane behind an earlier delivery;
+    /// queued when the lane moves on). The worker counts the deferrals of its attempts
+    /// (`hookline_worker_deferrals_total`).
+    pub deferrals: IntCounterVec,
     /// Input entries taken over from other consumers' pending lists (a replica died).
     pub reclaimed: IntCounter,
     /// Times the consumer group was found missing and recreated (Redis lost its data).
@@ -48,6 +52,13 @@ impl Metrics {
             deliveries_created: IntCounter::new(
                 "hookline_consumer_deliveries_created_total",
                 "Delivery records created by fan-out.",
+            )?,
+            deferrals: IntCounterVec::new(
+                Opts::new(
+                    "hookline_consumer_deferrals_total",
+                    "Deliveries deferred at fan-out, by reason.",
+                ),
+                &["reason"],
             )?,
             reclaimed: IntCounter::new(
                 "hookline_consumer_reclaimed_total",
@@ -96,6 +107,7 @@ impl Metrics {
         registry.register(Box::new(m.events_oldest_age.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.deliveries_created.clone()))?;
+        registry.register(Box::new(m.deferrals.clone()))?;
         registry.register(Box::new(m.reclaimed.clone()))?;
         registry.register(Box::new(m.group_recreated.clone()))?;
         registry.register(Box::new(m.redis_errors.clone()))?;

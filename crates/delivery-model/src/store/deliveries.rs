@@ -33,6 +33,40 @@ pub struct FanoutEntry<'a> {
     pub trace: Option<&'a TraceContext>,
 }
 
+/// What a fan-out created ([`Store::fanout_batch_matched`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fanned {
+    /// Deliveries created (an entry fanned out again creates nothing twice).
+    pub created: u64,
+    /// Of them, those that joined their FIFO lane behind an earlier delivery: deferred by their lane, they
+    /// are queued when it moves on.
+    pub lane_waiting: u64,
+}
+
+impl std::ops::AddAssign for Fanned {
+    fn add_assign(&mut self, other: Self) {
+        self.created += other.created;
+        self.lane_waiting += other.lane_waiting;
+    }
+}
+
+impl Fanned {
+    /// The reply of the fan-out scripts: `{created, waiting}`; a negative count (the match generation
+    /// moved: nothing written) is [`Error::StaleMatch`](crate::Error::StaleMatch).
+    pub(super) fn from_reply(reply: &[i64]) -> Result<Self> {
+        match reply {
+            [created, waiting] => match (u64::try_from(*created), u64::try_from(*waiting)) {
+                (Ok(created), Ok(lane_waiting)) => Ok(Self {
+                    created,
+                    lane_waiting,
+                }),
+                _ => Err(crate::Error::StaleMatch),
+            },
+            _ => Err(crate::Error::Script(format!("fan-out answered {reply:?}"))),
+        }
+    }
+}
+
 impl FanoutEntry<'_> {
     /// The lane of the `i`-th subscription, if it is ordered.
     pub(super) fn lane(&self, i: usize) -> Option<&Lane> {
@@ -89,7 +123,7 @@ impl Store {
     /// Redis failure (nothing was written, or, with replicas to wait for, written but the entries left
     /// pending), or [`Error::NotReplicated`](crate::Error::NotReplicated) (written, entries left pending).
     pub async fn fanout_batch(&self, entries: &[FanoutEntry<'_>], now: Micros) -> Result<u64> {
-        self.fanout_batch_matched(entries, now, None).await
+        Ok(self.fanout_batch_matched(entries, now, None).await?.created)
     }
 
     /// Whether [`fanout_batch_matched`](Self::fanout_batch_matched) checks the match generation in its
@@ -103,7 +137,8 @@ impl Store {
     /// generation `generation` ([`match_generation`](Self::match_generation)). On one node the script
     /// writes nothing when the generation has moved since, so a consumer that keeps its candidate list
     /// between batches needs no read of the generation per batch; on a cluster it is not checked (see
-    /// [`fanout_checks_match_generation`](Self::fanout_checks_match_generation)).
+    /// [`fanout_checks_match_generation`](Self::fanout_checks_match_generation)). Also tells how many of the
+    /// deliveries wait in their FIFO lane.
     ///
     /// # Errors
     /// As [`fanout_batch`](Self::fanout_batch), and [`Error::StaleMatch`](crate::Error::StaleMatch) (nothing
@@ -113,9 +148,9 @@ impl Store {
         entries: &[FanoutEntry<'_>],
         now: Micros,
         generation: Option<i64>,
-    ) -> Result<u64> {
+    ) -> Result<Fanned> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Fanned::default());
         }
         let k = self.keys();
         if k.layout() != Layout::Standalone {
@@ -162,10 +197,8 @@ impl Store {
             k.match_generation(),
         ];
         let client = self.writer();
-        let created: i64 = scripts::FANOUT.run_on(&client, keys, args).await?;
-        let Ok(created) = u64::try_from(created) else {
-            return Err(crate::Error::StaleMatch);
-        };
+        let reply: Vec<i64> = scripts::FANOUT.run_on(&client, keys, args).await?;
+        let fanned = Fanned::from_reply(&reply)?;
         if self.ack_wait().is_on() {
             // The deliveries are written but the entries still pending: if the replicas do not confirm, the
             // error leaves them pending and the consumer fans them out again (same ids, nothing twice).
@@ -176,7 +209,7 @@ impl Store {
                 .xack(self.keys().events_stream(), EVENTS_GROUP, ids)
                 .await?;
         }
-        Ok(created)
+        Ok(fanned)
     }
 
     pub(super) fn record_index_keys(&self, r: &DeliveryRecord) -> Vec<String> {

@@ -17,6 +17,7 @@ use crate::queue::{MESSAGE_FIELD, QueueMessage};
 use crate::time::Micros;
 
 use super::FanoutEntry;
+use super::deliveries::Fanned;
 
 /// One entry's deliveries that one shard owns.
 struct ShardPart<'a> {
@@ -33,7 +34,7 @@ impl Store {
         &self,
         entries: &[FanoutEntry<'_>],
         now: Micros,
-    ) -> Result<u64> {
+    ) -> Result<Fanned> {
         let k = self.keys();
         let mut shards: BTreeMap<Shard, Vec<ShardPart<'_>>> = BTreeMap::new();
         for entry in entries {
@@ -57,10 +58,10 @@ impl Store {
         let calls = shards
             .iter()
             .map(|(shard, parts)| self.fanout_shard(&client, *shard, parts, now));
-        let created: u64 = futures::future::try_join_all(calls)
-            .await?
-            .into_iter()
-            .sum();
+        let mut fanned = Fanned::default();
+        for shard in futures::future::try_join_all(calls).await? {
+            fanned += shard;
+        }
         // With replicas to wait for, the entries are acknowledged only after every shard's writes are
         // confirmed: if one is not, the entries stay pending and are fanned out again (nothing twice).
         let queues: Vec<String> = shards.keys().map(|s| k.queue_stream(*s)).collect();
@@ -68,7 +69,7 @@ impl Store {
         self.confirm(&client, &written).await?;
         let ids: Vec<String> = entries.iter().map(|e| e.entry_id.to_owned()).collect();
         let _: i64 = client.xack(k.events_stream(), EVENTS_GROUP, ids).await?;
-        Ok(created)
+        Ok(fanned)
     }
 
     async fn fanout_shard(
@@ -77,7 +78,7 @@ impl Store {
         shard: Shard,
         parts: &[ShardPart<'_>],
         now: Micros,
-    ) -> Result<u64> {
+    ) -> Result<Fanned> {
         let k = self.keys();
         let mut args = vec![
             now.to_string(),
@@ -109,7 +110,8 @@ impl Store {
             k.delivery_index_registry(shard),
             k.fair_parking(shard),
         ];
-        scripts::FANOUT_SHARD.run_on(client, keys, args).await
+        let reply: Vec<i64> = scripts::FANOUT_SHARD.run_on(client, keys, args).await?;
+        Fanned::from_reply(&reply)
     }
 
     /// [`Store::route_existing`] on a cluster: enqueue once (the record's `routed` flag), then acknowledge.

@@ -79,7 +79,7 @@ pub use attempts::{
 };
 pub use backlog::GroupBacklog;
 pub use connection::{Secret, TlsOptions, redact_url};
-pub use deliveries::FanoutEntry;
+pub use deliveries::{Fanned, FanoutEntry};
 pub use durability::AckWait;
 pub use fair::{DEFAULT_FAIR_SHARE, FairSweep};
 pub use health::EnableResult;

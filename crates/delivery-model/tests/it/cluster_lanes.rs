@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use delivery_model::delivery::DeliveryStatus;
 use delivery_model::ids::DeliveryId;
 use delivery_model::lane::{LaneOnFailure, Ordering, OrderingKey};
-use delivery_model::store::{AttemptOutcome, LaneSkip};
+use delivery_model::store::{AttemptOutcome, Fanned, LaneSkip};
 use delivery_model::subscription::SubscriptionStatus;
 use delivery_model::time::now_micros;
 use test_support::cluster::Cluster;
@@ -15,7 +15,7 @@ use test_support::cluster::Cluster;
 use crate::cluster_delivery::connect_with;
 use crate::fair::{queued, work_once};
 use crate::harness::subscription;
-use crate::lanes::{event_of, fan_out};
+use crate::lanes::{event_of, fan_out, fan_out_counted, read_entries};
 
 #[tokio::test]
 async fn every_lane_lives_in_one_shard_and_drains_there_in_order() {
@@ -29,7 +29,14 @@ async fn every_lane_lives_in_one_shard_and_drains_there_in_order() {
     });
     let objects: Vec<String> = (0..24).map(|i| format!("obj-{}", i % 6)).collect();
     let refs: Vec<&str> = objects.iter().map(String::as_str).collect();
-    let ids = fan_out(&store, &[&sub], &refs).await;
+    let entries = read_entries(&store, &refs).await;
+    let (ids, fanned) = fan_out_counted(&store, &[&sub], &entries, &refs).await;
+    // Per shard, each lane's deliveries after its first wait behind it: 6 lanes of 4.
+    let waiting = Fanned {
+        created: 24,
+        lane_waiting: 18,
+    };
+    assert_eq!(fanned, waiting);
 
     // Each object's deliveries share its lane's shard; the lanes spread over several shards.
     let mut lanes: BTreeMap<&str, Vec<DeliveryId>> = BTreeMap::new();

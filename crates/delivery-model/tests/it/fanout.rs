@@ -364,7 +364,8 @@ async fn fanout_matched_at_an_old_generation_writes_nothing() {
         ctx.store
             .fanout_batch_matched(&batch, now_micros(), Some(current))
             .await
-            .unwrap(),
+            .unwrap()
+            .created,
         1
     );
     assert_eq!(ctx.pending(ctx.k().events_stream(), EVENTS_GROUP).await, 0);

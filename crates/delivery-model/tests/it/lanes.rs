@@ -13,7 +13,7 @@ use delivery_model::lane::{Lane, LaneId, LaneOnFailure, Ordering, OrderingKey};
 use delivery_model::queue::MESSAGE_FIELD;
 use delivery_model::store::callbacks::CallbackUpdate;
 use delivery_model::store::retries::RetryResult;
-use delivery_model::store::{AttemptOutcome, FanoutEntry, LaneSkip, Store};
+use delivery_model::store::{AttemptOutcome, Fanned, FanoutEntry, LaneSkip, Store};
 use delivery_model::subscription::{DisabledReason, Subscription, SubscriptionStatus};
 use delivery_model::time::{Micros, now_micros};
 
@@ -93,6 +93,16 @@ pub(crate) async fn fan_out_entries(
     entries: &[String],
     objects: &[&str],
 ) -> Vec<Vec<DeliveryId>> {
+    fan_out_counted(store, subs, entries, objects).await.0
+}
+
+/// [`fan_out_entries`], also answering what the fan-out reported (created, waiting in their lanes).
+pub(crate) async fn fan_out_counted(
+    store: &Store,
+    subs: &[&Subscription],
+    entries: &[String],
+    objects: &[&str],
+) -> (Vec<Vec<DeliveryId>>, Fanned) {
     let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.id).collect();
     let lanes: Vec<Vec<Option<Lane>>> = objects
         .iter()
@@ -114,9 +124,12 @@ pub(crate) async fn fan_out_entries(
             trace: None,
         })
         .collect();
-    store.fanout_batch(&batch, now_micros()).await.unwrap();
+    let fanned = store
+        .fanout_batch_matched(&batch, now_micros(), None)
+        .await
+        .unwrap();
     store.raise_lane_watermark().await.unwrap();
-    entries
+    let ids = entries
         .iter()
         .zip(&lanes)
         .map(|(e, lanes)| {
@@ -125,7 +138,8 @@ pub(crate) async fn fan_out_entries(
                 .map(|(s, lane)| store.fanout_id(e, *s, lane.as_ref()))
                 .collect()
         })
-        .collect()
+        .collect();
+    (ids, fanned)
 }
 
 async fn status(ctx: &Ctx, id: DeliveryId) -> DeliveryStatus {
@@ -155,7 +169,13 @@ async fn each_lane_sends_one_delivery_at_a_time_in_order_and_a_retry_holds_only_
     let plain = ctx.verified(&[EVENT]).await;
     let objects = ["a", "b", "a", "a", "b"];
     let entries = read_entries(store, &objects).await;
-    let ids = fan_out_entries(store, &[&sub, &plain], &entries, &objects).await;
+    let (ids, fanned) = fan_out_counted(store, &[&sub, &plain], &entries, &objects).await;
+    // Lane a's second and third and lane b's second wait behind their lane's first (lane deferrals).
+    let waiting = Fanned {
+        created: 10,
+        lane_waiting: 3,
+    };
+    assert_eq!(fanned, waiting);
     let (a, b): (Vec<DeliveryId>, Vec<DeliveryId>) = {
         let of = |i: &[usize]| i.iter().map(|&i| ids[i][0]).collect::<Vec<_>>();
         (of(&[0, 2, 3]), of(&[1, 4]))
@@ -206,8 +226,9 @@ async fn each_lane_sends_one_delivery_at_a_time_in_order_and_a_retry_holds_only_
             .is_empty()
     );
 
-    // Reprocessing the same entries creates nothing and queues nothing.
-    fan_out_entries(store, &[&sub, &plain], &entries, &objects).await;
+    // Reprocessing the same entries creates nothing, queues nothing and defers nothing.
+    let (_, again) = fan_out_counted(store, &[&sub, &plain], &entries, &objects).await;
+    assert_eq!(again, Fanned::default());
     assert!(queued(&ctx.raw, store, Shard::ZERO).await.is_empty());
 }
 

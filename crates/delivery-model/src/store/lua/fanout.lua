@@ -18,11 +18,11 @@
 -- '1' when the lane blocks on failure, the entry's lane score)
 -- Acknowledging here also raises the lanes' watermark: input entries before the first one still pending (or,
 -- with none pending, up to the group's last delivered one) have all been fanned out.
--- Returns the number of deliveries created, or -1 (nothing written) when the match generation moved: a
--- subscription changed after the caller read its candidates, so it matches the entries again. Checking
--- here saves the consumer a read of the generation per batch (issue #21).
-if ARGV[23] ~= '' and (redis.call('GET', KEYS[6]) or '0') ~= ARGV[23] then return -1 end
-local created = 0
+-- Returns {deliveries created, of them those that wait in their FIFO lane}, or {-1, 0} (nothing written)
+-- when the match generation moved: a subscription changed after the caller read its candidates, so it
+-- matches the entries again. Checking here saves the consumer a read of the generation per batch (issue #21).
+if ARGV[23] ~= '' and (redis.call('GET', KEYS[6]) or '0') ~= ARGV[23] then return {-1, 0} end
+local created, waiting = 0, 0
 local i = 24
 local lane = lane_ctx(KEYS[2], 14)
 local low = lane_low(lane)
@@ -55,7 +55,7 @@ while i <= #ARGV do
       if lane_id == '' then
         fair_enqueue(fair, sub, msg, false)
       else
-        lane_join(lane, key, lane_id, block, id, score, low)
+        waiting = waiting + lane_join(lane, key, lane_id, block, id, score, low)
         laned = true
       end
       created = created + 1
@@ -70,4 +70,4 @@ if ARGV[10] == '1' and #acks > 0 then
     lane_watermark(lane, lane_input_low(KEYS[1], ARGV[1]))
   end
 end
-return created
+return {created, waiting}

@@ -15,8 +15,8 @@
 -- then per entry: event type, payload, traceparent, tracestate ('' when absent: the record then gets no such
 -- field), n, and n groups of 6 (subscription id, delivery id, message, lane id ('' = unordered), '1' when the
 -- lane blocks on failure, the entry's lane score)
--- Returns the number of deliveries created.
-local created = 0
+-- Returns {deliveries created, of them those that wait in their FIFO lane}.
+local created, waiting = 0, 0
 local i = 20
 local lane = lane_ctx(KEYS[1], 11)
 local low = lane_low(lane)
@@ -47,10 +47,10 @@ while i <= #ARGV do
       if lane_id == '' then
         fair_enqueue(fair, sub, msg, false)
       else
-        lane_join(lane, key, lane_id, block, id, score, low)
+        waiting = waiting + lane_join(lane, key, lane_id, block, id, score, low)
       end
       created = created + 1
     end
   end
 end
-return created
+return {created, waiting}

@@ -72,11 +72,16 @@ end
 
 -- A new delivery `id` (record `record`) of lane `name` joins it at input position `score` (fan-out): the record
 -- learns its lane, and the delivery goes at once if it is first and the watermark `low` allows. A lane's
--- delivery bypasses fair sharing: a lane never has more than one message out.
+-- delivery bypasses fair sharing: a lane never has more than one message out. Returns 1 when the delivery
+-- waits behind an earlier one of its lane, else 0: the consumer counts these lane deferrals. (A first
+-- delivery held only until the watermark passes it is not one: the fan-out's own acknowledgement raises the
+-- watermark.)
 local function lane_join(lane, record, name, block, id, score, low)
   redis.call('HSET', record, 'lane', name, 'lane_score', score)
   if block == '1' then redis.call('HSET', record, 'lane_block', '1') end
   lane_push(lane, name, id, score, low)
+  if (redis.call('ZRANK', lane.prefix .. name, id) or 0) > 0 then return 1 end
+  return 0
 end
 
 -- Delivery `id` of lane `name` is done with: if it is the one out, the lane moves on. Returns true when it
