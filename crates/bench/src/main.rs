@@ -7,6 +7,8 @@
 //! - **api-rates**: the same through the api-gateway's `POST /events` with a bearer token.
 //! - **fanout**: steady rates through the API to `--fanout-subscriptions` subscriptions per event that
 //!   share one receiver host (the worker's default per-host gate applies).
+//! - **floor**: the rates again, through two stand-in processes that only move each event along
+//!   Hookline's hops: the least CPU per event these hops cost on this machine (`phases/floor.rs`).
 //! - **saturation**: `--producers` concurrent producers on `POST /events` for `--saturation-secs`, to one
 //!   endpoint and to `--fanout-subscriptions` endpoints on one host: deliveries/s, p50/p99, the drain
 //!   after the last accepted event, machine busy.
@@ -45,6 +47,7 @@ pub(crate) enum Phase {
     Rates,
     ApiRates,
     Fanout,
+    Floor,
     Saturation,
     Flood,
     Ceiling,
@@ -61,7 +64,7 @@ pub(crate) struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "rates,api-rates,fanout,saturation,flood,ceiling,scaling,noisy,cluster"
+        default_value = "rates,api-rates,fanout,floor,saturation,flood,ceiling,scaling,noisy,cluster"
     )]
     phases: Vec<Phase>,
     /// Steady event rates of the rates and api-rates phases (events/s), comma-separated.
@@ -172,8 +175,21 @@ fn print_header(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The floor phase re-runs this binary as its stand-in hops: one thread each, the least a process pays.
+    if let Ok(role) = std::env::var(phases::floor::HOP_VAR) {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(phases::floor::hop(&role));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
     let args = Args::parse();
     print_header(&args)?;
     let k = args.subscriptions.max(1);
@@ -186,6 +202,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs(Phase::Fanout) {
         phases::steady::run(&args, phases::steady::Mode::Api, fan, &args.fanout_rates).await?;
+    }
+    if args.runs(Phase::Floor) {
+        phases::floor::run(&args).await?;
     }
     if args.runs(Phase::Saturation) {
         phases::saturation::run(&args, &[k, fan]).await?;

@@ -2,6 +2,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod flood;
+pub(crate) mod floor;
 pub(crate) mod noisy;
 pub(crate) mod saturation;
 pub(crate) mod scaling;
