@@ -530,3 +530,39 @@ async fn beside_another_subscriptions_work_a_backlog_gets_a_quarter_of_the_share
     assert_eq!(rest, backlog[16..].to_vec());
     assert!(parked(&raw, store, Shard::ZERO, busy.id).await.is_empty());
 }
+
+/// Backlogged subscriptions side by side have no light neighbour to protect: each keeps its whole share,
+/// so a worker reading a saturated shard still gets full reads (ten quarters starved them, issue #21).
+#[tokio::test]
+async fn backlogged_subscriptions_side_by_side_each_keep_the_whole_share() {
+    let ctx = fair_ctx(8).await;
+    let (store, raw) = (&ctx.store, raw(&ctx));
+    let a = ctx.verified(&["threat_model.created"]).await;
+    let b = ctx.verified(&["threat_model.created"]).await;
+    let backlog_a = fan_out(store, a.id, &entries(1, 30)).await;
+    let backlog_b = fan_out(store, b.id, &entries(2, 30)).await;
+    let mut expected = backlog_a[..8].to_vec();
+    expected.extend_from_slice(&backlog_b[..8]);
+    assert_eq!(queued(&raw, store, Shard::ZERO).await, expected);
+    let parking = ctx.smembers(&store.keys().fair_parking(Shard::ZERO)).await;
+    assert_eq!(parking, [a.id.to_string(), b.id.to_string()].into());
+
+    // Both refilled to the whole share, not a quarter of it.
+    let (first, _) = work_once(store, Shard::ZERO, now_micros(), |_| {
+        AttemptOutcome::Delivered
+    })
+    .await;
+    assert_eq!(first, expected);
+    let now_queued = queued(&raw, store, Shard::ZERO).await;
+    let of = |backlog: &[DeliveryId]| now_queued.iter().filter(|d| backlog.contains(d)).count();
+    assert_eq!((of(&backlog_a), of(&backlog_b)), (8, 8), "{now_queued:?}");
+
+    // Each drains once, in order.
+    let rest_a = drain(&raw, store, Shard::ZERO, a.id, 8).await;
+    let from_a: Vec<DeliveryId> = rest_a
+        .iter()
+        .copied()
+        .filter(|d| backlog_a.contains(d))
+        .collect();
+    assert_eq!(from_a, backlog_a[8..].to_vec());
+}

@@ -9,11 +9,14 @@
 -- messages), parked (prefix of the per-subscription parked LISTs), parking (SET of subscriptions with
 -- parked messages), queue (the queue stream), field (its message field), now_ms, ttl (s, of the
 -- per-subscription keys)}; every key is of the queue's shard.
--- The share adapts (fair_cap): a subscription gets the whole share while no other subscription has had work
--- fanned out in the shard within the last second, and a quarter of it otherwise. A lone busy subscription
--- thus reads in large batches (its throughput and CPU per delivery are those of no sharing), while beside
--- others its backlog takes a smaller part of each read and of Redis (docs/flow.md §1 has the figures). The
--- shard's `<parking>:recent` ZSET (subscription -> last fan-out, ms) says who had work.
+-- The share adapts (fair_cap): a subscription gets a quarter of the share while another subscription that
+-- is not backlogged itself (nothing parked) has had work fanned out in the shard within the last second, and
+-- the whole share otherwise. A lone busy subscription thus reads in large batches (its throughput and CPU
+-- per delivery are those of no sharing), and so do busy subscriptions that are all backlogged (none has a
+-- light neighbour to protect: ten quarters would starve the worker's reads at saturation), while beside a
+-- light subscription a backlog takes a smaller part of each read and of Redis (docs/flow.md §1 has the
+-- figures). The shard's `<parking>:recent` ZSET (subscription -> last fan-out, ms) says who had work, its
+-- parking set who is backlogged.
 
 local FAIR_RECENT_MS = 1000
 
@@ -33,16 +36,21 @@ local function fair_mark(fair, sub)
   redis.call('PEXPIRE', recent, FAIR_RECENT_MS * 10)
 end
 
--- The share `sub` gets now: the whole one alone, a quarter of it (at least 1) while another subscription had
--- work fanned out in the shard within FAIR_RECENT_MS. Read once per subscription and script call.
+-- The share `sub` gets now: a quarter of it (at least 1) while another subscription with nothing parked had
+-- work fanned out in the shard within FAIR_RECENT_MS, the whole one otherwise. Read once per subscription
+-- and script call.
 local function fair_cap(fair, sub)
   fair.caps = fair.caps or {}
   local cap = fair.caps[sub]
   if cap then return cap end
   local recent = fair_recent(fair)
   redis.call('ZREMRANGEBYSCORE', recent, '-inf', '(' .. (tonumber(fair.now_ms) - FAIR_RECENT_MS))
-  local others = redis.call('ZCARD', recent)
-  if redis.call('ZSCORE', recent, sub) then others = others - 1 end
+  -- Light neighbours: recent subscriptions that are not parked (ZINTERCARD reads the parking SET as a
+  -- ZSET), `sub` itself left out.
+  local others = redis.call('ZCARD', recent) - redis.call('ZINTERCARD', 2, recent, fair.parking)
+  if redis.call('ZSCORE', recent, sub) and redis.call('SISMEMBER', fair.parking, sub) == 0 then
+    others = others - 1
+  end
   cap = fair.share
   if others > 0 then cap = fair_small(fair) end
   fair.caps[sub] = cap
