@@ -262,7 +262,7 @@ pub(crate) async fn hop(role: &str) -> anyhow::Result<()> {
                     .await?;
             }
         }
-        _ => {
+        "worker" => {
             let (lease, finish): (String, String) = (
                 writer.script_load(LEASE).await?,
                 writer.script_load(FINISH).await?,
@@ -290,6 +290,7 @@ pub(crate) async fn hop(role: &str) -> anyhow::Result<()> {
                 let _: i64 = writer.evalsha(&finish, vec![QUEUE.to_owned()], ids).await?;
             }
         }
+        other => anyhow::bail!("{HOP_VAR}={other}: expected consumer or worker"),
     }
 }
 
