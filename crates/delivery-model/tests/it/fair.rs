@@ -255,6 +255,14 @@ async fn a_backlog_is_parked_beyond_the_share_and_a_later_subscription_is_queued
         ctx.smembers(&store.keys().fair_parking(Shard::ZERO)).await,
         [busy.id.to_string()].into()
     );
+    // The per-subscription keys expire (set once per script call, not per message).
+    let k = store.keys();
+    for key in [
+        format!("{}{}", k.fair_queued_prefix(Shard::ZERO), busy.id),
+        format!("{}{}", k.fair_parked_prefix(Shard::ZERO), busy.id),
+    ] {
+        assert!(ctx.ttl(&key).await > 0, "{key} has a TTL");
+    }
     // Parked deliveries are ordinary pending records.
     for id in &backlog {
         assert_eq!(ctx.stored_delivery(*id).await.status.to_string(), "pending");

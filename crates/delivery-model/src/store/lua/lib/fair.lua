@@ -57,11 +57,20 @@ local function fair_cap(fair, sub)
   return cap
 end
 
+-- Once per subscription and script call: `what` ('pushed', 'parked') of `sub` happened before in this call.
+-- The TTLs and the parking set need one write per call, not one per message.
+local function fair_seen(fair, what, sub)
+  fair[what] = fair[what] or {}
+  if fair[what][sub] then return true end
+  fair[what][sub] = true
+  return false
+end
+
 local function fair_push(fair, sub, msg)
   redis.call('XADD', fair.queue, '*', fair.field, msg)
   local q = fair.queued .. sub
   redis.call('ZADD', q, fair.now_ms, msg)
-  redis.call('EXPIRE', q, fair.ttl)
+  if not fair_seen(fair, 'pushed', sub) then redis.call('EXPIRE', q, fair.ttl) end
 end
 
 -- Queues `msg` of `sub`, or parks it: behind the parked ones, or before them when `first` (a retry coming
@@ -73,6 +82,12 @@ local function fair_enqueue(fair, sub, msg, first)
   end
   if not first then fair_mark(fair, sub) end
   local parked = fair.parked .. sub
+  -- Parked earlier in this call: its list is not empty, so this one parks behind (fresh work only; a
+  -- retry coming due goes first and takes the checks below).
+  if not first and fair.parked_now and fair.parked_now[sub] then
+    redis.call('RPUSH', parked, msg)
+    return false
+  end
   local queued = redis.call('ZCARD', fair.queued .. sub)
   -- The cap is looked up only past the smallest share it can be: a quiet subscription pays nothing for it.
   if (queued < fair_small(fair) or queued < fair_cap(fair, sub))
@@ -81,8 +96,10 @@ local function fair_enqueue(fair, sub, msg, first)
     return true
   end
   if first then redis.call('LPUSH', parked, msg) else redis.call('RPUSH', parked, msg) end
-  redis.call('EXPIRE', parked, fair.ttl)
-  redis.call('SADD', fair.parking, sub)
+  if not fair_seen(fair, 'parked_now', sub) then
+    redis.call('EXPIRE', parked, fair.ttl)
+    redis.call('SADD', fair.parking, sub)
+  end
   return false
 end
 
