@@ -57,8 +57,9 @@ local function fair_cap(fair, sub)
   return cap
 end
 
--- Once per subscription and script call: `what` ('pushed', 'parked') of `sub` happened before in this call.
--- The TTLs and the parking set need one write per call, not one per message.
+-- Whether `what` ('pushed', 'parked_now': names beside the context's own fields) already happened to `sub`
+-- in this script call; notes that it has. The TTLs and the parking set need one write per call, not one per
+-- message.
 local function fair_seen(fair, what, sub)
   fair[what] = fair[what] or {}
   if fair[what][sub] then return true end
