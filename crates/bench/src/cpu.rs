@@ -105,6 +105,19 @@ pub(crate) fn snapshot(roles: &[Role]) -> Vec<Option<Duration>> {
         .collect()
 }
 
+/// Each role's CPU time between two [`snapshot`]s of `roles` (`None` where either reading is missing).
+pub(crate) fn spent(
+    roles: Vec<Role>,
+    before: &[Option<Duration>],
+    after: &[Option<Duration>],
+) -> Vec<(Role, Option<Duration>)> {
+    roles
+        .into_iter()
+        .zip(before.iter().zip(after))
+        .map(|(role, (b, a))| (role, b.zip(*a).map(|(b, a)| a.saturating_sub(b))))
+        .collect()
+}
+
 /// The machine's CPU counters (`/proc/stat`'s first line), in ticks summed over every CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MachineTicks {

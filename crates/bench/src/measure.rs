@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::cpu::{MachineTicks, Role, snapshot};
+use crate::cpu::{MachineTicks, Role, snapshot, spent};
 use crate::hops::{HOPS, Histogram};
 use crate::load::Sent;
 use crate::sink::Arrival;
@@ -174,18 +174,7 @@ where
     // The histograms are read once the last attempts have answered and written their outcomes.
     tokio::time::sleep(stack.settle()).await;
     let metrics_after = scrape(stack).await;
-    let cpu = w
-        .roles
-        .into_iter()
-        .zip(w.cpu.iter().zip(&cpu_after))
-        .map(|(role, (b, a))| {
-            let d = match (b, a) {
-                (Some(b), Some(a)) => Some(a.saturating_sub(*b)),
-                _ => None,
-            };
-            (role, d)
-        })
-        .collect();
+    let cpu = spent(w.roles, &w.cpu, &cpu_after);
     let usage = Usage {
         cpu,
         machine: match (w.machine, machine_after) {

@@ -6,6 +6,8 @@ use anyhow::Context;
 use fred::prelude::*;
 use test_support::service::Service;
 
+use crate::stack::Stack;
+
 pub(crate) async fn memory_used(c: &Client) -> anyhow::Result<u64> {
     let _: u64 = c.xtrim("tmi:events", ("MAXLEN", 0)).await?;
     let info: String = c.info(Some(fred::types::InfoKind::Memory)).await?;
@@ -64,6 +66,24 @@ pub(crate) fn wrk(url: &str, body: &str) -> anyhow::Result<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("parsing wrk output: {text}"))
+}
+
+/// Whether `BENCH_DEBUG` asks for the raw figures.
+pub(crate) fn debug() -> bool {
+    std::env::var_os("BENCH_DEBUG").is_some()
+}
+
+/// Under `BENCH_DEBUG`: Redis's time per command (per delivery of `deliveries`) and the consumer's and
+/// workers' counters, after a run on `stack`.
+///
+/// # Errors
+/// Redis does not answer `INFO`.
+pub(crate) async fn print_debug(stack: &Stack, deliveries: u64) -> anyhow::Result<()> {
+    if debug() {
+        print_commandstats(&stack.raw, deliveries as f64).await?;
+        print_service_metrics(std::iter::once(&stack.consumer).chain(&stack.workers)).await;
+    }
+    Ok(())
 }
 
 /// The services' counters and histogram sums from their `/metrics` (`BENCH_DEBUG`).

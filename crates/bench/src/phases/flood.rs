@@ -12,7 +12,7 @@ use crate::Args;
 use crate::backend::RedisSpec;
 use crate::load::{burst, stream_event};
 use crate::measure::measure;
-use crate::probes::{memory_used, print_commandstats, print_service_metrics, wrk};
+use crate::probes::{memory_used, print_debug, wrk};
 use crate::report;
 use crate::sink::Sink;
 use crate::stack::{Stack, StackSpec};
@@ -79,10 +79,7 @@ pub(crate) async fn run(args: &Args, k: usize) -> anyhow::Result<f64> {
     );
     report::print_cpu(&r.usage, r.delivered);
     report::print_hops(&r.usage, &r.latencies, false);
-    if std::env::var_os("BENCH_DEBUG").is_some() {
-        print_commandstats(&stack.raw, deliveries as f64).await?;
-        print_service_metrics(std::iter::once(&stack.consumer).chain(&stack.workers)).await;
-    }
+    print_debug(&stack, deliveries).await?;
     Ok(pipeline)
 }
 

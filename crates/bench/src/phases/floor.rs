@@ -5,8 +5,8 @@
 //! measures that fixed part alone: two stand-in processes (this binary, re-run as a *hop*) move events
 //! along the same path as Hookline, with the same client library and socket settings, and do nothing
 //! else:
-//! - the **consumer hop** reads the input stream (blocking `XREADGROUP`, its own connection) and runs one
-//!   script per batch that appends each entry to a queue stream and acknowledges the batch;
+//! - the **consumer hop** reads the input stream (blocking `XREADGROUP` on the store's own dedicated read
+//!   connection, `Store::reader`) and runs one script per batch that appends each entry to a queue stream and acknowledges the batch;
 //! - the **worker hop** reads the queue (blocking `XREADGROUP`), runs one script per batch that takes a
 //!   lease per entry, POSTs each entry's payload to the receiver (keep-alive, `TCP_NODELAY`), and runs one
 //!   script that drops the leases and acknowledges the batch.
@@ -28,9 +28,14 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use delivery_model::event::field::PAYLOAD;
+use delivery_model::queue::MESSAGE_FIELD;
+use delivery_model::store::connection::fred_config;
+use delivery_model::store::{Store, StoreOptions, StreamReader};
+
 use crate::Args;
 use crate::backend::{Backend, RedisSpec};
-use crate::cpu::{MachineTicks, Role, bench_roles, snapshot};
+use crate::cpu::{MachineTicks, Role, bench_roles, snapshot, spent};
 use crate::load::{Publisher, steady};
 use crate::measure::Usage;
 use crate::report::{self, Spread, quantile_ms};
@@ -40,17 +45,17 @@ use crate::sink::{Arrival, Sink};
 /// benchmark.
 pub(crate) const HOP_VAR: &str = "HOOKLINE_BENCH_FLOOR_HOP";
 const REDIS_VAR: &str = "HOOKLINE_BENCH_FLOOR_REDIS";
-const INPUT_VAR: &str = "HOOKLINE_BENCH_FLOOR_INPUT";
 const TARGET_VAR: &str = "HOOKLINE_BENCH_FLOOR_TARGET";
 
 const QUEUE: &str = "floor:queue";
 const INPUT_GROUP: &str = "floor-consumers";
 const QUEUE_GROUP: &str = "floor-workers";
 
-/// Appends each (id, payload) pair's payload to the queue and acknowledges the ids. KEYS: input, queue.
+/// Appends each (id, payload) pair's payload to the queue and acknowledges the ids. KEYS: input, queue;
+/// ARGV: the pairs, then the queue's message field.
 const FANOUT: &str = "local ids = {}
-for i = 1, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], '*', 'm', ARGV[i + 1])
+for i = 1, #ARGV - 1, 2 do
+  redis.call('XADD', KEYS[2], '*', ARGV[#ARGV], ARGV[i + 1])
   ids[#ids + 1] = ARGV[i]
 end
 return redis.call('XACK', KEYS[1], 'floor-consumers', unpack(ids))";
@@ -142,11 +147,10 @@ impl FloorRun {
 struct HopProcess(Child);
 
 impl HopProcess {
-    fn spawn(role: &str, redis: &str, input: &str, target: &str) -> anyhow::Result<Self> {
+    fn spawn(role: &str, redis: &str, target: &str) -> anyhow::Result<Self> {
         let child = Command::new(std::env::current_exe()?)
             .env(HOP_VAR, role)
             .env(REDIS_VAR, redis)
-            .env(INPUT_VAR, input)
             .env(TARGET_VAR, target)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -166,17 +170,18 @@ impl Drop for HopProcess {
 async fn run_once(rate: u64, secs: u64) -> anyhow::Result<FloorRun> {
     let redis = Backend::start(RedisSpec::Single);
     let sink = Sink::start(Duration::ZERO)?;
-    let env = crate::stack::env(&redis.url(), &[], &[]);
-    let settings = service_common::config::Settings::load_from(env)?;
-    let store = delivery_model::store::Store::connect(&settings.store_options()).await?;
-    let input = store.keys().events_stream().to_owned();
-    let raw = connect(&redis.url()).await?;
-    for (stream, group) in [(input.as_str(), INPUT_GROUP), (QUEUE, QUEUE_GROUP)] {
+    let opts = store_options(&redis.url())?;
+    let store = Store::connect(&opts).await?;
+    let raw = script_client(&opts).await?;
+    for (stream, group) in [
+        (store.keys().events_stream(), INPUT_GROUP),
+        (QUEUE, QUEUE_GROUP),
+    ] {
         let _: () = raw.xgroup_create(stream, group, "$", true).await?;
     }
     let redis_pid = redis.nodes()?.first().context("no redis node")?.pid;
-    let consumer = HopProcess::spawn("consumer", &redis.url(), &input, &sink.url(0))?;
-    let worker = HopProcess::spawn("worker", &redis.url(), &input, &sink.url(0))?;
+    let consumer = HopProcess::spawn("consumer", &redis.url(), &sink.url(0))?;
+    let worker = HopProcess::spawn("worker", &redis.url(), &sink.url(0))?;
     let publisher = Publisher::Xadd(store);
 
     // Warm-up: both hops connected and the path hot.
@@ -205,11 +210,7 @@ async fn run_once(rate: u64, secs: u64) -> anyhow::Result<FloorRun> {
             sent.accepted
         );
     }
-    let cpu = roles
-        .into_iter()
-        .zip(cpu_before.iter().zip(&cpu_after))
-        .map(|(role, (b, a))| (role, b.zip(*a).map(|(b, a)| a.saturating_sub(b))))
-        .collect();
+    let cpu = spent(roles, &cpu_before, &cpu_after);
     let mut latencies = sink.latencies();
     latencies.sort_unstable();
     Ok(FloorRun {
@@ -225,9 +226,16 @@ async fn run_once(rate: u64, secs: u64) -> anyhow::Result<FloorRun> {
     })
 }
 
-/// A client with Hookline's socket setting (`TCP_NODELAY`), connected.
-async fn connect(url: &str) -> anyhow::Result<Client> {
-    let mut builder = Builder::from_config(Config::from_url(url)?);
+/// The store options the services would use on `url` (their defaults, as a stack loads them).
+fn store_options(url: &str) -> anyhow::Result<StoreOptions> {
+    let env = crate::stack::env(url, &[], &[]);
+    Ok(service_common::config::Settings::load_from(env)?.store_options())
+}
+
+/// A raw client for the hops' scripts, reaching Redis as the store does (`fred_config`) with the store's
+/// socket setting (`TCP_NODELAY`), connected.
+async fn script_client(opts: &StoreOptions) -> anyhow::Result<Client> {
+    let mut builder = Builder::from_config(fred_config(opts)?);
     builder.with_connection_config(|c| {
         c.tcp = TcpConfig {
             nodelay: Some(true),
@@ -245,18 +253,23 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
 /// Its environment is incomplete, or Redis or the receiver fails.
 pub(crate) async fn hop(role: &str) -> anyhow::Result<()> {
     let var = |k: &str| std::env::var(k).with_context(|| format!("{k} not set"));
-    let (url, input, target) = (var(REDIS_VAR)?, var(INPUT_VAR)?, var(TARGET_VAR)?);
-    // A dedicated connection for the blocking read, another for the scripts, as Hookline's services do.
-    let (reader, writer) = (connect(&url).await?, connect(&url).await?);
+    let (url, target) = (var(REDIS_VAR)?, var(TARGET_VAR)?);
+    // The store's dedicated connection for the blocking read, another for the scripts, as Hookline's
+    // services do.
+    let opts = store_options(&url)?;
+    let store = Store::connect(&opts).await?;
+    let (reader, writer) = (store.reader().await?, script_client(&opts).await?);
+    let input = store.keys().events_stream().to_owned();
     match role {
         "consumer" => {
             let fanout: String = writer.script_load(FANOUT).await?;
             loop {
-                let batch = read(&reader, INPUT_GROUP, &input, 200, "payload").await?;
+                let batch = read(&reader, INPUT_GROUP, &input, 200, PAYLOAD).await?;
                 if batch.is_empty() {
                     continue;
                 }
-                let args: Vec<String> = batch.into_iter().flat_map(|(id, p)| [id, p]).collect();
+                let mut args: Vec<String> = batch.into_iter().flat_map(|(id, p)| [id, p]).collect();
+                args.push(MESSAGE_FIELD.to_owned());
                 let _: i64 = writer
                     .evalsha(&fanout, vec![input.clone(), QUEUE.to_owned()], args)
                     .await?;
@@ -272,7 +285,7 @@ pub(crate) async fn hop(role: &str) -> anyhow::Result<()> {
             let http = HttpClient::builder(TokioExecutor::new()).build(connector);
             let uri: hyper::Uri = target.parse()?;
             loop {
-                let batch = read(&reader, QUEUE_GROUP, QUEUE, 128, "m").await?;
+                let batch = read(&reader, QUEUE_GROUP, QUEUE, 128, MESSAGE_FIELD).await?;
                 if batch.is_empty() {
                     continue;
                 }
@@ -296,36 +309,17 @@ pub(crate) async fn hop(role: &str) -> anyhow::Result<()> {
 
 /// One blocking group read of up to `count` entries: (entry id, the value of `field`) each.
 async fn read(
-    reader: &Client,
+    reader: &StreamReader,
     group: &str,
     stream: &str,
     count: u64,
     field: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let v: Value = reader
-        .xreadgroup(group, "floor", Some(count), Some(2000), false, stream, ">")
+    let entries = reader
+        .read_group(stream, group, "floor", count, 2000)
         .await?;
-    let mut out = Vec::new();
-    for s in v.into_array() {
-        let Some(entries) = s.into_array().into_iter().nth(1) else {
-            continue;
-        };
-        for e in entries.into_array() {
-            let mut parts = e.into_array().into_iter();
-            let (Some(id), Some(fields)) =
-                (parts.next().and_then(Value::into_string), parts.next())
-            else {
-                continue;
-            };
-            let fields = fields.into_array();
-            let value = fields
-                .chunks(2)
-                .find(|kv| kv.first().and_then(Value::as_str).as_deref() == Some(field))
-                .and_then(|kv| kv.get(1)?.as_string());
-            if let Some(value) = value {
-                out.push((id, value));
-            }
-        }
-    }
-    Ok(out)
+    Ok(entries
+        .into_iter()
+        .filter_map(|mut e| Some((e.id, e.fields.remove(field)?)))
+        .collect())
 }

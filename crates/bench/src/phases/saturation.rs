@@ -10,7 +10,7 @@ use crate::Args;
 use crate::backend::RedisSpec;
 use crate::load::saturate;
 use crate::measure::{Run, measure};
-use crate::probes::{print_commandstats, print_service_metrics};
+use crate::probes::print_debug;
 use crate::report::{self, quantile_ms};
 use crate::stack::{Stack, StackSpec};
 
@@ -44,10 +44,7 @@ pub(crate) async fn run(args: &Args, cases: &[usize]) -> anyhow::Result<()> {
         )
         .await;
         report::print_run(&format!("{k} endpoint(s) on one host"), &r);
-        if std::env::var_os("BENCH_DEBUG").is_some() {
-            print_commandstats(&stack.raw, r.delivered as f64).await?;
-            print_service_metrics(std::iter::once(&stack.consumer).chain(&stack.workers)).await;
-        }
+        print_debug(&stack, r.delivered).await?;
         done.push((k, r));
     }
     println!();

@@ -6,7 +6,7 @@ use crate::Args;
 use crate::backend::RedisSpec;
 use crate::load::steady;
 use crate::measure::{Run, measure};
-use crate::probes::print_commandstats;
+use crate::probes::{self, print_commandstats};
 use crate::report::{self, pooled_latencies, pooled_usage, spread};
 use crate::stack::{Stack, StackSpec};
 use fred::prelude::ClientLike;
@@ -61,7 +61,7 @@ pub(crate) async fn run(args: &Args, mode: Mode, k: usize, rates: &[u64]) -> any
             .await?;
             let publisher = stack.publisher(STEADY_POOL)?;
             stack.warm_up(&publisher).await?;
-            let debug = std::env::var_os("BENCH_DEBUG").is_some();
+            let debug = probes::debug();
             if debug {
                 // The run's own commands only: the warm-up's are dropped.
                 let _: () = stack

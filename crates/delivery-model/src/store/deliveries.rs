@@ -54,16 +54,18 @@ impl Fanned {
     /// The reply of the fan-out scripts: `{created, waiting}`; a negative count (the match generation
     /// moved: nothing written) is [`Error::StaleMatch`](crate::Error::StaleMatch).
     pub(super) fn from_reply(reply: &[i64]) -> Result<Self> {
-        match reply {
-            [created, waiting] => match (u64::try_from(*created), u64::try_from(*waiting)) {
-                (Ok(created), Ok(lane_waiting)) => Ok(Self {
-                    created,
-                    lane_waiting,
-                }),
-                _ => Err(crate::Error::StaleMatch),
-            },
-            _ => Err(crate::Error::Script(format!("fan-out answered {reply:?}"))),
-        }
+        let unexpected = || crate::Error::Script(format!("fan-out answered {reply:?}"));
+        let [created, waiting] = reply else {
+            return Err(unexpected());
+        };
+        let Ok(created) = u64::try_from(*created) else {
+            return Err(crate::Error::StaleMatch);
+        };
+        let lane_waiting = u64::try_from(*waiting).map_err(|_| unexpected())?;
+        Ok(Self {
+            created,
+            lane_waiting,
+        })
     }
 }
 
